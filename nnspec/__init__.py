@@ -1,0 +1,1 @@
+"""nnspec: describe a neural network once, run it anywhere."""

@@ -1,0 +1,150 @@
+"""Syntax nodes: one frozen dataclass per construct of the .nn language, each with its span."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .diagnostics import Span
+
+
+@dataclass(frozen=True)
+class Node:
+    span: Span = field(repr=False, compare=False)
+
+
+# ---- expressions ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Name(Node):
+    id: str
+
+
+@dataclass(frozen=True)
+class Literal(Node):
+    value: int | float | str | bool
+
+
+@dataclass(frozen=True)
+class ListExpr(Node):
+    items: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Arg(Node):
+    name: str | None  # None for a positional argument
+    value: Node
+
+
+@dataclass(frozen=True)
+class Call(Node):
+    func: Node
+    args: tuple[Arg, ...]
+
+
+@dataclass(frozen=True)
+class Index(Node):
+    target: Node
+    items: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Attr(Node):
+    target: Node
+    name: str
+
+
+@dataclass(frozen=True)
+class BinOp(Node):
+    op: str  # + - * / // % @ == != < <= > >= and or
+    left: Node
+    right: Node
+
+
+@dataclass(frozen=True)
+class Unary(Node):
+    op: str  # - not
+    operand: Node
+
+
+@dataclass(frozen=True)
+class Pipe(Node):
+    """`left -> stage`: the tensor(s) of `left` flow into `stage`."""
+
+    left: Node
+    stage: Node
+
+
+@dataclass(frozen=True)
+class When(Node):
+    """`stage when cond`: the stage is present only when cond holds (else it passes through)."""
+
+    item: Node
+    cond: Node
+
+
+@dataclass(frozen=True)
+class Named(Node):
+    """`name: layer`: the layer becomes the module attribute `name`."""
+
+    name: str
+    name_span: Span = field(repr=False, compare=False)
+    value: Node = None  # type: ignore[assignment]
+
+
+# ---- statements ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class InputDecl(Node):
+    name: str
+    type: Node | None  # `float[3, 32, 32]`; required in a model, absent in a block
+
+
+@dataclass(frozen=True)
+class Inputs(Node):
+    decls: tuple[InputDecl, ...]
+
+
+@dataclass(frozen=True)
+class Outputs(Node):
+    values: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Assign(Node):
+    names: tuple[str, ...]
+    value: Node
+
+
+@dataclass(frozen=True)
+class ExprStmt(Node):
+    value: Node
+
+
+@dataclass(frozen=True)
+class Const(Node):
+    name: str
+    value: Node
+
+
+# ---- top level -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Param(Node):
+    name: str
+    default: Node | None
+
+
+@dataclass(frozen=True)
+class Definition(Node):
+    """A `model` or a `block`: a parameterized network body."""
+
+    is_model: bool
+    name: str
+    params: tuple[Param, ...]
+    body: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Use(Node):
+    path: str
+
+
+@dataclass(frozen=True)
+class File(Node):
+    items: tuple[Node, ...]
