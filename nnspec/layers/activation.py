@@ -1,0 +1,159 @@
+"""Activations: the seed's neurons (tanh, relu, sigmoid, identity, prelu, leaky_relu, swish, gelu)
+and torch.nn's common set."""
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import PositiveInt
+
+from .base import Layer, T, norm_dim, register
+
+
+class _Activation(Layer):
+    """An elementwise function; `functional` is the torch function for an unnamed use."""
+
+    category: ClassVar[str] = "activation"
+    functional: ClassVar[str] = ""
+    ctor_args: ClassVar[tuple[str, ...]] = ()
+
+    def init_source(self, ins):
+        return f"{self.torch_name}({self.kwargs_source(list(self.ctor_args))})"
+
+    def functional_source(self, args, ins):
+        if not self.functional:
+            return None
+        kw = self.kwargs_source(list(self.ctor_args))
+        return f"{self.functional}({args[0]}{', ' + kw if kw else ''})"
+
+
+def _simple(kind: str, torch_name: str, functional: str, doc: str) -> type[_Activation]:
+    cls = type(kind.title().replace("_", ""), (_Activation,), {
+        "__doc__": doc, "__module__": __name__,
+        "__annotations__": {"kind": ClassVar[str], "torch_name": ClassVar[str],
+                            "functional": ClassVar[str]},
+        "kind": kind, "torch_name": torch_name, "functional": functional})
+    return register(cls)
+
+
+_simple("relu", "nn.ReLU", "torch.relu", "max(0, x).")
+_simple("relu6", "nn.ReLU6", "F.relu6", "min(max(0, x), 6), as in MobileNetV2.")
+_simple("tanh", "nn.Tanh", "torch.tanh", "Hyperbolic tangent.")
+_simple("sigmoid", "nn.Sigmoid", "torch.sigmoid", "Logistic sigmoid 1 / (1 + e^-x).")
+_simple("silu", "nn.SiLU", "F.silu", "x * sigmoid(x) (swish with beta 1).")
+_simple("swish", "nn.SiLU", "F.silu", "x * sigmoid(x); the same as silu.")
+_simple("mish", "nn.Mish", "F.mish", "x * tanh(softplus(x)).")
+_simple("hardsigmoid", "nn.Hardsigmoid", "F.hardsigmoid", "Piecewise-linear sigmoid.")
+_simple("hardswish", "nn.Hardswish", "F.hardswish", "x * hardsigmoid(x), as in MobileNetV3.")
+_simple("tanhshrink", "nn.Tanhshrink", "F.tanhshrink", "x - tanh(x).")
+
+
+@register
+class Gelu(_Activation):
+    """Gaussian error linear unit; approximate='tanh' is GPT-2's gelu_new."""
+
+    kind: ClassVar[str] = "gelu"
+    torch_name: ClassVar[str] = "nn.GELU"
+    functional: ClassVar[str] = "F.gelu"
+    ctor_args: ClassVar[tuple[str, ...]] = ("approximate",)
+    approximate: Literal["none", "tanh"] = "none"
+
+
+@register
+class LeakyRelu(_Activation):
+    """max(0, x) + negative_slope * min(0, x)."""
+
+    kind: ClassVar[str] = "leaky_relu"
+    torch_name: ClassVar[str] = "nn.LeakyReLU"
+    functional: ClassVar[str] = "F.leaky_relu"
+    ctor_args: ClassVar[tuple[str, ...]] = ("negative_slope",)
+    negative_slope: float = 0.01
+
+
+@register
+class Elu(_Activation):
+    """Exponential linear unit."""
+
+    kind: ClassVar[str] = "elu"
+    torch_name: ClassVar[str] = "nn.ELU"
+    functional: ClassVar[str] = "F.elu"
+    ctor_args: ClassVar[tuple[str, ...]] = ("alpha",)
+    alpha: float = 1.0
+
+
+@register
+class Softplus(_Activation):
+    """log(1 + e^(beta x)) / beta."""
+
+    kind: ClassVar[str] = "softplus"
+    torch_name: ClassVar[str] = "nn.Softplus"
+    functional: ClassVar[str] = "F.softplus"
+    ctor_args: ClassVar[tuple[str, ...]] = ("beta", "threshold")
+    beta: float = 1.0
+    threshold: float = 20.0
+
+
+@register
+class Hardtanh(_Activation):
+    """Clamp to [min_val, max_val]."""
+
+    kind: ClassVar[str] = "hardtanh"
+    torch_name: ClassVar[str] = "nn.Hardtanh"
+    functional: ClassVar[str] = "F.hardtanh"
+    ctor_args: ClassVar[tuple[str, ...]] = ("min_val", "max_val")
+    min_val: float = -1.0
+    max_val: float = 1.0
+
+
+@register
+class Prelu(_Activation):
+    """Leaky ReLU with a learned slope: one shared, or one per channel (num_parameters=C)."""
+
+    kind: ClassVar[str] = "prelu"
+    torch_name: ClassVar[str] = "nn.PReLU"
+    ctor_args: ClassVar[tuple[str, ...]] = ("num_parameters", "init")
+    num_parameters: PositiveInt = 1
+    init: float = 0.25
+
+    def infer(self, ins):
+        (x,) = ins
+        if self.num_parameters != 1 and (not x.shape or x.shape[0] != self.num_parameters):
+            from .base import ShapeError, fmt_shape
+            raise ShapeError(f"prelu with num_parameters={self.num_parameters} needs that many "
+                             f"channels (dim 1), got {fmt_shape(x.shape)}")
+        return x
+
+    def params(self, ins):
+        return {"weight": (self.num_parameters,)}
+
+
+class _SoftmaxLike(_Activation):
+    ctor_args: ClassVar[tuple[str, ...]] = ("dim",)
+    dim: int = -1
+
+    def infer(self, ins):
+        norm_dim(self.dim, len(ins[0].shape), self.kind)
+        return ins[0]
+
+    def init_source(self, ins):
+        return f"{self.torch_name}(dim={self.dim})"
+
+    def functional_source(self, args, ins):
+        return f"{self.functional}({args[0]}, dim={self.dim})"
+
+
+@register
+class Softmax(_SoftmaxLike):
+    """Softmax over `dim` (torch dims: 0 is the batch)."""
+
+    kind: ClassVar[str] = "softmax"
+    torch_name: ClassVar[str] = "nn.Softmax"
+    functional: ClassVar[str] = "torch.softmax"
+
+
+@register
+class LogSoftmax(_SoftmaxLike):
+    """log(softmax(x)) over `dim`."""
+
+    kind: ClassVar[str] = "log_softmax"
+    torch_name: ClassVar[str] = "nn.LogSoftmax"
+    functional: ClassVar[str] = "torch.log_softmax"

@@ -1,0 +1,95 @@
+"""Normalization layers: batch, layer, group and instance norm."""
+from __future__ import annotations
+
+from typing import ClassVar
+
+from .base import Layer, ShapeError, T, expect_rank, fmt_shape, register
+
+
+class _BatchNorm(Layer):
+    category: ClassVar[str] = "normalization"
+    ranks: ClassVar[tuple[int, ...]] = (3,)
+    eps: float = 1e-5
+    momentum: float = 0.1
+    affine: bool = True
+    track_running_stats: bool = True
+
+    def infer(self, ins):
+        expect_rank(ins[0], self.ranks, self.kind)
+        return ins[0]
+
+    def params(self, ins):
+        c = ins[0].shape[0]
+        return {"weight": (c,), "bias": (c,)} if self.affine else {}
+
+    def buffers(self, ins):
+        c = ins[0].shape[0]
+        if not self.track_running_stats:
+            return {}
+        return {"running_mean": (c,), "running_var": (c,), "num_batches_tracked": ()}
+
+    def init_source(self, ins):
+        rest = self.kwargs_source(["eps", "momentum", "affine", "track_running_stats"])
+        return f"{self.torch_name}({ins[0].shape[0]}{', ' + rest if rest else ''})"
+
+
+@register
+class BatchNorm1d(_BatchNorm):
+    """Batch normalization over [C] or [C, L]; num_features is inferred."""
+
+    kind: ClassVar[str] = "batchnorm1d"
+    torch_name: ClassVar[str] = "nn.BatchNorm1d"
+    ranks: ClassVar[tuple[int, ...]] = (1, 2)
+
+
+@register
+class BatchNorm2d(_BatchNorm):
+    """Batch normalization over [C, H, W]; num_features is inferred."""
+
+    kind: ClassVar[str] = "batchnorm2d"
+    torch_name: ClassVar[str] = "nn.BatchNorm2d"
+    ranks: ClassVar[tuple[int, ...]] = (3,)
+
+
+@register
+class BatchNorm3d(_BatchNorm):
+    """Batch normalization over [C, D, H, W]; num_features is inferred."""
+
+    kind: ClassVar[str] = "batchnorm3d"
+    torch_name: ClassVar[str] = "nn.BatchNorm3d"
+    ranks: ClassVar[tuple[int, ...]] = (4,)
+
+
+@register
+class LayerNorm(Layer):
+    """Layer normalization over the last `dims` dims (default 1); their sizes are inferred."""
+
+    kind: ClassVar[str] = "layernorm"
+    torch_name: ClassVar[str] = "nn.LayerNorm"
+    category: ClassVar[str] = "normalization"
+    dims: int = 1
+    eps: float = 1e-5
+    elementwise_affine: bool = True
+    bias: bool = True
+
+    def _shape(self, x: T):
+        if not 1 <= self.dims <= len(x.shape):
+            raise ShapeError(f"layernorm over the last {self.dims} dims needs an input with that "
+                             f"many, got {fmt_shape(x.shape)}")
+        return x.shape[-self.dims:]
+
+    def infer(self, ins):
+        self._shape(ins[0])
+        return ins[0]
+
+    def params(self, ins):
+        if not self.elementwise_affine:
+            return {}
+        shape = self._shape(ins[0])
+        return {"weight": shape, "bias": shape} if self.bias else {"weight": shape}
+
+    def init_source(self, ins):
+        shape = self._shape(ins[0])
+        rest = self.kwargs_source(["eps", "elementwise_affine", "bias"])
+        norm = shape[0] if len(shape) == 1 else list(shape)
+        return f"nn.LayerNorm({norm}{', ' + rest if rest else ''})"
