@@ -93,3 +93,127 @@ class LayerNorm(Layer):
         rest = self.kwargs_source(["eps", "elementwise_affine", "bias"])
         norm = shape[0] if len(shape) == 1 else list(shape)
         return f"nn.LayerNorm({norm}{', ' + rest if rest else ''})"
+
+
+# ---- group, instance and RMS norm -----------------------------------------------------------
+from typing import Optional  # noqa: E402
+
+from pydantic import Field, PositiveInt  # noqa: E402
+
+
+@register
+class GroupNorm(Layer):
+    """Group normalization over [C, ...]: channels split into num_groups; num_channels is inferred."""
+
+    kind: ClassVar[str] = "groupnorm"
+    torch_name: ClassVar[str] = "nn.GroupNorm"
+    category: ClassVar[str] = "normalization"
+    num_groups: PositiveInt = Field(description="number of channel groups; must divide the channels")
+    eps: float = Field(default=1e-5, description="added to the variance for stability")
+    affine: bool = Field(default=True, description="learn a per-channel scale and shift")
+
+    def infer(self, ins):
+        (x,) = ins
+        if not x.shape:
+            raise ShapeError(f"groupnorm expects an input with channels [C, ...], got "
+                             f"{fmt_shape(x.shape)}")
+        if x.shape[0] % self.num_groups:
+            raise ShapeError(f"groupnorm: num_groups={self.num_groups} does not divide the "
+                             f"{x.shape[0]} channels of {fmt_shape(x.shape)}",
+                             "pick num_groups that divides the channel count")
+        return x
+
+    def params(self, ins):
+        c = ins[0].shape[0]
+        return {"weight": (c,), "bias": (c,)} if self.affine else {}
+
+    def init_source(self, ins):
+        rest = self.kwargs_source(["eps", "affine"])
+        return f"nn.GroupNorm({self.num_groups}, {ins[0].shape[0]}{', ' + rest if rest else ''})"
+
+
+class _InstanceNorm(Layer):
+    category: ClassVar[str] = "normalization"
+    rank: ClassVar[int] = 3
+    eps: float = Field(default=1e-5, description="added to the variance for stability")
+    momentum: float = Field(default=0.1, description="running-stats update rate")
+    affine: bool = Field(default=False, description="learn a per-channel scale and shift")
+    track_running_stats: bool = Field(default=False, description="keep running mean/var and use "
+                                      "them in eval")
+
+    def infer(self, ins):
+        expect_rank(ins[0], self.rank, self.kind)
+        return ins[0]
+
+    def params(self, ins):
+        c = ins[0].shape[0]
+        return {"weight": (c,), "bias": (c,)} if self.affine else {}
+
+    def buffers(self, ins):
+        c = ins[0].shape[0]
+        if not self.track_running_stats:
+            return {}
+        return {"running_mean": (c,), "running_var": (c,), "num_batches_tracked": ()}
+
+    def init_source(self, ins):
+        rest = self.kwargs_source(["eps", "momentum", "affine", "track_running_stats"])
+        return f"{self.torch_name}({ins[0].shape[0]}{', ' + rest if rest else ''})"
+
+
+@register
+class InstanceNorm1d(_InstanceNorm):
+    """Instance normalization over [C, L], per sample and channel; num_features is inferred."""
+
+    kind: ClassVar[str] = "instancenorm1d"
+    torch_name: ClassVar[str] = "nn.InstanceNorm1d"
+    rank: ClassVar[int] = 2
+
+
+@register
+class InstanceNorm2d(_InstanceNorm):
+    """Instance normalization over [C, H, W], per sample and channel; num_features is inferred."""
+
+    kind: ClassVar[str] = "instancenorm2d"
+    torch_name: ClassVar[str] = "nn.InstanceNorm2d"
+    rank: ClassVar[int] = 3
+
+
+@register
+class InstanceNorm3d(_InstanceNorm):
+    """Instance normalization over [C, D, H, W], per sample and channel; num_features is inferred."""
+
+    kind: ClassVar[str] = "instancenorm3d"
+    torch_name: ClassVar[str] = "nn.InstanceNorm3d"
+    rank: ClassVar[int] = 4
+
+
+@register
+class RMSNorm(Layer):
+    """Root-mean-square normalization over the last `dims` dims (default 1); sizes are inferred."""
+
+    kind: ClassVar[str] = "rmsnorm"
+    torch_name: ClassVar[str] = "nn.RMSNorm"
+    category: ClassVar[str] = "normalization"
+    dims: PositiveInt = Field(default=1, description="how many trailing dims to normalize over")
+    eps: Optional[float] = Field(default=None, description="added to the mean square (None: the "
+                                 "dtype's machine epsilon)")
+    elementwise_affine: bool = Field(default=True, description="learn a per-element scale")
+
+    def _shape(self, x: T):
+        if self.dims > len(x.shape):
+            raise ShapeError(f"rmsnorm over the last {self.dims} dims needs an input with that "
+                             f"many, got {fmt_shape(x.shape)}")
+        return x.shape[-self.dims:]
+
+    def infer(self, ins):
+        self._shape(ins[0])
+        return ins[0]
+
+    def params(self, ins):
+        return {"weight": self._shape(ins[0])} if self.elementwise_affine else {}
+
+    def init_source(self, ins):
+        shape = self._shape(ins[0])
+        rest = self.kwargs_source(["eps", "elementwise_affine"])
+        norm = shape[0] if len(shape) == 1 else list(shape)
+        return f"nn.RMSNorm({norm}{', ' + rest if rest else ''})"

@@ -1,0 +1,1003 @@
+"""Check: elaborate the chosen model into the IR, inferring every shape and validating every layer.
+
+Elaboration runs the spec's statements symbolically: values are numbers, strings, tensor types
+(never data) and layer templates. Blocks are instantiated with concrete arguments and input types,
+repeats expanded, `when` conditions decided, and each layer's arguments validated by its Pydantic
+model. Nothing is allocated: a model of billions of parameters checks in milliseconds, and one over
+the parameter limit is refused as soon as its running total passes it.
+"""
+from __future__ import annotations
+
+import keyword
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from . import syntax as S
+from .diagnostics import Reporter, SpecError, Span, did_you_mean
+from .ir import Leaf, ModuleDef, Op, Seq, Value, child_ins, count_params
+from .layers import REGISTRY, Layer, ShapeError, T, fmt_shape
+from .layers.base import numel
+from .resolve import Program
+
+DEFAULT_MAX_PARAMS = 10_000_000_000
+MAX_REPEAT = 10_000
+MAX_OPS = 200_000
+MAX_DEPTH = 64
+MAX_INT = 2 ** 62
+DTYPES = {"float": "float", "long": "long", "int": "long", "bool": "bool"}
+
+
+class _Abort(Exception):
+    """Unwinds one statement after its error has been reported (or silently for a poisoned value)."""
+
+
+class _Poison:
+    """Stands for a value whose statement failed, so later uses do not report again."""
+
+
+POISON = _Poison()
+
+
+# ---- values of the elaboration ------------------------------------------------------------
+@dataclass(eq=False)
+class Template:
+    """A layer not yet applied: a layer kind or block with arguments, a list, or a repeat."""
+
+    span: Span
+    bound: list[Value] = field(default_factory=list)        # tensors given positionally
+    bound_kw: dict[str, Value] = field(default_factory=dict)  # tensors given by keyword
+
+
+@dataclass(eq=False)
+class KindT(Template):
+    cls: type[Layer] = None  # type: ignore[assignment]
+    pos: list[tuple[Any, Span]] = field(default_factory=list)
+    kw: dict[str, tuple[Any, Span]] = field(default_factory=dict)
+    tie: tuple["ModRef", Span] | None = None
+
+
+@dataclass(eq=False)
+class BlockT(Template):
+    defn: S.Definition = None  # type: ignore[assignment]
+    pos: list[tuple[Any, Span]] = field(default_factory=list)
+    kw: dict[str, tuple[Any, Span]] = field(default_factory=dict)
+
+
+@dataclass(eq=False)
+class SeqT(Template):
+    items: list[Template] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class RepeatT(Template):
+    item: Template = None  # type: ignore[assignment]
+    count: int = 1
+
+
+@dataclass(eq=False)
+class NamedT(Template):
+    name: str = ""
+    name_span: Span = None  # type: ignore[assignment]
+    item: Template = None  # type: ignore[assignment]
+
+
+@dataclass(eq=False)
+class ModRef(Template):
+    """An existing child module, by name: applying it again shares its weights."""
+
+    path: list[str] = field(default_factory=list)
+    child: Any = None
+    scope: "Scope" = None  # type: ignore[assignment]
+
+
+@dataclass(eq=False)
+class Builtin:
+    name: str
+
+
+BUILTINS = {"channels", "size", "ndim", "min", "max", "int", "float"}
+
+
+# ---- scopes -------------------------------------------------------------------------------
+@dataclass(eq=False)
+class Scope:
+    module: ModuleDef
+    params: dict[str, Any]
+    locals: dict[str, Any] = field(default_factory=dict)    # constants and tensors by name
+    layers: dict[str, Any] = field(default_factory=dict)    # named children by name
+    cursor: Any = None
+    instantiated_at: list[tuple[str, Span]] = field(default_factory=list)
+
+
+class Checker:
+    def __init__(self, program: Program, max_params: int):
+        self.program = program
+        self.max_params = max_params
+        self.reporter = Reporter()
+        self.params_total = 0
+        self.ops = 0
+        self.cache: dict[Any, ModuleDef] = {}
+        self.const_values: dict[str, Any] = {}
+        self.const_busy: set[str] = set()
+        self.stack: list[tuple[str, Span]] = []
+
+    # ---- reporting -------------------------------------------------------------------------
+    def error(self, code: str, message: str, span: Span, help: str | None = None,
+              notes: list | None = None) -> _Abort:
+        notes = list(notes or [])
+        for name, where in reversed(self.stack):
+            notes.append((f"in `{name}`, used here", where))
+        self.reporter.error(code, message, span, help, notes[:6])
+        return _Abort()
+
+    # ---- entry -----------------------------------------------------------------------------
+    def check_model(self, defn: S.Definition, overrides: dict[str, Any]) -> ModuleDef:
+        params = self.bind_params(defn, [], {k: (v, defn.span) for k, v in overrides.items()},
+                                  defn.span, from_cli=True)
+        module = ModuleDef(defn.name, _signature(defn.name, params), defn.span)
+        scope = Scope(module, params)
+        self.run_body(defn, scope, inputs=None)
+        return module
+
+    # ---- parameters ------------------------------------------------------------------------
+    def bind_params(self, defn: S.Definition, pos, kw, span, from_cli=False) -> dict[str, Any]:
+        names = [p.name for p in defn.params]
+        if len(pos) > len(names):
+            raise self.error("E0302", f"`{defn.name}` takes {len(names)} argument"
+                             f"{'s' if len(names) != 1 else ''}, got {len(pos)}", span)
+        values: dict[str, Any] = {}
+        for (value, vspan), name in zip(pos, names):
+            values[name] = value
+        for name, (value, vspan) in kw.items():
+            if name not in names:
+                raise self.error("E0301", f"`{defn.name}` has no parameter `{name}`", vspan,
+                                 did_you_mean(name, names) or
+                                 f"its parameters are: {', '.join(names) or '(none)'}")
+            if name in values:
+                raise self.error("E0303", f"parameter `{name}` given twice", vspan)
+            values[name] = value
+        scope = Scope(ModuleDef(defn.name, "", defn.span), {})
+        for p in defn.params:
+            if p.name not in values:
+                if p.default is None:
+                    raise self.error("E0304", f"`{defn.name}` needs a value for `{p.name}`", span,
+                                     f"pass it as {p.name}=..." +
+                                     (" (on the command line: --set " + p.name + "=...)" if from_cli else ""))
+                scope.params = values  # defaults may refer to earlier parameters
+                values[p.name] = self.value(self.eval(p.default, scope), p.default.span)
+        return values
+
+    # ---- bodies ----------------------------------------------------------------------------
+    def run_body(self, defn: S.Definition, scope: Scope, inputs: list[Value] | None) -> None:
+        """Run a definition's statements in `scope`; `inputs` are given for a block call."""
+        module = scope.module
+        declared: list[tuple[S.InputDecl, Span]] = []
+        for stmt in defn.body:
+            if isinstance(stmt, S.Inputs):
+                for decl in stmt.decls:
+                    declared.append((decl, decl.span))
+        if inputs is not None and len(inputs) != len(declared):
+            raise self.error("E0305", f"`{defn.name}` takes {len(declared)} input tensor"
+                             f"{'s' if len(declared) != 1 else ''}, got {len(inputs)}",
+                             self.stack[-1][1] if self.stack else defn.span,
+                             notes=[(f"`{defn.name}` declares its inputs here",
+                                     declared[0][1] if declared else defn.span)])
+        outputs_seen = False
+        for stmt in defn.body:
+            try:
+                if isinstance(stmt, S.Inputs):
+                    for decl in stmt.decls:
+                        self.declare_input(decl, scope, inputs, defn)
+                elif isinstance(stmt, S.Outputs):
+                    if outputs_seen:
+                        raise self.error("E0206", "outputs declared twice", stmt.span,
+                                         "list every output in one `out` statement")
+                    outputs_seen = True
+                    module.outputs = [self.tensor(self.force(self.eval(v, scope), scope), v.span)
+                                      for v in stmt.values]
+                elif isinstance(stmt, S.Const):
+                    self.bind_local(scope, stmt.name, self.value(self.eval(stmt.value, scope),
+                                                                 stmt.value.span), stmt.span)
+                elif isinstance(stmt, S.Assign):
+                    self.assign(stmt, scope)
+                elif isinstance(stmt, S.ExprStmt):
+                    cursor = scope.cursor
+                    result = self.statement_value(
+                        stmt.value, scope, hint=cursor.hint if isinstance(cursor, Value) else None)
+                    if result is not None:
+                        scope.cursor = result
+            except _Abort:
+                if isinstance(stmt, S.Assign):
+                    for name in stmt.names:
+                        scope.locals[name] = POISON
+                scope.cursor = POISON
+        if not module.inputs and not declared:
+            raise self.error("E0207", f"`{defn.name}` has no inputs", defn.span,
+                             "declare them first: `input x: float[3, 32, 32]` in a model, `in x` "
+                             "in a block")
+        if not outputs_seen:
+            if scope.cursor is POISON:
+                raise _Abort()
+            module.outputs = [self.tensor(scope.cursor, defn.span)]
+        if any(o is POISON for o in module.outputs):
+            raise _Abort()
+
+    def declare_input(self, decl: S.InputDecl, scope: Scope, inputs, defn: S.Definition) -> None:
+        module = scope.module
+        if decl.name in scope.locals:
+            raise self.error("E0205", f"input `{decl.name}` declared twice", decl.span)
+        if inputs is None:
+            if decl.type is None:
+                raise self.error("E0306", f"model input `{decl.name}` needs a type", decl.span,
+                                 f"write e.g. `input {decl.name}: float[3, 32, 32]` "
+                                 "(per-sample shape; the batch is implicit)")
+            t = self.tensor_type(decl.type, scope)
+        else:
+            t = inputs[len(module.inputs)].type
+            if decl.type is not None:
+                want = self.tensor_type(decl.type, scope)
+                if want != t:
+                    raise self.error("E0401", f"input `{decl.name}` of `{defn.name}` expects "
+                                     f"{want}, got {t}", decl.span)
+        value = Value(t, decl.name)
+        module.inputs.append(value)
+        module.input_names.append(decl.name)
+        scope.locals[decl.name] = value
+        scope.cursor = value
+
+    def tensor_type(self, node: S.Node, scope: Scope) -> T:
+        if not (isinstance(node, S.Index) and isinstance(node.target, S.Name)
+                and node.target.id in DTYPES):
+            raise self.error("E0306", "expected a tensor type such as `float[3, 224, 224]`",
+                             node.span, "types are float, long, int or bool with a per-sample "
+                             "shape in brackets")
+        dims = []
+        for item in node.items:
+            v = self.value(self.eval(item, scope), item.span)
+            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+                raise self.error("E0307", f"a dimension must be a positive integer, got {_show(v)}",
+                                 item.span)
+            dims.append(v)
+        return T(tuple(dims), DTYPES[node.target.id])
+
+    def assign(self, stmt: S.Assign, scope: Scope) -> None:
+        result = self.statement_value(stmt.value, scope, hint=stmt.names[0])
+        if result is None:
+            raise self.error("E0308", "nothing to assign: the condition is false and there is no "
+                             "input to pass through", stmt.value.span)
+        if len(stmt.names) == 1:
+            self.bind_local(scope, stmt.names[0], result, stmt.span)
+            scope.cursor = result
+            return
+        parts = result if isinstance(result, tuple) else None
+        if parts is None or len(parts) != len(stmt.names):
+            got = len(parts) if parts is not None else 1
+            raise self.error("E0309", f"cannot unpack {got} value{'s' if got != 1 else ''} into "
+                             f"{len(stmt.names)} names", stmt.span)
+        for name, part in zip(stmt.names, parts):
+            if isinstance(part, Value):
+                part.hint = name
+            self.bind_local(scope, name, part, stmt.span)
+        scope.cursor = parts[-1]
+
+    def bind_local(self, scope: Scope, name: str, value: Any, span: Span) -> None:
+        if name in scope.layers:
+            raise self.error("E0205", f"`{name}` already names a layer in this block", span)
+        if isinstance(value, Value) and value.hint != name and not any(
+                value is v for v in scope.module.inputs):
+            value.hint = name
+        scope.locals[name] = value
+
+    def statement_value(self, node: S.Node, scope: Scope, hint: str | None = None):
+        """A statement's expression: a template applies to the cursor; a tensor is the result."""
+        if isinstance(node, S.When):
+            if not self.condition(node.cond, scope):
+                return None
+            node = node.item
+        value = self.eval(node, scope, hint=hint)
+        if isinstance(value, Template) and not value.bound and not value.bound_kw:
+            cursor = scope.cursor
+            if cursor is None:
+                raise self.error("E0310", "this layer has no input", node.span,
+                                 "declare inputs first, or write `x -> layer`")
+            return self.apply(value, [self.tensor(cursor, node.span)], scope, hint)
+        return self.force(value, scope, hint)
+
+    # ---- expressions -----------------------------------------------------------------------
+    def eval(self, node: S.Node, scope: Scope, hint: str | None = None):
+        method = getattr(self, "eval_" + type(node).__name__)
+        return method(node, scope, hint)
+
+    def eval_Literal(self, node: S.Literal, scope, hint):
+        return node.value
+
+    def eval_ListExpr(self, node: S.ListExpr, scope, hint):
+        items = [self.eval(i, scope) for i in node.items]
+        if items and all(isinstance(i, Template) for i in items):
+            for item, sub in zip(items, node.items):
+                if isinstance(item, NamedT):
+                    raise self.error("E0311", "layers in a list are numbered, not named",
+                                     sub.span, f"drop `{item.name}:`; they become .0, .1, ...")
+            return SeqT(node.span, items=items)
+        if any(isinstance(i, (Template, Value, tuple)) and not _is_plain(i) for i in items):
+            bad = next(s for i, s in zip(items, node.items)
+                       if isinstance(i, (Template, Value)) or not _is_plain(i))
+            raise self.error("E0312", "a list holds either layers or plain values", bad.span)
+        return tuple(items)
+
+    def eval_Name(self, node: S.Name, scope: Scope, hint):
+        name = node.id
+        if name in scope.locals:
+            v = scope.locals[name]
+            if v is POISON:
+                raise _Abort()
+            return v
+        if name in scope.layers:
+            child = scope.layers[name]
+            return ModRef(node.span, path=[name], child=child, scope=scope)
+        if name in scope.params:
+            return scope.params[name]
+        if name in self.program.consts:
+            return self.global_const(name, node.span)
+        if name in self.program.definitions:
+            return BlockT(node.span, defn=self.program.definitions[name])
+        if name in REGISTRY:
+            return KindT(node.span, cls=REGISTRY[name])
+        if name in BUILTINS:
+            return Builtin(name)
+        if name in DTYPES:
+            raise self.error("E0306", f"`{name}` is a tensor type, not a value", node.span)
+        known = (list(scope.locals) + list(scope.layers) + list(scope.params)
+                 + list(self.program.consts) + list(self.program.definitions) + list(REGISTRY))
+        raise self.error("E0201", f"unknown name `{name}`", node.span,
+                         did_you_mean(name, known) or "`nnspec layers` lists every layer kind")
+
+    def global_const(self, name: str, span: Span):
+        if name in self.const_values:
+            return self.const_values[name]
+        if name in self.const_busy:
+            raise self.error("E0208", f"constant `{name}` is defined in terms of itself", span)
+        self.const_busy.add(name)
+        try:
+            node = self.program.consts[name]
+            scope = Scope(ModuleDef("", "", node.span), {})
+            value = self.value(self.eval(node.value, scope), node.value.span)
+        finally:
+            self.const_busy.discard(name)
+        self.const_values[name] = value
+        return value
+
+    def eval_Attr(self, node: S.Attr, scope: Scope, hint):
+        target = self.eval(node.target, scope)
+        if isinstance(target, ModRef) and isinstance(target.child, ModuleDef):
+            for name, child in target.child.children:
+                if name == node.name:
+                    return ModRef(node.span, path=target.path + [name], child=child, scope=scope)
+            names = [n for n, _ in target.child.children if n]
+            raise self.error("E0202", f"`{'.'.join(target.path)}` has no layer `{node.name}`",
+                             node.span, did_you_mean(node.name, names))
+        raise self.error("E0202", f"{_describe(target)} has no attribute `{node.name}`", node.span)
+
+    def eval_Index(self, node: S.Index, scope: Scope, hint):
+        target = self.eval(node.target, scope)
+        if isinstance(target, tuple) and len(node.items) == 1:
+            i = self.value(self.eval(node.items[0], scope), node.items[0].span)
+            if not isinstance(i, int) or isinstance(i, bool) or not -len(target) <= i < len(target):
+                raise self.error("E0313", f"index {_show(i)} out of range for {len(target)} values",
+                                 node.items[0].span)
+            return target[i]
+        if isinstance(node.target, S.Name) and node.target.id in DTYPES:
+            raise self.error("E0306", "a tensor type is only allowed in an `input` declaration",
+                             node.span)
+        raise self.error("E0313", f"cannot index {_describe(target)}", node.span,
+                         "use select(...) or narrow(...) to take part of a tensor")
+
+    def eval_Unary(self, node: S.Unary, scope: Scope, hint):
+        v = self.eval(node.operand, scope)
+        if node.op == "not":
+            return not self.truth(v, node.operand.span)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return -v
+        if isinstance(v, (Value, Template)):
+            x = self.force(v, scope)
+            return self.apply_kind("mul", [self.tensor(x, node.span)], {"other": (-1.0, node.span)},
+                                   scope, node.span, hint)
+        raise self.error("E0314", f"cannot negate {_describe(v)}", node.span)
+
+    def eval_BinOp(self, node: S.BinOp, scope: Scope, hint):
+        op = node.op
+        if op in ("and", "or"):
+            left = self.truth(self.eval(node.left, scope), node.left.span)
+            if (op == "and") != left:
+                return left
+            return self.truth(self.eval(node.right, scope), node.right.span)
+        left = self.eval(node.left, scope)
+        right = self.eval(node.right, scope)
+        if op == "*" and isinstance(left, Template) and not left.bound and not left.bound_kw:
+            return self.repeat(left, right, node)
+        left = self.force(left, scope)
+        right = self.force(right, scope)
+        if isinstance(left, Value) or isinstance(right, Value):
+            return self.tensor_binop(op, left, right, node, scope, hint)
+        return self.scalar_binop(op, left, right, node)
+
+    def repeat(self, item: Template, count, node: S.BinOp) -> RepeatT:
+        if not isinstance(count, int) or isinstance(count, bool):
+            raise self.error("E0315", f"a layer repeats an integer number of times, got "
+                             f"{_describe(count)}", node.right.span)
+        if not 1 <= count <= MAX_REPEAT:
+            raise self.error("E0315", f"repeat count must be between 1 and {MAX_REPEAT}, got {count}",
+                             node.right.span)
+        if isinstance(item, NamedT):
+            raise self.error("E0311", "name the repeat, not the repeated layer", item.name_span,
+                             f"write `{item.name}: layer * {count}`")
+        return RepeatT(node.span, item=item, count=count)
+
+    def tensor_binop(self, op, left, right, node: S.BinOp, scope: Scope, hint):
+        kinds = {"+": "add", "-": "sub", "*": "mul", "/": "div", "@": "matmul"}
+        if op not in kinds:
+            raise self.error("E0314", f"`{op}` is not defined on tensors", node.span,
+                             "tensors support + - * / and @")
+        for side, sspan in ((left, node.left.span), (right, node.right.span)):
+            if not isinstance(side, (Value, int, float)) or isinstance(side, bool):
+                raise self.error("E0314", f"cannot combine a tensor with {_describe(side)} by `{op}`",
+                                 sspan)
+        if isinstance(left, Value) and isinstance(right, Value):
+            return self.apply_kind(kinds[op], [left, right], {}, scope, node.span, hint)
+        if op == "@":
+            raise self.error("E0314", "`@` needs two tensors", node.span)
+        tensor, number = (left, right) if isinstance(left, Value) else (right, left)
+        if op in "-/" and tensor is right:
+            raise self.error("E0314", f"`number {op} tensor` is not supported", node.span,
+                             "write it with the tensor on the left")
+        return self.apply_kind(kinds[op], [tensor], {"other": (float(number), node.span)},
+                               scope, node.span, hint)
+
+    def scalar_binop(self, op, a, b, node: S.BinOp):
+        if op in ("==", "!="):
+            return (a == b) == (op == "==")
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (a, b))
+        if not numbers:
+            if op == "+" and isinstance(a, str) and isinstance(b, str):
+                return a + b
+            raise self.error("E0314", f"cannot apply `{op}` to {_describe(a)} and {_describe(b)}",
+                             node.span)
+        try:
+            if op in ("<", "<=", ">", ">="):
+                return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
+            if op in ("/", "//", "%") and b == 0:
+                raise self.error("E0316", "division by zero", node.right.span)
+            result = {"+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b,
+                      "/": lambda: a / b, "//": lambda: a // b, "%": lambda: a % b}.get(op)
+            if result is None:
+                raise self.error("E0314", f"`{op}` is not defined on numbers", node.span)
+            value = result()
+        except OverflowError:
+            raise self.error("E0317", "number out of range", node.span) from None
+        if abs(value) > MAX_INT:
+            raise self.error("E0317", "number out of range", node.span,
+                             f"values are limited to magnitude {MAX_INT}")
+        return value
+
+    def eval_Pipe(self, node: S.Pipe, scope: Scope, hint):
+        left = self.force(self.eval(node.left, scope, hint), scope, hint)
+        if left is POISON:
+            raise _Abort()
+        ins = list(left) if isinstance(left, tuple) else [left]
+        for i, v in enumerate(ins):
+            self.tensor(v, node.left.span)
+        stage = node.stage
+        if isinstance(stage, S.When):
+            if not self.condition(stage.cond, scope):
+                return left
+            stage = stage.item
+        tmpl = self.eval(stage, scope)
+        if not isinstance(tmpl, Template):
+            raise self.error("E0318", f"{_describe(tmpl)} is not a layer", stage.span,
+                             "the right of `->` is a layer such as relu or conv2d(64, 3)")
+        return self.apply(tmpl, ins, scope, hint)
+
+    def eval_When(self, node: S.When, scope: Scope, hint):
+        raise self.error("E0319", "`when` goes on a stage or a statement", node.span,
+                         "write `x -> layer when cond` or `name: layer when cond`")
+
+    def eval_Named(self, node: S.Named, scope: Scope, hint):
+        if keyword.iskeyword(node.name) or node.name in ("self", "forward", "training"):
+            raise self.error("E0209", f"`{node.name}` cannot name a layer", node.name_span,
+                             "it is reserved in the generated Python")
+        value = self.eval(node.value, scope, hint)
+        if not isinstance(value, Template):
+            raise self.error("E0318", f"only layers can be named; this is {_describe(value)}",
+                             node.value.span)
+        if isinstance(value, ModRef):
+            raise self.error("E0205", f"`{'.'.join(value.path)}` is already a layer; reusing it "
+                             f"shares its weights, so it keeps its name", node.name_span,
+                             f"write just `{'.'.join(value.path)}`")
+        named = NamedT(node.span, bound=value.bound, bound_kw=value.bound_kw, name=node.name,
+                       name_span=node.name_span, item=value)
+        return named
+
+    def eval_Call(self, node: S.Call, scope: Scope, hint):
+        func = self.eval(node.func, scope)
+        if isinstance(func, Builtin):
+            return self.builtin(func.name, node, scope)
+        if isinstance(func, (KindT, BlockT)) and not (func.pos or func.kw):
+            return self.call_template(func, node, scope)
+        if isinstance(func, ModRef):
+            tensors, rest = self.split_args(node, scope)
+            if rest:
+                raise self.error("E0302", f"`{'.'.join(func.path)}` is an existing layer; it takes "
+                                 "only tensors", rest[0][2])
+            func = ModRef(node.span, path=func.path, child=func.child, scope=func.scope)
+            func.bound = [t for t, _ in tensors if not isinstance(t, str)]
+            return func
+        raise self.error("E0320", f"{_describe(func)} cannot be called", node.func.span)
+
+    def split_args(self, node: S.Call, scope: Scope):
+        """(tensor args as (value, name|None)), (other args as (name|None, value, span))."""
+        tensors, rest = [], []
+        for arg in node.args:
+            v = self.force(self.eval(arg.value, scope), scope)
+            if isinstance(v, Value):
+                tensors.append((v, arg.name))
+            elif isinstance(v, tuple) and v and all(isinstance(x, Value) for x in v) and arg.name is None:
+                tensors.extend((x, None) for x in v)
+            else:
+                rest.append((arg.name, v, arg.value.span))
+        return tensors, rest
+
+    def call_template(self, func, node: S.Call, scope: Scope):
+        bound, bound_kw, pos, kw = [], {}, [], {}
+        tie = None
+        for arg in node.args:
+            v = self.force(self.eval(arg.value, scope), scope)
+            if isinstance(v, Value):
+                if arg.name is None:
+                    if pos:
+                        raise self.error("E0321", "tensor arguments come before other arguments",
+                                         arg.span)
+                    bound.append(v)
+                else:
+                    bound_kw[arg.name] = v
+                continue
+            if arg.name is None:
+                if kw:
+                    raise self.error("E0321", "positional argument after a named one", arg.span)
+                pos.append((v, arg.value.span))
+            elif arg.name in kw:
+                raise self.error("E0303", f"argument `{arg.name}` given twice", arg.span)
+            elif arg.name == "tie" and isinstance(func, KindT):
+                if not isinstance(v, ModRef):
+                    raise self.error("E0322", "`tie` names another layer, e.g. tie=wte",
+                                     arg.value.span)
+                tie = (v, arg.span)
+            else:
+                kw[arg.name] = (v, arg.value.span)
+        if isinstance(func, KindT):
+            return KindT(node.span, bound=bound, bound_kw=bound_kw, cls=func.cls, pos=pos, kw=kw,
+                         tie=tie)
+        return BlockT(node.span, bound=bound, bound_kw=bound_kw, defn=func.defn, pos=pos, kw=kw)
+
+    def builtin(self, name: str, node: S.Call, scope: Scope):
+        args = [self.force(self.eval(a.value, scope), scope) for a in node.args]
+        if any(a.name for a in node.args):
+            raise self.error("E0302", f"`{name}` takes no named arguments", node.span)
+        if name in ("channels", "ndim", "size"):
+            need = 2 if name == "size" else 1
+            if len(args) != need or not isinstance(args[0], Value):
+                raise self.error("E0302", f"`{name}` takes {'a tensor and a dim' if need == 2 else 'a tensor'}",
+                                 node.span)
+            shape = args[0].type.shape
+            if name == "ndim":
+                return len(shape) + 1
+            if name == "channels":
+                if not shape:
+                    raise self.error("E0402", "a tensor with only a batch dim has no channels",
+                                     node.span)
+                return shape[0]
+            dim = args[1]
+            if not isinstance(dim, int) or isinstance(dim, bool):
+                raise self.error("E0302", "`size` takes an integer dim", node.args[1].span)
+            try:
+                from .layers.base import norm_dim
+                return shape[norm_dim(dim, len(shape), "size")]
+            except ShapeError as err:
+                raise self.error("E0402", err.message, node.args[1].span, err.help) from None
+        numbers = [a for a in args if isinstance(a, (int, float)) and not isinstance(a, bool)]
+        if len(numbers) != len(args) or not args or (name in ("int", "float") and len(args) != 1):
+            raise self.error("E0302", f"`{name}` takes numbers", node.span)
+        if name == "int":
+            return int(args[0])
+        if name == "float":
+            return float(args[0])
+        return min(args) if name == "min" else max(args)
+
+    # ---- application -----------------------------------------------------------------------
+    def force(self, v, scope: Scope, hint: str | None = None):
+        """A template called with tensors is applied now; anything else is returned as is."""
+        if isinstance(v, Template) and (v.bound or v.bound_kw):
+            return self.apply(v, [], scope, hint)
+        return v
+
+    def apply(self, tmpl: Template, ins: list[Value], scope: Scope, hint: str | None):
+        """Apply a template to `ins` (prepended to its bound tensors) inside `scope`."""
+        name = None
+        if isinstance(tmpl, NamedT):
+            name, name_span, tmpl = tmpl.name, tmpl.name_span, tmpl.item
+            if name in scope.layers or (name in scope.locals and not isinstance(scope.locals[name], Value)):
+                raise self.error("E0205", f"`{name}` is already defined in this block", name_span,
+                                 "give each layer its own name; to reuse a layer's weights, "
+                                 f"write just `{name}`")
+        ins = ins + list(tmpl.bound)
+        kw = dict(tmpl.bound_kw)
+        if isinstance(tmpl, ModRef):
+            return self.reuse(tmpl, ins, kw, scope, hint)
+        if isinstance(tmpl, KindT) and getattr(tmpl.cls, "functional_only", False):
+            layer = self.make_layer(tmpl)
+            if tmpl.tie:
+                raise self.error("E0322", f"{layer.kind} has no weight to tie", tmpl.tie[1])
+            return self.emit(None, layer, ins, kw, scope, tmpl.span, hint or name)
+        if name is None and isinstance(tmpl, (SeqT, RepeatT)):
+            items = tmpl.items if isinstance(tmpl, SeqT) else [tmpl.item] * tmpl.count
+            out: Any = None
+            for i, item in enumerate(items):
+                out = self.apply(item, ins if i == 0 else [self.tensor(out, tmpl.span)], scope, hint)
+            return out
+        child, _ = self.instantiate(tmpl, [v.type for v in ins], kw, scope, name)
+        if name is None and isinstance(child, Leaf) and not child.layer.params(child.ins) \
+                and not child.layer.buffers(child.ins) and not kw \
+                and child.layer.functional_source(["x"] * len(ins), child.ins) is not None:
+            return self.emit(None, child.layer, ins, kw, scope, tmpl.span, hint)
+        scope.module.children.append((name, child))
+        if name is not None:
+            scope.layers[name] = child
+        if isinstance(child, Leaf) and isinstance(tmpl, KindT) and tmpl.tie:
+            self.tie(child, tmpl.tie, scope)
+        return self.emit(child, child.layer if isinstance(child, Leaf) else None, ins, kw, scope,
+                         tmpl.span, hint or name)
+
+    def emit(self, target, layer, ins, kw, scope: Scope, span: Span, hint: str | None):
+        outs = self.infer(target, layer, ins, kw, span)
+        self.ops += 1
+        if self.ops > MAX_OPS:
+            raise self.error("E0501", f"the model has more than {MAX_OPS} operations", span)
+        hint = hint or (layer.kind if layer is not None else "x")
+        values = [Value(t, hint) for t in outs]
+        scope.module.ops.append(Op(target, layer, list(ins), dict(kw), values, span))
+        return values[0] if len(values) == 1 else tuple(values)
+
+    def infer(self, target, layer, ins: list[Value], kw: dict[str, Value], span: Span) -> list[T]:
+        if target is None or isinstance(target, Leaf):
+            types = self.layer_inputs(layer, ins, kw, span)
+            try:
+                outs = layer.infer(types)
+            except ShapeError as err:
+                raise self.error("E0401", err.message, span, err.help) from None
+            return list(outs) if isinstance(outs, tuple) else [outs]
+        if kw:
+            raise self.error("E0323", f"unexpected keyword tensor `{next(iter(kw))}`", span)
+        if isinstance(target, Seq):
+            return [self.seq_out(target)]
+        return [v.type for v in target.outputs]
+
+    def layer_inputs(self, layer: Layer, ins: list[Value], kw: dict[str, Value], span: Span):
+        spec = type(layer).inputs
+        required = [n for n in spec if not n.endswith("?") and not n.startswith("*")]
+        optional = [n[:-1] for n in spec if n.endswith("?")]
+        variadic = any(n.startswith("*") for n in spec)
+        n_pos = len(required) + len(optional)
+        if variadic:
+            if len(ins) < 1:
+                raise self.error("E0323", f"{layer.kind} needs at least one input tensor", span)
+        elif len(ins) < len(required) or len(ins) > n_pos:
+            want = (f"{len(required)}" if not optional else f"{len(required)} to {n_pos}")
+            raise self.error("E0323", f"{layer.kind} takes {want} input tensor"
+                             f"{'s' if n_pos != 1 else ''} ({', '.join(n.rstrip('?') for n in spec)}), "
+                             f"got {len(ins)}", span)
+        for name in kw:
+            if name not in optional or len(ins) > required.__len__() + optional.index(name):
+                raise self.error("E0323", f"{layer.kind} has no tensor input `{name}`", span,
+                                 did_you_mean(name, optional))
+        types = [v.type for v in ins] + [v.type for v in kw.values()]
+        if types and types[0].dtype not in type(layer).input_dtypes:
+            raise self.error("E0403", f"{layer.kind} expects a {' or '.join(type(layer).input_dtypes)} "
+                             f"tensor, got {types[0].dtype} {fmt_shape(types[0].shape)}", span)
+        return types
+
+    def seq_out(self, seq: Seq) -> T:
+        return self._seq_types[id(seq)]
+
+    # instantiate: build a child module for a template and input types (nothing is emitted)
+    def instantiate(self, tmpl: Template, ins: list[T], kw: dict[str, Value], scope: Scope,
+                    name: str | None):
+        if isinstance(tmpl, NamedT):
+            raise self.error("E0311", "layers in a list are numbered, not named", tmpl.name_span)
+        if isinstance(tmpl, KindT):
+            layer = self.make_layer(tmpl)
+            if getattr(type(layer), "functional_only", False):
+                raise self.error("E0324", f"{layer.kind} cannot stand in a list or repeat",
+                                 tmpl.span, "apply it in the flow instead")
+            leaf = Leaf(layer, list(ins), tmpl.span)
+            outs = self.infer(leaf, layer, [Value(t, "x") for t in ins],
+                              {k: v for k, v in kw.items()}, tmpl.span)
+            leaf.ins = list(ins) + [v.type for v in kw.values()]
+            self.count(leaf, tmpl.span)
+            return leaf, outs
+        if isinstance(tmpl, BlockT):
+            module = self.instantiate_block(tmpl, ins, kw, scope)
+            return module, [v.type for v in module.outputs]
+        if isinstance(tmpl, (SeqT, RepeatT)):
+            items = tmpl.items if isinstance(tmpl, SeqT) else [tmpl.item] * tmpl.count
+            children, extras, cur = [], [], list(ins)
+            for item in items:
+                extra = list(item.bound)
+                child, outs = self.instantiate(item, cur + [v.type for v in extra],
+                                               dict(item.bound_kw), scope, None)
+                if len(outs) != 1:
+                    raise self.error("E0325", "layers in a sequence must each give one tensor",
+                                     item.span)
+                children.append(child)
+                extras.append(extra + list(item.bound_kw.values()))
+                cur = outs
+            seq = Seq(children, extras, list(ins), tmpl.span)
+            self._seq_types[id(seq)] = cur[0]
+            return seq, cur
+        if isinstance(tmpl, ModRef):
+            raise self.error("E0326", f"`{'.'.join(tmpl.path)}` is an existing layer and cannot be "
+                             "placed in a list or repeat", tmpl.span)
+        raise self.error("E0318", "not a layer", tmpl.span)
+
+    def make_layer(self, tmpl: KindT) -> Layer:
+        cls = tmpl.cls
+        fields = [f for f in cls.model_fields]
+        if len(tmpl.pos) > len(fields):
+            raise self.error("E0302", f"{cls.kind} takes at most {len(fields)} positional argument"
+                             f"{'s' if len(fields) != 1 else ''}, got {len(tmpl.pos)}",
+                             tmpl.pos[len(fields)][1],
+                             f"its arguments are: {', '.join(fields) or '(none)'}")
+        data: dict[str, Any] = {}
+        spans: dict[str, Span] = {}
+        aliases = cls.aliases()
+        for (value, span), fname in zip(tmpl.pos, fields):
+            data[fname], spans[fname] = value, span
+        for key, (value, span) in tmpl.kw.items():
+            fname = aliases.get(key, key)
+            if fname not in cls.model_fields:
+                raise self.error("E0301", f"{cls.kind} has no argument `{key}`", span,
+                                 did_you_mean(key, fields + list(aliases)) or
+                                 f"its arguments are: {', '.join(fields) or '(none)'}")
+            if fname in data:
+                raise self.error("E0303", f"argument `{key}` given twice", span)
+            data[fname], spans[fname] = value, span
+        for key, value in data.items():
+            if isinstance(value, (Template, Value, Builtin)):
+                raise self.error("E0327", f"argument `{key}` of {cls.kind} must be a value, got "
+                                 f"{_describe(value)}", spans[key])
+        try:
+            return cls.model_validate(data)
+        except ValidationError as err:
+            first = None
+            for e in err.errors():
+                fname = str(e["loc"][0]) if e["loc"] else ""
+                span = spans.get(fname, tmpl.span)
+                msg = e["msg"][0].lower() + e["msg"][1:]
+                if e["type"] == "missing":
+                    diag = self.error("E0328", f"{cls.kind} needs argument `{fname}`", tmpl.span,
+                                      f"e.g. {cls.kind}({', '.join(f for f in fields if cls.model_fields[f].is_required())})")
+                else:
+                    got = data.get(fname)
+                    diag = self.error("E0329", f"invalid `{fname}` for {cls.kind}: {msg}, got "
+                                      f"{_show(got)}", span, _type_hint(cls, fname))
+                first = first or diag
+                break  # one error per layer: union members repeat the same complaint
+            raise first if first else _Abort() from None
+
+    def instantiate_block(self, tmpl: BlockT, ins: list[T], kw: dict[str, Value], scope: Scope):
+        defn = tmpl.defn
+        if len(self.stack) >= MAX_DEPTH:
+            raise self.error("E0502", f"blocks nest more than {MAX_DEPTH} deep (is `{defn.name}` "
+                             "recursive?)", tmpl.span)
+        if any(name == defn.name for name, _ in self.stack):
+            raise self.error("E0502", f"`{defn.name}` uses itself", tmpl.span,
+                             "a block cannot contain itself")
+        self.stack.append((defn.name, tmpl.span))
+        try:
+            params = self.bind_params(defn, tmpl.pos, tmpl.kw, tmpl.span)
+            if kw:
+                raise self.error("E0323", f"block `{defn.name}` takes its tensors positionally",
+                                 tmpl.span)
+            key = (defn.name, id(defn), _freeze(params), tuple(ins))
+            if key in self.cache:
+                cached = self.cache[key]
+                self.params_total += count_params(cached)
+                self.check_limit(tmpl.span)
+                return cached
+            module = ModuleDef(defn.name, _signature(defn.name, params), defn.span)
+            inner = Scope(module, params)
+            before = len(self.reporter.diagnostics)
+            self.run_body(defn, inner, [Value(t, "x") for t in ins])
+            if len(self.reporter.diagnostics) != before:
+                raise _Abort()
+            self.cache[key] = module
+            return module
+        finally:
+            self.stack.pop()
+
+    def count(self, leaf: Leaf, span: Span) -> None:
+        self.params_total += sum(numel(s) for s in leaf.layer.params(leaf.ins).values())
+        self.check_limit(span)
+
+    def check_limit(self, span: Span) -> None:
+        if self.params_total > self.max_params:
+            self.reporter.error("E0501", f"the model exceeds the parameter limit of "
+                                f"{self.max_params:,} (at least {self.params_total:,} so far)",
+                                span, "raise it with --max-params N if this is intended")
+            raise SpecError(self.reporter.diagnostics, self.reporter.dropped)
+
+    def reuse(self, ref: ModRef, ins: list[Value], kw, scope: Scope, hint):
+        child = ref.child
+        if ref.scope is not scope:
+            raise self.error("E0326", "only layers of this block can be reused", ref.span)
+        if isinstance(child, Leaf):
+            types = self.layer_inputs(child.layer, ins, kw, ref.span)
+            try:
+                new = child.layer.params(types)
+            except ShapeError as err:
+                raise self.error("E0401", err.message, ref.span, err.help) from None
+            old = child.layer.params(child.ins)
+            if new != old:
+                raise self.error("E0404", f"`{'.'.join(ref.path)}` is shared, but its weights "
+                                 f"would need other shapes for input {types[0]} "
+                                 f"(it was built for {child.ins[0]})", ref.span)
+            return self.emit(child, child.layer, ins, kw, scope, ref.span, hint)
+        want = child_ins(child)
+        got = [v.type for v in ins]
+        if want != got:
+            raise self.error("E0404", f"`{'.'.join(ref.path)}` was built for "
+                             f"{', '.join(map(str, want))}, not {', '.join(map(str, got))}", ref.span)
+        return self.emit(child, None, ins, kw, scope, ref.span, hint)
+
+    def tie(self, leaf: Leaf, tie: tuple[ModRef, Span], scope: Scope) -> None:
+        ref, span = tie
+        target = ref.child
+        mine = leaf.layer.params(leaf.ins).get("weight")
+        if not isinstance(target, Leaf):
+            raise self.error("E0322", f"`{'.'.join(ref.path)}` is not a single layer", span)
+        theirs = target.layer.params(target.ins).get("weight")
+        if mine is None or theirs is None:
+            raise self.error("E0322", f"tie needs a `weight` on both layers", span)
+        if mine != theirs:
+            raise self.error("E0405", f"cannot tie weights of shape {list(mine)} to "
+                             f"`{'.'.join(ref.path)}.weight` of shape {list(theirs)}", span)
+        scope.module.ties.append((leaf, "weight", ref.path + ["weight"], span))
+
+    # ---- small helpers ---------------------------------------------------------------------
+    def tensor(self, v, span: Span) -> Value:
+        if v is POISON:
+            raise _Abort()
+        if not isinstance(v, Value):
+            raise self.error("E0330", f"expected a tensor, got {_describe(v)}", span)
+        return v
+
+    def value(self, v, span: Span):
+        if v is POISON:
+            raise _Abort()
+        if isinstance(v, (Value, Template, Builtin)):
+            raise self.error("E0331", f"expected a plain value, got {_describe(v)}", span)
+        return v
+
+    def truth(self, v, span: Span) -> bool:
+        if not isinstance(v, bool):
+            raise self.error("E0332", f"a condition must be true or false, got {_describe(v)}", span)
+        return v
+
+    def condition(self, node: S.Node, scope: Scope) -> bool:
+        return self.truth(self.value(self.eval(node, scope), node.span), node.span)
+
+    def apply_kind(self, kind: str, ins, kw_args: dict, scope: Scope, span: Span, hint):
+        tmpl = KindT(span, cls=REGISTRY[kind], kw=kw_args)
+        return self.apply(tmpl, ins, scope, hint)
+
+    _seq_types: dict = {}
+
+
+def _is_plain(v) -> bool:
+    if isinstance(v, tuple):
+        return all(_is_plain(x) for x in v)
+    return isinstance(v, (int, float, str, bool))
+
+
+def _freeze(params: dict) -> tuple:
+    return tuple(sorted((k, (type(v).__name__, v)) for k, v in params.items()))
+
+
+def _signature(name: str, params: dict) -> str:
+    return f"{name}({', '.join(f'{k}={_show(v)}' for k, v in params.items())})"
+
+
+def _show(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return f'"{v}"'
+    if isinstance(v, tuple):
+        return "[" + ", ".join(_show(x) for x in v) + "]"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    return _describe(v)
+
+
+def _describe(v) -> str:
+    if isinstance(v, Value):
+        return f"a tensor {v.type}"
+    if isinstance(v, ModRef):
+        return f"the layer `{'.'.join(v.path)}`"
+    if isinstance(v, KindT):
+        return f"the layer kind `{v.cls.kind}`"
+    if isinstance(v, BlockT):
+        return f"the block `{v.defn.name}`"
+    if isinstance(v, Template):
+        return "a layer"
+    if isinstance(v, Builtin):
+        return f"the function `{v.name}`"
+    if isinstance(v, bool):
+        return "a boolean"
+    if isinstance(v, int):
+        return f"the integer {v}"
+    if isinstance(v, float):
+        return f"the number {v}"
+    if isinstance(v, str):
+        return f'the string "{v}"'
+    if isinstance(v, tuple):
+        return f"a list of {len(v)}"
+    return "a value"
+
+
+def _type_hint(cls: type[Layer], fname: str) -> str | None:
+    f = cls.model_fields.get(fname)
+    if f is None:
+        return None
+    ann = getattr(f.annotation, "__name__", None) or str(f.annotation)
+    ann = (ann.replace("typing.", "").replace("Annotated[", "").replace("NoneType", "none")
+           .replace("Literal", "one of "))
+    desc = f" ({f.description})" if f.description else ""
+    return f"`{fname}` is {ann}{desc}"
+
+
+def check(program: Program, model: str | None = None, overrides: dict[str, Any] | None = None,
+          max_params: int = DEFAULT_MAX_PARAMS) -> ModuleDef:
+    """Elaborate the root model of `program` into the IR; raises SpecError with every error."""
+    checker = Checker(program, max_params)
+    checker._seq_types = {}
+    defn = _pick_model(program, model, checker.reporter)
+    try:
+        root = checker.check_model(defn, dict(overrides or {}))
+    except _Abort:
+        root = None
+    checker.reporter.check()
+    assert root is not None
+    return root
+
+
+def _pick_model(program: Program, name: str | None, reporter: Reporter) -> S.Definition:
+    if name is not None:
+        defn = program.definitions.get(name)
+        if defn is None or not defn.is_model:
+            models = [d.name for d in program.definitions.values() if d.is_model]
+            reporter.error("E0210", f"no model named `{name}`", None,
+                           did_you_mean(name, models) or f"models: {', '.join(models) or '(none)'}")
+            reporter.check()
+        return defn
+    if len(program.root_models) == 1:
+        return program.root_models[0]
+    if not program.root_models:
+        reporter.error("E0210", f"`{program.root}` defines no model", None,
+                       "a spec needs a `model NAME { ... }`")
+    else:
+        names = ", ".join(d.name for d in program.root_models)
+        reporter.error("E0210", f"`{program.root}` defines several models ({names})",
+                       program.root_models[1].span, "choose one with --model NAME")
+    reporter.check()
+    raise AssertionError("unreachable")

@@ -1,0 +1,1 @@
+"""Emitters: the only part of nnspec that knows PyTorch (and, later, DeepSpeed)."""

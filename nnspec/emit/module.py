@@ -1,0 +1,26 @@
+"""Build torch modules in memory from the generated source.
+
+`.build()` runs exactly the text that `nnspec compile` writes to model.py, so the two can never
+disagree and the built module has no interpretive overhead: its forward is plain PyTorch code.
+"""
+from __future__ import annotations
+
+import hashlib
+import sys
+import types
+
+import torch.nn as nn
+
+
+def load_source(source: str) -> type[nn.Module]:
+    """Execute generated model source as a module of its own and return its `Model` class."""
+    digest = hashlib.sha256(source.encode()).hexdigest()[:16]
+    name = f"nnspec_generated_{digest}"
+    module = sys.modules.get(name)
+    if module is None:
+        module = types.ModuleType(name)
+        module.__file__ = f"<nnspec generated {digest}>"
+        code = compile(source, module.__file__, "exec")
+        exec(code, module.__dict__)  # our own emitted text; see emit/source.py
+        sys.modules[name] = module  # so pickling and torch.save of the module work
+    return module.Model

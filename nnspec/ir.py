@@ -1,0 +1,109 @@
+"""The IR the emitters share: a tree of module definitions, each with its children and the ops of
+its forward pass over SSA tensor values with known per-sample types."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Union
+
+from .diagnostics import Span
+from .layers.base import Layer, T, numel
+
+
+@dataclass(eq=False)
+class Value:
+    """One tensor in a forward pass; `hint` is the variable name it would like in generated code."""
+
+    type: T
+    hint: str
+
+
+@dataclass(eq=False)
+class Leaf:
+    """A child module that is one layer kind, built for these input types."""
+
+    layer: Layer
+    ins: list[T]
+    span: Span
+
+    @property
+    def kind(self) -> str:
+        return self.layer.kind
+
+
+@dataclass(eq=False)
+class Seq:
+    """An nn.Sequential (or ModuleList) of children, applied one after another."""
+
+    items: list["Child"]
+    extras: list[list[Value]]  # per item: tensors passed after the chained one (e.g. a mask)
+    ins: list[T]
+    span: Span
+
+
+@dataclass(eq=False)
+class Op:
+    """One step of a forward pass: a child module call, or a functional layer."""
+
+    target: Union["Child", None]  # the child called; None for a functional op
+    layer: Layer | None            # the layer kind of a functional op (or of a Leaf target)
+    args: list[Value]
+    kwargs: dict[str, Value]
+    outs: list[Value]
+    span: Span
+
+
+@dataclass(eq=False)
+class ModuleDef:
+    """One nn.Module: the model, or a block instantiated with concrete arguments and input types."""
+
+    name: str                      # the block/model name; generated classes are named after it
+    signature: str                 # e.g. "BasicBlock(planes=64, stride=1)"
+    span: Span
+    children: list[tuple[str | None, "Child"]] = field(default_factory=list)
+    inputs: list[Value] = field(default_factory=list)
+    input_names: list[str] = field(default_factory=list)
+    outputs: list[Value] = field(default_factory=list)
+    ops: list[Op] = field(default_factory=list)
+    ties: list[tuple["Leaf", str, list[str], Span]] = field(default_factory=list)  # (leaf, param, src path)
+
+    def child_name(self, child: "Child") -> str:
+        for name, c in self.children:
+            if c is child:
+                assert name is not None, "names are assigned by lower()"
+                return name
+        raise KeyError(child)
+
+
+Child = Union[Leaf, Seq, ModuleDef]
+
+
+def child_ins(child: Child) -> list[T]:
+    return child.ins if isinstance(child, (Leaf, Seq)) else [v.type for v in child.inputs]
+
+
+def iter_params(child: Child, prefix: str = ""):
+    """(state_dict name, shape) of every parameter a child owns, before tying."""
+    if isinstance(child, Leaf):
+        for name, shape in child.layer.params(child.ins).items():
+            yield (f"{prefix}.{name}" if name and prefix else name or prefix), shape
+    elif isinstance(child, Seq):
+        for i, item in enumerate(child.items):
+            yield from iter_params(item, f"{prefix}.{i}" if prefix else str(i))
+    else:
+        for name, c in child.children:
+            yield from iter_params(c, f"{prefix}.{name}" if prefix else str(name))
+
+
+def count_params(child: Child) -> int:
+    """Unique parameters: a weight tied to another counts once."""
+    total = sum(numel(s) for _, s in iter_params(child))
+    return total - tied_params(child)
+
+
+def tied_params(child: Child) -> int:
+    if isinstance(child, Leaf):
+        return 0
+    if isinstance(child, Seq):
+        return sum(tied_params(c) for c in child.items)
+    own = sum(numel(leaf.layer.params(leaf.ins)[param]) for leaf, param, _, _ in child.ties)
+    return own + sum(tied_params(c) for _, c in child.children)

@@ -1,0 +1,94 @@
+"""Dropout and friends: random zeroing while training, identity in eval. Always modules, so that
+`model.eval()` turns them off."""
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import Field, field_validator
+
+from .base import Layer, expect_rank, register
+
+
+class _Dropout(Layer):
+    category: ClassVar[str] = "dropout"
+    rank: ClassVar[int] = 0  # required per-sample rank; 0 = any
+    p: float = Field(default=0.5, description="probability of zeroing an element, 0 <= p < 1")
+    inplace: bool = Field(default=False, description="zero the input tensor in place")
+
+    @field_validator("p")
+    @classmethod
+    def _p_in_range(cls, p: float) -> float:
+        if p == 1:
+            raise ValueError("p=1 would drop everything (the output would be all zeros); "
+                             "use 0 <= p < 1")
+        if not 0 <= p < 1:
+            raise ValueError(f"p is a probability: 0 <= p < 1, got {p}")
+        return p
+
+    def infer(self, ins):
+        if self.rank:
+            expect_rank(ins[0], self.rank, self.kind)
+        return ins[0]
+
+    def init_source(self, ins):
+        return f"{self.torch_name}({self.kwargs_source(['p', 'inplace'])})"
+
+
+@register
+class Dropout(_Dropout):
+    """Zero each element with probability p while training, scaling the rest by 1/(1-p)."""
+
+    kind: ClassVar[str] = "dropout"
+    torch_name: ClassVar[str] = "nn.Dropout"
+
+
+@register
+class Dropout1d(_Dropout):
+    """Zero whole channels of [C, L] with probability p while training."""
+
+    kind: ClassVar[str] = "dropout1d"
+    torch_name: ClassVar[str] = "nn.Dropout1d"
+    rank: ClassVar[int] = 2
+
+
+@register
+class Dropout2d(_Dropout):
+    """Zero whole channels of [C, H, W] with probability p while training."""
+
+    kind: ClassVar[str] = "dropout2d"
+    torch_name: ClassVar[str] = "nn.Dropout2d"
+    rank: ClassVar[int] = 3
+
+
+@register
+class Dropout3d(_Dropout):
+    """Zero whole channels of [C, D, H, W] with probability p while training."""
+
+    kind: ClassVar[str] = "dropout3d"
+    torch_name: ClassVar[str] = "nn.Dropout3d"
+    rank: ClassVar[int] = 4
+
+
+@register
+class AlphaDropout(_Dropout):
+    """Dropout that keeps SELU's self-normalizing mean and variance."""
+
+    kind: ClassVar[str] = "alpha_dropout"
+    torch_name: ClassVar[str] = "nn.AlphaDropout"
+
+
+@register
+class StochasticDepth(_Dropout):
+    """Drop a whole residual branch with probability p while training (torchvision.ops)."""
+
+    kind: ClassVar[str] = "stochastic_depth"
+    torch_name: ClassVar[str] = "StochasticDepth"
+    prelude: ClassVar[tuple[str, ...]] = ("StochasticDepth",)
+    p: float = Field(description="probability of dropping the branch, 0 <= p < 1")
+    mode: Literal["row", "batch"] = Field(default="row", description="'row': per sample; "
+                                          "'batch': one draw for the whole batch")
+    inplace: ClassVar[bool] = False
+
+    def init_source(self, ins):
+        mode = "" if self.mode == "row" else f", mode={self.mode!r}"
+        return f"StochasticDepth({self.p!r}{mode})"

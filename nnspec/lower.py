@@ -1,0 +1,125 @@
+"""Lower: settle the names the emitters print. Unnamed children get attribute names, tensor values
+get Python variable names (reusing a name once its value is dead, as hand-written code does), and
+module definitions get class names (identical instantiations share one class)."""
+from __future__ import annotations
+
+import keyword
+import re
+from dataclasses import dataclass, field
+
+from .ir import Child, Leaf, ModuleDef, Seq, Value
+
+RESERVED = set(keyword.kwlist) | {"self", "torch", "nn", "F", "math", "super", "print", "len",
+                                  "range", "forward", "training", "m"}
+MODULE_ATTRS = {"training", "forward", "children", "modules", "parameters", "buffers", "state_dict",
+                "train", "eval", "apply", "cuda", "cpu", "to", "type", "half", "float", "double",
+                "register_buffer", "register_parameter", "add_module", "get_submodule"}
+
+
+@dataclass
+class Lowered:
+    """The IR plus the names the emitters use."""
+
+    root: ModuleDef
+    var_names: dict[int, str] = field(default_factory=dict)      # id(Value) -> variable
+    modules: list[ModuleDef] = field(default_factory=list)        # every definition, children first
+
+    def var(self, v: Value) -> str:
+        return self.var_names[id(v)]
+
+
+def lower(root: ModuleDef) -> Lowered:
+    out = Lowered(root)
+    seen: set[int] = set()
+    _walk(root, out, seen)
+    return out
+
+
+def _walk(child: Child, out: Lowered, seen: set[int]) -> None:
+    if id(child) in seen:
+        return
+    seen.add(id(child))
+    if isinstance(child, Seq):
+        for item in child.items:
+            _walk(item, out, seen)
+        return
+    if isinstance(child, Leaf):
+        return
+    for _, c in child.children:
+        _walk(c, out, seen)
+    _name_children(child)
+    _name_values(child, out)
+    out.modules.append(child)
+
+
+def _name_children(module: ModuleDef) -> None:
+    taken = {n for n, _ in module.children if n is not None}
+    named = []
+    for name, child in module.children:
+        if name is None:
+            base = _snake(child.kind if isinstance(child, Leaf) else
+                          "seq" if isinstance(child, Seq) else child.name)
+            if base in MODULE_ATTRS or base in RESERVED:
+                base += "_"
+            name, i = base, 1
+            while name in taken:
+                i += 1
+                name = f"{base}{i}"
+            taken.add(name)
+        named.append((name, child))
+    module.children = named
+
+
+def _name_values(module: ModuleDef, out: Lowered) -> None:
+    last_use: dict[int, int] = {}
+    for i, op in enumerate(module.ops):
+        for v in list(op.args) + list(op.kwargs.values()):
+            last_use[id(v)] = i
+    end = len(module.ops)
+    for v in module.outputs:
+        last_use[id(v)] = end
+    holder: dict[str, Value] = {}
+
+    def alive(v: Value, at: int) -> bool:
+        return last_use.get(id(v), -1) > at
+
+    def take(v: Value, at: int, busy: set[str] = frozenset()) -> None:
+        if id(v) in out.var_names:
+            return
+        base = _ident(v.hint)
+        name, i = base, 1
+        while name in busy or (name in holder and holder[name] is not v
+                               and alive(holder[name], at)):
+            i += 1
+            name = f"{base}_{i}"
+        holder[name] = v
+        out.var_names[id(v)] = name
+        if isinstance(busy, set):
+            busy.add(name)
+
+    inputs: set[str] = set()
+    for v in module.inputs:
+        take(v, -1, inputs)
+    for i, op in enumerate(module.ops):
+        outs: set[str] = set()
+        for v in op.outs:
+            take(v, i, outs)
+    for v in module.outputs:  # an output that is an input passed straight through
+        take(v, end)
+
+
+def _ident(hint: str) -> str:
+    name = re.sub(r"\W", "_", hint) or "x"
+    if name[0].isdigit():
+        name = "x" + name
+    return name + "_" if name in RESERVED else name
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def class_name(name: str) -> str:
+    """A block or model name as a Python class name: `resnet18` -> `Resnet18`."""
+    name = re.sub(r"\W", "_", name)
+    return name[:1].upper() + name[1:]
