@@ -209,8 +209,8 @@ class Checker:
                     if result is not None:
                         scope.cursor = result
             except _Abort:
-                if isinstance(stmt, S.Assign):
-                    for name in stmt.names:
+                for name in _names_defined(stmt):
+                    if name not in scope.layers:
                         scope.locals[name] = POISON
                 scope.cursor = POISON
         if not module.inputs and not declared:
@@ -574,7 +574,7 @@ class Checker:
                                      arg.value.span)
                 tie = (v, arg.span)
             else:
-                kw[arg.name] = (v, arg.value.span)
+                kw[arg.name] = (v, arg.span)
         if isinstance(func, KindT):
             return KindT(node.span, bound=bound, bound_kw=bound_kw, cls=func.cls, pos=pos, kw=kw,
                          tie=tie)
@@ -901,6 +901,16 @@ class Checker:
         return self.apply(tmpl, ins, scope, hint)
 
     _seq_types: dict = {}
+
+
+def _names_defined(stmt: S.Node) -> list[str]:
+    """Names a failed statement would have defined, so later uses stay quiet."""
+    if isinstance(stmt, S.Assign):
+        return list(stmt.names)
+    node = stmt.value if isinstance(stmt, S.ExprStmt) else None
+    while isinstance(node, (S.When, S.Pipe)):
+        node = node.item if isinstance(node, S.When) else node.stage
+    return [node.name] if isinstance(node, S.Named) else []
 
 
 def _is_plain(v) -> bool:

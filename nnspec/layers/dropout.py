@@ -9,11 +9,10 @@ from pydantic import Field, field_validator
 from .base import Layer, expect_rank, register
 
 
-class _Dropout(Layer):
+class _Random(Layer):
     category: ClassVar[str] = "dropout"
     rank: ClassVar[int] = 0  # required per-sample rank; 0 = any
     p: float = Field(default=0.5, description="probability of zeroing an element, 0 <= p < 1")
-    inplace: bool = Field(default=False, description="zero the input tensor in place")
 
     @field_validator("p")
     @classmethod
@@ -29,6 +28,10 @@ class _Dropout(Layer):
         if self.rank:
             expect_rank(ins[0], self.rank, self.kind)
         return ins[0]
+
+
+class _Dropout(_Random):
+    inplace: bool = Field(default=False, description="zero the input tensor in place")
 
     def init_source(self, ins):
         return f"{self.torch_name}({self.kwargs_source(['p', 'inplace'])})"
@@ -78,7 +81,7 @@ class AlphaDropout(_Dropout):
 
 
 @register
-class StochasticDepth(_Dropout):
+class StochasticDepth(_Random):
     """Drop a whole residual branch with probability p while training (torchvision.ops)."""
 
     kind: ClassVar[str] = "stochastic_depth"
@@ -87,7 +90,6 @@ class StochasticDepth(_Dropout):
     p: float = Field(description="probability of dropping the branch, 0 <= p < 1")
     mode: Literal["row", "batch"] = Field(default="row", description="'row': per sample; "
                                           "'batch': one draw for the whole batch")
-    inplace: ClassVar[bool] = False
 
     def init_source(self, ins):
         mode = "" if self.mode == "row" else f", mode={self.mode!r}"

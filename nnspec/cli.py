@@ -1,0 +1,148 @@
+"""The `nnspec` command: check, summary, compile, layers.
+
+Exit codes: 0 success, 1 errors in the spec, 2 usage errors (bad flags, missing files).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+from . import __version__
+from .check import DEFAULT_MAX_PARAMS
+from .compile import Spec, load
+from .diagnostics import SpecError
+
+EXIT_SPEC, EXIT_USAGE = 1, 2
+
+
+class UsageError(Exception):
+    pass
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """`--set a=1 --set b=true` -> {"a": 1, "b": True}; values are spec literals."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise UsageError(f"--set expects NAME=VALUE, got `{item}`")
+        out[key] = _literal(raw.strip())
+    return out
+
+
+def _literal(raw: str) -> Any:
+    if raw in ("true", "false"):
+        return raw == "true"
+    for conv in (int, float):
+        try:
+            return conv(raw.replace("_", ""))
+        except ValueError:
+            pass
+    if len(raw) >= 2 and raw[0] == raw[-1] == '"':
+        return raw[1:-1]
+    return raw
+
+
+def write_atomic(directory: Path, files: dict[str, str]) -> None:
+    """Write every file or none: each goes to a temporary name first, then is renamed in place."""
+    directory.mkdir(parents=True, exist_ok=True)
+    staged = []
+    try:
+        for name, text in files.items():
+            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=directory)
+            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+                fh.write(text)
+            staged.append((tmp, directory / name))
+        for tmp, final in staged:
+            os.replace(tmp, final)
+    finally:
+        for tmp, _ in staged:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+
+def _load(args) -> Spec:
+    if not Path(args.spec).is_file():
+        raise UsageError(f"no such spec file: {args.spec}")
+    return load(args.spec, model=args.model, max_params=args.max_params, **parse_set(args.set))
+
+
+def cmd_check(args) -> int:
+    spec = _load(args)
+    s = spec.summary()
+    print(f"ok: {spec.ir.signature}: {s['params']:,} parameters, {s['flops']:,} FLOPs per sample")
+    return 0
+
+
+def cmd_summary(args) -> int:
+    spec = _load(args)
+    if args.json:
+        print(json.dumps(spec.summary(), indent=2, sort_keys=True))
+    else:
+        print(spec.summary_table(), end="")
+    return 0
+
+
+def cmd_compile(args) -> int:
+    spec = _load(args)
+    files = {"model.py": spec.source,
+             "summary.json": json.dumps(spec.summary(), indent=2, sort_keys=True) + "\n"}
+    write_atomic(Path(args.output), files)
+    print(f"wrote {', '.join(sorted(files))} to {args.output}")
+    return 0
+
+
+def cmd_layers(args) -> int:
+    from .reference import reference_markdown
+    print(reference_markdown(), end="")
+    return 0
+
+
+def _spec_parser(sub, name: str, help: str, func: Callable) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help)
+    p.add_argument("spec", help="the .nn file")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="override a model parameter (repeatable)")
+    p.add_argument("--model", help="which model of the file, when it defines several")
+    p.add_argument("--max-params", type=int, default=DEFAULT_MAX_PARAMS,
+                   help="refuse models with more parameters (default: %(default)s)")
+    p.set_defaults(func=func)
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nnspec", description="Compile .nn network specs to PyTorch.")
+    parser.add_argument("--version", action="version", version=f"nnspec {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _spec_parser(sub, "check", "validate a spec", cmd_check)
+    p = _spec_parser(sub, "summary", "print the per-layer table", cmd_summary)
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p = _spec_parser(sub, "compile", "write model.py and summary.json", cmd_compile)
+    p.add_argument("-o", "--output", required=True, help="output folder")
+    sub.add_parser("layers", help="print the reference of every layer kind").set_defaults(func=cmd_layers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except SpecError as err:
+        print(err.render(), file=sys.stderr)
+        return EXIT_SPEC
+    except UsageError as err:
+        print(f"nnspec: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
