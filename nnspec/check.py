@@ -8,6 +8,7 @@ the parameter limit is refused as soon as its running total passes it.
 """
 from __future__ import annotations
 
+import copy
 import keyword
 from dataclasses import dataclass, field
 from typing import Any
@@ -297,7 +298,7 @@ class Checker:
                 return None
             node = node.item
         value = self.eval(node, scope, hint=hint)
-        if isinstance(value, Template) and not value.bound and not value.bound_kw:
+        if isinstance(value, Template) and not self.satisfied(value):
             cursor = scope.cursor
             if cursor is None:
                 raise self.error("E0310", "this layer has no input", node.span,
@@ -314,7 +315,20 @@ class Checker:
         return node.value
 
     def eval_ListExpr(self, node: S.ListExpr, scope, hint):
-        items = [self.eval(i, scope) for i in node.items]
+        items, nodes = [], []
+        for sub in node.items:
+            if isinstance(sub, S.When):
+                if not self.condition(sub.cond, scope):
+                    continue  # the item is absent: later items are numbered as if it never was
+                sub = sub.item
+            item = self.eval(sub, scope)
+            if isinstance(item, RepeatT):  # `[a, b * 3]` is [a, b, b, b]
+                items += [item.item] * item.count
+                nodes += [sub] * item.count
+            else:
+                items.append(item)
+                nodes.append(sub)
+        node = S.ListExpr(node.span, tuple(nodes))
         if items and all(isinstance(i, Template) for i in items):
             for item, sub in zip(items, node.items):
                 if isinstance(item, NamedT):
@@ -415,7 +429,7 @@ class Checker:
             return self.truth(self.eval(node.right, scope), node.right.span)
         left = self.eval(node.left, scope)
         right = self.eval(node.right, scope)
-        if op == "*" and isinstance(left, Template) and not left.bound and not left.bound_kw:
+        if op == "*" and isinstance(left, Template) and not self.satisfied(left):
             return self.repeat(left, right, node)
         left = self.force(left, scope)
         right = self.force(right, scope)
@@ -504,7 +518,7 @@ class Checker:
                          "write `x -> layer when cond` or `name: layer when cond`")
 
     def eval_Named(self, node: S.Named, scope: Scope, hint):
-        if keyword.iskeyword(node.name) or node.name in ("self", "forward", "training"):
+        if keyword.iskeyword(node.name) or node.name in ("forward", "training"):
             raise self.error("E0209", f"`{node.name}` cannot name a layer", node.name_span,
                              "it is reserved in the generated Python")
         value = self.eval(node.value, scope, hint)
@@ -616,10 +630,15 @@ class Checker:
 
     # ---- application -----------------------------------------------------------------------
     def force(self, v, scope: Scope, hint: str | None = None):
-        """A template called with tensors is applied now; anything else is returned as is."""
-        if isinstance(v, Template) and (v.bound or v.bound_kw):
+        """A template called with all the tensors it needs is applied now; anything else is
+        returned as is (a template still waiting for its first input stays a template)."""
+        if isinstance(v, Template) and (v.bound or v.bound_kw) and self.satisfied(v):
             return self.apply(v, [], scope, hint)
         return v
+
+    def satisfied(self, t: Template) -> bool:
+        """Whether a template's bound tensors cover every input it requires."""
+        return len(t.bound) >= _required_inputs(t) if (t.bound or t.bound_kw) else False
 
     def apply(self, tmpl: Template, ins: list[Value], scope: Scope, hint: str | None):
         """Apply a template to `ins` (prepended to its bound tensors) inside `scope`."""
@@ -630,6 +649,7 @@ class Checker:
                 raise self.error("E0205", f"`{name}` is already defined in this block", name_span,
                                  "give each layer its own name; to reuse a layer's weights, "
                                  f"write just `{name}`")
+        tmpl = self.expand_alias(tmpl)
         ins = ins + list(tmpl.bound)
         kw = dict(tmpl.bound_kw)
         if isinstance(tmpl, ModRef):
@@ -714,6 +734,7 @@ class Checker:
                     name: str | None):
         if isinstance(tmpl, NamedT):
             raise self.error("E0311", "layers in a list are numbered, not named", tmpl.name_span)
+        tmpl = self.expand_alias(tmpl)
         if isinstance(tmpl, KindT):
             layer = self.make_layer(tmpl)
             if getattr(type(layer), "functional_only", False):
@@ -748,6 +769,28 @@ class Checker:
             raise self.error("E0326", f"`{'.'.join(tmpl.path)}` is an existing layer and cannot be "
                              "placed in a list or repeat", tmpl.span)
         raise self.error("E0318", "not a layer", tmpl.span)
+
+    def expand_alias(self, tmpl: Template) -> Template:
+        """`block Name(p) = expr`: the template `expr` with the call's parameters bound."""
+        while isinstance(tmpl, BlockT) and tmpl.defn.alias is not None:
+            defn = tmpl.defn
+            if sum(1 for name, _ in self.stack if name == defn.name) or len(self.stack) >= MAX_DEPTH:
+                raise self.error("E0502", f"`{defn.name}` uses itself", tmpl.span)
+            self.stack.append((defn.name, tmpl.span))
+            try:
+                params = self.bind_params(defn, tmpl.pos, tmpl.kw, tmpl.span)
+                scope = Scope(ModuleDef(defn.name, "", defn.span), params)
+                inner = self.eval(defn.alias, scope)
+            finally:
+                self.stack.pop()
+            if not isinstance(inner, Template) or isinstance(inner, ModRef):
+                raise self.error("E0318", f"`{defn.name}` must stand for a layer or a list of layers, "
+                                 f"not {_describe(inner)}", defn.alias.span)
+            inner = copy.copy(inner)
+            inner.bound = list(inner.bound) + list(tmpl.bound)
+            inner.bound_kw = {**inner.bound_kw, **tmpl.bound_kw}
+            tmpl = inner
+        return tmpl
 
     def make_layer(self, tmpl: KindT) -> Layer:
         cls = tmpl.cls
@@ -901,6 +944,23 @@ class Checker:
         return self.apply(tmpl, ins, scope, hint)
 
     _seq_types: dict = {}
+
+
+def _required_inputs(t: Template) -> int:
+    if isinstance(t, NamedT):
+        return _required_inputs(t.item)
+    if isinstance(t, KindT):
+        return sum(1 for n in t.cls.inputs if not n.endswith("?"))
+    if isinstance(t, BlockT):
+        if t.defn.alias is not None:
+            return 1
+        return sum(len(st.decls) for st in t.defn.body if isinstance(st, S.Inputs))
+    if isinstance(t, ModRef):
+        child = t.child
+        if isinstance(child, Leaf):
+            return sum(1 for n in type(child.layer).inputs if not n.endswith("?"))
+        return len(child.inputs) if isinstance(child, ModuleDef) else 1
+    return 1
 
 
 def _names_defined(stmt: S.Node) -> list[str]:

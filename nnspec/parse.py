@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import ast
+import warnings
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
 from lark import Lark, Token, Transformer, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.exceptions import (UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken,
+                             VisitError)
 
 from . import syntax as S
 from .diagnostics import Diagnostic, Source, Span, SpecError
@@ -66,6 +68,10 @@ def parse(text: str, name: str = "<string>") -> S.File:
         return _ToSyntax(source).transform(tree)
     except _LiteralError as err:
         raise SpecError([err.diag]) from None
+    except VisitError as err:  # Lark wraps what a transformer method raises
+        if isinstance(err.orig_exc, _LiteralError):
+            raise SpecError([err.orig_exc.diag]) from None
+        raise
 
 
 def _syntax_diagnostic(err: UnexpectedInput, source: Source) -> Diagnostic:
@@ -146,6 +152,9 @@ class _ToSyntax(Transformer):
 
     def block(self, meta, ch):
         return S.Definition(self._span(meta), False, str(ch[0]), ch[1] or (), ch[2])
+
+    def block_alias(self, meta, ch):
+        return S.Definition(self._span(meta), False, str(ch[0]), ch[1] or (), (), ch[2])
 
     def params(self, meta, ch):
         return tuple(p for p in ch if p is not None)
@@ -246,8 +255,10 @@ class _ToSyntax(Transformer):
 
 def _string(tok: Token, owner: _ToSyntax, where: Token) -> str:
     try:
-        value = ast.literal_eval(str(tok))
-    except (ValueError, SyntaxError):
+        with warnings.catch_warnings():  # an unknown escape such as \q is only a warning in Python
+            warnings.simplefilter("error")
+            value = ast.literal_eval(str(tok))
+    except (ValueError, SyntaxError, Warning):
         raise _LiteralError(Diagnostic("E0105", "invalid escape in string", owner._tok_span(where),
                                        'use \\\\ for a backslash and \\" for a quote')) from None
     if not isinstance(value, str):  # pragma: no cover - the STRING regexp only admits strings

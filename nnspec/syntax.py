@@ -138,6 +138,7 @@ class Definition(Node):
     name: str
     params: tuple[Param, ...]
     body: tuple[Node, ...]
+    alias: Node | None = None  # `block Name(params) = layer-expression`: expands in place
 
 
 @dataclass(frozen=True)

@@ -92,15 +92,20 @@ def _shape(t) -> str:
     return text if t.dtype == "float" else f"{text} {t.dtype}"
 
 
-def _construct(child, classes, helpers: list[str]) -> str:
+def _construct(child, classes, helpers: list[str], indent: int = 8) -> str:
+    """Constructor source; a long container breaks into one item per line."""
     if isinstance(child, Leaf):
         helpers.extend(type(child.layer).prelude)
         return child.layer.init_source(child.ins)
     if isinstance(child, ModuleDef):
         return f"{classes[id(child)]}()"
-    items = ", ".join(_construct(c, classes, helpers) for c in child.items)
-    container = "nn.ModuleList([" if any(child.extras) else "nn.Sequential("
-    return f"{container}{items}{'])' if any(child.extras) else ')'}"
+    open_, close = ("nn.ModuleList([", "])") if any(child.extras) else ("nn.Sequential(", ")")
+    items = [_construct(c, classes, helpers, indent + 4) for c in child.items]
+    flat = open_ + ", ".join(items) + close
+    if len(flat) + indent < 88 and "\n" not in flat:
+        return flat
+    pad = " " * (indent + 4)
+    return open_ + "\n" + "".join(f"{pad}{item},\n" for item in items) + " " * indent + close
 
 
 def _op_lines(op: Op, module: ModuleDef, low: Lowered) -> list[str]:
