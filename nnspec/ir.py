@@ -67,11 +67,12 @@ class ModuleDef:
     ties: list[tuple["Leaf", str, list[str], Span]] = field(default_factory=list)  # (leaf, param, src path)
 
     def child_name(self, child: "Child") -> str:
-        for name, c in self.children:
-            if c is child:
-                assert name is not None, "names are assigned by lower()"
-                return name
-        raise KeyError(child)
+        names = self.__dict__.get("_names")
+        if names is None or len(names) != len(self.children):
+            names = self.__dict__["_names"] = {id(c): n for n, c in self.children}
+        name = names[id(child)]
+        assert name is not None, "names are assigned by lower()"
+        return name
 
 
 Child = Union[Leaf, Seq, ModuleDef]

@@ -68,6 +68,7 @@ def _name_children(module: ModuleDef) -> None:
             taken.add(name)
         named.append((name, child))
     module.children = named
+    module.__dict__.pop("_names", None)  # child_name() recomputes its index
 
 
 def _name_values(module: ModuleDef, out: Lowered) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import PositiveInt
+from pydantic import Field, PositiveInt
 
 from .base import Layer, T, norm_dim, register
 
@@ -55,7 +55,7 @@ class Gelu(_Activation):
     torch_name: ClassVar[str] = "nn.GELU"
     functional: ClassVar[str] = "F.gelu"
     ctor_args: ClassVar[tuple[str, ...]] = ("approximate",)
-    approximate: Literal["none", "tanh"] = "none"
+    approximate: Literal["none", "tanh"] = Field("none", description="'tanh' for the tanh approximation")
 
 
 @register
@@ -66,7 +66,7 @@ class LeakyRelu(_Activation):
     torch_name: ClassVar[str] = "nn.LeakyReLU"
     functional: ClassVar[str] = "F.leaky_relu"
     ctor_args: ClassVar[tuple[str, ...]] = ("negative_slope",)
-    negative_slope: float = 0.01
+    negative_slope: float = Field(0.01, description="slope for negative inputs")
 
 
 @register
@@ -77,7 +77,7 @@ class Elu(_Activation):
     torch_name: ClassVar[str] = "nn.ELU"
     functional: ClassVar[str] = "F.elu"
     ctor_args: ClassVar[tuple[str, ...]] = ("alpha",)
-    alpha: float = 1.0
+    alpha: float = Field(1.0, description="saturation value for negative inputs")
 
 
 @register
@@ -88,8 +88,8 @@ class Softplus(_Activation):
     torch_name: ClassVar[str] = "nn.Softplus"
     functional: ClassVar[str] = "F.softplus"
     ctor_args: ClassVar[tuple[str, ...]] = ("beta", "threshold")
-    beta: float = 1.0
-    threshold: float = 20.0
+    beta: float = Field(1.0, description="sharpness")
+    threshold: float = Field(20.0, description="above beta*x > threshold the function is linear")
 
 
 @register
@@ -100,8 +100,8 @@ class Hardtanh(_Activation):
     torch_name: ClassVar[str] = "nn.Hardtanh"
     functional: ClassVar[str] = "F.hardtanh"
     ctor_args: ClassVar[tuple[str, ...]] = ("min_val", "max_val")
-    min_val: float = -1.0
-    max_val: float = 1.0
+    min_val: float = Field(-1.0, description="lower clamp")
+    max_val: float = Field(1.0, description="upper clamp")
 
 
 @register
@@ -111,8 +111,8 @@ class Prelu(_Activation):
     kind: ClassVar[str] = "prelu"
     torch_name: ClassVar[str] = "nn.PReLU"
     ctor_args: ClassVar[tuple[str, ...]] = ("num_parameters", "init")
-    num_parameters: PositiveInt = 1
-    init: float = 0.25
+    num_parameters: PositiveInt = Field(1, description="1 (shared slope) or the channel count")
+    init: float = Field(0.25, description="initial slope")
 
     def infer(self, ins):
         (x,) = ins
@@ -128,7 +128,7 @@ class Prelu(_Activation):
 
 class _SoftmaxLike(_Activation):
     ctor_args: ClassVar[tuple[str, ...]] = ("dim",)
-    dim: int = -1
+    dim: int = Field(-1, description="the dim to normalize over (0 is the batch)")
 
     def infer(self, ins):
         norm_dim(self.dim, len(ins[0].shape), self.kind)

@@ -14,14 +14,18 @@ Pad = Union[NonNegativeInt, tuple[NonNegativeInt, ...], Literal["same", "valid"]
 class _ConvNd(Layer):
     dims: ClassVar[int] = 2
     category: ClassVar[str] = "convolution"
-    out_channels: PositiveInt
-    kernel_size: Size = Field(validation_alias=AliasChoices("kernel_size", "kernel"))
-    stride: Size = 1
-    padding: Pad = 0
-    dilation: Size = 1
-    groups: PositiveInt = 1
-    bias: bool = True
-    padding_mode: Literal["zeros", "reflect", "replicate", "circular"] = "zeros"
+    out_channels: PositiveInt = Field(description="number of output channels")
+    kernel_size: Size = Field(validation_alias=AliasChoices("kernel_size", "kernel"),
+                              description="kernel size, one int or one per spatial dim "
+                              "(also accepted as `kernel`)")
+    stride: Size = Field(1, description="step between windows (int or per dim)")
+    padding: Pad = Field(0, description="zero padding per side (int, per dim, 'same' or 'valid')")
+    dilation: Size = Field(1, description="spacing between kernel elements")
+    groups: PositiveInt = Field(1, description="blocked connections; groups = in_channels makes "
+                                "a depthwise convolution")
+    bias: bool = Field(True, description="add a learned bias")
+    padding_mode: Literal["zeros", "reflect", "replicate", "circular"] = Field(
+        "zeros", description="how padding is filled")
 
     def _check(self, x: T) -> None:
         expect_rank(x, self.dims + 1, self.kind)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import PositiveInt
+from pydantic import Field, PositiveInt
 
 from .base import Layer, ShapeError, T, fmt_shape, numel, register
 
@@ -15,8 +15,8 @@ class Linear(Layer):
     kind: ClassVar[str] = "linear"
     torch_name: ClassVar[str] = "nn.Linear"
     category: ClassVar[str] = "linear"
-    out_features: PositiveInt
-    bias: bool = True
+    out_features: PositiveInt = Field(description="size of each output sample")
+    bias: bool = Field(True, description="add a learned bias")
 
     def infer(self, ins):
         (x,) = ins
@@ -47,8 +47,8 @@ class Bilinear(Layer):
     torch_name: ClassVar[str] = "nn.Bilinear"
     category: ClassVar[str] = "linear"
     inputs: ClassVar[tuple[str, ...]] = ("x1", "x2")
-    out_features: PositiveInt
-    bias: bool = True
+    out_features: PositiveInt = Field(description="size of each output sample")
+    bias: bool = Field(True, description="add a learned bias")
 
     def infer(self, ins):
         a, b = ins

@@ -3,16 +3,18 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from pydantic import Field
+
 from .base import Layer, ShapeError, T, expect_rank, fmt_shape, register
 
 
 class _BatchNorm(Layer):
     category: ClassVar[str] = "normalization"
     ranks: ClassVar[tuple[int, ...]] = (3,)
-    eps: float = 1e-5
-    momentum: float = 0.1
-    affine: bool = True
-    track_running_stats: bool = True
+    eps: float = Field(1e-5, description="added to the variance for stability")
+    momentum: float = Field(0.1, description="weight of the current batch in the running stats")
+    affine: bool = Field(True, description="learn a per-channel scale and shift")
+    track_running_stats: bool = Field(True, description="keep running mean/var for eval mode")
 
     def infer(self, ins):
         expect_rank(ins[0], self.ranks, self.kind)
@@ -67,10 +69,10 @@ class LayerNorm(Layer):
     kind: ClassVar[str] = "layernorm"
     torch_name: ClassVar[str] = "nn.LayerNorm"
     category: ClassVar[str] = "normalization"
-    dims: int = 1
-    eps: float = 1e-5
-    elementwise_affine: bool = True
-    bias: bool = True
+    dims: int = Field(1, description="how many trailing dims to normalize over")
+    eps: float = Field(1e-5, description="added to the variance for stability")
+    elementwise_affine: bool = Field(True, description="learn a scale (and a shift)")
+    bias: bool = Field(True, description="learn the shift as well as the scale")
 
     def _shape(self, x: T):
         if not 1 <= self.dims <= len(x.shape):

@@ -124,7 +124,7 @@ class Cat(FunctionalOnly):
     torch_name: ClassVar[str] = "torch.cat"
     inputs: ClassVar[tuple[str, ...]] = ("*xs",)
     input_dtypes: ClassVar[tuple[str, ...]] = ("float", "long", "bool")
-    dim: int = 1
+    dim: int = Field(1, description="the dim to join along (0 is the batch)")
 
     def infer(self, ins):
         rank = len(ins[0].shape)
@@ -149,8 +149,8 @@ class Flatten(Layer):
     torch_name: ClassVar[str] = "nn.Flatten"
     category: ClassVar[str] = "tensor"
     input_dtypes: ClassVar[tuple[str, ...]] = ("float", "long", "bool")
-    start_dim: int = 1
-    end_dim: int = -1
+    start_dim: int = Field(1, description="first dim to flatten (0 is the batch)")
+    end_dim: int = Field(-1, description="last dim to flatten")
 
     def infer(self, ins):
         s = ins[0].shape
