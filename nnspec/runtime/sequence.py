@@ -27,8 +27,8 @@ class PositionEmbedding(nn.Module):
         nn.init.normal_(self.weight)
 
     def forward(self, x):
-        rows = self.weight[self.offset: self.offset + x.shape[1]]
-        return rows.unsqueeze(0).expand(x.shape[0], -1, -1)
+        ids = torch.arange(self.offset, self.offset + x.shape[1], device=self.weight.device)
+        return F.embedding(ids, self.weight).unsqueeze(0).expand(x.shape[0], -1, -1)
 
 
 class SinusoidalPositionEncoding(nn.Module):
@@ -38,7 +38,8 @@ class SinusoidalPositionEncoding(nn.Module):
     def __init__(self, d_model, max_len=5000):
         super().__init__()
         position = torch.arange(max_len, dtype=torch.float32).unsqueeze(1)
-        div = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float32) * (-math.log(10000.0) / d_model))
+        steps = torch.arange(0, d_model, 2, dtype=torch.float32)
+        div = torch.exp(steps * (-math.log(10000.0) / d_model))
         pe = torch.zeros(max_len, d_model)
         pe[:, 0::2] = torch.sin(position * div)
         pe[:, 1::2] = torch.cos(position * div[: d_model // 2])
@@ -106,7 +107,7 @@ class MultiheadAttentionLayer(nn.MultiheadAttention):
         if self.causal:
             mask = torch.ones(q.shape[0], k.shape[0], dtype=torch.bool, device=q.device).triu(1)
             if key_padding_mask is not None and key_padding_mask.is_floating_point():
-                mask = torch.zeros(mask.shape, dtype=q.dtype, device=q.device).masked_fill(mask, -math.inf)
+                mask = torch.zeros_like(mask, dtype=q.dtype).masked_fill(mask, -math.inf)
         out = F.multi_head_attention_forward(
             q, k, v, self.embed_dim, self.num_heads, self.in_proj_weight, self.in_proj_bias,
             self.bias_k, self.bias_v, self.add_zero_attn, self.dropout, self.out_proj.weight,
@@ -134,7 +135,7 @@ class TransformerEncoderBlock(nn.TransformerEncoderLayer):
         if self.causal:
             mask = torch.ones(q.shape[0], q.shape[0], dtype=torch.bool, device=q.device).triu(1)
             if key_padding_mask is not None and key_padding_mask.is_floating_point():
-                mask = torch.zeros(mask.shape, dtype=q.dtype, device=q.device).masked_fill(mask, -math.inf)
+                mask = torch.zeros_like(mask, dtype=q.dtype).masked_fill(mask, -math.inf)
         out = F.multi_head_attention_forward(
             q, q, q, attn.embed_dim, attn.num_heads, attn.in_proj_weight, attn.in_proj_bias,
             attn.bias_k, attn.bias_v, attn.add_zero_attn, attn.dropout, attn.out_proj.weight,
@@ -173,7 +174,7 @@ class TransformerDecoderBlock(nn.TransformerDecoderLayer):
         if causal:
             mask = torch.ones(q.shape[0], kv.shape[0], dtype=torch.bool, device=q.device).triu(1)
             if key_padding_mask is not None and key_padding_mask.is_floating_point():
-                mask = torch.zeros(mask.shape, dtype=q.dtype, device=q.device).masked_fill(mask, -math.inf)
+                mask = torch.zeros_like(mask, dtype=q.dtype).masked_fill(mask, -math.inf)
         out = F.multi_head_attention_forward(
             q, kv, kv, attn.embed_dim, attn.num_heads, attn.in_proj_weight, attn.in_proj_bias,
             attn.bias_k, attn.bias_v, attn.add_zero_attn, attn.dropout, attn.out_proj.weight,
@@ -181,7 +182,7 @@ class TransformerDecoderBlock(nn.TransformerDecoderLayer):
             need_weights=False, attn_mask=mask, is_causal=causal)[0]
         return out.transpose(0, 1)
 
-    def forward(self, tgt, memory, memory_key_padding_mask=None, tgt_key_padding_mask=None):
+    def forward(self, tgt, memory, tgt_key_padding_mask=None, memory_key_padding_mask=None):
         x = tgt
         if self.norm_first:
             x = x + self.dropout1(self._attend(self.self_attn, self.norm1(x), None,
