@@ -8,11 +8,11 @@ infer, params and flops see only types, so they always bind by type; call_source
 args by name and raises ShapeError in the rare case where that gives different types (e.g.
 multihead_attention's `value=` without `key=`, with shapes that differ).
 
-FLOPs: on CPU, F.scaled_dot_product_attention runs as
-aten._scaled_dot_product_flash_attention_for_cpu, which torch.utils.flop_counter has no formula
-for, so the attention matmuls themselves
-(4 * T * S * D per sample) count 0; the projections and feed-forward layers count as usual. (On
-CUDA, and on CPU in training with dropout > 0, which takes the math path, they are counted.)
+FLOPs: the attention matmuls count 2*T*S*Dk + 2*T*S*Dv per sample, flop_counter's formula for
+scaled dot-product attention. On CPU, F.scaled_dot_product_attention runs as
+aten._scaled_dot_product_flash_attention_for_cpu, which flop_counter has no formula for, so it
+sees only the projections there (`flops_unseen_on_cpu` says how much it misses); on CUDA it counts
+the same total as nnspec.
 """
 from __future__ import annotations
 
@@ -89,8 +89,17 @@ def _attention_params(prefix: str, e: int, bias: bool, kdim: int | None = None,
 
 
 def _attention_flops(t: int, s: int, e: int, kdim: int, vdim: int) -> int:
-    # q, k, v and output projections; the attention matmuls count 0 on CPU (module docstring)
+    # q, k, v and output projections, then the attention matmuls (module docstring)
+    return _projection_flops(t, s, e, kdim, vdim) + _sdpa_flops(t, s, e, e)
+
+
+def _projection_flops(t: int, s: int, e: int, kdim: int, vdim: int) -> int:
     return 2 * t * e * e + 2 * s * e * kdim + 2 * s * e * vdim + 2 * t * e * e
+
+
+def _sdpa_flops(t: int, s: int, dk: int, dv: int) -> int:
+    # torch.utils.flop_counter.sdpa_flop_count per sample: q @ k^T, then attn @ v
+    return 2 * t * s * dk + 2 * t * s * dv
 
 
 @register
@@ -156,6 +165,10 @@ class MultiheadAttention(Layer):
         q, k, v, _ = self._bind(ins)
         return _attention_flops(q.shape[0], k.shape[0], q.shape[1], k.shape[1], v.shape[1])
 
+    def flops_unseen_on_cpu(self, ins, outs):
+        q, k, _, _ = self._bind(ins)
+        return _sdpa_flops(q.shape[0], k.shape[0], q.shape[1], q.shape[1])
+
     def init_source(self, ins):
         q, k, v, _ = self._bind(ins)
         e = q.shape[1]
@@ -216,8 +229,11 @@ class Sdpa(FunctionalOnly):
         return T((t, d))
 
     def flops(self, ins, outs):
-        # all of it is the attention matmuls, which count 0 on CPU (module docstring)
-        return 0
+        q, k, v = ins[:3]
+        return _sdpa_flops(q.shape[0], k.shape[0], q.shape[1], v.shape[1])
+
+    def flops_unseen_on_cpu(self, ins, outs):
+        return self.flops(ins, outs)
 
     def functional_source(self, args, ins):
         q, k, v = args[:3]
@@ -309,6 +325,10 @@ class TransformerEncoderLayer(_TransformerLayer):
         t, e = ins[0].shape
         return _attention_flops(t, t, e, e, e) + 4 * t * e * self.dim_feedforward
 
+    def flops_unseen_on_cpu(self, ins, outs):
+        t, e = ins[0].shape
+        return _sdpa_flops(t, t, e, e)
+
     def init_source(self, ins):
         return self._init("TransformerEncoderBlock", ins[0].shape[1])
 
@@ -376,6 +396,10 @@ class TransformerDecoderLayer(_TransformerLayer):
         (t, e), s = ins[0].shape, ins[1].shape[0]
         return (_attention_flops(t, t, e, e, e) + _attention_flops(t, s, e, e, e)
                 + 4 * t * e * self.dim_feedforward)
+
+    def flops_unseen_on_cpu(self, ins, outs):
+        (t, e), s = ins[0].shape, ins[1].shape[0]
+        return _sdpa_flops(t, t, e, e) + _sdpa_flops(t, s, e, e)
 
     def init_source(self, ins):
         return self._init("TransformerDecoderBlock", ins[0].shape[1])

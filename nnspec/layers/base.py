@@ -72,6 +72,12 @@ class Layer(BaseModel):
         """Forward FLOPs per sample, counted as torch.utils.flop_counter does (matmuls, convs)."""
         return 0
 
+    def flops_unseen_on_cpu(self, ins: list[T], outs: tuple[T, ...]) -> int:
+        """The part of `flops` that flop_counter cannot see on the CPU, where a fused kernel it
+        has no formula for does the work (oneDNN LSTM, CPU flash attention). nnspec counts those
+        FLOPs all the same, with flop_counter's own formulas."""
+        return 0
+
     def init_source(self, ins: list[T]) -> str:
         """Python source of the torch module constructor, e.g. `nn.Conv2d(3, 64, 3)`."""
         raise NotImplementedError(self.kind)

@@ -50,11 +50,12 @@ class _Recurrent(Layer):
         # those mm/addmm calls and flop_counter counts them. LSTM in float32 runs as one oneDNN
         # kernel (aten.mkldnn_rnn_layer) that flop_counter has no formula for, so it counts 0
         # (with float64 or oneDNN disabled it decomposes and the same formula holds).
-        if not self.counted:
-            return 0
         steps, h = ins[0].shape[0], self.hidden_size
         per_step = sum(2 * self.gates * h * (size + h) for size in self._layer_inputs(ins[0]))
         return steps * per_step * self.directions
+
+    def flops_unseen_on_cpu(self, ins, outs):
+        return 0 if self.counted else self.flops(ins, outs)
 
     def init_source(self, ins):
         rest = self.kwargs_source(self._ctor_args())

@@ -137,7 +137,8 @@ def check_call(kind, args, ins, call_args, inputs=None):
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         got = eval(src, {"m": module, **{f"a{i}": x for i, x in enumerate(xs)}})
     assert tuple(got.shape) == (len(xs[0]), *out.shape)
-    assert layer.flops(ins, (out,)) * len(xs[0]) == counter.get_total_flops()
+    seen = layer.flops(ins, (out,)) - layer.flops_unseen_on_cpu(ins, (out,))
+    assert seen * len(xs[0]) == counter.get_total_flops()
     return layer, module, src, got
 
 
@@ -320,8 +321,8 @@ def test_rnn_nonlinearity():
 
 
 def test_lstm_flops_formula_where_flop_counter_sees_it():
-    """LSTM counts 0 in float32 on CPU (a oneDNN kernel); in float64 torch decomposes it into the
-    matmuls the rnn/gru formula counts, with 4 gates."""
+    """flop_counter sees 0 for LSTM in float32 on CPU (a oneDNN kernel); in float64 torch
+    decomposes it into matmuls, and nnspec's count equals flop_counter's there."""
     args = {"hidden_size": 4, "num_layers": 2, "bidirectional": True}
     layer = REGISTRY["lstm"].model_validate(args)
     ins = [T((6, 3))]
@@ -330,7 +331,18 @@ def test_lstm_flops_formula_where_flop_counter_sees_it():
         module(torch.randn(2, 6, 3, dtype=torch.float64))
     gru_like = REGISTRY["gru"].model_validate(args)
     assert counter.get_total_flops() == 2 * gru_like.flops(ins, ()) * 4 // 3
-    assert layer.flops(ins, ()) == 0
+    assert counter.get_total_flops() == 2 * layer.flops(ins, ())
+    assert layer.flops_unseen_on_cpu(ins, ()) == layer.flops(ins, ())
+
+
+def test_sdpa_flops_use_flop_counters_formula():
+    from torch.utils.flop_counter import sdpa_flop_count
+
+    layer = REGISTRY["sdpa"].model_validate({"heads": 4})
+    ins = [T((10, 32)), T((12, 32)), T((12, 16))]
+    # flop_counter's formula takes (B, H, T, d) shapes
+    want = sdpa_flop_count((2, 4, 10, 8), (2, 4, 12, 8), (2, 4, 12, 4))
+    assert 2 * layer.flops(ins, ()) == want
 
 
 # ---- sdpa ----------------------------------------------------------------------------------------
