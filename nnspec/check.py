@@ -9,7 +9,10 @@ the parameter limit is refused as soon as its running total passes it.
 from __future__ import annotations
 
 import copy
+import functools
 import keyword
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,6 +123,7 @@ class Checker:
         self.params_total = 0
         self.ops = 0
         self.cache: dict[Any, ModuleDef] = {}
+        self.cache_cost: dict[Any, tuple[int, int]] = {}  # per cached block: (params, ops) it adds
         self.const_values: dict[str, Any] = {}
         self.const_busy: set[str] = set()
         self.stack: list[tuple[str, Span]] = []
@@ -129,7 +133,8 @@ class Checker:
               notes: list | None = None) -> _Abort:
         notes = list(notes or [])
         for name, where in reversed(self.stack):
-            notes.append((f"in `{name}`, used here", where))
+            if not _within(span, where):  # a note that repeats the error's own place is noise
+                notes.append((f"in `{name}`, used here", where))
         self.reporter.error(code, message, span, help, notes[:6])
         return _Abort()
 
@@ -147,7 +152,9 @@ class Checker:
         names = [p.name for p in defn.params]
         if len(pos) > len(names):
             raise self.error("E0302", f"`{defn.name}` takes {len(names)} argument"
-                             f"{'s' if len(names) != 1 else ''}, got {len(pos)}", span)
+                             f"{'s' if len(names) != 1 else ''}, got {len(pos)}",
+                             pos[len(names)][1] if not from_cli else span,
+                             f"its parameters are: {', '.join(names) or '(none)'}")
         values: dict[str, Any] = {}
         for (value, vspan), name in zip(pos, names):
             values[name] = value
@@ -163,9 +170,12 @@ class Checker:
         for p in defn.params:
             if p.name not in values:
                 if p.default is None:
+                    if from_cli:
+                        raise self.error("E0304", f"`{defn.name}` needs a value for `{p.name}`",
+                                         p.span, f"give it a default, `{p.name} = ...`, or set it "
+                                         f"on the command line: --set {p.name}=...")
                     raise self.error("E0304", f"`{defn.name}` needs a value for `{p.name}`", span,
-                                     f"pass it as {p.name}=..." +
-                                     (" (on the command line: --set " + p.name + "=...)" if from_cli else ""))
+                                     f"pass it as {p.name}=...")
                 scope.params = values  # defaults may refer to earlier parameters
                 values[p.name] = self.value(self.eval(p.default, scope), p.default.span)
         return values
@@ -179,10 +189,16 @@ class Checker:
             if isinstance(stmt, S.Inputs):
                 for decl in stmt.decls:
                     declared.append((decl, decl.span))
+        if not declared:
+            raise self.error("E0207", f"`{defn.name}` has no inputs", defn.span,
+                             "declare them first: `input x: float[3, 32, 32]` in a model, `in x` "
+                             "in a block")
         if inputs is not None and len(inputs) != len(declared):
             raise self.error("E0305", f"`{defn.name}` takes {len(declared)} input tensor"
                              f"{'s' if len(declared) != 1 else ''}, got {len(inputs)}",
                              self.stack[-1][1] if self.stack else defn.span,
+                             help="the tensors a block is given (the flow's, then those in its "
+                             "arguments) fill its `in` declarations in order",
                              notes=[(f"`{defn.name}` declares its inputs here",
                                      declared[0][1] if declared else defn.span)])
         outputs_seen = False
@@ -214,10 +230,6 @@ class Checker:
                     if name not in scope.layers:
                         scope.locals[name] = POISON
                 scope.cursor = POISON
-        if not module.inputs and not declared:
-            raise self.error("E0207", f"`{defn.name}` has no inputs", defn.span,
-                             "declare them first: `input x: float[3, 32, 32]` in a model, `in x` "
-                             "in a block")
         if not outputs_seen:
             if scope.cursor is POISON:
                 raise _Abort()
@@ -228,7 +240,11 @@ class Checker:
     def declare_input(self, decl: S.InputDecl, scope: Scope, inputs, defn: S.Definition) -> None:
         module = scope.module
         if decl.name in scope.locals:
-            raise self.error("E0205", f"input `{decl.name}` declared twice", decl.span)
+            first = next((d for st in defn.body if isinstance(st, S.Inputs) for d in st.decls
+                          if d.name == decl.name), decl)
+            raise self.error("E0205", f"input `{decl.name}` declared twice", decl.span,
+                             "give each input its own name",
+                             [("first declared here", first.span)] if first is not decl else [])
         if inputs is None:
             if decl.type is None:
                 raise self.error("E0306", f"model input `{decl.name}` needs a type", decl.span,
@@ -276,7 +292,8 @@ class Checker:
         if parts is None or len(parts) != len(stmt.names):
             got = len(parts) if parts is not None else 1
             raise self.error("E0309", f"cannot unpack {got} value{'s' if got != 1 else ''} into "
-                             f"{len(stmt.names)} names", stmt.span)
+                             f"{len(stmt.names)} names", stmt.span,
+                             f"write {got} name{'s' if got != 1 else ''} before `=`")
         for name, part in zip(stmt.names, parts):
             if isinstance(part, Value):
                 part.hint = name
@@ -336,9 +353,13 @@ class Checker:
                                      sub.span, f"drop `{item.name}:`; they become .0, .1, ...")
             return SeqT(node.span, items=items)
         if any(isinstance(i, (Template, Value, tuple)) and not _is_plain(i) for i in items):
+            layers = any(isinstance(i, Template) for i in items)  # then the odd one is a non-layer
             bad = next(s for i, s in zip(items, node.items)
-                       if isinstance(i, (Template, Value)) or not _is_plain(i))
-            raise self.error("E0312", "a list holds either layers or plain values", bad.span)
+                       if (not isinstance(i, Template) if layers else
+                           isinstance(i, (Template, Value)) or not _is_plain(i)))
+            raise self.error("E0312", "a list holds either layers or plain values", bad.span,
+                             "a list of layers applies them in turn; numbers go in a layer's "
+                             "arguments" if layers else None)
         return tuple(items)
 
     def eval_Name(self, node: S.Name, scope: Scope, hint):
@@ -372,7 +393,10 @@ class Checker:
         if name in self.const_values:
             return self.const_values[name]
         if name in self.const_busy:
-            raise self.error("E0208", f"constant `{name}` is defined in terms of itself", span)
+            raise self.error("E0208", f"constant `{name}` is defined in terms of itself", span,
+                             f"give `{name}` a value that does not depend on it",
+                             [(f"`{name}` is defined here", self.program.consts[name].span)]
+                             if not _within(span, self.program.consts[name].span) else [])
         self.const_busy.add(name)
         try:
             node = self.program.consts[name]
@@ -429,13 +453,32 @@ class Checker:
             return self.truth(self.eval(node.right, scope), node.right.span)
         left = self.eval(node.left, scope)
         right = self.eval(node.right, scope)
-        if op == "*" and isinstance(left, Template) and not self.satisfied(left):
-            return self.repeat(left, right, node)
+        if op in "+*" and isinstance(left, Template) and not self.satisfied(left):
+            listed = self.expand_alias(left)
+            if isinstance(listed, SeqT) and not listed.bound and not listed.bound_kw:
+                return self.list_op(op, listed, right, node)  # list arithmetic, as in Python
+            if op == "*":
+                return self.repeat(left, right, node)
         left = self.force(left, scope)
         right = self.force(right, scope)
         if isinstance(left, Value) or isinstance(right, Value):
             return self.tensor_binop(op, left, right, node, scope, hint)
         return self.scalar_binop(op, left, right, node)
+
+    def list_op(self, op: str, left: "SeqT", right, node: S.BinOp) -> "SeqT":
+        """`[a, b] + [c]` concatenates, `[a, b] * 2` repeats: one flat list either way."""
+        if op == "*":
+            count = self.repeat(left, right, node).count
+            if len(left.items) * count > MAX_REPEAT:  # refused before it is built, not after
+                raise self.error("E0315", f"the repeated list would hold {len(left.items) * count} "
+                                 f"layers; at most {MAX_REPEAT}", node.span)
+            return SeqT(node.span, items=left.items * count)
+        other = self.expand_alias(right) if isinstance(right, Template) else right
+        if not isinstance(other, SeqT) or other.bound or other.bound_kw:
+            raise self.error("E0314", f"a list of layers can only be joined to another list, not "
+                             f"{_describe(right)}", node.right.span,
+                             "wrap a single layer in brackets: [layer]")
+        return SeqT(node.span, items=left.items + other.items)
 
     def repeat(self, item: Template, count, node: S.BinOp) -> RepeatT:
         if not isinstance(count, int) or isinstance(count, bool):
@@ -443,7 +486,11 @@ class Checker:
                              f"{_describe(count)}", node.right.span)
         if not 1 <= count <= MAX_REPEAT:
             raise self.error("E0315", f"repeat count must be between 1 and {MAX_REPEAT}, got {count}",
-                             node.right.span)
+                             node.right.span, "to leave the layer out, write `layer when COND`"
+                             if count < 1 else None)
+        if count * _size(item) > MAX_OPS:  # nested repeats multiply: refuse before unrolling
+            raise self.error("E0501", f"this repeat unrolls to {count * _size(item)} layers, more "
+                             f"than the limit of {MAX_OPS}", node.span)
         if isinstance(item, NamedT):
             raise self.error("E0311", "name the repeat, not the repeated layer", item.name_span,
                              f"write `{item.name}: layer * {count}`")
@@ -501,6 +548,11 @@ class Checker:
             raise _Abort()
         ins = list(left) if isinstance(left, tuple) else [left]
         for i, v in enumerate(ins):
+            if isinstance(v, Template):
+                raise self.error("E0330", f"a flow starts from a tensor, not {_describe(v)}",
+                                 node.left.span, "start it from a tensor, as in `h = x -> ...`; a "
+                                 "statement that is only layers, one per line, applies to the "
+                                 "current tensor")
             self.tensor(v, node.left.span)
         stage = node.stage
         if isinstance(stage, S.When):
@@ -520,7 +572,7 @@ class Checker:
     def eval_Named(self, node: S.Named, scope: Scope, hint):
         if keyword.iskeyword(node.name) or node.name in ("forward", "training"):
             raise self.error("E0209", f"`{node.name}` cannot name a layer", node.name_span,
-                             "it is reserved in the generated Python")
+                             f"it is reserved in the generated Python; call it e.g. `{node.name}_`")
         value = self.eval(node.value, scope, hint)
         if not isinstance(value, Template):
             raise self.error("E0318", f"only layers can be named; this is {_describe(value)}",
@@ -578,10 +630,12 @@ class Checker:
                 continue
             if arg.name is None:
                 if kw:
-                    raise self.error("E0321", "positional argument after a named one", arg.span)
+                    raise self.error("E0321", "positional argument after a named one", arg.span,
+                                     "move it before the named arguments, or name it too")
                 pos.append((v, arg.value.span))
             elif arg.name in kw:
-                raise self.error("E0303", f"argument `{arg.name}` given twice", arg.span)
+                raise self.error("E0303", f"argument `{arg.name}` given twice", arg.span,
+                                 "remove one of them")
             elif arg.name == "tie" and isinstance(func, KindT):
                 if not isinstance(v, ModRef):
                     raise self.error("E0322", "`tie` names another layer, e.g. tie=wte",
@@ -623,6 +677,9 @@ class Checker:
         if len(numbers) != len(args) or not args or (name in ("int", "float") and len(args) != 1):
             raise self.error("E0302", f"`{name}` takes numbers", node.span)
         if name == "int":
+            if abs(args[0]) > MAX_INT:
+                raise self.error("E0317", "number out of range", node.span,
+                                 f"values are limited to magnitude {MAX_INT}")
             return int(args[0])
         if name == "float":
             return float(args[0])
@@ -646,9 +703,12 @@ class Checker:
         if isinstance(tmpl, NamedT):
             name, name_span, tmpl = tmpl.name, tmpl.name_span, tmpl.item
             if name in scope.layers or (name in scope.locals and not isinstance(scope.locals[name], Value)):
+                first = scope.layers.get(name)
                 raise self.error("E0205", f"`{name}` is already defined in this block", name_span,
                                  "give each layer its own name; to reuse a layer's weights, "
-                                 f"write just `{name}`")
+                                 f"write just `{name}`",
+                                 [(f"`{name}` is first defined here", first.span)]
+                                 if isinstance(first, (Leaf, Seq)) else [])
         tmpl = self.expand_alias(tmpl)
         ins = ins + list(tmpl.bound)
         kw = dict(tmpl.bound_kw)
@@ -695,6 +755,9 @@ class Checker:
                 outs = layer.infer(types)
             except ShapeError as err:
                 raise self.error("E0401", err.message, span, err.help) from None
+            except MemoryError:  # e.g. a split into more pieces than memory holds
+                raise self.error("E0501", f"{layer.kind} on {types[0]} gives a result too large "
+                                 "to check", span) from None
             return list(outs) if isinstance(outs, tuple) else [outs]
         if kw:
             raise self.error("E0323", f"unexpected keyword tensor `{next(iter(kw))}`", span)
@@ -704,9 +767,7 @@ class Checker:
 
     def layer_inputs(self, layer: Layer, ins: list[Value], kw: dict[str, Value], span: Span):
         spec = type(layer).inputs
-        required = [n for n in spec if not n.endswith("?") and not n.startswith("*")]
-        optional = [n[:-1] for n in spec if n.endswith("?")]
-        variadic = any(n.startswith("*") for n in spec)
+        required, optional, variadic = _input_spec(type(layer))
         n_pos = len(required) + len(optional)
         if variadic:
             if len(ins) < 1:
@@ -723,7 +784,9 @@ class Checker:
         types = [v.type for v in ins] + [v.type for v in kw.values()]
         if types and types[0].dtype not in type(layer).input_dtypes:
             raise self.error("E0403", f"{layer.kind} expects a {' or '.join(type(layer).input_dtypes)} "
-                             f"tensor, got {types[0].dtype} {fmt_shape(types[0].shape)}", span)
+                             f"tensor, got {types[0].dtype} {fmt_shape(types[0].shape)}", span,
+                             f"declare the input as {type(layer).input_dtypes[0]}[...] if it holds "
+                             f"{type(layer).input_dtypes[0]} values")
         return types
 
     def seq_out(self, seq: Seq) -> T:
@@ -812,7 +875,9 @@ class Checker:
                                  did_you_mean(key, fields + list(aliases)) or
                                  f"its arguments are: {', '.join(fields) or '(none)'}")
             if fname in data:
-                raise self.error("E0303", f"argument `{key}` given twice", span)
+                raise self.error("E0303", f"argument `{key}` given twice", span,
+                                 f"`{fname}` is also argument {fields.index(fname) + 1} by position"
+                                 if fname in fields[:len(tmpl.pos)] else "remove one of them")
             data[fname], spans[fname] = value, span
         for key, value in data.items():
             if isinstance(value, (Template, Value, Builtin)):
@@ -826,13 +891,16 @@ class Checker:
                 fname = str(e["loc"][0]) if e["loc"] else ""
                 span = spans.get(fname, tmpl.span)
                 msg = e["msg"][0].lower() + e["msg"][1:]
+                if e["type"] == "value_error":  # a validator's own words, without Pydantic's prefix
+                    msg = str(e.get("ctx", {}).get("error", msg))
                 if e["type"] == "missing":
                     diag = self.error("E0328", f"{cls.kind} needs argument `{fname}`", tmpl.span,
                                       f"e.g. {cls.kind}({', '.join(f for f in fields if cls.model_fields[f].is_required())})")
                 else:
                     got = data.get(fname)
-                    diag = self.error("E0329", f"invalid `{fname}` for {cls.kind}: {msg}, got "
-                                      f"{_show(got)}", span, _type_hint(cls, fname))
+                    shown = "" if ", got " in msg else f", got {_show(got)}"
+                    diag = self.error("E0329", f"invalid `{fname}` for {cls.kind}: {msg}{shown}",
+                                      span, _type_hint(cls, fname))
                 first = first or diag
                 break  # one error per layer: union members repeat the same complaint
             raise first if first else _Abort() from None
@@ -854,16 +922,23 @@ class Checker:
             key = (defn.name, id(defn), _freeze(params), tuple(ins))
             if key in self.cache:
                 cached = self.cache[key]
-                self.params_total += count_params(cached)
+                params, ops = self.cache_cost[key]  # counted again, without walking the block
+                self.params_total += params
                 self.check_limit(tmpl.span)
+                self.ops += ops
+                if self.ops > MAX_OPS:
+                    raise self.error("E0501", f"the model has more than {MAX_OPS} operations",
+                                     tmpl.span)
                 return cached
             module = ModuleDef(defn.name, _signature(defn.name, params), defn.span)
             inner = Scope(module, params)
             before = len(self.reporter.diagnostics)
+            params_before, ops_before = self.params_total, self.ops
             self.run_body(defn, inner, [Value(t, "x") for t in ins])
             if len(self.reporter.diagnostics) != before:
                 raise _Abort()
             self.cache[key] = module
+            self.cache_cost[key] = (self.params_total - params_before, self.ops - ops_before)
             return module
         finally:
             self.stack.pop()
@@ -871,6 +946,10 @@ class Checker:
     def count(self, leaf: Leaf, span: Span) -> None:
         self.params_total += sum(numel(s) for s in leaf.layer.params(leaf.ins).values())
         self.check_limit(span)
+        self.ops += 1  # layers count too: nested repeats multiply them without any operation
+        if self.ops > MAX_OPS:
+            raise self.error("E0501", f"the model has more than {MAX_OPS} layers and operations",
+                             span)
 
     def check_limit(self, span: Span) -> None:
         if self.params_total > self.max_params:
@@ -893,13 +972,17 @@ class Checker:
             if new != old:
                 raise self.error("E0404", f"`{'.'.join(ref.path)}` is shared, but its weights "
                                  f"would need other shapes for input {types[0]} "
-                                 f"(it was built for {child.ins[0]})", ref.span)
+                                 f"(it was built for {child.ins[0]})", ref.span,
+                                 f"for a new layer with its own weights, give it a new name, e.g. "
+                                 f"`{ref.path[-1]}2: ...`")
             return self.emit(child, child.layer, ins, kw, scope, ref.span, hint)
         want = child_ins(child)
         got = [v.type for v in ins]
         if want != got:
             raise self.error("E0404", f"`{'.'.join(ref.path)}` was built for "
-                             f"{', '.join(map(str, want))}, not {', '.join(map(str, got))}", ref.span)
+                             f"{', '.join(map(str, want))}, not {', '.join(map(str, got))}", ref.span,
+                             f"for a new layer with its own weights, give it a new name, e.g. "
+                             f"`{ref.path[-1]}2: ...`")
         return self.emit(child, None, ins, kw, scope, ref.span, hint)
 
     def tie(self, leaf: Leaf, tie: tuple[ModRef, Span], scope: Scope) -> None:
@@ -913,7 +996,8 @@ class Checker:
             raise self.error("E0322", f"tie needs a `weight` on both layers", span)
         if mine != theirs:
             raise self.error("E0405", f"cannot tie weights of shape {list(mine)} to "
-                             f"`{'.'.join(ref.path)}.weight` of shape {list(theirs)}", span)
+                             f"`{'.'.join(ref.path)}.weight` of shape {list(theirs)}", span,
+                             "tied weights must have the same shape")
         scope.module.ties.append((leaf, "weight", ref.path + ["weight"], span))
 
     # ---- small helpers ---------------------------------------------------------------------
@@ -933,7 +1017,8 @@ class Checker:
 
     def truth(self, v, span: Span) -> bool:
         if not isinstance(v, bool):
-            raise self.error("E0332", f"a condition must be true or false, got {_describe(v)}", span)
+            raise self.error("E0332", f"a condition must be true or false, got {_describe(v)}", span,
+                             "use true or false, or a comparison such as `depth > 1`")
         return v
 
     def condition(self, node: S.Node, scope: Scope) -> bool:
@@ -944,6 +1029,15 @@ class Checker:
         return self.apply(tmpl, ins, scope, hint)
 
     _seq_types: dict = {}
+
+
+@functools.lru_cache(maxsize=None)
+def _input_spec(cls: type[Layer]) -> tuple[list[str], list[str], bool]:
+    """(required, optional, variadic) from a kind's `inputs` declaration."""
+    spec = cls.inputs
+    required = [n for n in spec if not n.endswith("?") and not n.startswith("*")]
+    optional = [n[:-1] for n in spec if n.endswith("?")]
+    return required, optional, any(n.startswith("*") for n in spec)
 
 
 def _required_inputs(t: Template) -> int:
@@ -971,6 +1065,24 @@ def _names_defined(stmt: S.Node) -> list[str]:
     while isinstance(node, (S.When, S.Pipe)):
         node = node.item if isinstance(node, S.When) else node.stage
     return [node.name] if isinstance(node, S.Named) else []
+
+
+def _size(tmpl) -> int:
+    """How many layers a template unrolls to (a block counts as one)."""
+    if isinstance(tmpl, RepeatT):
+        return tmpl.count * _size(tmpl.item)
+    if isinstance(tmpl, SeqT):
+        return sum(_size(i) for i in tmpl.items)
+    if isinstance(tmpl, NamedT):
+        return _size(tmpl.item)
+    return 1
+
+
+def _within(inner: Span | None, outer: Span) -> bool:
+    """Whether `inner` lies inside `outer` (same file)."""
+    return (inner is not None and inner.source is outer.source
+            and (outer.line, outer.col) <= (inner.line, inner.col)
+            and (inner.end_line, inner.end_col) <= (outer.end_line, outer.end_col))
 
 
 def _is_plain(v) -> bool:
@@ -1029,11 +1141,39 @@ def _type_hint(cls: type[Layer], fname: str) -> str | None:
     f = cls.model_fields.get(fname)
     if f is None:
         return None
-    ann = getattr(f.annotation, "__name__", None) or str(f.annotation)
-    ann = (ann.replace("typing.", "").replace("Annotated[", "").replace("NoneType", "none")
-           .replace("Literal", "one of "))
+    ann = _type_words(f.annotation, f.metadata)
     desc = f" ({f.description})" if f.description else ""
     return f"`{fname}` is {ann}{desc}"
+
+
+def _type_words(ann, metadata=()) -> str:
+    """A field's type in a user's words: `a positive integer or a list of positive integers`."""
+    origin, args = typing.get_origin(ann), typing.get_args(ann)
+    if origin is typing.Annotated:
+        return _type_words(args[0], list(metadata) + list(ann.__metadata__))
+    if origin in (typing.Union, types.UnionType):
+        words = [_type_words(a, metadata) for a in args if a is not type(None)]
+        return " or ".join(dict.fromkeys(words))
+    if origin is typing.Literal:
+        return ("one of " if len(args) > 1 else "") + ", ".join(_show(a) for a in args)
+    if origin is tuple:
+        item = _type_words(args[0]) if args else "a value"
+        for old, new in (("a ", ""), ("an ", ""), ("integer", "integers"), ("number", "numbers")):
+            item = item.replace(old, new)
+        return "a list of " + item
+    if ann is bool:
+        return "true or false"
+    if ann not in (int, float):
+        return getattr(ann, "__name__", str(ann))
+    noun = "integer" if ann is int else "number"
+    low = {type(m).__name__: m for m in metadata}
+    if "Ge" in low and "Le" in low:
+        return f"a number from {low['Ge'].ge} to {low['Le'].le}"
+    if "Gt" in low and low["Gt"].gt == 0:
+        return f"a positive {noun}"
+    if "Ge" in low and low["Ge"].ge == 0:
+        return f"a non-negative {noun}"
+    return f"an {noun}" if noun == "integer" else f"a {noun}"
 
 
 def check(program: Program, model: str | None = None, overrides: dict[str, Any] | None = None,
@@ -1045,6 +1185,10 @@ def check(program: Program, model: str | None = None, overrides: dict[str, Any] 
     try:
         root = checker.check_model(defn, dict(overrides or {}))
     except _Abort:
+        root = None
+    except RecursionError:  # a last resort: parsing bounds nesting, but nested blocks multiply it
+        checker.reporter.error("E0502", f"`{defn.name}` nests too deeply to check", defn.span,
+                               "use fewer levels of blocks, or split long expressions")
         root = None
     checker.reporter.check()
     assert root is not None
@@ -1063,11 +1207,29 @@ def _pick_model(program: Program, name: str | None, reporter: Reporter) -> S.Def
     if len(program.root_models) == 1:
         return program.root_models[0]
     if not program.root_models:
-        reporter.error("E0210", f"`{program.root}` defines no model", None,
-                       "a spec needs a `model NAME { ... }`")
+        blocks = [d for d in program.definitions.values() if d.span.source is program.root_source]
+        src = program.root_source
+        reporter.error("E0210", f"`{program.root}` defines no model",
+                       blocks[0].span if blocks else Span(src, 1, 1, 1, 2) if src else None,
+                       "a spec needs a `model NAME { ... }`" + (
+                           "; blocks are only built when a model uses them" if blocks else ""))
     else:
         names = ", ".join(d.name for d in program.root_models)
         reporter.error("E0210", f"`{program.root}` defines several models ({names})",
                        program.root_models[1].span, "choose one with --model NAME")
     reporter.check()
     raise AssertionError("unreachable")
+
+
+def const_values(program: Program) -> dict[str, Any]:
+    """Every top-level constant of the program, evaluated (for the train/parallel sections)."""
+    checker = Checker(program, DEFAULT_MAX_PARAMS)
+    checker._seq_types = {}
+    values = {}
+    for name, node in program.consts.items():
+        try:
+            values[name] = checker.global_const(name, node.span)
+        except _Abort:
+            pass
+    checker.reporter.check()
+    return values

@@ -30,7 +30,7 @@ def parse_set(items: list[str]) -> dict[str, Any]:
     for item in items:
         key, sep, raw = item.partition("=")
         key = key.strip()
-        if not sep or not key.isidentifier():
+        if not sep or not all(part.isidentifier() for part in key.split(".")):
             raise UsageError(f"--set expects NAME=VALUE, got `{item}`")
         out[key] = _literal(raw.strip())
     return out
@@ -70,7 +70,10 @@ def write_atomic(directory: Path, files: dict[str, str]) -> None:
 def _load(args) -> Spec:
     if not Path(args.spec).is_file():
         raise UsageError(f"no such spec file: {args.spec}")
-    return load(args.spec, model=args.model, max_params=args.max_params, **parse_set(args.set))
+    values = parse_set(args.set)
+    params = {k: v for k, v in values.items() if "." not in k}
+    sets = {k: v for k, v in values.items() if "." in k}
+    return load(args.spec, model=args.model, max_params=args.max_params, sets=sets, **params)
 
 
 def cmd_check(args) -> int:
@@ -108,7 +111,8 @@ def _spec_parser(sub, name: str, help: str, func: Callable) -> argparse.Argument
     p = sub.add_parser(name, help=help)
     p.add_argument("spec", help="the .nn file")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                   help="override a model parameter (repeatable)")
+                   help="override a model parameter (num_classes=10) or a setting "
+                   "(train.epochs=5, parallel.zero=3); repeatable")
     p.add_argument("--model", help="which model of the file, when it defines several")
     p.add_argument("--max-params", type=int, default=DEFAULT_MAX_PARAMS,
                    help="refuse models with more parameters (default: %(default)s)")

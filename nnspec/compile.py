@@ -6,14 +6,15 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from .check import DEFAULT_MAX_PARAMS, check
-from .diagnostics import display_path
+from .check import DEFAULT_MAX_PARAMS, check, const_values
+from .diagnostics import Reporter, display_path
 from .emit.module import load_source
 from .emit.source import emit_source
 from .emit.summary import render_table, summarize
 from .ir import ModuleDef
 from .lower import Lowered, lower
 from .resolve import Program, resolve_file, resolve_text
+from .sections import Settings, evaluate_sections
 
 
 @dataclass
@@ -23,6 +24,7 @@ class Spec:
     program: Program
     ir: ModuleDef
     source_name: str
+    settings: Settings
 
     @cached_property
     def lowered(self) -> Lowered:
@@ -50,20 +52,35 @@ class Spec:
 
 
 def load(path: str | Path, *, model: str | None = None, max_params: int = DEFAULT_MAX_PARAMS,
-         **overrides: Any) -> Spec:
-    """Read, resolve and check a .nn file. Keyword arguments override the model's parameters.
+         sets: dict[str, Any] | None = None, **overrides: Any) -> Spec:
+    """Read, resolve and check a .nn file.
+
+    Args:
+        path: the spec.
+        model: which model, when the file defines several.
+        max_params: refuse larger models (checked without allocating anything).
+        sets: overrides of the train/parallel sections, e.g. {"parallel.zero": 3}.
+        **overrides: values for the model's parameters, e.g. num_classes=10.
 
     Raises:
         SpecError: the spec has errors; `str(err)` renders every diagnostic.
     """
     program = resolve_file(path)
-    ir = check(program, model, overrides, max_params)
-    return Spec(program, ir, display_path(Path(path)))
+    return _checked(program, display_path(Path(path)), model, max_params, sets, overrides)
 
 
 def loads(text: str, *, name: str = "<string>", base: Path | None = None, model: str | None = None,
-          max_params: int = DEFAULT_MAX_PARAMS, **overrides: Any) -> Spec:
+          max_params: int = DEFAULT_MAX_PARAMS, sets: dict[str, Any] | None = None,
+          **overrides: Any) -> Spec:
     """Like `load`, for a spec given as text (includes resolve relative to `base`)."""
     program = resolve_text(text, name, base)
+    return _checked(program, name, model, max_params, sets, overrides)
+
+
+def _checked(program: Program, name: str, model, max_params, sets, overrides) -> Spec:
     ir = check(program, model, overrides, max_params)
-    return Spec(program, ir, name)
+    reporter = Reporter()
+    settings = evaluate_sections(program.sections, const_values(program), dict(sets or {}),
+                                 reporter)
+    reporter.check()
+    return Spec(program, ir, name, settings)

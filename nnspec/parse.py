@@ -7,7 +7,7 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import (UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken,
                              VisitError)
 
@@ -19,10 +19,11 @@ GRAMMAR_NAME = "nnspec.lark"
 # What a user would call each terminal in "expected ..." hints.
 _TOKEN_WORDS = {
     "NAME": "a name", "INT": "an integer", "FLOAT": "a number", "STRING": "a string",
-    "_NL": "a new line", "_ARROW": "`->`", "LPAR": "`(`", "RPAR": "`)`", "LSQB": "`[`",
+    "_NL": "the end of the line", "_ARROW": "`->`", "LPAR": "`(`", "RPAR": "`)`", "LSQB": "`[`",
     "RSQB": "`]`", "LBRACE": "`{`", "RBRACE": "`}`", "COMMA": "`,`", "COLON": "`:`",
     "EQUAL": "`=`", "SEMICOLON": "`;`", "DOT": "`.`", "MINUS": "`-`", "COMP_OP": "a comparison",
     "ADD_OP": "`+` or `-`", "MUL_OP": "an operator", "$END": "the end of the file",
+    "_WHEN": "`when`",
 }
 
 
@@ -59,11 +60,13 @@ def _parser() -> Lark:
 
 def parse(text: str, name: str = "<string>") -> S.File:
     """Parse one .nn source into a `syntax.File`; raises SpecError with one located diagnostic."""
+    text = text[1:] if text.startswith("\ufeff") else text  # a byte-order mark some editors write
     source = Source(name, text)
     try:
         tree = _parser().parse(text if text.endswith("\n") else text + "\n")
     except UnexpectedInput as err:
         raise SpecError([_syntax_diagnostic(err, source)]) from None
+    _check_nesting(tree, source)
     try:
         return _ToSyntax(source).transform(tree)
     except _LiteralError as err:
@@ -74,45 +77,185 @@ def parse(text: str, name: str = "<string>") -> S.File:
         raise
 
 
+def _check_nesting(tree: Tree, source: Source) -> None:
+    """Refuse a tree nested deeper than MAX_NESTING before the recursive passes overflow on it."""
+    stack = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if node.data == "operators":  # `a + b + c ...` arrives flat but folds into a nest
+            depth += len(node.children) // 2
+        if depth > MAX_NESTING:
+            meta = node.meta
+            span = (Span(source, 1, 1, 1, 2) if getattr(meta, "empty", False) else
+                    Span(source, meta.line, meta.column, meta.end_line, meta.end_column))
+            raise SpecError([Diagnostic("E0107", "expression nested too deeply", span,
+                                        f"expressions and flows nest at most {MAX_NESTING} deep; "
+                                        "split this one over several statements")])
+        stack.extend((c, depth + 1) for c in node.children if isinstance(c, Tree))
+
+
 def _syntax_diagnostic(err: UnexpectedInput, source: Source) -> Diagnostic:
     line, col = max(1, err.line or 1), max(1, err.column or 1)
     if isinstance(err, UnexpectedCharacters):
         ch = source.line(line)[col - 1: col] or "?"
         span = Span(source, line, col, line, col + 1)
-        return Diagnostic("E0101", f"unexpected character `{ch}`", span,
-                          "names are letters, digits and `_`; strings use double quotes")
-    if isinstance(err, UnexpectedEOF) or (isinstance(err, UnexpectedToken) and err.token.type == "$END"):
-        last = len(source.text.splitlines()) or 1
+        if ch == '"':
+            return Diagnostic("E0101", "unterminated string", span,
+                              'close it with `"` on the same line')
+        if not ch.isprintable():
+            return Diagnostic("E0101", f"unexpected character U+{ord(ch):04X}", span,
+                              "it is invisible (often pasted along with copied text): delete it")
+        return Diagnostic("E0101", f"unexpected character `{ch}`", span, _CHAR_HINTS.get(
+            ch, "names are letters, digits and `_`; strings use double quotes"))
+    at_end = isinstance(err, UnexpectedEOF) or (isinstance(err, UnexpectedToken)
+                                                and err.token.type == "$END")
+    expected = set(getattr(err, "expected", None) or getattr(err, "accepts", None) or [])
+    if at_end:
+        last = source.text.count("\n") + (not source.text.endswith("\n")) or 1
         end = len(source.line(last)) + 1
-        return Diagnostic("E0102", "unexpected end of file", Span(source, last, end, last, end + 1),
-                          _expected_hint(getattr(err, "expected", set())))
-    tok: Token = err.token
+        span, tok, pos = Span(source, last, end, last, end + 1), None, len(source.text)
+    else:
+        tok = err.token
+        span, pos = _token_span(tok, source), tok.start_pos
+    before = _tokens_before(source.text, pos)
+    stack = _open_brackets(before)
+    diag = _bracket_diagnostic(tok, span, stack, source)
+    if diag is not None:
+        return diag
+    # a closer other than the innermost open bracket's, or a new line inside brackets, cannot come
+    inner = stack[-1].type if stack else None
+    expected -= {"RPAR", "RSQB", "RBRACE"} - {_CLOSE_TYPE[inner] if inner else ""}
+    if inner in ("LPAR", "LSQB"):
+        expected -= {"_NL", "SEMICOLON"}
+    prev = before[-1] if before else None
+    if prev is not None and prev.type == "_ARROW" and (tok is None or tok.type == "_NL"):
+        return Diagnostic("E0103", "expected a layer after `->`", _token_span(prev, source),
+                          "to continue a flow on the next line, start that line with `->`")
+    if tok is not None and tok.type in _KEYWORDS and "NAME" in expected:
+        return Diagnostic("E0103", f"`{tok.value}` is a keyword, not a name", span,
+                          "choose another name")
+    if (tok is not None and prev is not None and tok.type in ("COLON", "EQUAL")
+            and prev.type in _KEYWORDS - {"USE", "CONST", "MODEL", "BLOCK"}):
+        return Diagnostic("E0103", f"`{prev.value}` is a keyword, not a name",
+                          _token_span(prev, source), "choose another name")
+    if (not stack and tok is not None and tok.type not in ("USE", "CONST", "MODEL", "BLOCK", "_NL")
+            and (prev is None or prev.type in ("_NL", "SEMICOLON", "RBRACE"))):
+        return Diagnostic("E0103", f"unexpected `{tok.value.strip()}` outside a model or block",
+                          span, "the top level holds only `use`, `const`, `model` and `block`; "
+                          "statements go inside a body in braces")
+    if at_end:
+        return Diagnostic("E0102", "unexpected end of file", span, _expected_hint(expected))
     if tok.type == "_NL":
-        # the newline token starts at the end of the line before it: point there
         what = "end of line"
-        span = Span(source, tok.line, tok.column, tok.line, tok.column + 1)
+    elif tok.type in ("_ARROW", "_WHEN"):
+        what = f"`{tok.value.strip().splitlines()[-1].strip()}`"
     else:
         what = f"`{tok.value.strip()}`" if tok.value.strip() else tok.type
-        span = Span(source, tok.line, tok.column, tok.end_line or tok.line,
-                    tok.end_column if tok.end_line == tok.line else tok.column + 1)
-        if tok.type == "_ARROW":  # the arrow token may start with the newlines before it
-            arrow_line = tok.line + tok.value.count("\n")
-            arrow_col = len(tok.value.rsplit("\n", 1)[-1]) - 1 if "\n" in tok.value else tok.column
-            span = Span(source, arrow_line, arrow_col, arrow_line, arrow_col + 2)
-            what = "`->`"
-    expected = set(getattr(err, "expected", None) or getattr(err, "accepts", None) or [])
+    if tok.type == "COLON" and "LBRACE" in expected and not stack:
+        return Diagnostic("E0103", f"unexpected {what}", span,
+                          "the body of a model or block goes in braces: `model m { ... }`")
     return Diagnostic("E0103", f"unexpected {what}", span, _expected_hint(expected))
 
 
+def _token_span(tok: Token, source: Source) -> Span:
+    if tok.type == "_NL":
+        # the newline token starts at the end of the line before it: point there
+        return Span(source, tok.line, tok.column, tok.line, tok.column + 1)
+    if tok.type in ("_ARROW", "_WHEN") and "\n" in tok.value:
+        # `->` and `when` tokens may start with the newlines before them: point at the word
+        word = tok.value.rsplit("\n", 1)[-1]
+        line = tok.line + tok.value.count("\n")
+        col = len(word) - len(word.lstrip()) + 1
+        return Span(source, line, col, line, col + len(word.strip()))
+    end_col = tok.end_column if tok.end_line == tok.line else tok.column + 1
+    return Span(source, tok.line, tok.column, tok.line, end_col)
+
+
+def _tokens_before(text: str, pos: int) -> list[Token]:
+    """The tokens before offset `pos`, lexed again for a diagnostic (stops at a lexing error)."""
+    out: list[Token] = []
+    try:
+        for tok in _parser().lex(text):
+            if tok.start_pos >= pos:
+                break
+            out.append(tok)
+    except UnexpectedInput:
+        pass
+    return out
+
+
+def _open_brackets(tokens: list[Token]) -> list[Token]:
+    """The brackets still open after `tokens`, innermost last."""
+    stack: list[Token] = []
+    for t in tokens:
+        if t.type in _PAIRS.values():
+            stack.append(t)
+        elif t.type in _PAIRS and stack and stack[-1].type == _PAIRS[t.type]:
+            stack.pop()
+    return stack
+
+
+def _bracket_diagnostic(tok: Token | None, span: Span, stack: list[Token],
+                        source: Source) -> Diagnostic | None:
+    """An unmatched closing bracket, or an unclosed one that made the error show up later."""
+    if tok is not None and tok.type == "RBRACE" and not any(t.type == "LBRACE" for t in stack):
+        return Diagnostic("E0106", "unmatched `}`", span, "remove it, or add the `{` it closes")
+    if tok is not None and tok.type in _PAIRS and tok.type != "RBRACE":
+        if not stack or stack[-1].type == "LBRACE":
+            return Diagnostic("E0106", f"unmatched `{tok.value}`", span,
+                              f"remove it, or add the `{_OPEN_CHAR[_PAIRS[tok.type]]}` it closes")
+        if stack[-1].type != _PAIRS[tok.type]:
+            opener = stack[-1]
+            return Diagnostic("E0106", f"`{tok.value}` does not close `{opener.value}`", span,
+                              f"close it with `{_CLOSE_CHAR[opener.type]}`",
+                              [(f"`{opener.value}` is opened here", _token_span(opener, source))])
+    inner = next((t for t in reversed(stack) if t.type != "LBRACE"), None)
+    if inner is not None and (tok is None or span.line > inner.line or tok.type == "RBRACE"):
+        # a new line inside (...) or [...] does not end the statement, so the error surfaced late
+        where = "the file ends here" if tok is None else f"expected `{_CLOSE_CHAR[inner.type]}` " \
+                "or `,` before this"
+        return Diagnostic("E0106", f"unclosed `{inner.value}`", _token_span(inner, source),
+                          f"close it with `{_CLOSE_CHAR[inner.type]}`; inside (...) and [...] a "
+                          "new line does not end a statement", [(where, span)])
+    brace = next((t for t in reversed(stack) if t.type == "LBRACE"), None)
+    if brace is not None and (tok is None or tok.type in ("MODEL", "BLOCK", "USE")):
+        where = "the file ends here" if tok is None else "the next definition starts here"
+        return Diagnostic("E0106", "unclosed `{`", _token_span(brace, source),
+                          "end the body with `}`", [(where, span)])
+    return None
+
+
+_PAIRS = {"RPAR": "LPAR", "RSQB": "LSQB", "RBRACE": "LBRACE"}
+_OPEN_CHAR = {"LPAR": "(", "LSQB": "[", "LBRACE": "{"}
+_CLOSE_CHAR = {"LPAR": ")", "LSQB": "]", "LBRACE": "}"}
+_CLOSE_TYPE = {"LPAR": "RPAR", "LSQB": "RSQB", "LBRACE": "RBRACE"}
+_KEYWORDS = {"USE", "CONST", "MODEL", "BLOCK", "INPUT", "IN", "OUT", "OR", "AND", "NOT", "TRUE",
+             "FALSE"}
+_CHAR_HINTS = {"'": 'strings use double quotes: "..."', "\u2192": "write the arrow as `->`",
+               "\u2013": "write a minus as `-`", "\u201c": 'strings use plain double quotes: "..."'}
+# the order "expected ..." hints list tokens in; ones that only continue an expression are left out
+_HINT_ORDER = ["COLON", "EQUAL", "COMMA", "RPAR", "RSQB", "LBRACE", "RBRACE", "NAME", "INT",
+               "FLOAT", "STRING", "_NL", "$END"]
+_VALUE_START = {"NAME", "INT", "FLOAT", "STRING", "LPAR", "LSQB", "MINUS", "NOT", "TRUE", "FALSE"}
+
+
 def _expected_hint(expected) -> str | None:
-    words = sorted({_TOKEN_WORDS.get(t, f"`{t.lower()}`" if t.isalpha() else t) for t in expected
-                    if not t.startswith("__")})
-    words = [w for w in words if not w.startswith("`_")]
+    expected = {t for t in expected if not t.startswith("__")}
+    if {"NAME", "INT"} <= expected:  # any expression may start here
+        words = [w for w in (_TOKEN_WORDS.get(t) for t in _HINT_ORDER[:7] if t in expected) if w]
+        words.append("a layer or value")
+        words += [_TOKEN_WORDS[t] for t in ("_NL", "$END") if t in expected]
+    else:
+        words = [_TOKEN_WORDS[t] for t in _HINT_ORDER if t in expected]
+        if not words:  # only tokens that continue an expression
+            words = sorted(_TOKEN_WORDS.get(t, f"`{t.lower()}`") for t in expected
+                           if t not in _VALUE_START and not t.startswith("_"))
     if not words:
         return None
     if len(words) > 6:
         words = words[:6] + ["..."]
-    return "expected " + ", ".join(words)
+    return "expected " + (" or ".join(words) if len(words) <= 2 else
+                          ", ".join(words[:-1]) + " or " + words[-1])
 
 
 class _LiteralError(Exception):
@@ -120,7 +263,13 @@ class _LiteralError(Exception):
         self.diag = diag
 
 
+MAX_NESTING = 100  # a tree deeper than this is refused: the passes after parsing recurse on it
 MAX_INT_DIGITS = 18  # literals beyond this are refused: no spec needs 10**18 of anything
+
+
+# binary operators from loosest to tightest
+_PRECEDENCE = [{"or"}, {"and"}, {"==", "!=", "<", "<=", ">", ">="}, {"+", "-"},
+               {"*", "/", "//", "%", "@"}]
 
 
 @v_args(meta=True)
@@ -155,6 +304,12 @@ class _ToSyntax(Transformer):
 
     def block_alias(self, meta, ch):
         return S.Definition(self._span(meta), False, str(ch[0]), ch[1] or (), (), ch[2])
+
+    def section(self, meta, ch):
+        return S.Section(self._span(meta), str(ch[0]), self._tok_span(ch[0]), tuple(ch[1:]))
+
+    def setting(self, meta, ch):
+        return S.Setting(self._span(meta), str(ch[0]), self._tok_span(ch[0]), ch[1])
 
     def params(self, meta, ch):
         return tuple(p for p in ch if p is not None)
@@ -191,23 +346,33 @@ class _ToSyntax(Transformer):
     def named(self, meta, ch):
         return S.Named(self._span(meta), str(ch[0]), self._tok_span(ch[0]), ch[1])
 
-    def or_(self, meta, ch):
-        return S.BinOp(self._span(meta), "or", ch[0], ch[1])
+    def operators(self, meta, ch):
+        """`a op b op c ...` arrives flat; fold it by precedence, left to right within a level."""
+        operands, ops = ch[0::2], [str(t) for t in ch[1::2]]
 
-    def and_(self, meta, ch):
-        return S.BinOp(self._span(meta), "and", ch[0], ch[1])
+        def fold(lo: int, hi: int, level: int):
+            if level == len(_PRECEDENCE):
+                return operands[lo]
+            node, start = None, lo
+            for i in range(lo, hi):
+                if ops[i] in _PRECEDENCE[level]:
+                    right = fold(start, i, level + 1)
+                    node = right if node is None else self._binop(node, ops[start - 1], right)
+                    start = i + 1
+            right = fold(start, hi, level + 1)
+            return right if node is None else self._binop(node, ops[start - 1], right)
+
+        return fold(0, len(ops), 0)
+
+    def _binop(self, left: S.Node, op: str, right: S.Node) -> S.BinOp:
+        a, b = left.span, right.span
+        return S.BinOp(Span(self.source, a.line, a.col, b.end_line, b.end_col), op, left, right)
 
     def not_(self, meta, ch):
-        return S.Unary(self._span(meta), "not", ch[0])
+        return S.Unary(self._span(meta), "not", ch[1])
 
-    def neg(self, meta, ch):
-        return S.Unary(self._span(meta), "-", ch[0])
-
-    def compare(self, meta, ch):
-        return S.BinOp(self._span(meta), str(ch[1]), ch[0], ch[2])
-
-    def binop(self, meta, ch):
-        return S.BinOp(self._span(meta), str(ch[1]), ch[0], ch[2])
+    def sign(self, meta, ch):
+        return ch[1] if str(ch[0]) == "+" else S.Unary(self._span(meta), "-", ch[1])
 
     def call(self, meta, ch):
         return S.Call(self._span(meta), ch[0], tuple(ch[1] or ()))

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import syntax as S
-from .diagnostics import Reporter, SpecError, Span, display_path
+from .diagnostics import did_you_mean, Reporter, Source, SpecError, Span, display_path
 from .parse import parse
 
 MAX_FILE_BYTES = 4 * 1024 * 1024  # a spec is a short text; refuse anything larger
@@ -23,6 +23,8 @@ class Program:
     definitions: dict[str, S.Definition] = field(default_factory=dict)
     consts: dict[str, S.Const] = field(default_factory=dict)
     root_models: list[S.Definition] = field(default_factory=list)
+    root_source: Source | None = None  # the root file's text, to locate file-wide errors
+    sections: dict[str, S.Section] = field(default_factory=dict)  # the root file's train/parallel
 
 
 def resolve_file(path: str | Path) -> Program:
@@ -78,6 +80,8 @@ def _load(path: Path, use: S.Use | None, stack: list[tuple[Path, Span]], program
 
 def _add_file(tree: S.File, base: Path, stack, program: Program, reporter: Reporter,
               done: set[Path], is_root: bool) -> None:
+    if is_root:
+        program.root_source = tree.span.source
     for item in tree.items:
         if isinstance(item, S.Use):
             target = (base / item.path).resolve()
@@ -95,6 +99,8 @@ def _add_file(tree: S.File, base: Path, stack, program: Program, reporter: Repor
                 program.root_models.append(item)
         elif isinstance(item, S.Const):
             _define(program.consts, item.name, item, reporter, "constant")
+        elif isinstance(item, S.Section):
+            _add_section(item, program, reporter, is_root)
 
 
 def _define(table: dict, name: str, item, reporter: Reporter, what: str) -> None:
@@ -104,3 +110,19 @@ def _define(table: dict, name: str, item, reporter: Reporter, what: str) -> None
                        [(f"first {what} of `{name}`", table[name].span)])
     else:
         table[name] = item
+
+
+SECTION_NAMES = ("train", "parallel")
+
+
+def _add_section(item: S.Section, program: Program, reporter: Reporter, is_root: bool) -> None:
+    if item.name not in SECTION_NAMES:
+        reporter.error("E0704", f"unknown section `{item.name}`", item.name_span,
+                       did_you_mean(item.name, SECTION_NAMES)
+                       or f"sections are: {', '.join(SECTION_NAMES)}")
+    elif not is_root:
+        reporter.error("E0705", f"a `{item.name}` section belongs in the spec being compiled, "
+                       "not in an included file", item.name_span,
+                       "move it to the root spec; included files hold blocks and constants")
+    else:
+        _define(program.sections, item.name, item, reporter, "section")

@@ -142,6 +142,24 @@ class Definition(Node):
 
 
 @dataclass(frozen=True)
+class Setting(Node):
+    """`key = value` inside a train/parallel section."""
+
+    key: str
+    key_span: Span = field(repr=False, compare=False)
+    value: Node = None  # type: ignore[assignment]
+
+
+@dataclass(frozen=True)
+class Section(Node):
+    """`train { ... }` or `parallel { ... }`: how the model is trained and placed."""
+
+    name: str
+    name_span: Span = field(repr=False, compare=False)
+    settings: tuple[Setting, ...] = ()
+
+
+@dataclass(frozen=True)
 class Use(Node):
     path: str
 

@@ -43,7 +43,10 @@ class BasicBlock_2(nn.Module):
         self.relu = nn.ReLU()  # specs/blocks/resnet.nn:6
         self.conv2 = nn.Conv2d(16, 16, kernel_size=3, padding=1, bias=False)  # specs/blocks/resnet.nn:6
         self.bn2 = nn.BatchNorm2d(16)  # specs/blocks/resnet.nn:6
-        self.downsample = nn.Sequential(nn.Conv2d(8, 16, kernel_size=1, stride=2, bias=False), nn.BatchNorm2d(16))  # specs/blocks/resnet.nn:7
+        self.downsample = nn.Sequential(
+            nn.Conv2d(8, 16, kernel_size=1, stride=2, bias=False),
+            nn.BatchNorm2d(16),
+        )  # specs/blocks/resnet.nn:7
 
     def forward(self, x):
         # x: (B, 8, 16, 16)
