@@ -740,6 +740,17 @@ class Checker:
 
     def emit(self, target, layer, ins, kw, scope: Scope, span: Span, hint: str | None):
         outs = self.infer(target, layer, ins, kw, span)
+        if kw and layer is not None:
+            # keyword tensors bind by name in the generated call; make sure that binding works
+            args = [f"a{i}" for i in range(len(ins))] + [f"{k}=k{i}" for i, k in enumerate(kw)]
+            types = [v.type for v in ins] + [v.type for v in kw.values()]
+            try:
+                if target is None:
+                    layer.functional_source(args, types)
+                else:
+                    layer.call_source("m", args, types)
+            except ShapeError as err:
+                raise self.error("E0401", err.message, span, err.help) from None
         self.ops += 1
         if self.ops > MAX_OPS:
             raise self.error("E0501", f"the model has more than {MAX_OPS} operations", span)
@@ -800,7 +811,7 @@ class Checker:
         tmpl = self.expand_alias(tmpl)
         if isinstance(tmpl, KindT):
             layer = self.make_layer(tmpl)
-            if getattr(type(layer), "functional_only", False):
+            if getattr(type(layer), "functional_only", False) or getattr(type(layer), "bare_parameter", False):
                 raise self.error("E0324", f"{layer.kind} cannot stand in a list or repeat",
                                  tmpl.span, "apply it in the flow instead")
             leaf = Leaf(layer, list(ins), tmpl.span)
@@ -944,7 +955,12 @@ class Checker:
             self.stack.pop()
 
     def count(self, leaf: Leaf, span: Span) -> None:
-        self.params_total += sum(numel(s) for s in leaf.layer.params(leaf.ins).values())
+        try:
+            params = leaf.layer.params(leaf.ins)
+        except MemoryError:  # e.g. a recurrent layer asked for 10**17 stacked layers
+            raise self.error("E0501", f"{leaf.layer.kind} has too many parameters to check",
+                             span) from None
+        self.params_total += sum(numel(s) for s in params.values())
         self.check_limit(span)
         self.ops += 1  # layers count too: nested repeats multiply them without any operation
         if self.ops > MAX_OPS:
@@ -1142,7 +1158,7 @@ def _type_hint(cls: type[Layer], fname: str) -> str | None:
     if f is None:
         return None
     ann = _type_words(f.annotation, f.metadata)
-    desc = f" ({f.description})" if f.description else ""
+    desc = f": {f.description}" if f.description else ""
     return f"`{fname}` is {ann}{desc}"
 
 

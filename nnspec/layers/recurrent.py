@@ -85,7 +85,7 @@ class RNN(_Recurrent):
     prelude: ClassVar[tuple[str, ...]] = ("SequenceRNN",)
     gates: ClassVar[int] = 1
     hidden_size: PositiveInt = Field(description=_HIDDEN)
-    num_layers: PositiveInt = Field(default=1, description=_LAYERS)
+    num_layers: PositiveInt = Field(default=1, le=1000, description=_LAYERS)
     bidirectional: bool = Field(default=False, description=_BIDIR)
     dropout: float = Field(default=0.0, ge=0.0, le=1.0, description=_DROPOUT)
     bias: bool = Field(default=True, description=_BIAS)
@@ -107,7 +107,7 @@ class LSTM(_Recurrent):
     gates: ClassVar[int] = 4
     counted: ClassVar[bool] = False
     hidden_size: PositiveInt = Field(description=_HIDDEN)
-    num_layers: PositiveInt = Field(default=1, description=_LAYERS)
+    num_layers: PositiveInt = Field(default=1, le=1000, description=_LAYERS)
     bidirectional: bool = Field(default=False, description=_BIDIR)
     dropout: float = Field(default=0.0, ge=0.0, le=1.0, description=_DROPOUT)
     bias: bool = Field(default=True, description=_BIAS)
@@ -124,7 +124,7 @@ class GRU(_Recurrent):
     prelude: ClassVar[tuple[str, ...]] = ("SequenceGRU",)
     gates: ClassVar[int] = 3
     hidden_size: PositiveInt = Field(description=_HIDDEN)
-    num_layers: PositiveInt = Field(default=1, description=_LAYERS)
+    num_layers: PositiveInt = Field(default=1, le=1000, description=_LAYERS)
     bidirectional: bool = Field(default=False, description=_BIDIR)
     dropout: float = Field(default=0.0, ge=0.0, le=1.0, description=_DROPOUT)
     bias: bool = Field(default=True, description=_BIAS)

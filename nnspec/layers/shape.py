@@ -172,6 +172,9 @@ class Split(FunctionalOnly):
         d = norm_dim(self.dim, len(s), f"split of {fmt_shape(s)}")
         n, sizes = s[d], self.split_size_or_sections
         if isinstance(sizes, int):
+            if -(-n // sizes) > 10_000:
+                raise ShapeError(f"split: pieces of {sizes} would cut dim {self.dim} of "
+                                 f"{fmt_shape(s)} into {-(-n // sizes):,} tensors (at most 10,000)")
             sizes = (sizes,) * (n // sizes) + ((n % sizes,) if n % sizes else ())
         elif sum(sizes) != n:
             raise ShapeError(f"split: sections {sizes} sum to {sum(sizes)}, but dim {self.dim} "
@@ -189,7 +192,7 @@ class Chunk(FunctionalOnly):
     kind: ClassVar[str] = "chunk"
     torch_name: ClassVar[str] = "torch.chunk"
     input_dtypes: ClassVar[tuple[str, ...]] = ANY_DTYPE
-    chunks: PositiveInt = Field(description="number of pieces")
+    chunks: PositiveInt = Field(le=10_000, description="number of pieces (at most 10,000)")
     dim: int = Field(default=1, description="the dim to split (torch dims: 1 is channels)")
 
     def infer(self, ins):
