@@ -67,11 +67,11 @@ def bench_gpt2(rounds: int) -> tuple[str, float, float]:
     cfg = transformers.GPT2Config(attn_pdrop=0.0, resid_pdrop=0.0, embd_pdrop=0.0)
     ref = transformers.GPT2LMHeadModel(cfg).train()
     ours = nnspec.load(ROOT / "specs/gpt2_small.nn", dropout_p=0.0).build().train()
-    ids = torch.randint(0, cfg.vocab_size, (2, 128))
+    ids = torch.randint(0, cfg.vocab_size, (1, 64))
     ref_call = lambda x: ref(x).logits  # noqa: E731
     ref_call.zero_grad = ref.zero_grad  # type: ignore[attr-defined]
     a, b = interleaved(ours, ref_call, lambda: (ids,), rounds, 3)
-    return "gpt2_small fwd+bwd (batch 2, 128 tokens)", a, b
+    return "gpt2_small fwd+bwd (batch 1, 64 tokens)", a, b
 
 
 BLOCKS = """
