@@ -73,7 +73,8 @@ def _load(args) -> Spec:
     values = parse_set(args.set)
     params = {k: v for k, v in values.items() if "." not in k}
     sets = {k: v for k, v in values.items() if "." in k}
-    return load(args.spec, model=args.model, max_params=args.max_params, sets=sets, **params)
+    return load(args.spec, model=args.model, max_params=args.max_params, sets=sets,
+                world_size=getattr(args, "world_size", None), **params)
 
 
 def cmd_check(args) -> int:
@@ -93,9 +94,16 @@ def cmd_summary(args) -> int:
 
 
 def cmd_compile(args) -> int:
+    from .emit.deepspeed import dumps
+    from .emit.launch import launch_script
+
     spec = _load(args)
+    world = args.world_size or spec.world_size
+    launch_args = [f"--set={item}" for item in args.set]
     files = {"model.py": spec.source,
-             "summary.json": json.dumps(spec.summary(), indent=2, sort_keys=True) + "\n"}
+             "summary.json": json.dumps(spec.summary(), indent=2, sort_keys=True) + "\n",
+             "ds_config.json": dumps(spec.deepspeed_config(world)),
+             "launch.sh": launch_script(args.spec, launch_args, num_accelerators=world)}
     write_atomic(Path(args.output), files)
     print(f"wrote {', '.join(sorted(files))} to {args.output}")
     return 0
@@ -127,8 +135,11 @@ def build_parser() -> argparse.ArgumentParser:
     _spec_parser(sub, "check", "validate a spec", cmd_check)
     p = _spec_parser(sub, "summary", "print the per-layer table", cmd_summary)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p = _spec_parser(sub, "compile", "write model.py and summary.json", cmd_compile)
+    p = _spec_parser(sub, "compile", "write model.py, summary.json, ds_config.json, launch.sh",
+                     cmd_compile)
     p.add_argument("-o", "--output", required=True, help="output folder")
+    p.add_argument("--world-size", type=int, help="processes the DeepSpeed config is for "
+                   "(default: data_parallel x pipeline_stages of the spec, else 1)")
     sub.add_parser("layers", help="print the reference of every layer kind").set_defaults(func=cmd_layers)
     return parser
 

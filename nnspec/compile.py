@@ -16,6 +16,10 @@ from .lower import Lowered, lower
 from .resolve import Program, resolve_file, resolve_text
 from .sections import Settings, evaluate_sections
 
+# training samples of the data sets that ship with scikit-learn, for schedules that need the
+# run's length at compile time
+KNOWN_SIZES = {"digits": 1797, "iris": 150, "wine": 178, "breast_cancer": 569}
+
 
 @dataclass
 class Spec:
@@ -50,9 +54,37 @@ class Spec:
     def name(self) -> str:
         return self.ir.name
 
+    @property
+    def world_size(self) -> int:
+        """The world size the parallel section describes (data_parallel x pipeline_stages)."""
+        return default_world_size(self.settings)
+
+    def total_steps(self) -> int | None:
+        """Optimizer steps of the whole run, when they can be known before loading data."""
+        from .config import total_steps_for
+
+        train = self.settings.train
+        if train.steps is not None:
+            return train.steps
+        size = KNOWN_SIZES.get(train.data.name)
+        return total_steps_for(train, int(size * train.split)) if size else None
+
+    def deepspeed_config(self, world_size: int | None = None) -> dict:
+        """The DeepSpeed config for `world_size` processes (default: the spec's own)."""
+        from .emit.deepspeed import emit_deepspeed_config
+
+        return emit_deepspeed_config(self.settings.train, self.settings.parallel,
+                                     world_size or self.world_size, total_steps=self.total_steps())
+
+
+def default_world_size(settings: Settings) -> int:
+    p = settings.parallel
+    return p.pipeline_stages * (p.data_parallel if isinstance(p.data_parallel, int) else 1)
+
 
 def load(path: str | Path, *, model: str | None = None, max_params: int = DEFAULT_MAX_PARAMS,
-         sets: dict[str, Any] | None = None, **overrides: Any) -> Spec:
+         sets: dict[str, Any] | None = None, world_size: int | None = None,
+         **overrides: Any) -> Spec:
     """Read, resolve and check a .nn file.
 
     Args:
@@ -60,27 +92,38 @@ def load(path: str | Path, *, model: str | None = None, max_params: int = DEFAUL
         model: which model, when the file defines several.
         max_params: refuse larger models (checked without allocating anything).
         sets: overrides of the train/parallel sections, e.g. {"parallel.zero": 3}.
+        world_size: check the parallel section for this many processes (default: its own).
         **overrides: values for the model's parameters, e.g. num_classes=10.
 
     Raises:
         SpecError: the spec has errors; `str(err)` renders every diagnostic.
     """
     program = resolve_file(path)
-    return _checked(program, display_path(Path(path)), model, max_params, sets, overrides)
+    return _checked(program, display_path(Path(path)), model, max_params, sets, world_size,
+                    overrides)
 
 
 def loads(text: str, *, name: str = "<string>", base: Path | None = None, model: str | None = None,
           max_params: int = DEFAULT_MAX_PARAMS, sets: dict[str, Any] | None = None,
-          **overrides: Any) -> Spec:
+          world_size: int | None = None, **overrides: Any) -> Spec:
     """Like `load`, for a spec given as text (includes resolve relative to `base`)."""
     program = resolve_text(text, name, base)
-    return _checked(program, name, model, max_params, sets, overrides)
+    return _checked(program, name, model, max_params, sets, world_size, overrides)
 
 
-def _checked(program: Program, name: str, model, max_params, sets, overrides) -> Spec:
+def _checked(program: Program, name: str, model, max_params, sets, world_size, overrides) -> Spec:
+    from .config import check_parallel
+
     ir = check(program, model, overrides, max_params)
     reporter = Reporter()
     settings = evaluate_sections(program.sections, const_values(program), dict(sets or {}),
                                  reporter)
     reporter.check()
-    return Spec(program, ir, name, settings)
+    spec = Spec(program, ir, name, settings)
+    for problem in check_parallel(settings.train, settings.parallel,
+                                  world_size or spec.world_size):
+        if problem.severity == "error":
+            reporter.error("E0710", problem.message, settings.span_of(problem.section, problem.key),
+                           problem.help)
+    reporter.check()
+    return spec

@@ -185,7 +185,7 @@ def optimizer_lr(optimizer: Call) -> float:
 
 def total_steps_for(train: TrainSpec, train_samples: int) -> int:
     """Optimizer steps in a run: `steps`, else epochs x ceil(train_samples / batch_size) (the last,
-    smaller batch of an epoch counts as a step)."""
+    smaller batch of an epoch counts as a step; 1 epoch when neither is set)."""
     if train.steps is not None:
         return train.steps
     epochs = train.epochs if train.epochs is not None else 1
@@ -387,7 +387,8 @@ def check_train(train: TrainSpec, parallel: Optional[ParallelSpec] = None) -> li
     for k, v in sched.kwargs.items():
         if k not in table:
             out.append(Problem("schedule", f"schedule {sched.name} has no argument `{k}`",
-                               did_you_mean(k, table) or (f"{sched.name} takes " + ", ".join(table))))
+                               did_you_mean(k, table)
+                               or f"{sched.name} takes " + ", ".join(table)))
             continue
         test, what = _SCHEDULE_ARG_RULES[k]
         if not test(v):
