@@ -109,6 +109,49 @@ def cmd_compile(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    """Train in this process, or on every rank when the deepspeed runner started it."""
+    from .train import DataError, TrainError, run
+
+    spec = _load(args)
+    try:
+        final = run(spec, spec.settings.train, spec.settings.parallel, Path(args.out),
+                    resume=args.resume, progress=not args.no_progress)
+    except (DataError, TrainError) as err:
+        hint = getattr(err, "hint", None)
+        print(f"error: {err}" + (f"\nhelp: {hint}" if hint else ""), file=sys.stderr)
+        return EXIT_SPEC
+    if final is not None and int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps(final, sort_keys=True))
+    return 0
+
+
+def cmd_launch(args) -> int:
+    """Build the deepspeed runner command for a spec and run it (or print it with --dry-run)."""
+    import shlex
+    import subprocess
+
+    spec = _load(args)
+    n = args.num_accelerators or args.num_gpus or spec.world_size
+    flag = "--num_gpus" if args.num_gpus else "--num_accelerators"
+    cmd = ["deepspeed"]
+    if args.hostfile:
+        if not Path(args.hostfile).is_file():
+            raise UsageError(f"no such hostfile: {args.hostfile}")
+        cmd += ["--hostfile", args.hostfile, "--no_ssh_check", "--master_addr", "127.0.0.1"]
+    else:
+        cmd += [flag, str(n)]
+    import shutil
+
+    exe = shutil.which("nnspec") or str(Path(sys.argv[0]).resolve())
+    cmd += ["--no_python", "--no_local_rank", exe, "train", args.spec, "--out", args.out]
+    cmd += [f"--set={item}" for item in args.set]
+    if args.dry_run:
+        print(shlex.join(cmd))
+        return 0
+    return subprocess.call(cmd)
+
+
 def cmd_layers(args) -> int:
     from .reference import reference_markdown
     print(reference_markdown(), end="")
@@ -140,6 +183,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="output folder")
     p.add_argument("--world-size", type=int, help="processes the DeepSpeed config is for "
                    "(default: data_parallel x pipeline_stages of the spec, else 1)")
+    p = _spec_parser(sub, "train", "train the spec (one process, or every rank under deepspeed)",
+                     cmd_train)
+    p.add_argument("--out", default="out", help="folder for metrics, checkpoints, final.json")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p = _spec_parser(sub, "launch", "run `nnspec train` under the deepspeed runner", cmd_launch)
+    p.add_argument("--num-gpus", type=int, help="processes per machine on GPU machines")
+    p.add_argument("--num-accelerators", type=int, help="processes on this machine (CPU or GPU)")
+    p.add_argument("--hostfile", help="an MPI-style hostfile for several machines")
+    p.add_argument("--out", default="out", help="output folder of the run")
+    p.add_argument("--dry-run", action="store_true", help="print the command, run nothing")
     sub.add_parser("layers", help="print the reference of every layer kind").set_defaults(func=cmd_layers)
     return parser
 
