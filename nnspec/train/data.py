@@ -1,0 +1,525 @@
+"""Training data: scikit-learn's offline sets, synthetic data and user files, shaped to the model.
+
+`load_data` turns the `data` setting of a train section (`digits`, `csv("runs.csv", target="y")`,
+`text("poems.txt")`, ...) into a train and a test split of tensors that fit the spec's inputs and
+output. Every problem (a missing file, a malformed row, 8x8 images for a 28x28 model, more classes
+than output units) is a `DataError` raised here, before a model is built or a process group is
+started. The split is a permutation drawn from the seed, so every rank and every resumed run sees
+the same one.
+"""
+from __future__ import annotations
+
+import csv as _csv
+import inspect
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from ..config import Call
+from .errors import DataError, did_you_mean
+
+TORCH_DTYPES = {"float": torch.float32, "long": torch.int64, "bool": torch.bool}
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+@dataclass(frozen=True)
+class Port:
+    """A model input or output as `Spec.summary()` describes it (shape without the batch)."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+
+    def __str__(self) -> str:
+        return f"{self.dtype}{list(self.shape)}"
+
+
+@dataclass
+class Split:
+    """One side of the data: a tensor per model input, and the targets."""
+
+    inputs: tuple[torch.Tensor, ...]
+    targets: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def take(self, index: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+        return tuple(x[index] for x in self.inputs), self.targets[index]
+
+
+@dataclass
+class Data:
+    """The train and test splits, and what a run needs to know about them."""
+
+    name: str
+    train: Split
+    test: Split
+    classes: int | None = None          # classes the data has (class targets only)
+    vocab: list[str] | None = None      # text(): the characters, in token order
+
+
+@dataclass
+class _Raw:
+    """What a loader returns: arrays by input name ("" for the only input), and targets."""
+
+    x: dict[str, np.ndarray]
+    y: np.ndarray
+    standardize: bool = False
+    classes: int | None = None
+    test: "_Raw | None" = None          # loaders that split themselves (text: by position)
+    vocab: list[str] | None = None
+
+
+@dataclass
+class _Context:
+    inputs: list[Port]
+    output: Port
+    target: str                         # "class", "binary" or "value": what the loss wants
+    seed: int
+    split: float
+    base: Path
+    what: str = ""                      # the data set as a user wrote it, for messages
+
+    def only_input(self) -> Port:
+        if len(self.inputs) != 1:
+            names = ", ".join(p.name for p in self.inputs)
+            raise DataError(f"{self.what} gives one input per sample, but the model has "
+                            f"{len(self.inputs)} ({names})",
+                            "use npz(path) or pt(path) with one array named after each input")
+        return self.inputs[0]
+
+    def file(self, path: Any, kind: str = "file") -> Path:
+        if not isinstance(path, (str, Path)) or not str(path):
+            raise DataError(f"{self.what} needs a path, got {path!r}", f'write {kind}s as strings: '
+                            f'"data/train.csv"')
+        p = Path(path).expanduser()
+        full = p if p.is_absolute() else self.base / p
+        exists = full.is_dir() if kind == "folder" else full.is_file()
+        if not exists:
+            where = "" if p.is_absolute() else f" (relative paths start at {self.base})"
+            raise DataError(f"data {kind} not found: {path}{where}",
+                            f"check the path; the {kind} must exist before training starts")
+        return full
+
+
+def ports(summary: dict) -> tuple[list[Port], Port]:
+    """The model's inputs and its first output, from `Spec.summary()`."""
+    inputs = [Port(name, tuple(info["shape"]), info["dtype"])
+              for name, info in summary["inputs"].items()]
+    out = summary["outputs"][0]
+    return inputs, Port("output", tuple(out["shape"]), out["dtype"])
+
+
+def describe(call: Call) -> str:
+    """`csv("a.csv", target="y")`: a data setting as it would be written in a spec."""
+    parts = [repr(a) if isinstance(a, str) else str(a) for a in call.args]
+    parts += [f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in call.kwargs.items()]
+    parts = [p.replace("'", '"') for p in parts]
+    return f"{call.name}({', '.join(parts)})" if parts else call.name
+
+
+def load_data(call: Call, summary: dict, *, split: float = 0.8, seed: int = 0,
+              target: str = "class", base_dir: str | Path | None = None) -> Data:
+    """Load, split and shape a data set for a model.
+
+    Args:
+        call: the data setting, e.g. `Call(name="csv", args=("x.csv",), kwargs={"target": "y"})`.
+        summary: `Spec.summary()` of the model: its inputs and outputs.
+        split: fraction of samples for training; the rest is the test set.
+        seed: seeds the split (and synthetic data).
+        target: what the loss wants: "class" indices, "binary" 0/1 floats, or "value" floats.
+        base_dir: where relative paths start (default: the current directory).
+
+    Raises:
+        DataError: the data is missing or malformed, or does not fit the model.
+    """
+    inputs, output = ports(summary)
+    ctx = _Context(inputs, output, target, seed, split, Path(base_dir or Path.cwd()),
+                   what=describe(call))
+    loader = LOADERS.get(call.name)
+    if loader is None:
+        raise DataError(f"unknown data set `{call.name}`", did_you_mean(call.name, LOADERS))
+    raw = _call_loader(loader, ctx, call)
+    if raw.test is None:
+        train, test = _split(raw, ctx)
+    else:
+        train, test = raw, raw.test
+    if raw.standardize:
+        _standardize(train, test)
+    return Data(ctx.what, _shape(train, ctx), _shape(test, ctx),
+                raw.classes if target == "class" else None, raw.vocab)
+
+
+def _call_loader(loader: Callable, ctx: _Context, call: Call) -> _Raw:
+    sig = inspect.signature(loader)
+    try:
+        sig.bind(ctx, *call.args, **call.kwargs)
+    except TypeError as err:
+        params = list(sig.parameters)[1:]
+        raise DataError(f"{ctx.what}: {err}".replace(loader.__name__ + "()", call.name),
+                        f"{call.name} takes: {', '.join(params) or 'no arguments'}") from None
+    return loader(ctx, *call.args, **call.kwargs)
+
+
+def _split(raw: _Raw, ctx: _Context) -> tuple[_Raw, _Raw]:
+    n = len(raw.y)
+    n_train = int(round(n * ctx.split))
+    if n_train < 1 or n_train >= n:
+        raise DataError(f"{ctx.what} has {n} samples: a split of {ctx.split} leaves an empty "
+                        "training or test set", "use more data or a split between them")
+    order = np.random.default_rng(np.random.SeedSequence([ctx.seed, 0])).permutation(n)
+    pick = lambda idx: _Raw({k: v[idx] for k, v in raw.x.items()}, raw.y[idx])  # noqa: E731
+    return pick(order[:n_train]), pick(order[n_train:])
+
+
+def _standardize(train: _Raw, test: _Raw) -> None:
+    """Zero mean, unit variance per feature, with statistics of the training split only."""
+    for key, x in train.x.items():
+        if not np.issubdtype(x.dtype, np.floating):
+            continue
+        mean = x.mean(axis=0)
+        std = x.std(axis=0)
+        std = np.where(std > 0, std, 1.0)
+        train.x[key] = ((x - mean) / std).astype(np.float32)
+        test.x[key] = ((test.x[key] - mean) / std).astype(np.float32)
+
+
+def _shape(raw: _Raw, ctx: _Context) -> Split:
+    tensors = []
+    for port in ctx.inputs:
+        key = port.name if port.name in raw.x else ""
+        tensors.append(_fit_input(raw.x[key], port, ctx))
+    return Split(tuple(tensors), _fit_target(raw.y, ctx))
+
+
+def _fit_input(x: np.ndarray, port: Port, ctx: _Context) -> torch.Tensor:
+    sample = x.shape[1:]
+    if math.prod(sample) != math.prod(port.shape):
+        raise DataError(f"{ctx.what} gives samples of shape {list(sample)} "
+                        f"({math.prod(sample)} values), but input `{port.name}` of the model is "
+                        f"{port} ({math.prod(port.shape)} values)",
+                        f"declare the input as `input {port.name}: {port.dtype}{list(sample)}` or "
+                        "choose data of that shape")
+    x = x.reshape(len(x), *port.shape)
+    if port.dtype in ("long", "bool") and np.issubdtype(x.dtype, np.floating):
+        if not np.all(np.isfinite(x)) or not np.all(x == np.round(x)):
+            raise DataError(f"{ctx.what} gives fractional values, but input `{port.name}` of the "
+                            f"model is {port}", f"declare the input as `float{list(port.shape)}`")
+    if port.dtype == "float" and not np.all(np.isfinite(x)):
+        raise DataError(f"{ctx.what} contains NaN or infinite values", "clean the data first")
+    return torch.as_tensor(np.ascontiguousarray(x)).to(TORCH_DTYPES[port.dtype])
+
+
+def _fit_target(y: np.ndarray, ctx: _Context) -> torch.Tensor:
+    out = ctx.output
+    if ctx.target == "class":
+        return _class_targets(y, ctx)
+    per_sample = math.prod(y.shape[1:])
+    if per_sample != math.prod(out.shape):
+        raise DataError(f"{ctx.what} has targets of shape {list(y.shape[1:])}, but the model's "
+                        f"output is {list(out.shape)}",
+                        "make the last layer's output match the targets")
+    y = y.reshape(len(y), *out.shape).astype(np.float32)
+    if ctx.target == "binary" and not np.all((y == 0) | (y == 1)):
+        raise DataError(f"{ctx.what} has targets other than 0 and 1, which the bce loss needs",
+                        "use cross_entropy for class indices, or mse for values")
+    return torch.from_numpy(np.ascontiguousarray(y))
+
+
+def _class_targets(y: np.ndarray, ctx: _Context) -> torch.Tensor:
+    out = ctx.output
+    if np.issubdtype(y.dtype, np.floating) and not np.all(y == np.round(y)):
+        raise DataError(f"{ctx.what} has fractional targets, but the loss wants class indices",
+                        "use the mse loss for regression")
+    want = out.shape[:-1]
+    if y.shape[1:] != want and not (want == () and y.shape[1:] == (1,)):
+        raise DataError(f"{ctx.what} has targets of shape {list(y.shape[1:])}, but a model whose "
+                        f"output is {list(out.shape)} needs class indices of shape {list(want)}",
+                        "the last output dimension holds one score per class")
+    y = y.reshape(len(y), *want).astype(np.int64)
+    units = out.shape[-1] if out.shape else 1
+    hi = int(y.max()) if y.size else 0
+    if y.size and int(y.min()) < 0:
+        raise DataError(f"{ctx.what} has negative class labels", "number classes from 0")
+    if hi >= units:
+        raise DataError(f"{ctx.what} has {hi + 1} classes, but the model's output has {units} "
+                        "units", f"give the last layer {hi + 1} outputs (in the example specs: "
+                        f"--set num_classes={hi + 1})")
+    return torch.from_numpy(np.ascontiguousarray(y))
+
+
+# ---- scikit-learn's offline sets --------------------------------------------------------------
+
+def _digits(ctx: _Context) -> _Raw:
+    """1,797 8x8 gray images of digits, scaled to [0, 1]."""
+    from sklearn.datasets import load_digits
+    ctx.only_input()
+    d = load_digits()
+    return _Raw({"": (d.images / 16.0).astype(np.float32)}, d.target, classes=10)
+
+
+def _sklearn_table(loader_name: str) -> Callable:
+    def load(ctx: _Context, standardize: bool = True) -> _Raw:
+        import sklearn.datasets
+        ctx.only_input()
+        d = getattr(sklearn.datasets, loader_name)()
+        return _Raw({"": d.data.astype(np.float32)}, d.target, standardize=standardize,
+                    classes=len(d.target_names))
+    load.__name__ = loader_name
+    return load
+
+
+# ---- synthetic ---------------------------------------------------------------------------------
+
+def _synthetic(ctx: _Context, shape: Any = None, classes: int | None = None,
+               size: int = 1024) -> _Raw:
+    """Random inputs with a learnable target: the argmax of a fixed random projection (float
+    inputs) or the next token of a counting sequence (token inputs)."""
+    port = ctx.only_input()
+    shape = tuple(shape) if shape is not None else port.shape
+    if not isinstance(size, int) or size < 2 or any(not isinstance(d, int) or d < 1 for d in shape):
+        raise DataError(f"{ctx.what}: size and shape must be positive integers",
+                        "e.g. synthetic(shape=[3, 32, 32], classes=10, size=2048)")
+    out = ctx.output
+    classes = classes or (out.shape[-1] if out.shape else 1)
+    rng = np.random.default_rng(np.random.SeedSequence([ctx.seed, 2]))
+    if port.dtype == "long":
+        start = rng.integers(0, classes, size=(size, 1))
+        seq = (start + np.arange(shape[-1] + 1)) % classes
+        x = seq[:, :-1].reshape(size, *shape)
+        y = seq[:, 1:] if len(out.shape) == 2 else seq[:, -1]
+        return _Raw({"": x}, y, classes=classes)
+    x = rng.standard_normal((size, *shape)).astype(np.float32)
+    flat = x.reshape(size, -1)
+    if ctx.target == "class":
+        w = rng.standard_normal((flat.shape[1], classes)).astype(np.float32)
+        return _Raw({"": x}, np.argmax(flat @ w, axis=1), classes=classes)
+    w = rng.standard_normal((flat.shape[1], math.prod(out.shape))).astype(np.float32)
+    y = flat @ w / math.sqrt(flat.shape[1])
+    return _Raw({"": x}, (y > 0).astype(np.float32) if ctx.target == "binary" else y)
+
+
+# ---- user files --------------------------------------------------------------------------------
+
+def _arrays(ctx: _Context, found: dict[str, np.ndarray], x: str, y: str, path: Any) -> _Raw:
+    names = sorted(found)
+    if y not in found:
+        raise DataError(f"{path} has no array `{y}` (it has: {', '.join(names) or 'none'})",
+                        f'name the arrays: {ctx.what.split("(")[0]}(path, x="...", y="...")')
+    if len(ctx.inputs) > 1:
+        missing = [p.name for p in ctx.inputs if p.name not in found]
+        if missing:
+            raise DataError(f"{path} has no array for input `{missing[0]}` of the model "
+                            f"(it has: {', '.join(names)})", "store one array per model input, "
+                            "named after the input")
+        xs = {p.name: found[p.name] for p in ctx.inputs}
+    elif x in found:
+        xs = {"": found[x]}
+    else:
+        raise DataError(f"{path} has no array `{x}` (it has: {', '.join(names)})",
+                        f'name the arrays: {ctx.what.split("(")[0]}(path, x="...", y="...")')
+    target = found[y]
+    for key, arr in xs.items():
+        if arr.ndim < 1 or len(arr) != len(target):
+            raise DataError(f"{path}: `{key or x}` has {len(arr) if arr.ndim else 0} samples but "
+                            f"`{y}` has {len(target)}", "the first dimension counts samples")
+        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+            raise DataError(f"{path}: `{key or x}` is not numeric ({arr.dtype})",
+                            "store numbers")
+    return _Raw(xs, target, classes=int(target.max()) + 1 if target.size and
+                np.issubdtype(target.dtype, np.integer) else None)
+
+
+def _npz(ctx: _Context, path: Any, x: str = "x", y: str = "y") -> _Raw:
+    """`x` and `y` arrays in a NumPy .npz file (or one array per model input)."""
+    full = ctx.file(path)
+    try:
+        with np.load(full, allow_pickle=False) as f:
+            found = {k: f[k] for k in f.files}
+    except Exception as err:  # noqa: BLE001 - any reader failure is the user's file
+        raise DataError(f"{path} is not a readable .npz file ({type(err).__name__}: {err})",
+                        "write it with numpy.savez(path, x=..., y=...)") from None
+    return _arrays(ctx, found, x, y, path)
+
+
+def _pt(ctx: _Context, path: Any, x: str = "x", y: str = "y") -> _Raw:
+    """A dict of tensors saved with torch.save, loaded without running any pickled code."""
+    full = ctx.file(path)
+    try:
+        obj = torch.load(full, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001
+        raise DataError(f"{path} is not a readable torch file ({type(err).__name__})",
+                        "write it with torch.save({'x': tensor, 'y': tensor}, path)") from None
+    if isinstance(obj, (tuple, list)) and len(obj) == 2:
+        obj = {x: obj[0], y: obj[1]}
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise DataError(f"{path} does not hold a dict of tensors",
+                        "write it with torch.save({'x': tensor, 'y': tensor}, path)")
+    return _arrays(ctx, {k: v.numpy() for k, v in obj.items()}, x, y, path)
+
+
+def _csv_file(ctx: _Context, path: Any, target: str | None = None, standardize: bool = True,
+              delimiter: str = ",") -> _Raw:
+    """A table with a header row; `target` names the label column (default: the last one).
+    Labels that are not numbers are class names, numbered in sorted order."""
+    ctx.only_input()
+    full = ctx.file(path)
+    try:
+        with open(full, newline="", encoding="utf-8") as fh:
+            rows = list(_csv.reader(fh, delimiter=delimiter))
+    except (UnicodeDecodeError, _csv.Error) as err:
+        raise DataError(f"{path} is not a readable CSV file ({err})",
+                        "save it as UTF-8 text") from None
+    rows = [(i + 1, r) for i, r in enumerate(rows) if any(c.strip() for c in r)]
+    if len(rows) < 3:
+        raise DataError(f"{path} has {max(len(rows) - 1, 0)} data rows",
+                        "a CSV needs a header row and at least two rows of data")
+    header = [c.strip() for c in rows[0][1]]
+    if all(_is_number(c) for c in header):
+        raise DataError(f"{path} has no header row (its first row is all numbers)",
+                        "add a first row naming the columns")
+    target = header[-1] if target is None else target
+    if target not in header:
+        raise DataError(f"{path} has no column `{target}`", did_you_mean(target, header))
+    t = header.index(target)
+    features, labels = [], []
+    for lineno, row in rows[1:]:
+        if len(row) != len(header):
+            raise DataError(f"{path}:{lineno}: expected {len(header)} fields, got {len(row)}",
+                            "every row needs one value per column of the header")
+        values = []
+        for j, cell in enumerate(row):
+            if j == t:
+                continue
+            try:
+                values.append(float(cell))
+            except ValueError:
+                raise DataError(f"{path}:{lineno}: column `{header[j]}` holds {cell.strip()!r}, "
+                                "not a number", "feature columns must be numeric") from None
+        features.append(values)
+        labels.append(row[t].strip())
+    y, classes = _labels(labels, ctx, path)
+    return _Raw({"": np.asarray(features, dtype=np.float32)}, y, standardize=standardize,
+                classes=classes)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _labels(labels: list[str], ctx: _Context, path: Any) -> tuple[np.ndarray, int | None]:
+    if all(_is_number(v) for v in labels):
+        y = np.asarray([float(v) for v in labels])
+        if ctx.target == "class" and np.all(y == np.round(y)):
+            return y.astype(np.int64), int(y.max()) + 1
+        return y.astype(np.float32), None
+    if ctx.target != "class":
+        bad = next(v for v in labels if not _is_number(v))
+        raise DataError(f"{path}: target {bad!r} is not a number, which this loss needs",
+                        "use cross_entropy to treat the target column as class names")
+    names = sorted(set(labels))
+    index = {name: i for i, name in enumerate(names)}
+    return np.asarray([index[v] for v in labels], dtype=np.int64), len(names)
+
+
+def _images(ctx: _Context, folder: Any) -> _Raw:
+    """One sub-folder per class (sorted names are classes 0, 1, ...), resized to the input."""
+    port = ctx.only_input()
+    root = ctx.file(folder, "folder")
+    if len(port.shape) != 3 or port.shape[0] not in (1, 3) or port.dtype != "float":
+        raise DataError(f"images() needs an input of shape float[C, H, W] with C = 1 or 3, but "
+                        f"input `{port.name}` is {port}", "declare `input x: float[3, 32, 32]`")
+    from PIL import Image, UnidentifiedImageError
+    c, h, w = port.shape
+    classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    xs, ys = [], []
+    for label, sub in enumerate(classes):
+        for file in sorted(sub.iterdir()):
+            if file.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            try:
+                with Image.open(file) as img:
+                    img = img.convert("L" if c == 1 else "RGB").resize((w, h), Image.BILINEAR)
+                    arr = np.asarray(img, dtype=np.float32) / 255.0
+            except (UnidentifiedImageError, OSError) as err:
+                raise DataError(f"cannot read image {file} ({err})",
+                                "remove or replace the file") from None
+            xs.append(arr[None] if c == 1 else arr.transpose(2, 0, 1))
+            ys.append(label)
+    if len(classes) < 2 or not xs:
+        raise DataError(f"{folder} has {len(xs)} images in {len(classes)} class folders",
+                        "put the images of each class in a sub-folder named after the class, "
+                        "with at least two classes")
+    return _Raw({"": np.stack(xs)}, np.asarray(ys), classes=len(classes))
+
+
+def _text(ctx: _Context, path: Any, stride: int | None = None, encoding: str = "utf-8") -> _Raw:
+    """Character-level language modelling: windows of the model's input length, targets shifted
+    by one. The first `split` of the text trains, the rest tests (no window straddles both)."""
+    port = ctx.only_input()
+    out = ctx.output
+    if port.dtype != "long" or len(port.shape) != 1:
+        raise DataError(f"text() feeds token ids, but input `{port.name}` is {port}",
+                        "declare the input as `long[seq]`")
+    full = ctx.file(path)
+    try:
+        text = full.read_text(encoding=encoding)
+    except (UnicodeDecodeError, LookupError) as err:
+        raise DataError(f"{path} is not {encoding} text ({err})", "pass encoding=...") from None
+    vocab = sorted(set(text))
+    units = out.shape[-1] if out.shape else 0
+    if len(vocab) > units:
+        raise DataError(f"{path} has {len(vocab)} distinct characters, but the model's output has "
+                        f"{units} units", f"give the model a vocabulary of at least {len(vocab)} "
+                        f"(in char_lstm: --set vocab={len(vocab)})")
+    seq = port.shape[0]
+    per_position = len(out.shape) == 2
+    if per_position and out.shape[0] != seq:
+        raise DataError(f"text() needs one prediction per position, but the model maps {seq} "
+                        f"tokens to an output of {list(out.shape)}", "output [seq, vocab]")
+    stride = stride or seq
+    index = {ch: i for i, ch in enumerate(vocab)}
+    ids = np.asarray([index[ch] for ch in text], dtype=np.int64)
+    cut = int(len(ids) * ctx.split)
+    parts = [_windows(ids[:cut], seq, stride, per_position), _windows(ids[cut:], seq, stride,
+                                                                      per_position)]
+    if min(len(p[1]) for p in parts) < 1:
+        raise DataError(f"{path} has {len(text)} characters: too short for windows of {seq} in "
+                        f"both a training and a test part (split {ctx.split})",
+                        "use a longer text or a model with a shorter input")
+    train, test = (_Raw({"": x}, y, classes=len(vocab), vocab=vocab) for x, y in parts)
+    train.test = test
+    return train
+
+
+def _windows(ids: np.ndarray, seq: int, stride: int, per_position: bool):
+    starts = np.arange(0, max(len(ids) - seq, 0), stride)
+    x = np.stack([ids[s:s + seq] for s in starts]) if len(starts) else np.zeros((0, seq), np.int64)
+    if per_position:
+        y = np.stack([ids[s + 1:s + seq + 1] for s in starts]) if len(starts) else x
+    else:
+        y = ids[starts + seq]
+    return x, y
+
+
+LOADERS: dict[str, Callable[..., _Raw]] = {
+    "digits": _digits,
+    "iris": _sklearn_table("load_iris"),
+    "wine": _sklearn_table("load_wine"),
+    "breast_cancer": _sklearn_table("load_breast_cancer"),
+    "synthetic": _synthetic,
+    "npz": _npz,
+    "pt": _pt,
+    "csv": _csv_file,
+    "images": _images,
+    "text": _text,
+}

@@ -1,0 +1,490 @@
+"""The training loop, shared by one-process training and the DeepSpeed runner.
+
+`run` checks every setting and loads the data first (so a mistake is a `TrainError` before any
+work), then drives a backend step by step: `LocalBackend` (one process, CPU or one GPU) or
+`DeepSpeedBackend` (under the runner). Batches come from a plan fixed by the seed: the global
+batch of step `s` is the same whatever the number of ranks or accumulation steps, which is also
+what makes a resumed run land exactly where an uninterrupted one does.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import shutil
+import signal
+import threading
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from ..config import (ParallelSpec, TrainSpec, check_parallel, optimizer_lr, resolve_layout,
+                      total_steps_for)
+from . import distributed
+from .checkpoint import atomic_write_json, capture_rng, restore_rng, steps_in
+from .data import Data, Split, load_data
+from .errors import TrainError
+from .local import LocalBackend
+from .metrics import MetricsLog, Objective, build_objective
+
+log = logging.getLogger("nnspec.train")
+LOG_EVERY = 20        # optimizer steps between train rows in metrics.csv
+AGREE_EVERY = 10      # steps between the ranks' checks for a stop signal
+EVAL_BATCH = 256      # samples per rank per evaluation forward
+OUTPUTS = ("metrics.csv", "final.json", "model.safetensors", "vocab.json")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# ---- batches -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """Which samples each rank uses at each step: a fresh permutation per epoch from the seed,
+    cut into global batches, each cut into `accum` x `world` micro-batches. An epoch is
+    ceil(n / batch) steps (config.total_steps_for); the last batch is filled up with the first
+    samples of the permutation, as DistributedSampler pads, so every step has full batches."""
+
+    n: int
+    batch: int
+    micro: int
+    accum: int
+    world: int
+    rank: int
+    seed: int
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return -(-self.n // self.batch)
+
+    def order(self, epoch: int) -> torch.Tensor:
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, 1, epoch]))
+        perm = torch.from_numpy(rng.permutation(self.n))
+        pad = self.steps_per_epoch * self.batch - self.n
+        return torch.cat([perm] + [perm] * (pad // self.n) + [perm[:pad % self.n]])
+
+    def micro_batches(self, step: int, order: torch.Tensor) -> list[torch.Tensor]:
+        start = (step % self.steps_per_epoch) * self.batch
+        return [order[start + (k * self.world + self.rank) * self.micro:][:self.micro]
+                for k in range(self.accum)]
+
+
+def eval_batches(n: int, world: int, rank: int, size: int = EVAL_BATCH):
+    """(indices, valid) per batch for this rank; every rank runs the same number of forwards
+    (ZeRO-3 gathers weights collectively), padding short batches with repeats not counted."""
+    mine = torch.arange(rank, n, world)
+    per_rank = math.ceil(n / world)
+    for start in range(0, per_rank, size):
+        idx = mine[start:start + size]
+        want = min(size, per_rank - start)
+        valid = len(idx)
+        if valid < want:
+            idx = torch.cat([idx, torch.zeros(want - valid, dtype=torch.long)])
+        yield idx, valid
+
+
+# ---- the loop ------------------------------------------------------------------------------------
+
+@dataclass
+class LoopState:
+    """What the loop knows beyond the model and optimizer; saved in every checkpoint."""
+
+    step: int = 0
+    best: float = math.inf
+    bad_evals: int = 0
+    plateau: dict | None = None
+    window_loss: float = 0.0     # this rank's loss summed since the last train row
+    window_steps: int = 0
+    last_eval: dict = field(default_factory=dict)
+    last_eval_step: int = -1
+
+
+class _Stop:
+    """SIGINT / SIGTERM ask the loop to stop after the current step and save a checkpoint.
+
+    The same signal twice (Ctrl-C, Ctrl-C) interrupts at once. A terminal's Ctrl-C reaches the
+    deepspeed runner and its ranks together, and the runner then sends each rank SIGTERM: a
+    different signal, so the ranks still finish the step and save.
+    """
+
+    def __init__(self):
+        self.requested = False
+        self.seen: set[int] = set()
+
+    def __call__(self, signum, frame):
+        if signum in self.seen:
+            raise KeyboardInterrupt
+        self.seen.add(signum)
+        if not self.requested:
+            self.requested = True
+            log.warning("stopping after this step and saving a checkpoint (again to abort)")
+
+
+@contextmanager
+def _stop_signals() -> Iterator[_Stop]:
+    stop = _Stop()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+class Trainer:
+    """Drives a backend through a run: steps, evaluations, logs, checkpoints, the final result."""
+
+    def __init__(self, backend, data: Data, objective: Objective, train: TrainSpec,
+                 plan: BatchPlan, total: int, out_dir: Path, progress: bool, name: str):
+        self.b, self.data, self.obj, self.train, self.plan = backend, data, objective, train, plan
+        self.total, self.out = total, out_dir
+        self.progress, self.name = progress, name
+        self.ckpt_dir = out_dir / "checkpoints"
+        self.metrics_log: MetricsLog | None = None
+        self.bar = None
+        self._before: tuple | None = None
+        self.train_loss: float | None = None  # the latest train row, for the progress bar
+        per_epoch = plan.steps_per_epoch if train.epochs or train.early_stopping else None
+        self.eval_every = train.eval_every or per_epoch
+
+    # -- evaluation --
+
+    def evaluate(self) -> dict[str, float]:
+        """Loss and metrics over the whole test split (each rank a share, summed over ranks)."""
+        self.b.train(False)
+        test: Split = self.data.test
+        sums = torch.zeros(len(self.obj.names) + 1, dtype=torch.float64)
+        with torch.no_grad():
+            for idx, valid in eval_batches(len(test), self.b.world, self.b.rank):
+                inputs, y = test.take(idx)
+                out = self.b.forward(inputs)
+                if valid:
+                    sums += self.obj.batch_sums(out[:valid], y[:valid].to(out.device)).cpu()
+        self.b.train(True)
+        return self.obj.summarize(self.b.all_reduce(sums))
+
+    # -- the run --
+
+    def open(self, state: LoopState) -> None:
+        """Start the metrics files and the progress bar (rank 0), continuing a resumed run."""
+        if self.b.is_main:
+            self.metrics_log = MetricsLog(self.out, self.obj.names, state.step or None)
+        if self.progress and self.b.is_main:
+            from tqdm.auto import tqdm
+            self.bar = tqdm(total=self.total, initial=state.step, desc=self.name, unit="step",
+                            dynamic_ncols=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.metrics_log is not None:
+            self.metrics_log.close()
+        self.bar = self.metrics_log = None
+
+    def fit(self, state: LoopState, stop_at: int | None = None) -> str:
+        """Train until the end, early stopping, `stop_at` or a stop signal; returns the status:
+        completed, early_stopping, stopped (`stop_at`) or interrupted (a signal)."""
+        with _stop_signals() as stop:
+            try:
+                return self._steps(state, stop, stop_at)
+            except KeyboardInterrupt:
+                return self._interrupted(state)
+
+    def _steps(self, state: LoopState, stop: _Stop, stop_at: int | None) -> str:
+        spe, order, order_epoch = self.plan.steps_per_epoch, None, -1
+        self.b.train(True)
+        while state.step < self.total:
+            epoch = state.step // spe
+            if epoch != order_epoch:
+                order, order_epoch = self.plan.order(epoch), epoch
+            if isinstance(self.b, LocalBackend):  # where a second Ctrl-C in the step rolls back to
+                self._before = (capture_rng(), self.b.updates, asdict(state))
+            micro = [self.data.train.take(i) for i in self.plan.micro_batches(state.step, order)]
+            state.window_loss += self.b.train_step(micro, self.obj)
+            state.window_steps += 1
+            state.step += 1
+            self._before = None
+            early = self._after_step(state)
+            stopping = self._stopping(state, stop, stop_at)
+            every = self.train.checkpoint_every
+            if (every and state.step % every == 0) or stopping:
+                self._save(state)
+            if early:
+                return "early_stopping"
+            if stopping:
+                return "interrupted" if stop.requested else "stopped"
+        return "completed"
+
+    def _after_step(self, state: LoopState) -> bool:
+        """The train row and evaluation due at this step; True to stop early."""
+        if state.step % LOG_EVERY == 0 or state.step == self.total:
+            self._log_train(state)
+        early = bool(self.eval_every) and state.step % self.eval_every == 0 \
+            and self._eval_and_log(state)
+        if self.bar is not None:
+            self.bar.update(1)
+        return early
+
+    def _stopping(self, state: LoopState, stop: _Stop, stop_at: int | None) -> bool:
+        """Whether to stop after this step. A signal reaches one rank or all at different times,
+        so ranks agree (one all-reduce) every AGREE_EVERY steps; `stop_at` is the same on all."""
+        if stop_at is not None and state.step >= stop_at:
+            return True
+        if self.b.world == 1:
+            return stop.requested
+        if state.step % AGREE_EVERY:
+            return False
+        flag = self.b.all_reduce(torch.tensor([float(stop.requested)], dtype=torch.float64))
+        stop.requested = bool(flag[0] > 0)
+        return stop.requested
+
+    def _interrupted(self, state: LoopState) -> str:
+        """A KeyboardInterrupt that got through (the same signal twice): save what is whole.
+
+        One process knows where the step was: before the optimizer update it rolls back to the
+        step's start (gradients dropped, RNG rewound); after it, it counts the step; during it,
+        it keeps the last checkpoint. A rank of a group cannot agree with the others any more
+        and just leaves.
+        """
+        if self.b.world > 1 or not isinstance(self.b, LocalBackend):
+            raise KeyboardInterrupt
+        if self.b.updating:
+            log.warning("interrupted during an optimizer update: keeping the last checkpoint")
+            return "interrupted"
+        if self._before is not None:
+            rng, updates, before = self._before
+            for key, value in before.items():
+                setattr(state, key, value)
+            if self.b.updates == updates:
+                restore_rng(rng)
+            else:  # the update happened: finish the step's bookkeeping as the loop would have
+                state.step += 1
+                state.window_loss += self.b.last_loss
+                state.window_steps += 1
+                self._after_step(state)
+        self._save(state)
+        return "interrupted"
+
+    def _eval_and_log(self, state: LoopState) -> bool:
+        """Evaluate, log, step reduce_on_plateau; True when early stopping's patience ran out."""
+        result = self.evaluate()
+        state.last_eval, state.last_eval_step = result, state.step
+        if self.metrics_log is not None:
+            self.metrics_log.add(state.step, state.step / self.plan.steps_per_epoch, "eval",
+                                 self.b.lr(), result)
+        if self.bar is not None:
+            self.bar.set_postfix(self._postfix(state), refresh=False)
+        if self.b.plateau is not None:
+            self.b.plateau.step(result["loss"])
+            state.plateau = self.b.plateau.state_dict()
+        if result["loss"] < state.best:
+            state.best, state.bad_evals = result["loss"], 0
+        else:
+            state.bad_evals += 1
+        patience = self.train.early_stopping
+        return patience is not None and state.bad_evals >= patience
+
+    def _log_train(self, state: LoopState) -> None:
+        """A train row: the mean loss over the steps since the last one, and over the ranks."""
+        total = self.b.all_reduce(torch.tensor([state.window_loss], dtype=torch.float64))
+        mean = float(total[0]) / self.b.world / max(state.window_steps, 1)
+        state.window_loss, state.window_steps = 0.0, 0
+        self.train_loss = mean
+        if self.metrics_log is not None:
+            self.metrics_log.add(state.step, state.step / self.plan.steps_per_epoch, "train",
+                                 self.b.lr(), {"loss": mean})
+        if self.bar is not None:
+            self.bar.set_postfix(self._postfix(state), refresh=False)
+
+    def _postfix(self, state: LoopState) -> dict[str, str]:
+        shown = {}
+        if self.train_loss is not None:
+            shown["loss"] = f"{self.train_loss:.4f}"
+        for name in self.obj.names[1:2]:
+            if name in state.last_eval:
+                shown[name] = f"{state.last_eval[name]:.4f}"
+        return shown
+
+    def _save(self, state: LoopState) -> None:
+        self.b.save(self.ckpt_dir, state.step, asdict(state), self.train.keep_checkpoints)
+
+    def restore(self) -> LoopState | None:
+        saved = self.b.load(self.ckpt_dir)
+        if saved is None:
+            return None
+        state = LoopState(**saved)
+        if self.b.plateau is not None and state.plateau:
+            self.b.plateau.load_state_dict(state.plateau)
+            # the lr it reduced to (a sharded optimizer's checkpoint may not carry it back)
+            for group, lr in zip(self.b.plateau.optimizer.param_groups,
+                                 self.b.plateau.get_last_lr()):
+                group["lr"] = lr
+        return state
+
+    def finish(self, state: LoopState, status: str) -> dict[str, Any]:
+        """Evaluate the final model (unless just done) and write final.json and the weights."""
+        if state.last_eval_step == state.step and "loss" in state.last_eval:
+            result = dict(state.last_eval)
+        else:
+            result = self.evaluate()
+            if self.metrics_log is not None:
+                self.metrics_log.add(state.step, state.step / self.plan.steps_per_epoch, "eval",
+                                     self.b.lr(), result)
+        final = {**result, "step": state.step,
+                 "epoch": round(state.step / self.plan.steps_per_epoch, 4), "status": status}
+        weights = self.b.state_dict()
+        if self.b.is_main:
+            from safetensors.torch import save_file
+            tmp = self.out / ".model.safetensors.tmp"
+            save_file({k: v.contiguous() for k, v in weights.items()}, str(tmp))
+            tmp.replace(self.out / "model.safetensors")
+            atomic_write_json(self.out / "final.json", final)
+        return final
+
+
+# ---- the entry point -----------------------------------------------------------------------------
+
+def check_settings(train: TrainSpec, parallel: ParallelSpec, world: int) -> Objective:
+    """Every setting that can be checked without data, for this world size.
+
+    Raises:
+        TrainError: the first error config.check_parallel reports (warnings are logged), or a
+            bad loss or metric.
+    """
+    objective = build_objective(train)
+    for problem in check_parallel(train, parallel, world):
+        text = f"{problem.section} setting `{problem.key}`: {problem.message}"
+        if problem.severity == "error":
+            raise TrainError(text, problem.help)
+        if distributed.rank() == 0:
+            log.warning("%s%s", text, f" ({problem.help})" if problem.help else "")
+    if parallel.pipeline_stages > 1:
+        raise TrainError("pipeline stages are not supported by nnspec.train yet",
+                         "set pipeline_stages = 1")
+    if train.early_stopping and not train.eval_every and not train.epochs:
+        raise TrainError("early_stopping counts evaluations, but a run without epochs has none "
+                         "before the end", "set eval_every")
+    return objective
+
+
+def run(spec, train: TrainSpec | None = None, parallel: ParallelSpec | None = None,
+        out_dir: str | Path = "out", resume: bool = False, progress: bool = True,
+        stop_at: int | None = None) -> dict[str, Any]:
+    """Train a spec's model and return its final evaluation.
+
+    Runs in this process (CPU, or the GPU if there is one) unless a distributed launcher started
+    it (`deepspeed --num_accelerators 2 --module nnspec.train ...`); then every rank calls this,
+    and DeepSpeed trains with the emitted config (ZeRO stage, precision, offload, accumulation).
+
+    Args:
+        spec: a `nnspec.Spec` (from `nnspec.load`).
+        train: the train section (default `TrainSpec()`: digits, one epoch, adamw).
+        parallel: the parallel section (default `ParallelSpec()`).
+        out_dir: where metrics.csv, tensorboard/, checkpoints/, final.json and model.safetensors
+            go (rank 0 writes them).
+        resume: continue from the latest checkpoint in out_dir/checkpoints. Without it, the
+            outputs of an earlier run in out_dir are removed first.
+        progress: show a progress bar (rank 0).
+        stop_at: stop after this many steps and save a checkpoint, as an interruption would.
+
+    Evaluation runs every `eval_every` steps, else once per epoch of an epochs-based run, and at
+    the end. SIGINT / SIGTERM (Ctrl-C) stop the run after the current step with a checkpoint.
+
+    Returns:
+        The final metrics, as in final.json: {"loss": 0.07, "accuracy": 0.98, "step": 690,
+        "epoch": 30.0, "status": "completed" | "early_stopping"}; for a run cut short by a signal
+        or `stop_at`: {"status": "interrupted" | "stopped", "step": N, ...last evaluation}.
+
+    Raises:
+        TrainError: a setting that cannot work; DataError (a TrainError) for missing, malformed or
+            ill-fitting data. Both are raised before training starts, on every rank.
+    """
+    train = train or TrainSpec()
+    parallel = parallel or ParallelSpec()
+    out_dir = Path(out_dir)
+    multi = distributed.launched()
+    world, rank = (distributed.world_size(), distributed.rank()) if multi else (1, 0)
+    objective = check_settings(train, parallel, world)
+    layout = resolve_layout(train, parallel, world)
+    data = load_data(train.data, spec.summary(), split=train.split, seed=train.seed,
+                     target=objective.target)
+    plan = BatchPlan(len(data.train), train.batch_size, layout.micro_batch, layout.grad_accum,
+                     world, rank, train.seed)
+    total = total_steps_for(train, len(data.train))
+    config = _emit(train, parallel, world, total)
+    if multi:
+        distributed.init_process_group()
+    backend = trainer = None
+    try:
+        if rank == 0:
+            _prepare_out_dir(out_dir, resume, data)
+        distributed.barrier()
+        seed_everything(train.seed)
+        if multi:
+            backend = distributed.DeepSpeedBackend(spec.build(), train, config)
+        else:
+            if parallel.zero or "cpu" in (parallel.offload_optimizer, parallel.offload_param):
+                log.warning("zero and offload apply under the deepspeed runner; one process "
+                            "trains the whole model")
+            backend = LocalBackend(spec.build(), train, parallel.precision,
+                                   config.get("scheduler"), optimizer_lr(train.optimizer))
+        torch.manual_seed(train.seed + rank)  # per-rank dropout streams, after identical init
+        trainer = Trainer(backend, data, objective, train, plan, total, out_dir, progress,
+                          spec.name)
+        state = trainer.restore() if resume else None
+        if resume and state is None and rank == 0:
+            log.warning("no checkpoint in %s: starting from scratch", trainer.ckpt_dir)
+        state = state or LoopState()
+        trainer.open(state)
+        status = trainer.fit(state, stop_at)
+        if status in ("interrupted", "stopped"):
+            return {"status": status, "step": state.step, **state.last_eval}
+        return trainer.finish(state, status)
+    finally:
+        if trainer is not None:
+            trainer.close()
+        del trainer  # its reference to the engine too: close() must leave nothing to collect
+        if backend is not None:
+            backend.close()
+        elif multi:
+            distributed.shutdown()
+
+
+def _emit(train: TrainSpec, parallel: ParallelSpec, world: int, total: int) -> dict:
+    """The DeepSpeed config for this run; one process uses its scheduler block."""
+    from ..config import ParallelConfigError
+    from ..emit.deepspeed import emit_deepspeed_config
+    try:
+        return emit_deepspeed_config(train, parallel, world, total_steps=total,
+                                     steps_per_print=1 << 30)
+    except (ParallelConfigError, ValueError) as err:
+        raise TrainError(f"cannot configure DeepSpeed: {err}") from None
+
+
+def _prepare_out_dir(out_dir: Path, resume: bool, data: Data) -> None:
+    """Create out_dir; unless resuming, remove what an earlier run wrote there (only files of
+    nnspec's own names, so a folder shared with other things keeps them)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if not resume or not steps_in(out_dir / "checkpoints"):
+        for name in OUTPUTS:
+            (out_dir / name).unlink(missing_ok=True)
+        for _, path in steps_in(out_dir / "checkpoints"):
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        for pattern in ("checkpoints/.step-*", "checkpoints/zero_to_*.py",
+                        "tensorboard/events.out.tfevents.*"):
+            for path in out_dir.glob(pattern):
+                path.unlink()
+    if data.vocab is not None:
+        (out_dir / "vocab.json").write_text(json.dumps(data.vocab) + "\n", encoding="utf-8")
