@@ -118,12 +118,11 @@ def cmd_train(args) -> int:
         final = run(spec, spec.settings.train, spec.settings.parallel, Path(args.out),
                     resume=args.resume, progress=not args.no_progress)
     except (DataError, TrainError) as err:
-        hint = getattr(err, "hint", None)
-        print(f"error: {err}" + (f"\nhelp: {hint}" if hint else ""), file=sys.stderr)
+        print(err.render(), file=sys.stderr)
         return EXIT_SPEC
     if final is not None and int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(final, sort_keys=True))
-    return 0
+    return 130 if (final or {}).get("status") == "interrupted" else 0
 
 
 def cmd_launch(args) -> int:

@@ -24,7 +24,7 @@ class TrainError(Exception):
         return text + (f"\nhelp: {self.hint}" if self.hint else "")
 
     def __str__(self) -> str:
-        return self.message + (f" ({self.hint})" if self.hint else "")
+        return self.message
 
 
 class DataError(TrainError):

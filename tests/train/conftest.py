@@ -14,6 +14,11 @@ from nnspec.config import Call, ParallelSpec, TrainSpec
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: a launch of the deepspeed runner that only adds "
+                            "coverage (deselect with -m 'not slow' to save about 2 minutes)")
+
+
 @pytest.fixture(autouse=True)
 def one_thread():
     before = torch.get_num_threads()
