@@ -40,7 +40,7 @@ def check_output(r: subprocess.CompletedProcess, names: list[str], procs: int = 
     for name in names:
         # ranks share one pipe, so a report may be glued to another rank's line: count reports
         # anywhere in the output, not whole lines
-        reports = re.findall(rf"(?<![\w]){re.escape(name)} (\w+) ", r.stdout)
+        reports = re.findall(rf"{re.escape(name)} (\w+) ", r.stdout)
         assert len(reports) == procs and set(reports) == {"ok"}, (name, out[-4000:])
 
 
