@@ -134,32 +134,12 @@ class GroupNorm(Layer):
         return f"nn.GroupNorm({self.num_groups}, {ins[0].shape[0]}{', ' + rest if rest else ''})"
 
 
-class _InstanceNorm(Layer):
-    category: ClassVar[str] = "normalization"
-    rank: ClassVar[int] = 3
-    eps: float = Field(default=1e-5, description="added to the variance for stability")
-    momentum: float = Field(default=0.1, description="running-stats update rate")
+class _InstanceNorm(_BatchNorm):
+    """Batch norm's rules; torch's defaults differ (no affine, no running stats)."""
+
     affine: bool = Field(default=False, description="learn a per-channel scale and shift")
     track_running_stats: bool = Field(default=False, description="keep running mean/var and use "
                                       "them in eval")
-
-    def infer(self, ins):
-        expect_rank(ins[0], self.rank, self.kind)
-        return ins[0]
-
-    def params(self, ins):
-        c = ins[0].shape[0]
-        return {"weight": (c,), "bias": (c,)} if self.affine else {}
-
-    def buffers(self, ins):
-        c = ins[0].shape[0]
-        if not self.track_running_stats:
-            return {}
-        return {"running_mean": (c,), "running_var": (c,), "num_batches_tracked": ()}
-
-    def init_source(self, ins):
-        rest = self.kwargs_source(["eps", "momentum", "affine", "track_running_stats"])
-        return f"{self.torch_name}({ins[0].shape[0]}{', ' + rest if rest else ''})"
 
 
 @register
@@ -168,7 +148,7 @@ class InstanceNorm1d(_InstanceNorm):
 
     kind: ClassVar[str] = "instancenorm1d"
     torch_name: ClassVar[str] = "nn.InstanceNorm1d"
-    rank: ClassVar[int] = 2
+    ranks: ClassVar[tuple[int, ...]] = (2,)
 
 
 @register
@@ -177,7 +157,7 @@ class InstanceNorm2d(_InstanceNorm):
 
     kind: ClassVar[str] = "instancenorm2d"
     torch_name: ClassVar[str] = "nn.InstanceNorm2d"
-    rank: ClassVar[int] = 3
+    ranks: ClassVar[tuple[int, ...]] = (3,)
 
 
 @register
@@ -186,7 +166,7 @@ class InstanceNorm3d(_InstanceNorm):
 
     kind: ClassVar[str] = "instancenorm3d"
     torch_name: ClassVar[str] = "nn.InstanceNorm3d"
-    rank: ClassVar[int] = 4
+    ranks: ClassVar[tuple[int, ...]] = (4,)
 
 
 @register
