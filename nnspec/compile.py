@@ -13,6 +13,7 @@ from .emit.source import emit_source
 from .emit.summary import render_table, summarize
 from .ir import ModuleDef
 from .lower import Lowered, lower
+from .pipeline import Partition
 from .resolve import Program, resolve_file, resolve_text
 from .sections import Settings, evaluate_sections
 
@@ -42,6 +43,18 @@ class Spec:
     def build(self):
         """A fresh torch.nn.Module for this spec (default PyTorch initialization)."""
         return load_source(self.source)()
+
+    @cached_property
+    def partition(self) -> "Partition":
+        """The pipeline layers and stages of the parallel section (one stage without a pipeline);
+        the same placement the runtime builds, the planner counts and the summary reports."""
+        from .pipeline import partition
+        return partition(self.ir, self.settings.parallel)
+
+    def pipeline_source(self) -> str:
+        """model.py's text plus one class per pipeline layer (`LAYERS`), for PipelineModule."""
+        from .emit.pipeline import emit_pipeline_source
+        return self.source + "\n\n" + emit_pipeline_source(self.partition, self.lowered)
 
     def summary(self) -> dict:
         """The per-layer table as data: params, trainable_params, flops, layers, ..."""
@@ -126,4 +139,11 @@ def _checked(program: Program, name: str, model, max_params, sets, world_size, o
             reporter.error("E0710", problem.message, settings.span_of(problem.section, problem.key),
                            problem.help)
     reporter.check()
+    if settings.parallel.pipeline_stages > 1:
+        from .pipeline import PipelineError
+        try:
+            spec.partition
+        except PipelineError as err:
+            reporter.error("E0711", err.message, settings.span_of("parallel", err.key), err.help)
+            reporter.check()
     return spec

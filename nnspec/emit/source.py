@@ -108,25 +108,29 @@ def _construct(child, classes, helpers: list[str], indent: int = 8) -> str:
     return open_ + "\n" + "".join(f"{pad}{item},\n" for item in items) + " " * indent + close
 
 
-def _op_lines(op: Op, module: ModuleDef, low: Lowered) -> list[str]:
-    args = [low.var(v) for v in op.args] + [f"{k}={low.var(v)}" for k, v in op.kwargs.items()]
-    outs = ", ".join(low.var(v) for v in op.outs)
+def _op_lines(op: Op, module: ModuleDef, low: Lowered, var=None, attr: str | None = None
+              ) -> list[str]:
+    """The forward lines of one op. `var` names values (default: the lowered names) and `attr`
+    is the called module's expression (default: `self.<child name>`)."""
+    var = var or low.var
+    args = [var(v) for v in op.args] + [f"{k}={var(v)}" for k, v in op.kwargs.items()]
+    outs = ", ".join(var(v) for v in op.outs)
     comment = "  # " + ", ".join(_shape(v.type) for v in op.outs) + "  " + _where(op.span)
     target = op.target
     ins = [v.type for v in op.args] + [v.type for v in op.kwargs.values()]
     if target is None:
         return [f"        {outs} = {op.layer.functional_source(args, ins)}{comment}"]
-    attr = f"self.{module.child_name(target)}"
+    attr = attr or f"self.{module.child_name(target)}"
     if isinstance(target, Leaf):
         return [f"        {outs} = {target.layer.call_source(attr, args, ins)}{comment}"]
     if isinstance(target, Seq) and any(target.extras):
-        return _seq_lines(target, attr, args, outs, comment, low)
+        return _seq_lines(target, attr, args, outs, comment, var)
     return [f"        {outs} = {attr}({', '.join(args)}){comment}"]
 
 
-def _seq_lines(seq: Seq, attr: str, args: list[str], out: str, comment: str, low: Lowered):
+def _seq_lines(seq: Seq, attr: str, args: list[str], out: str, comment: str, var):
     first = args[0]
-    extras = [[low.var(v) for v in e] for e in seq.extras]
+    extras = [[var(v) for v in e] for e in seq.extras]
     if all(e == extras[0] for e in extras):
         rest = "".join(f", {e}" for e in extras[0])
         lines = [f"        {out} = {first}"] if out != first else []
