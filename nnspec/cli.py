@@ -151,6 +151,23 @@ def cmd_launch(args) -> int:
     return subprocess.call(cmd)
 
 
+def cmd_export_weights(args) -> int:
+    """Consolidate a training checkpoint (ZeRO shards too) into one fp32 state_dict file."""
+    from .train.export import ExportError, export_weights
+
+    spec = None
+    if args.spec:
+        args.max_params = DEFAULT_MAX_PARAMS
+        spec = _load(args)
+    try:
+        used, count = export_weights(args.ckpt, args.output, spec)
+    except ExportError as err:
+        print(err.render(), file=sys.stderr)
+        return EXIT_USAGE
+    print(f"wrote {count} tensors from {used} to {args.output}")
+    return 0
+
+
 def cmd_layers(args) -> int:
     from .reference import reference_markdown
     print(reference_markdown(), end="")
@@ -193,6 +210,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hostfile", help="an MPI-style hostfile for several machines")
     p.add_argument("--out", default="out", help="output folder of the run")
     p.add_argument("--dry-run", action="store_true", help="print the command, run nothing")
+    p = sub.add_parser("export-weights", help="one fp32 state_dict (.safetensors or .pt) from a "
+                       "checkpoint of `nnspec train`, ZeRO shards consolidated")
+    p.add_argument("ckpt", help="checkpoints/step-N.pt, checkpoints/step-N/, or checkpoints/ "
+                   "(the newest complete one)")
+    p.add_argument("-o", "--output", required=True, help="model.safetensors or model.pt")
+    p.add_argument("--spec", help="check that the weights load into this spec's model strictly")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="model parameters of --spec (num_classes=10); repeatable")
+    p.add_argument("--model", help="which model of --spec, when it defines several")
+    p.set_defaults(func=cmd_export_weights)
     sub.add_parser("layers", help="print the reference of every layer kind").set_defaults(func=cmd_layers)
     return parser
 

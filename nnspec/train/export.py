@@ -1,0 +1,246 @@
+"""`nnspec export-weights CKPT -o model.safetensors`: one plain fp32 state_dict from a checkpoint.
+
+CKPT is what `nnspec train` wrote: a one-process checkpoint file (`checkpoints/step-00000120.pt`),
+a DeepSpeed checkpoint folder (`checkpoints/step-00000120/`, ZeRO 0-3, fp32 or bf16), the run's
+`checkpoints/` folder, or the run's output folder (then the newest complete checkpoint). ZeRO
+shards are consolidated with DeepSpeed's own `zero_to_fp32`; bf16 runs export their fp32 master
+weights. The result loads into `spec.build()` with `strict=True`.
+
+A DeepSpeed folder is complete only with its `nnspec.json` marker, which rank 0 writes after every
+rank has saved (distributed.py); a folder without it is a save that was cut short. DeepSpeed
+folders are read with pickle, as DeepSpeed reads them: export only checkpoints you trust.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+from pathlib import Path
+
+import torch
+
+from .checkpoint import atomic_save, steps_in
+from .errors import TrainError
+
+log = logging.getLogger("nnspec.train")
+MARKER = "nnspec.json"
+FORMATS = {".safetensors": "safetensors", ".pt": "torch", ".pth": "torch", ".bin": "torch"}
+WRAPPERS = ("module.", "_orig_mod.")  # DeepSpeed/DDP wrappers, torch.compile
+
+
+class ExportError(TrainError):
+    """A checkpoint that cannot be exported: missing, foreign, incomplete or damaged."""
+
+
+def export_weights(ckpt: str | Path, out: str | Path, spec=None) -> tuple[Path, int]:
+    """Consolidate `ckpt` into one fp32 state_dict written atomically to `out`.
+
+    Args:
+        ckpt: a checkpoint file or folder, the checkpoints/ folder or the run's folder.
+        out: `*.safetensors` or `*.pt` (also `.pth`, `.bin`).
+        spec: a `nnspec.Spec`; when given, the weights must load into `spec.build()` strictly,
+            and are written in its state_dict order.
+
+    Returns:
+        The checkpoint used, and the number of tensors written.
+
+    Raises:
+        ExportError: a missing, foreign, incomplete or damaged checkpoint, a bad output name, or
+            weights that do not fit `spec`. Nothing is written then.
+    """
+    out = Path(out)
+    kind = FORMATS.get(out.suffix.lower())
+    if kind is None:
+        raise ExportError(f"cannot tell the format of `{out}` from its extension",
+                          "name the output *.safetensors or *.pt")
+    path, weights = load_checkpoint_weights(Path(ckpt))
+    model = spec.build() if spec is not None else None
+    weights = _unwrap(weights, set(model.state_dict()) if model is not None else set())
+    if model is not None:
+        weights = _fit(weights, model, spec.name)
+    _write(weights, out, kind)
+    return path, len(weights)
+
+
+def load_checkpoint_weights(ckpt: Path) -> tuple[Path, dict[str, torch.Tensor]]:
+    """(the checkpoint used, its weights as fp32 tensors of their own) for any CKPT form."""
+    if not ckpt.exists():
+        raise ExportError(f"no such checkpoint: {ckpt}")
+    if ckpt.is_file():
+        return ckpt, _local_weights(ckpt)
+    if _is_deepspeed_folder(ckpt):
+        if not (ckpt / MARKER).is_file():
+            raise ExportError(f"{ckpt} is an incomplete checkpoint: it has no {MARKER}, so its "
+                              "save was cut short", "export an older checkpoint, or the run's "
+                              "checkpoints/ folder to take the newest complete one")
+        return ckpt, _deepspeed_weights(ckpt)
+    folder = ckpt / "checkpoints" if not steps_in(ckpt) and (ckpt / "checkpoints").is_dir() \
+        else ckpt
+    candidates = [p for _, p in steps_in(folder) if p.is_file() or (p / MARKER).is_file()]
+    if not candidates:
+        what = "no complete checkpoint" if steps_in(folder) else "no checkpoint"
+        raise ExportError(f"{what} in {ckpt}", "pass a checkpoint written by `nnspec train` "
+                          "(checkpoints/step-NNNNNNNN.pt or checkpoints/step-NNNNNNNN/)")
+    for path in candidates:
+        try:
+            return path, (_local_weights(path) if path.is_file() else _deepspeed_weights(path))
+        except ExportError as err:  # a damaged one: the previous may be whole
+            log.warning("skipping %s: %s", path, err.message)
+    raise ExportError(f"no readable checkpoint in {ckpt}: every one is damaged")
+
+
+# ---- the two layouts -----------------------------------------------------------------------------
+
+def _local_weights(path: Path) -> dict[str, torch.Tensor]:
+    """A one-process checkpoint: {"model": state_dict, "optimizer": ..., "rng": ...}."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - torn, foreign or not a torch file at all
+        raise ExportError(f"{path} is not a readable checkpoint ({_first_line(err)})") from None
+    model = payload.get("model") if isinstance(payload, dict) else None
+    if not isinstance(model, dict) or not all(isinstance(v, torch.Tensor) for v in model.values()):
+        raise ExportError(f"{path} is not a checkpoint written by `nnspec train` (it holds no "
+                          "model state_dict)")
+    return _plain(model)
+
+
+def _is_deepspeed_folder(path: Path) -> bool:
+    return (path / MARKER).is_file() or any(path.glob("*model_states.pt"))
+
+
+def _deepspeed_weights(folder: Path) -> dict[str, torch.Tensor]:
+    """Whole fp32 weights from a DeepSpeed step folder: the ZeRO shards' fp32 partitions when
+    there are any (ZeRO 1-3, and bf16 at any stage), else the saved module (ZeRO 0, fp32)."""
+    if not any(folder.glob("*model_states.pt")):
+        raise ExportError(f"{folder} has no DeepSpeed model states: its save was cut short or "
+                          "files were removed")
+    try:
+        if any(folder.glob("*optim_states.pt")):
+            return _plain(_zero_fp32(folder))
+        states = torch.load(folder / "mp_rank_00_model_states.pt", map_location="cpu",
+                            weights_only=False)
+        return _plain(_with_masters(states))
+    except ExportError:
+        raise
+    except Exception as err:  # noqa: BLE001 - truncated shards, missing ranks, foreign files
+        raise ExportError(f"{folder} is damaged ({_first_line(err)})",
+                          "export an older checkpoint") from None
+
+
+def _with_masters(states: dict) -> dict[str, torch.Tensor]:
+    """A ZeRO-0 module state_dict, with the optimizer's fp32 master weights in place of bf16 ones.
+
+    The masters are a flat list in parameter order; the module's keys, buffers and tied aliases
+    (which share storage) left out, are that order too. Each is checked to round to the module's
+    value; if any does not, the module's own (bf16) weights are kept.
+    """
+    module = states["module"]
+    masters = [t for group in (states.get("optimizer") or {}).get("fp32_groups") or []
+               for t in group]
+    half = [k for k, v in module.items() if v.is_floating_point() and v.dtype != torch.float32]
+    if not masters or not half:
+        return module
+    buffers, seen, out = set(states.get("buffer_names") or ()), {}, dict(module)
+    params = [k for k in module if k not in buffers]
+    firsts = [k for k in params if seen.setdefault(_storage(module[k]), k) == k]
+    fits = len(firsts) == len(masters) and all(
+        m.shape == module[k].shape and torch.equal(m.to(module[k].dtype), module[k])
+        for k, m in zip(firsts, masters))
+    if not fits:
+        log.warning("the fp32 master weights do not match the saved module; exporting its "
+                    "%s weights", module[half[0]].dtype)
+        return module
+    out.update(zip(firsts, masters))
+    for k in params:  # tied aliases: the master of the weight they share
+        out[k] = out[seen[_storage(module[k])]]
+    return out
+
+
+def _storage(t: torch.Tensor) -> tuple:
+    return t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape)
+
+
+def _zero_fp32(folder: Path) -> dict[str, torch.Tensor]:
+    """DeepSpeed's consolidation, its progress prints kept off the command's output."""
+    from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        return get_fp32_state_dict_from_zero_checkpoint(str(folder.parent), tag=folder.name)
+
+
+# ---- names, the spec, the file -------------------------------------------------------------------
+
+def _plain(sd: dict) -> dict[str, torch.Tensor]:
+    """fp32 (floats), on the CPU, each tensor its own storage: safetensors refuses shared tensors
+    (tied weights), and the loop's model.safetensors holds clones too."""
+    return {k: (v.detach().float() if v.is_floating_point() else v.detach()).cpu().contiguous()
+            .clone() for k, v in sd.items()}
+
+
+def _unwrap(sd: dict[str, torch.Tensor], own: set[str]) -> dict[str, torch.Tensor]:
+    """Drop a wrapper's prefix that every key carries (`module.` of DeepSpeed and DDP,
+    `_orig_mod.` of torch.compile), unless the model's own names (`own`) are those keys."""
+    for prefix in WRAPPERS:
+        if sd and all(k.startswith(prefix) for k in sd) and not (own and set(sd) <= own):
+            sd = {k[len(prefix):]: v for k, v in sd.items()}
+    return sd
+
+
+def _fit(sd: dict[str, torch.Tensor], model: torch.nn.Module, name: str
+         ) -> dict[str, torch.Tensor]:
+    """The weights in the model's state_dict order, tied aliases filled in, checked by a strict
+    load into the model (built from the spec)."""
+    own = model.state_dict(keep_vars=True)
+    aliases: dict[int, list[str]] = {}
+    for key, t in own.items():
+        aliases.setdefault(id(t), []).append(key)
+    for keys in aliases.values():  # a tied weight saved under one of its names only
+        have = next((k for k in keys if k in sd), None)
+        for k in keys:
+            if have is not None and k not in sd:
+                sd[k] = sd[have].clone()
+    try:
+        model.load_state_dict(sd, strict=True)
+    except RuntimeError:
+        raise ExportError(f"the checkpoint does not fit {name}: {_mismatch(sd, own)}",
+                          "pass the spec (and --set values) the run was trained with") from None
+    return {k: sd[k] for k in own}
+
+
+def _write(sd: dict[str, torch.Tensor], out: Path, kind: str) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "torch":
+        atomic_save(sd, out)
+        return
+    from safetensors.torch import save_file
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        save_file(sd, str(tmp), metadata={"format": "pt"})
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
+def _mismatch(sd: dict[str, torch.Tensor], own: dict[str, torch.Tensor]) -> str:
+    """What differs between checkpoint and model, a few names of each kind."""
+    def few(names) -> str:
+        names = sorted(names)
+        return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    missing, unexpected = own.keys() - sd.keys(), sd.keys() - own.keys()
+    shapes = [f"{k} {list(sd[k].shape)} vs {list(own[k].shape)}" for k in own
+              if k in sd and sd[k].shape != own[k].shape]
+    parts = ([f"missing {few(missing)}"] if missing else []) + \
+        ([f"unexpected {few(unexpected)}"] if unexpected else []) + \
+        ([f"shape of {few(shapes)}"] if shapes else [])
+    return "; ".join(parts) or "the weights do not load"
+
+
+__all__ = ["export_weights", "load_checkpoint_weights", "ExportError"]
