@@ -1,4 +1,4 @@
-"""The `nnspec` command: check, summary, compile, layers.
+"""The `nnspec` command: check, summary, compile, train, launch, compress, layers.
 
 Exit codes: 0 success, 1 errors in the spec, 2 usage errors (bad flags, missing files).
 """
@@ -168,6 +168,24 @@ def cmd_export_weights(args) -> int:
     return 0
 
 
+def cmd_compress(args) -> int:
+    """Train (unless --weights), compress as the spec's compress section says, write DIR."""
+    from .compress.errors import CompressError
+    from .compress.pipeline import compress, summary_table
+    from .train import DataError, TrainError
+
+    spec = _load(args)
+    try:
+        result = compress(spec, Path(args.output), args.weights,
+                          log=lambda m: print(m, file=sys.stderr))
+    except (CompressError, DataError, TrainError) as err:
+        print(err.render(), file=sys.stderr)
+        return EXIT_SPEC
+    print(summary_table(result), end="")
+    print(f"wrote {args.output}")
+    return 0
+
+
 def cmd_layers(args) -> int:
     from .reference import reference_markdown
     print(reference_markdown(), end="")
@@ -220,6 +238,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="model parameters of --spec (num_classes=10); repeatable")
     p.add_argument("--model", help="which model of --spec, when it defines several")
     p.set_defaults(func=cmd_export_weights)
+    p = _spec_parser(sub, "compress", "prune, quantize or distill as the compress section says",
+                     cmd_compress)
+    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.add_argument("--weights", help="trained weights (default: train the spec first)")
     sub.add_parser("layers", help="print the reference of every layer kind").set_defaults(func=cmd_layers)
     return parser
 

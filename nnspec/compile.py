@@ -30,6 +30,7 @@ class Spec:
     ir: ModuleDef
     source_name: str
     settings: Settings
+    compress_plan: Any = None   # nnspec.compress.directives.Plan, when the spec has a compress section
 
     @cached_property
     def lowered(self) -> Lowered:
@@ -138,6 +139,12 @@ def _checked(program: Program, name: str, model, max_params, sets, world_size, o
         if problem.severity == "error":
             reporter.error("E0710", problem.message, settings.span_of(problem.section, problem.key),
                            problem.help)
+    if "compress" in program.sections:
+        from .compress.directives import read_directives
+
+        root = program.root if program.root.is_dir() else program.root.parent
+        spec.compress_plan = read_directives(settings.compress, ir, program.sections["compress"],
+                                             settings.section_spans.get("compress"), reporter, root)
     reporter.check()
     if settings.parallel.pipeline_stages > 1:
         from .pipeline import PipelineError

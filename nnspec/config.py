@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Literal, NamedTuple, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt
+from pydantic import (BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt,
+                      field_validator)
 
 
 class Call(BaseModel):
@@ -92,7 +93,37 @@ class ParallelSpec(_Section):
                                                         "gradient all-reduce")
 
 
-SECTIONS: dict[str, type[_Section]] = {"train": TrainSpec, "parallel": ParallelSpec}
+class CompressSpec(_Section):
+    """How to compress the model: pruning, quantization, distillation (see nnspec.compress)."""
+
+    prune: tuple[Call, ...] = Field((), description="pruning directives: magnitude(0.9, on=[...], "
+                                    "scope=global, schedule=cubic(start=0, end=300), skip=[...]), "
+                                    "random(...), channels(0.5, on=[...], norm=2), nm(2, 4, ...)")
+    quantize: tuple[Call, ...] = Field((), description="quantization directives: dynamic(int8, "
+                                       "on=[linear, lstm]), static(int8, calibrate=8), qat(int8), "
+                                       "weight_only(int8 | int4), cast(fp16 | bf16); skip=[...]")
+    distill: Optional[Call] = Field(None, description="teacher(\"teacher.nn\", weights=\"t.safetensors\", "
+                                    "temperature=4, alpha=0.9, features=[[\"student\", \"teacher\"]])")
+    finetune_epochs: NonNegativeInt = Field(0, description="epochs of training after pruning "
+                                            "(and of quantization-aware training)")
+    finetune_lr: Optional[PositiveFloat] = Field(None, description="learning rate of fine-tuning "
+                                                 "(default: the train section's optimizer lr / 10)")
+    order: tuple[Literal["distill", "prune", "quantize"], ...] = Field(
+        ("distill", "prune", "quantize"), description="the order the directives apply in")
+    latency_batch: PositiveInt = Field(64, description="batch size of the latency measurement")
+    latency_runs: PositiveInt = Field(30, description="timed forwards per model (the median is "
+                                      "reported)")
+    threads: PositiveInt = Field(1, description="CPU threads of the whole run (training and "
+                                 "latency): one thread measures steadily on a shared machine")
+
+    @field_validator("prune", "quantize", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return (v,) if isinstance(v, Call) else v
+
+
+SECTIONS: dict[str, type[_Section]] = {"train": TrainSpec, "parallel": ParallelSpec,
+                                       "compress": CompressSpec}
 
 
 # --------------------------------------------------------------------------------------------

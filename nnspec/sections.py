@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from . import syntax as S
-from .config import SECTIONS, Call, ParallelSpec, TrainSpec
+from .config import SECTIONS, Call, CompressSpec, ParallelSpec, TrainSpec
 from .diagnostics import Reporter, Span, did_you_mean
 
 MAX_VALUE = 2 ** 62
@@ -26,6 +26,7 @@ class Settings:
 
     train: TrainSpec = field(default_factory=TrainSpec)
     parallel: ParallelSpec = field(default_factory=ParallelSpec)
+    compress: CompressSpec = field(default_factory=CompressSpec)
     spans: dict[str, Span] = field(default_factory=dict)   # "parallel.zero" -> span of the setting
     section_spans: dict[str, Span] = field(default_factory=dict)
     written: dict[str, dict[str, Any]] = field(default_factory=dict)  # as written, before defaults

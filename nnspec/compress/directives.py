@@ -1,0 +1,452 @@
+"""The `compress` section's directives as checked data, and the compile-time checks on them.
+
+`compress { prune = magnitude(0.9, on=[linear]) ... }` is validated in two steps: the section's
+Pydantic model (config.CompressSpec) checks the keys and value shapes; `read_directives` then
+checks each call against its argument table and against the model's layers: a name pattern that
+matches no layer, a quantization the CPU backend cannot run, pruning a weight tied elsewhere.
+Each problem is a located diagnostic under the argument that causes it. Torch-free.
+"""
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .. import syntax as S
+from ..config import Call, CompressSpec
+from ..diagnostics import Reporter, Span, did_you_mean
+from ..ir import Leaf, ModuleDef, Seq
+
+# ---- the model's layers ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """A named leaf module of the model: its dotted name (as in state_dict), kind and params."""
+
+    name: str
+    kind: str
+    params: dict[str, tuple]
+    tied: bool = False
+    span: Span | None = field(default=None, compare=False, repr=False)  # the layer's call
+
+
+def model_layers(ir: ModuleDef) -> list[LayerInfo]:
+    """Every leaf module, in definition order, with the dotted names nn.Module gives them."""
+    tied: set[str] = set()
+    out: list[LayerInfo] = []
+
+    def walk(child, prefix: str, ties_of: ModuleDef | None) -> None:
+        if isinstance(child, Leaf):
+            out.append(LayerInfo(prefix, child.kind, dict(child.layer.params(child.ins)),
+                                 span=child.span))
+        elif isinstance(child, Seq):
+            for i, item in enumerate(child.items):
+                walk(item, f"{prefix}.{i}" if prefix else str(i), None)
+        else:
+            for leaf, _param, src, _span in child.ties:
+                own = next((n for n, c in child.children if c is leaf), None)
+                if own is not None:
+                    tied.add(f"{prefix}.{own}" if prefix else own)
+                tied.add(".".join(([prefix] if prefix else []) + list(src[:-1])))
+            for name, c in child.children:
+                if name is not None:
+                    walk(c, f"{prefix}.{name}" if prefix else name, child)
+
+    walk(ir, "", None)
+    seen, unique = set(), []
+    for layer in out:  # a shared layer appears once per use
+        if layer.name not in seen:
+            seen.add(layer.name)
+            unique.append(LayerInfo(layer.name, layer.kind, layer.params, layer.name in tied,
+                                    layer.span))
+    return unique
+
+
+# ---- directives --------------------------------------------------------------------------------
+
+PRUNE_METHODS = ("magnitude", "random", "channels", "filters", "nm")
+QUANT_METHODS = ("dynamic", "static", "qat", "weight_only", "cast")
+SCOPES = ("layer", "global")
+# the layer kinds each quantization can run on the CPU (fbgemm/x86 kernels)
+DYNAMIC_KINDS = ("linear", "lstm", "gru")
+STATIC_KINDS = ("linear", "conv1d", "conv2d", "conv3d", "separable_conv2d")
+WEIGHT_ONLY_KINDS = ("linear", "embedding")
+CHANNEL_KINDS = ("conv1d", "conv2d", "conv3d", "linear")
+NM_KINDS = ("linear", "conv1d", "conv2d", "conv3d")
+
+
+@dataclass(frozen=True)
+class Target:
+    """Which layers a directive applies to: kinds or name patterns, minus the skipped ones."""
+
+    on: tuple[str, ...]
+    skip: tuple[str, ...] = ()
+
+    def select(self, layers: list[LayerInfo], kinds: tuple[str, ...]) -> list[LayerInfo]:
+        chosen = [layer for layer in layers if layer.kind in kinds
+                  and any(_matches(p, layer) for p in self.on)]
+        return [layer for layer in chosen if not any(_matches(p, layer) for p in self.skip)]
+
+
+def _matches(pattern: str, layer: LayerInfo) -> bool:
+    return pattern == layer.kind or fnmatch.fnmatchcase(layer.name, pattern)
+
+
+@dataclass(frozen=True)
+class Prune:
+    method: str                 # magnitude, random, channels (= filters), nm
+    amount: float               # fraction removed (nm: 1 - n/m)
+    target: Target
+    scope: str = "layer"        # magnitude/random: per layer or one threshold over all
+    schedule: tuple = ("oneshot",)   # or ("cubic", start_step, end_step, every)
+    norm: float = 2.0           # channels: the Ln norm that ranks them
+    n: int = 2
+    m: int = 4
+    layers: tuple[str, ...] = ()     # the layers it selects (filled in by the check)
+
+
+@dataclass(frozen=True)
+class Quantize:
+    method: str                 # dynamic, static, qat, weight_only, cast
+    dtype: str                  # int8, int4, fp16, bf16
+    target: Target
+    calibrate: int = 8          # static: training batches run through the observers
+    group_size: int = 32        # weight_only int4: weights per scale
+    backend: str = "x86"
+    layers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Distill:
+    teacher: Path               # the teacher's .nn file (relative to the spec)
+    weights: Path               # its weights (trained there and saved when missing)
+    temperature: float = 4.0
+    alpha: float = 0.9          # weight of the soft-target loss
+    features: tuple[tuple[str, str], ...] = ()   # (student layer, teacher layer)
+    feature_weight: float = 1.0
+    seeds: int = 1
+    epochs: int | None = None   # default: the train section's epochs
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The compress section, checked: what runs, in which order."""
+
+    prune: tuple[Prune, ...] = ()
+    quantize: tuple[Quantize, ...] = ()
+    distill: Distill | None = None
+    settings: CompressSpec = field(default_factory=CompressSpec)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.prune or self.quantize or self.distill)
+
+    @property
+    def order(self) -> tuple[str, ...]:
+        return self.settings.order
+
+
+# ---- argument tables ---------------------------------------------------------------------------
+
+def _fraction(v):
+    return _num(v) and 0 < v < 1
+
+
+def _num(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _pos_int(v):
+    return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+
+def _names(v):
+    return isinstance(v, tuple) and all(isinstance(x, str) for x in v) or isinstance(v, str)
+
+
+# name -> (positional names, {arg: (default, test, what it must be)})
+Rule = tuple[Any, Callable[[Any], bool], str]
+_TARGET: dict[str, Rule] = {
+    "on": (None, _names, "a list of layer kinds or name patterns, e.g. [linear, \"layer*.conv1\"]"),
+    "skip": ((), _names, "a list of layer kinds or name patterns"),
+}
+ARGS: dict[str, tuple[tuple[str, ...], dict[str, Rule]]] = {
+    "magnitude": (("amount",), {"amount": (None, _fraction, "a fraction between 0 and 1"),
+                                "scope": ("layer", lambda v: v in SCOPES, "layer or global"),
+                                "schedule": ("oneshot", lambda v: True, "oneshot or cubic(start=, "
+                                             "end=, every=)"), **_TARGET}),
+    "random": (("amount",), {"amount": (None, _fraction, "a fraction between 0 and 1"),
+                             "scope": ("layer", lambda v: v in SCOPES, "layer or global"),
+                             "schedule": ("oneshot", lambda v: True, "oneshot or cubic(...)"),
+                             **_TARGET}),
+    "channels": (("amount",), {"amount": (None, _fraction, "a fraction between 0 and 1"),
+                               "norm": (2, lambda v: _num(v) and v > 0, "a number > 0 (1 or 2)"),
+                               **_TARGET}),
+    "nm": (("n", "m"), {"n": (2, _pos_int, "a positive integer"),
+                        "m": (4, _pos_int, "a positive integer"), **_TARGET}),
+    "dynamic": (("dtype",), {"dtype": ("int8", lambda v: v == "int8", "int8"), **_TARGET}),
+    "static": (("dtype",), {"dtype": ("int8", lambda v: v == "int8", "int8"),
+                            "calibrate": (8, _pos_int, "a number of training batches"),
+                            "backend": ("x86", lambda v: v in ("x86", "fbgemm", "qnnpack"),
+                                        "x86, fbgemm or qnnpack"), **_TARGET}),
+    "qat": (("dtype",), {"dtype": ("int8", lambda v: v == "int8", "int8"),
+                         "backend": ("x86", lambda v: v in ("x86", "fbgemm", "qnnpack"),
+                                     "x86, fbgemm or qnnpack"), **_TARGET}),
+    "weight_only": (("dtype",), {"dtype": ("int8", lambda v: v in ("int8", "int4"), "int8 or int4"),
+                                 "group_size": (32, _pos_int, "a positive integer"), **_TARGET}),
+    "cast": (("dtype",), {"dtype": (None, lambda v: v in ("fp16", "bf16"), "fp16 or bf16"),
+                          **_TARGET}),
+    "teacher": (("spec",), {"spec": (None, lambda v: isinstance(v, str), "a .nn file"),
+                            "weights": (None, lambda v: isinstance(v, str), "a weights file"),
+                            "temperature": (4.0, lambda v: _num(v) and v > 0, "a number > 0"),
+                            "alpha": (0.9, lambda v: _num(v) and 0 <= v <= 1,
+                                      "a number from 0 to 1"),
+                            "features": ((), lambda v: isinstance(v, tuple) and all(
+                                isinstance(p, tuple) and len(p) == 2
+                                and all(isinstance(s, str) for s in p) for p in v),
+                                "a list of [student_layer, teacher_layer] pairs"),
+                            "feature_weight": (1.0, lambda v: _num(v) and v >= 0, "a number >= 0"),
+                            "seeds": (1, _pos_int, "a positive integer"),
+                            "epochs": (None, _pos_int, "a positive integer")}),
+}
+ARGS["filters"] = ARGS["channels"]
+
+
+class _Located:
+    """Finds the span of a setting's n-th call and of its arguments, for precise carets."""
+
+    def __init__(self, section: S.Section | None, fallback: Span | None):
+        self.section, self.fallback = section, fallback
+
+    def call(self, key: str, index: int) -> S.Node | None:
+        if self.section is None:
+            return None
+        for s in self.section.settings:
+            if s.key == key:
+                node = s.value
+                if isinstance(node, S.ListExpr):
+                    return node.items[index] if index < len(node.items) else node
+                return node
+        return None
+
+    def span(self, key: str, index: int, arg: str | None = None, pos: int | None = None,
+             item: str | None = None) -> Span | None:
+        node = self.call(key, index)
+        if node is None:
+            return self.fallback
+        if isinstance(node, S.Call) and (arg is not None or pos is not None):
+            positional = [a for a in node.args if a.name is None]
+            found = next((a for a in node.args if a.name == arg), None)
+            if found is None and pos is not None and pos < len(positional):
+                found = positional[pos]
+            if found is not None:
+                value = found.value
+                if item is not None and isinstance(value, S.ListExpr):
+                    for i in value.items:
+                        if (isinstance(i, S.Name) and i.id == item) or \
+                                (isinstance(i, S.Literal) and i.value == item):
+                            return i.span
+                return found.span
+        return node.span
+
+
+def _args(call: Call, key: str, index: int, loc: _Located, reporter: Reporter) -> dict | None:
+    """The call's arguments by name, defaults filled in; None after reporting a problem."""
+    if call.name not in ARGS or (key == "distill") != (call.name == "teacher"):
+        allowed = {"prune": PRUNE_METHODS, "quantize": QUANT_METHODS, "distill": ("teacher",)}[key]
+        reporter.error("E0720", f"unknown {key} method `{call.name}`", loc.span(key, index),
+                       did_you_mean(call.name, allowed) or f"use one of: {', '.join(allowed)}")
+        return None
+    positional, table = ARGS[call.name]
+    if len(call.args) > len(positional):
+        reporter.error("E0721", f"`{call.name}` takes {len(positional)} positional argument"
+                       f"{'s' if len(positional) != 1 else ''}, got {len(call.args)}",
+                       loc.span(key, index), f"name the others, e.g. {', '.join(table)}")
+        return None
+    values = dict(zip(positional, call.args))
+    ok = True
+    for name, value in call.kwargs.items():
+        if name not in table:
+            reporter.error("E0721", f"`{call.name}` has no argument `{name}`",
+                           loc.span(key, index, name),
+                           did_you_mean(name, table) or f"its arguments: {', '.join(table)}")
+            ok = False
+        elif name in values:
+            reporter.error("E0721", f"`{call.name}` argument `{name}` given twice",
+                           loc.span(key, index, name), None)
+            ok = False
+        else:
+            values[name] = value
+    for i, (name, (default, test, what)) in enumerate(table.items()):
+        if name not in values:
+            if default is None and name not in ("on", "epochs"):
+                reporter.error("E0721", f"`{call.name}` needs `{name}`", loc.span(key, index),
+                               f"`{name}`: {what}")
+                ok = False
+            values.setdefault(name, default)
+            continue
+        if not test(values[name]):
+            pos = positional.index(name) if name in positional else None
+            reporter.error("E0722", f"invalid `{call.name}` argument `{name}`: got "
+                           f"{values[name]!r}", loc.span(key, index, name, pos), f"`{name}`: {what}")
+            ok = False
+    if isinstance(values.get("on"), str):
+        values["on"] = (values["on"],)
+    if isinstance(values.get("skip"), str):
+        values["skip"] = (values["skip"],)
+    return values if ok else None
+
+
+def _schedule(value: Any, loc: _Located, index: int, reporter: Reporter) -> tuple | None:
+    if value in ("oneshot", Call(name="oneshot")):
+        return ("oneshot",)
+    if isinstance(value, Call) and value.name == "cubic" and not value.args:
+        extra = set(value.kwargs) - {"start", "end", "every"}
+        start, end = value.kwargs.get("start", 0), value.kwargs.get("end")
+        every = value.kwargs.get("every", 1)
+        if not extra and all(isinstance(v, int) and not isinstance(v, bool) for v in
+                             (start, end, every)) and 0 <= start < end and every > 0:
+            return ("cubic", start, end, every)
+    reporter.error("E0722", "invalid pruning schedule", loc.span("prune", index, "schedule"),
+                   "oneshot, or cubic(start=0, end=300, every=10): fine-tuning steps over which "
+                   "the sparsity rises from 0 to the amount (Zhu & Gupta 2017)")
+    return None
+
+
+# ---- the check ---------------------------------------------------------------------------------
+
+def read_directives(settings: CompressSpec, ir: ModuleDef, section: S.Section | None,
+                    section_span: Span | None, reporter: Reporter,
+                    spec_dir: Path | None = None) -> Plan:
+    """Check the compress section against the model; problems go to `reporter`."""
+    loc = _Located(section, section_span)
+    layers = model_layers(ir)
+    prunes, quants, distill = [], [], None
+    for i, call in enumerate(settings.prune):
+        values = _args(call, "prune", i, loc, reporter)
+        if values is not None:
+            p = _prune(call.name, values, layers, loc, i, reporter)
+            if p is not None:
+                prunes.append(p)
+    for i, call in enumerate(settings.quantize):
+        values = _args(call, "quantize", i, loc, reporter)
+        if values is not None:
+            q = _quantize(call.name, values, layers, loc, i, reporter)
+            if q is not None:
+                quants.append(q)
+    if len([q for q in quants if q.method in ("static", "qat", "dynamic")]) > 1:
+        reporter.error("E0724", "more than one int8 quantization of the activations",
+                       loc.span("quantize", 1), "keep one of dynamic, static and qat")
+    if settings.distill is not None:
+        values = _args(settings.distill, "distill", 0, loc, reporter)
+        if values is not None:
+            base = spec_dir or Path(".")
+            distill = Distill(base / values["spec"], base / values["weights"],
+                              float(values["temperature"]), float(values["alpha"]),
+                              tuple(tuple(p) for p in values["features"]),
+                              float(values["feature_weight"]), values["seeds"], values["epochs"])
+            for student, _teacher in distill.features:
+                if not any(layer.name == student for layer in layers):
+                    reporter.error("E0723", f"feature layer `{student}` is not a layer of the "
+                                   "student", loc.span("distill", 0, "features"),
+                                   did_you_mean(student, [la.name for la in layers]))
+    if len(set(settings.order)) != len(settings.order):
+        reporter.error("E0722", "`compress.order` names a step twice", loc.fallback,
+                       "name each of distill, prune, quantize at most once")
+    return Plan(tuple(prunes), tuple(quants), distill, settings)
+
+
+def _check_patterns(target: Target, layers: list[LayerInfo], kinds: tuple[str, ...], what: str,
+                    key: str, index: int, loc: _Located, reporter: Reporter) -> bool:
+    ok = True
+    for arg, patterns in (("on", target.on), ("skip", target.skip)):
+        for p in patterns:
+            hits = [layer for layer in layers if _matches(p, layer)]
+            if not hits:
+                hint = did_you_mean(p, {la.kind for la in layers} | {la.name for la in layers})
+                reporter.error("E0723", f"`{p}` matches no layer of the model",
+                               loc.span(key, index, arg, item=p),
+                               hint or "use a layer kind (linear, conv2d) or a name pattern such "
+                               "as \"layer*.conv1\" (nnspec summary lists the names)")
+                ok = False
+            elif arg == "on" and not any(layer.kind in kinds for layer in hits):
+                got = sorted({layer.kind for layer in hits})
+                reporter.error("E0724", f"{what} cannot run on {', '.join(got)} "
+                               f"(`{p}` matches only {', '.join(got)} layers)",
+                               loc.span(key, index, arg, item=p),
+                               f"{what} applies to {', '.join(kinds)}")
+                ok = False
+    return ok
+
+
+def _prune(method: str, v: dict, layers, loc: _Located, i: int, reporter: Reporter):
+    method = "channels" if method == "filters" else method
+    kinds = {"channels": CHANNEL_KINDS, "nm": NM_KINDS}.get(
+        method, tuple(sorted({la.kind for la in layers if _prunable(la)})))
+    target = Target(v["on"] or kinds, v["skip"])
+    if not _check_patterns(target, layers, kinds, f"{method} pruning", "prune", i, loc, reporter):
+        return None
+    chosen = target.select(layers, kinds)
+    for layer in chosen:
+        if layer.tied:
+            reporter.error("E0725", f"cannot prune `{layer.name}`: its weight is tied to another "
+                           "layer's", loc.span("prune", i, "on"),
+                           f"add \"{layer.name}\" to skip=[...], or remove the tie")
+            return None
+    if method == "nm":
+        n, m = v["n"], v["m"]
+        if n >= m:
+            reporter.error("E0722", f"nm({n}, {m}) keeps {n} of every {m} weights: n must be less "
+                           "than m", loc.span("prune", i), "e.g. nm(2, 4)")
+            return None
+        bad = [la.name for la in chosen if _in_features(la) % m]
+        if bad:
+            reporter.error("E0724", f"{n}:{m} pruning needs input sizes divisible by {m}: "
+                           f"{', '.join(bad)}", loc.span("prune", i),
+                           f"add them to skip=[...]")
+            return None
+        return Prune("nm", 1 - n / m, target, n=n, m=m, layers=tuple(la.name for la in chosen))
+    schedule = ("oneshot",)
+    if "schedule" in v:
+        schedule = _schedule(v["schedule"], loc, i, reporter)
+        if schedule is None:
+            return None
+    return Prune(method, float(v["amount"]), target, v.get("scope", "layer"), schedule,
+                 float(v.get("norm", 2)), layers=tuple(la.name for la in chosen))
+
+
+def _prunable(layer: LayerInfo) -> bool:
+    return any(k.startswith("weight") and len(s) >= 2 for k, s in layer.params.items())
+
+
+def _in_features(layer: LayerInfo) -> int:
+    shape = layer.params.get("weight", (0, 0))
+    n = 1
+    for d in shape[1:]:
+        n *= d
+    return n
+
+
+def _quantize(method: str, v: dict, layers, loc: _Located, i: int, reporter: Reporter):
+    kinds = {"dynamic": DYNAMIC_KINDS, "static": STATIC_KINDS, "qat": STATIC_KINDS,
+             "weight_only": WEIGHT_ONLY_KINDS}.get(method)
+    if method == "cast":
+        kinds = tuple(sorted({la.kind for la in layers}))
+    target = Target(v["on"] or kinds, v["skip"])
+    what = {"dynamic": "dynamic int8 quantization", "static": "static int8 quantization",
+            "qat": "quantization-aware training", "weight_only": f"weight-only {v['dtype']}",
+            "cast": f"casting to {v['dtype']}"}[method]
+    if not _check_patterns(target, layers, kinds, what, "quantize", i, loc, reporter):
+        return None
+    chosen = target.select(layers, kinds)
+    if method == "weight_only" and v["dtype"] == "int4":
+        bad = [la.name for la in chosen if la.kind == "linear" and _in_features(la) % 2]
+        if bad:
+            reporter.error("E0724", f"int4 packs two weights per byte: the input sizes of "
+                           f"{', '.join(bad)} must be even", loc.span("quantize", i),
+                           "add them to skip=[...], or use int8")
+            return None
+    return Quantize(method, v["dtype"], target, v.get("calibrate", 8), v.get("group_size", 32),
+                    v.get("backend", "x86"), tuple(la.name for la in chosen))

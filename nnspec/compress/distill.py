@@ -1,0 +1,105 @@
+"""Knowledge distillation (Hinton et al. 2015): a student learns from a teacher's softened outputs,
+and optionally matches the teacher's intermediate features through a learned projection.
+
+The teacher is another .nn spec plus a weights file. When the weights file does not exist yet,
+the teacher is trained first with its own spec's train section (nnspec.train.run) and its weights
+are saved there, so a fresh checkout can run a distillation without downloading anything.
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .directives import Distill
+from .errors import CompressError, load_weights
+from .finetune import Session, _first
+
+
+def teacher_model(d: Distill, log=print) -> tuple[nn.Module, object]:
+    """The teacher module with its weights (trained and saved first when the file is missing)."""
+    from ..compile import load
+    from ..diagnostics import SpecError
+
+    if not d.teacher.is_file():
+        raise CompressError(f"no such teacher spec: {d.teacher}",
+                            "distill = teacher(\"path/to/teacher.nn\", weights=...) is relative to "
+                            "the spec")
+    try:
+        spec = load(d.teacher)
+    except SpecError as err:
+        raise CompressError(f"the teacher spec {d.teacher} has errors:\n{err.render()}") from None
+    model = spec.build()
+    if not d.weights.exists():
+        log(f"training the teacher {d.teacher} (no weights at {d.weights})")
+        from ..train import run
+
+        with tempfile.TemporaryDirectory() as tmp:
+            run(spec, spec.settings.train, spec.settings.parallel, tmp, progress=False)
+            d.weights.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(Path(tmp) / "model.safetensors", d.weights)
+    load_weights(model, d.weights)
+    return model.eval(), spec
+
+
+class FeatureTaps:
+    """Records the outputs of named layers during forward passes (forward hooks)."""
+
+    def __init__(self, model: nn.Module, names: list[str]):
+        self.out: dict[str, torch.Tensor] = {}
+        self.handles = [model.get_submodule(n).register_forward_hook(self._hook(n))
+                        for n in names]
+
+    def _hook(self, name):
+        def hook(_mod, _inputs, output):
+            self.out[name] = _first(output)
+        return hook
+
+    def close(self):
+        for h in self.handles:
+            h.remove()
+
+
+class DistillLoss:
+    """alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * task loss
+    (+ feature_weight * MSE(projection(student feature), teacher feature) per pair)."""
+
+    def __init__(self, teacher: nn.Module, student: nn.Module, d: Distill, session: Session):
+        self.teacher, self.d, self.session = teacher, d, session
+        pairs = list(d.features)
+        self.s_taps = FeatureTaps(student, [s for s, _ in pairs])
+        self.t_taps = FeatureTaps(teacher, [t for _, t in pairs])
+        self.proj = nn.ModuleDict()
+        if pairs:  # one forward to learn the feature sizes
+            inputs, _ = session.data.train.take(torch.arange(2))
+            with torch.no_grad():
+                student.eval()(*inputs)
+                teacher(*inputs)
+            for s, t in pairs:
+                a = self.s_taps.out[s].flatten(1).shape[1]
+                b = self.t_taps.out[t].flatten(1).shape[1]
+                self.proj[s.replace(".", "_")] = nn.Linear(a, b)
+
+    def parameters(self) -> list[nn.Parameter]:
+        return list(self.proj.parameters())
+
+    def __call__(self, student: nn.Module, inputs: tuple, y: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            t_out = _first(self.teacher(*inputs)).float()
+        s_out = _first(student(*inputs)).float()
+        T, alpha = self.d.temperature, self.d.alpha
+        soft = F.kl_div(F.log_softmax(s_out / T, -1), F.softmax(t_out / T, -1),
+                        reduction="batchmean") * T * T
+        loss = alpha * soft + (1 - alpha) * self.session.objective.loss(s_out, y)
+        for s, t in self.d.features:
+            feat = self.proj[s.replace(".", "_")](self.s_taps.out[s].flatten(1))
+            loss = loss + self.d.feature_weight * F.mse_loss(feat, self.t_taps.out[t].flatten(1))
+        return loss
+
+    def close(self):
+        self.s_taps.close()
+        self.t_taps.close()
