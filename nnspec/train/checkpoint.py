@@ -21,6 +21,7 @@ import torch
 
 log = logging.getLogger("nnspec.train")
 NAME = re.compile(r"^step-(\d{8,})(\.pt)?$")
+MARKER = "nnspec.json"  # written last into a checkpoint folder, with the sizes of its files
 
 
 def tag(step: int) -> str:
@@ -95,6 +96,35 @@ def steps_in(folder: Path) -> list[tuple[int, Path]]:
         return []
     found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := NAME.match(p.name))]
     return sorted(found, reverse=True)
+
+
+def manifest(folder: Path) -> dict[str, int]:
+    """The size of every file of a checkpoint folder but its marker, to catch torn files later."""
+    return {p.name: p.stat().st_size for p in sorted(folder.iterdir())
+            if p.is_file() and p.name != MARKER and not p.name.startswith(".")}
+
+
+def is_complete(folder: Path) -> bool:
+    """A checkpoint folder whose save finished: its marker is there, and every file it lists
+    has the size it had then (markers without a list are trusted)."""
+    try:
+        files = json.loads((folder / MARKER).read_text()).get("files")
+    except (OSError, ValueError, AttributeError):
+        return False
+    if files is None:
+        return True
+    for name, size in files.items():
+        path = folder / name
+        if not path.is_file() or path.stat().st_size != size:
+            log.warning("checkpoint %s is damaged (%s is missing or torn); skipping it",
+                        folder, name)
+            return False
+    return True
+
+
+def complete_folders(folder: Path) -> list[Path]:
+    """The checkpoint folders in `folder` whose saves finished, newest first."""
+    return [p for _, p in steps_in(folder) if p.is_dir() and is_complete(p)]
 
 
 class LocalCheckpoints:

@@ -18,7 +18,8 @@ from typing import Any
 import torch
 
 from ..config import TrainSpec
-from .checkpoint import atomic_save, atomic_write_json, capture_rng, restore_rng, steps_in, tag
+from .checkpoint import (MARKER, atomic_save, atomic_write_json, capture_rng, complete_folders,
+                         manifest, restore_rng, tag)
 from .errors import TrainError
 from .optim import build_optimizer, plateau
 
@@ -147,10 +148,11 @@ class DeepSpeedBackend:
         atomic_save({"rng": capture_rng(), "window_loss": state["window_loss"]},
                     folder / name / f"rank{self.rank}.pt")
         barrier()
-        if self.is_main:  # written last: a folder without it is a save that was cut short
-            atomic_write_json(folder / name / "nnspec.json", {"step": step, "state": state})
-            complete = [p for _, p in steps_in(folder) if (p / "nnspec.json").is_file()]
-            for old in complete[keep:]:
+        if self.is_main:  # written last: a folder without it is a save that was cut short,
+            # and the sizes it lists show a file torn later (checkpoint.is_complete)
+            atomic_write_json(folder / name / MARKER, {"step": step, "state": state,
+                                                       "files": manifest(folder / name)})
+            for old in complete_folders(folder)[keep:]:
                 _remove_tree(old)
         barrier()
 
@@ -158,7 +160,7 @@ class DeepSpeedBackend:
         import json
         choice = None
         if self.is_main:
-            complete = [p for _, p in steps_in(folder) if (p / "nnspec.json").is_file()]
+            complete = complete_folders(folder)
             choice = complete[0].name if complete else None
         choice = broadcast(choice)
         if choice is None:
@@ -171,7 +173,7 @@ class DeepSpeedBackend:
                              "start without --resume, or remove the damaged checkpoint")
         mine = torch.load(folder / choice / f"rank{self.rank}.pt", weights_only=True)
         restore_rng(mine["rng"])
-        state = json.loads((folder / choice / "nnspec.json").read_text())["state"]
+        state = json.loads((folder / choice / MARKER).read_text())["state"]
         return dict(state, window_loss=mine["window_loss"])
 
     def state_dict(self) -> dict[str, torch.Tensor] | None:

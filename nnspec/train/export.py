@@ -7,7 +7,8 @@ shards are consolidated with DeepSpeed's own `zero_to_fp32`; bf16 runs export th
 weights. The result loads into `spec.build()` with `strict=True`.
 
 A DeepSpeed folder is complete only with its `nnspec.json` marker, which rank 0 writes after every
-rank has saved (distributed.py); a folder without it is a save that was cut short. DeepSpeed
+rank has saved (distributed.py); a folder without it is a save that was cut short, and one whose
+files no longer have the sizes the marker lists is damaged (checkpoint.is_complete). DeepSpeed
 folders are read with pickle, as DeepSpeed reads them: export only checkpoints you trust.
 """
 from __future__ import annotations
@@ -20,11 +21,10 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import atomic_save, steps_in
+from .checkpoint import MARKER, atomic_save, is_complete, steps_in
 from .errors import TrainError
 
 log = logging.getLogger("nnspec.train")
-MARKER = "nnspec.json"
 FORMATS = {".safetensors": "safetensors", ".pt": "torch", ".pth": "torch", ".bin": "torch"}
 WRAPPERS = ("module.", "_orig_mod.")  # DeepSpeed/DDP wrappers, torch.compile
 
@@ -74,10 +74,13 @@ def load_checkpoint_weights(ckpt: Path) -> tuple[Path, dict[str, torch.Tensor]]:
             raise ExportError(f"{ckpt} is an incomplete checkpoint: it has no {MARKER}, so its "
                               "save was cut short", "export an older checkpoint, or the run's "
                               "checkpoints/ folder to take the newest complete one")
+        if not is_complete(ckpt):
+            raise ExportError(f"{ckpt} is damaged: a file it lists in {MARKER} is missing or "
+                              "torn", "export an older checkpoint")
         return ckpt, _deepspeed_weights(ckpt)
     folder = ckpt / "checkpoints" if not steps_in(ckpt) and (ckpt / "checkpoints").is_dir() \
         else ckpt
-    candidates = [p for _, p in steps_in(folder) if p.is_file() or (p / MARKER).is_file()]
+    candidates = [p for _, p in steps_in(folder) if p.is_file() or is_complete(p)]
     if not candidates:
         what = "no complete checkpoint" if steps_in(folder) else "no checkpoint"
         raise ExportError(f"{what} in {ckpt}", "pass a checkpoint written by `nnspec train` "

@@ -1,26 +1,34 @@
 """Two processes under the real `deepspeed` runner (CPU accelerator, gloo): lenet5 reaches 95% on
-digits with ZeRO 0, 1, 2 and 3, bf16, gradient accumulation and optimizer offload; a run resumed
-from a DeepSpeed checkpoint in fresh processes ends exactly where the uninterrupted one did; every
-rank exits cleanly.
+digits with ZeRO 0, 1, 2 and 3, bf16, gradient accumulation and optimizer offload; a run whose
+rank is killed hard (SIGKILL) mid-training resumes with --resume in fresh processes and ends
+exactly where the uninterrupted one did (ZeRO-2 and ZeRO-3); `nnspec export-weights` turns the
+ZeRO shards into the weights the run ended with; every rank exits cleanly.
 
 Each launch costs two Python start-ups plus DeepSpeed's, so the features are combined: four runs
-cover the four ZeRO stages, and bf16, grad_accum 4 and offload ride along one each. The resume
-test restarts the ZeRO-3 run from its step-120 checkpoint: five launches in all, about 4 minutes
-on two cores. `-m "not slow"` keeps ZeRO 0 (with grad_accum 4) and ZeRO 3 (with resume) and
-drops the ZeRO-1/bf16 and ZeRO-2/offload launches.
+cover the four ZeRO stages, and bf16, grad_accum 4 and offload ride along one each; the ZeRO-2
+and ZeRO-3 runs save checkpoints, which the export and fault tests reuse. A fault test launches
+twice more (the killed run, then the resume), each about half a run. `-m "not slow"` keeps ZeRO 0
+(with grad_accum 4) and ZeRO 3 (with the fault test) and drops the ZeRO-1/bf16 and
+ZeRO-2/offload launches and the ZeRO-2 fault test.
 """
 from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
+import signal
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
+
+from nnspec.cli import main as nnspec_main
+from nnspec.train.checkpoint import complete_folders
 
 from .conftest import ROOT, subprocess_env
 
@@ -36,6 +44,7 @@ RUNS = {
     "zero3-checkpoints": {"zero": 3},
 }
 CHECKPOINTS = {"checkpoint_every": 60, "keep_checkpoints": 4}
+WITH_CHECKPOINTS = ("zero2-offload_cpu", "zero3-checkpoints")
 
 
 def free_port() -> int:
@@ -44,12 +53,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def command(out: Path, parallel: dict, train: dict, *extra: str) -> list[str]:
+    return [str(DEEPSPEED), "--num_accelerators", "2", "--master_port", str(free_port()),
+            "--module", "nnspec.train", "specs/lenet5.nn", "--out", str(out), "--no-progress",
+            "--train-json", json.dumps(train), "--parallel-json", json.dumps(parallel), *extra]
+
+
 def launch(out: Path, parallel: dict, train: dict, *extra: str) -> subprocess.CompletedProcess:
-    cmd = [str(DEEPSPEED), "--num_accelerators", "2", "--master_port", str(free_port()),
-           "--module", "nnspec.train", "specs/lenet5.nn", "--out", str(out), "--no-progress",
-           "--train-json", json.dumps(train), "--parallel-json", json.dumps(parallel), *extra]
-    return subprocess.run(cmd, cwd=ROOT, env=subprocess_env(), capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run(command(out, parallel, train, *extra), cwd=ROOT, env=subprocess_env(),
+                          capture_output=True, text=True, timeout=600)
 
 
 def assert_clean_exit(r: subprocess.CompletedProcess) -> None:
@@ -67,7 +79,7 @@ def runs(tmp_path_factory):
     def get(name: str):
         if name not in done:
             out = tmp_path_factory.mktemp(name)
-            train = dict(TRAIN, **(CHECKPOINTS if name.startswith("zero3") else {}))
+            train = dict(TRAIN, **(CHECKPOINTS if name in WITH_CHECKPOINTS else {}))
             done[name] = launch(out, RUNS[name], train), out
         return done[name]
     return get
@@ -95,19 +107,126 @@ def test_lenet5_reaches_95_percent_with_two_processes(runs, name):
     assert weights["fc1.weight"].shape == (120, 64) and weights["fc1.weight"].dtype == torch.float32
 
 
-def test_deepspeed_resume_in_fresh_processes_matches(runs, tmp_path):
-    r, full = runs("zero3-checkpoints")
+
+
+def slow_unless_zero3(name: str):
+    return name if name.startswith("zero3") else pytest.param(name, marks=pytest.mark.slow)
+
+
+# ---- export-weights ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", [slow_unless_zero3(n) for n in WITH_CHECKPOINTS])
+def test_export_weights_consolidates_zero_shards(runs, tmp_path, capsys, in_root, name):
+    r, out = runs(name)
     assert_clean_exit(r)
-    assert sorted(p.name for p in (full / "checkpoints").glob("step-*")) == [
-        f"step-{s:08d}" for s in (60, 120, 180, 240)]
-    # as if the run had been stopped after its step-120 save
-    shutil.copytree(full / "checkpoints" / "step-00000120",
-                    tmp_path / "checkpoints" / "step-00000120")
-    shutil.copy(full / "metrics.csv", tmp_path / "metrics.csv")
-    resumed = launch(tmp_path, RUNS["zero3-checkpoints"], dict(TRAIN, **CHECKPOINTS), "--resume")
-    assert_clean_exit(resumed)
-    assert json.loads((tmp_path / "final.json").read_text()) == \
-        json.loads((full / "final.json").read_text())
-    a, b = load_file(full / "model.safetensors"), load_file(tmp_path / "model.safetensors")
+    target = tmp_path / "model.safetensors"
+    code = nnspec_main(["export-weights", str(out / "checkpoints"), "-o", str(target),
+                        "--spec", "specs/lenet5.nn"])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    assert "step-00000240" in printed.out  # the last step's checkpoint, the run's end
+    exported, gathered = load_file(target), load_file(out / "model.safetensors")
+    __import__("nnspec").load("specs/lenet5.nn").build().load_state_dict(exported, strict=True)
+    assert exported.keys() == gathered.keys()
+    assert all(torch.equal(exported[k], gathered[k]) for k in gathered)
+
+
+# ---- a rank killed hard --------------------------------------------------------------------------
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (the runner starts a launcher, which starts the ranks)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        kids = children.get(todo.pop(), [])
+        found += kids
+        todo += kids
+    return found
+
+
+def rank_process(runner: int, rank: int) -> int:
+    for pid in descendants(runner):
+        try:
+            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"RANK={rank}".encode() in env:
+            return pid
+    raise AssertionError(f"no process of rank {rank} under the runner")
+
+
+def kill_rank_after(out: Path, parallel: dict, train: dict, step: int, rank: int,
+                    log: Path) -> subprocess.CompletedProcess:
+    """Launch, wait until the checkpoint of `step` is complete, SIGKILL one rank, let the
+    runner give up."""
+    marker = out / "checkpoints" / f"step-{step:08d}" / "nnspec.json"
+    with open(log, "w") as sink:
+        proc = subprocess.Popen(command(out, parallel, train), cwd=ROOT, env=subprocess_env(),
+                                stdout=sink, stderr=subprocess.STDOUT, text=True)
+        try:
+            deadline = time.time() + 400
+            while not marker.is_file():
+                assert proc.poll() is None, log.read_text()[-5000:]
+                assert time.time() < deadline, "no checkpoint appeared"
+                time.sleep(0.02)
+            os.kill(rank_process(proc.pid, rank), signal.SIGKILL)
+            proc.wait(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, log.read_text(), "")
+
+
+def damage(folder: Path, step: int, marker: bool) -> Path:
+    """A copy of a checkpoint under a later step with a torn shard: a save cut short (no
+    marker) or a file torn after it (marker)."""
+    copy = folder.parent / f"step-{step:08d}"
+    shutil.copytree(folder, copy)
+    if not marker:
+        (copy / "nnspec.json").unlink()
+    shard = max((p for p in copy.glob("*_states.pt")), key=lambda p: p.stat().st_size)
+    shard.write_bytes(shard.read_bytes()[:shard.stat().st_size // 2])
+    return copy
+
+
+@pytest.mark.parametrize("name,rank", [("zero3-checkpoints", 0),
+                                       pytest.param("zero2-offload_cpu", 1,
+                                                    marks=pytest.mark.slow)])
+def test_a_rank_killed_hard_resumes_to_the_same_end(runs, tmp_path, capsys, in_root, name, rank):
+    """SIGKILL to one rank once the step-120 checkpoint is complete; the runner fails. --resume
+    in fresh processes takes the newest complete checkpoint, passing over a newer one cut short
+    and one torn after its save, and ends with the uninterrupted run's loss, weights and
+    metrics, to the last bit."""
+    r, full = runs(name)
+    assert_clean_exit(r)
+    out, train = tmp_path / "run", dict(TRAIN, **CHECKPOINTS)
+    killed = kill_rank_after(out, RUNS[name], train, 120, rank, tmp_path / "killed.log")
+    assert killed.returncode != 0 and killed.stdout.count("exits successfully") < 2
+    assert not (out / "final.json").exists()
+    newest = complete_folders(out / "checkpoints")[0]
+    assert 120 <= int(newest.name[5:]) < 240
+    cut, torn = damage(newest, 238, marker=False), damage(newest, 239, marker=True)
+    # export-weights passes over them too, and refuses each one named directly
+    exports = []
+    for ckpt in (out / "checkpoints", newest, cut, torn):
+        exports.append(nnspec_main(["export-weights", str(ckpt), "-o",
+                                    str(tmp_path / f"{ckpt.name}.safetensors")]))
+    err = capsys.readouterr().err
+    assert exports == [0, 0, 2, 2], err
+    assert f"{cut} is an incomplete checkpoint" in err and f"{torn} is damaged" in err
+    a, b = (load_file(tmp_path / f"{n}.safetensors") for n in ("checkpoints", newest.name))
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert (tmp_path / "metrics.csv").read_text() == (full / "metrics.csv").read_text()
+
+    resumed = launch(out, RUNS[name], train, "--resume")
+    assert_clean_exit(resumed)
+    assert json.loads((out / "final.json").read_text()) == \
+        json.loads((full / "final.json").read_text())
+    a, b = load_file(full / "model.safetensors"), load_file(out / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert (out / "metrics.csv").read_text() == (full / "metrics.csv").read_text()

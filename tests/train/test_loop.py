@@ -262,3 +262,43 @@ def test_char_lstm_learns_a_text(tmp_path):
     assert final["perplexity"] < 2.5 and final["accuracy"] > 0.8, final
     vocab = json.loads((tmp_path / "out" / "vocab.json").read_text())
     assert vocab == sorted(set("the quick brown fox jumps over the lazy dog. "))
+
+
+KILL_IN_SAVE = """
+import io, os, signal, sys, torch
+from nnspec.train.__main__ import main
+real_save, saves = torch.save, []
+
+def save(obj, f, *args, **kwargs):  # the third checkpoint dies half-written, on disk
+    saves.append(1)
+    if len(saves) < 3 or not hasattr(f, "fileno"):
+        return real_save(obj, f, *args, **kwargs)
+    buf = io.BytesIO()
+    real_save(obj, buf, *args, **kwargs)
+    f.write(buf.getvalue()[:len(buf.getvalue()) // 2])
+    f.flush()
+    os.fsync(f.fileno())
+    os.kill(os.getpid(), signal.SIGKILL)
+
+torch.save = save
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_kill_during_a_save_leaves_the_previous_checkpoint_usable(tmp_path, reference):
+    """SIGKILL while the step-75 checkpoint is half on disk: the steps 25 and 50 ones are
+    whole, the torn one is only a temporary file, and --resume from step 50 ends as the
+    uninterrupted run."""
+    driver = tmp_path / "kill_in_save.py"
+    driver.write_text(KILL_IN_SAVE)
+    out = tmp_path / "run"
+    proc = subprocess.run([PYTHON, str(driver), "specs/digits_mlp.nn", "--out", str(out),
+                           "--train-json", RESUME_JSON, "--no-progress"], cwd=ROOT,
+                          env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    names = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert names[1:] == ["step-00000025.pt", "step-00000050.pt"], names
+    assert names[0].startswith(".step-00000075.pt.") and names[0].endswith(".tmp")
+    assert not (out / "final.json").exists()
+    final = run(spec("digits_mlp"), *sections(**RESUME), out, resume=True, progress=False)
+    assert_same_as_reference(out, final, reference)
