@@ -186,6 +186,17 @@ def cmd_compress(args) -> int:
     return 0
 
 
+def cmd_plan(args) -> int:
+    """Per-GPU memory, FLOPs and step time of the parallel plan, before launch."""
+    from .plan.command import UsageProblem, cluster_of, run
+
+    try:
+        cluster_of(args)  # bad flags are usage errors, whatever the spec holds
+        return run(args, _load(args))
+    except UsageProblem as err:
+        raise UsageError(str(err)) from None
+
+
 def cmd_layers(args) -> int:
     from .reference import reference_markdown
     print(reference_markdown(), end="")
@@ -242,6 +253,10 @@ def build_parser() -> argparse.ArgumentParser:
                      cmd_compress)
     p.add_argument("-o", "--output", required=True, help="output folder")
     p.add_argument("--weights", help="trained weights (default: train the spec first)")
+    p = _spec_parser(sub, "plan", "per-GPU memory, FLOPs and step time of the parallel plan; "
+                     "--auto finds the fastest that fits", cmd_plan)
+    from .plan.command import add_arguments
+    add_arguments(p)
     sub.add_parser("layers", help="print the reference of every layer kind").set_defaults(func=cmd_layers)
     return parser
 

@@ -18,3 +18,5 @@ def test_wheel_ships_the_grammar(tmp_path):
     for module in ("nnspec/cli.py", "nnspec/layers/base.py", "nnspec/emit/source.py",
                    "nnspec/runtime/__init__.py"):
         assert module in names
+    # the device profiles `nnspec plan` reads by name
+    assert "nnspec/plan/profiles/h100-80gb.json" in names
