@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .check import DEFAULT_MAX_PARAMS, check, const_values
+from .checkpointing import checkpointed
 from .diagnostics import Reporter, display_path
 from .emit.module import load_source
 from .emit.source import emit_source
@@ -145,6 +146,12 @@ def _checked(program: Program, name: str, model, max_params, sets, world_size, o
         root = program.root if program.root.is_dir() else program.root.parent
         spec.compress_plan = read_directives(settings.compress, ir, program.sections["compress"],
                                              settings.section_spans.get("compress"), reporter, root)
+    reporter.check()
+    _, unmatched = checkpointed(ir, settings.parallel.activation_checkpointing)
+    for pattern in unmatched:
+        reporter.error("E0712", f"activation_checkpointing: `{pattern}` matches no module of the "
+                       "model", settings.span_of("parallel", "activation_checkpointing"),
+                       "name blocks by path (layer1.0, transformer.h.*) or by block name")
     reporter.check()
     if settings.parallel.pipeline_stages > 1:
         from .pipeline import PipelineError

@@ -340,7 +340,7 @@ def _start_of(part: Partition, name: str, cuts: list[int]) -> int:
     if start in cuts:
         return start
     live = part.live[start - 1] if start else []
-    what = ", ".join(f"`{_value_name(part, v)}`" for v in live) or "nothing"
+    what = ", ".join(_value_name(part, v) for v in live) or "nothing"
     raise PipelineError("stage_boundaries", f"a stage boundary before `{name}` would cut "
                         f"{len(live)} edges ({what}); only the single tensor between two "
                         "top-level blocks may cross a stage boundary",
@@ -356,21 +356,22 @@ def _names(part: Partition, cuts: list[int], limit: int = 8) -> str:
 def _value_name(part: Partition, v: Value) -> str:
     for u in part.units:
         if any(o is v for o in u.outs):
-            return f"{v.hint} from {u.label}"
-    return v.hint
+            return f"the output of `{u.label}`"
+    return f"input `{v.hint}`"
 
 
 def _too_few_cuts(part: Partition, cuts: list[int], stages: int) -> str:
-    held = {}  # values that keep the most cut points closed
+    crossings: dict[int, tuple[Value, int]] = {}  # value -> places it keeps closed
     for live in part.live[:-1]:
         if len(live) > 1:
             for v in live:
-                held[id(v)] = held.get(id(v), (v, 0))[0], held.get(id(v), (v, 0))[1] + 1
-    worst = sorted(held.values(), key=lambda p: -p[1])[:3]
+                crossings[id(v)] = (v, crossings.get(id(v), (v, 0))[1] + 1)
     why = ""
-    if worst:
-        why = "; " + ", ".join(f"`{_value_name(part, v)}`" for v, _ in worst) + \
-            " cross" + ("es" if len(worst) == 1 else "") + " the other places"
+    if crossings:
+        most = max(n for _, n in crossings.values())
+        worst = [v for v, n in crossings.values() if n == most][:3]
+        why = "; " + ", ".join(_value_name(part, v) for v in worst) + \
+            f" {'is' if len(worst) == 1 else 'are'} live across the others"
     return (f"pipeline_stages {stages} needs {stages - 1} stage boundar"
             f"{'y' if stages == 2 else 'ies'}, but the model can be cut in only {len(cuts)} "
             f"place{'s' if len(cuts) != 1 else ''} where a single tensor passes between top-level "

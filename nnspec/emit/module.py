@@ -14,6 +14,11 @@ import torch.nn as nn
 
 def load_source(source: str) -> type[nn.Module]:
     """Execute generated model source as a module of its own and return its `Model` class."""
+    return load_module(source).Model
+
+
+def load_module(source: str) -> types.ModuleType:
+    """Execute generated source (once per distinct text) as a Python module of its own."""
     digest = hashlib.sha256(source.encode()).hexdigest()[:16]
     name = f"nnspec_generated_{digest}"
     module = sys.modules.get(name)
@@ -23,4 +28,4 @@ def load_source(source: str) -> type[nn.Module]:
         code = compile(source, module.__file__, "exec")
         exec(code, module.__dict__)  # our own emitted text; see emit/source.py
         sys.modules[name] = module  # so pickling and torch.save of the module work
-    return module.Model
+    return module

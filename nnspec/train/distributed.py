@@ -97,6 +97,7 @@ class DeepSpeedBackend:
         from ..emit.deepspeed import client_optimizer
 
         self.rank, self.world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+        self.data_rank, self.data_world = self.rank, self.world
         self.is_main = self.rank == 0
         self.config = config
         params = [p for p in model.parameters() if p.requires_grad]
@@ -121,7 +122,7 @@ class DeepSpeedBackend:
             moved = [x.to(self.half) if x.is_floating_point() else x for x in moved]
         return moved
 
-    def forward(self, inputs) -> torch.Tensor:
+    def forward(self, inputs, labels=None) -> torch.Tensor:
         out = self.engine(*self._inputs(inputs))
         return (out[0] if isinstance(out, (tuple, list)) else out).float()
 

@@ -24,6 +24,7 @@ class LocalBackend:
     accumulation over micro-batches and clipping, as DeepSpeed would do them."""
 
     rank, world, is_main = 0, 1, True
+    data_rank, data_world = 0, 1
 
     def __init__(self, model: torch.nn.Module, train: TrainSpec, precision: str,
                  schedule_block: dict | None, base_lr: float):
@@ -50,7 +51,7 @@ class LocalBackend:
     def train(self, mode: bool = True) -> None:
         self.model.train(mode)
 
-    def forward(self, inputs) -> torch.Tensor:
+    def forward(self, inputs, labels=None) -> torch.Tensor:
         cast = (torch.autocast(self.device.type, dtype=self.half) if self.half is not None
                 else nullcontext())
         with cast:

@@ -25,7 +25,7 @@ import torch
 
 from ..config import (ParallelSpec, TrainSpec, check_parallel, optimizer_lr, resolve_layout,
                       total_steps_for)
-from . import distributed
+from . import distributed, pipe
 from .checkpoint import atomic_write_json, capture_rng, restore_rng, steps_in
 from .data import Data, Split, load_data
 from .errors import TrainError
@@ -167,10 +167,10 @@ class Trainer:
         test: Split = self.data.test
         sums = torch.zeros(len(self.obj.names) + 1, dtype=torch.float64)
         with torch.no_grad():
-            for idx, valid in eval_batches(len(test), self.b.world, self.b.rank):
+            for idx, valid in eval_batches(len(test), self.b.data_world, self.b.data_rank):
                 inputs, y = test.take(idx)
-                out = self.b.forward(inputs)
-                if valid:
+                out = self.b.forward(inputs, labels=y)  # None on a pipeline stage without them
+                if valid and out is not None:
                     sums += self.obj.batch_sums(out[:valid], y[:valid].to(out.device)).cpu()
         self.b.train(True)
         return self.obj.summarize(self.b.all_reduce(sums))
@@ -370,9 +370,6 @@ def check_settings(train: TrainSpec, parallel: ParallelSpec, world: int) -> Obje
             raise TrainError(text, problem.help)
         if distributed.rank() == 0:
             log.warning("%s%s", text, f" ({problem.help})" if problem.help else "")
-    if parallel.pipeline_stages > 1:
-        raise TrainError("pipeline stages are not supported by nnspec.train yet",
-                         "set pipeline_stages = 1")
     if train.early_stopping and not train.eval_every and not train.epochs:
         raise TrainError("early_stopping counts evaluations, but a run without epochs has none "
                          "before the end", "set eval_every")
@@ -416,12 +413,18 @@ def run(spec, train: TrainSpec | None = None, parallel: ParallelSpec | None = No
     out_dir = Path(out_dir)
     multi = distributed.launched()
     world, rank = (distributed.world_size(), distributed.rank()) if multi else (1, 0)
+    if not multi and parallel.pipeline_stages > 1:
+        log.warning("pipeline stages apply under the deepspeed runner; one process trains the "
+                    "whole model")
+        parallel = parallel.model_copy(update={"pipeline_stages": 1, "stage_boundaries": ()})
     objective = check_settings(train, parallel, world)
     layout = resolve_layout(train, parallel, world)
     data = load_data(train.data, spec.summary(), split=train.split, seed=train.seed,
                      target=objective.target)
+    stages = parallel.pipeline_stages if multi else 1
+    data_rank, data_world = pipe.data_rank(rank, world, stages)  # the stages of a pipeline share
     plan = BatchPlan(len(data.train), train.batch_size, layout.micro_batch, layout.grad_accum,
-                     world, rank, train.seed)
+                     data_world, data_rank, train.seed)
     total = total_steps_for(train, len(data.train))
     config = _emit(train, parallel, world, total)
     if multi:
@@ -432,13 +435,15 @@ def run(spec, train: TrainSpec | None = None, parallel: ParallelSpec | None = No
             _prepare_out_dir(out_dir, resume, data)
         distributed.barrier()
         seed_everything(train.seed)
-        if multi:
-            backend = distributed.DeepSpeedBackend(spec.build(), train, config)
+        if multi and stages > 1:
+            backend = pipe.PipelineBackend(spec, train, parallel, config, objective)
+        elif multi:
+            backend = distributed.DeepSpeedBackend(_model(spec, parallel), train, config)
         else:
             if parallel.zero or "cpu" in (parallel.offload_optimizer, parallel.offload_param):
                 log.warning("zero and offload apply under the deepspeed runner; one process "
                             "trains the whole model")
-            backend = LocalBackend(spec.build(), train, parallel.precision,
+            backend = LocalBackend(_model(spec, parallel), train, parallel.precision,
                                    config.get("scheduler"), optimizer_lr(train.optimizer))
         torch.manual_seed(train.seed + rank)  # per-rank dropout streams, after identical init
         trainer = Trainer(backend, data, objective, train, plan, total, out_dir, progress,
@@ -460,6 +465,15 @@ def run(spec, train: TrainSpec | None = None, parallel: ParallelSpec | None = No
             backend.close()
         elif multi:
             distributed.shutdown()
+
+
+def _model(spec, parallel: ParallelSpec) -> torch.nn.Module:
+    """The spec's model, with activation checkpointing on the blocks the parallel section names."""
+    from ..checkpointing import apply, checkpointed
+
+    model = spec.build()
+    apply(model, checkpointed(spec.ir, parallel.activation_checkpointing)[0])
+    return model
 
 
 def _emit(train: TrainSpec, parallel: ParallelSpec, world: int, total: int) -> dict:

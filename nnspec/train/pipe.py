@@ -1,0 +1,168 @@
+"""Pipeline training under the runner: a DeepSpeed PipelineModule built from the spec's partition.
+
+The compiler places the model (nnspec/pipeline.py): one pipeline layer per unit, stage bounds on
+single-tensor edges, tied layers for weights shared across stages. Here each unit's emitted class
+(emit/pipeline.py) becomes a `LayerSpec`, or a `TiedLayerSpec` when its weights are shared with a
+unit on another stage; the PipelineModule takes the compiler's bounds instead of partitioning
+again, so what `nnspec compile` and `nnspec plan` report is what runs. `train_batch` pulls the
+step's micro-batches; the last stage computes the loss, and evaluation gathers its logits.
+
+Ranks are laid out as DeepSpeed's PipeDataParallelTopology does: rank = stage * dp + data rank.
+"""
+from __future__ import annotations
+
+from functools import partial
+import torch
+
+from ..config import ParallelSpec, TrainSpec
+from .distributed import DeepSpeedBackend
+from .errors import TrainError
+from .optim import build_optimizer, plateau
+
+
+def data_rank(rank: int, world: int, stages: int) -> tuple[int, int]:
+    """(data-parallel rank, data-parallel degree) of a global rank in a pipelined run."""
+    dp = world // stages
+    return rank % dp, dp
+
+
+def _run(layer, _tied_module, live):
+    """A tied layer's forward: its own unit's code, over the weights the tied module holds."""
+    return layer(live)
+
+
+def _first(out):
+    return out[0] if isinstance(out, (tuple, list)) else out
+
+
+class PipelineBackend(DeepSpeedBackend):
+    """A pipelined model trained by DeepSpeed's PipelineEngine (ZeRO 0/1, bf16, accumulation,
+    clipping, tied layers, layer-wise activation checkpointing)."""
+
+    def __init__(self, spec, train: TrainSpec, parallel: ParallelSpec, config: dict, objective):
+        import deepspeed
+        from deepspeed.pipe import LayerSpec, PipelineModule, TiedLayerSpec
+
+        from ..emit.deepspeed import client_optimizer
+        from ..emit.module import load_module
+        from ..emit.pipeline import unit_class
+
+        part = spec.partition
+        generated = load_module(spec.pipeline_source())
+        model = generated.Model()  # every rank builds the same weights from the same seed
+        tie_of = {u: t for t in part.cross_stage_ties() for u in t.units}
+        layers = []
+        for unit, cls in zip(part.units, generated.LAYERS):
+            tie = tie_of.get(unit.index)
+            if tie is None:
+                layers.append(LayerSpec(cls, model))
+            else:
+                layers.append(TiedLayerSpec(tie.key, cls, model, tied_weight_attr=tie.attrs[unit.index],
+                                            forward_fn=partial(_run, cls(model))))
+        from ..checkpointing import checkpointed
+        paths, _ = checkpointed(spec.ir, parallel.activation_checkpointing)
+        recompute = [unit_class(u) for u in part.units if u.path and any(
+            u.path == p or u.path.startswith(p + ".") or p.startswith(u.path + ".") for p in paths)]
+
+        bounds = list(part.bounds)
+
+        class Pipeline(PipelineModule):
+            def _partition_layers(self, method="uniform"):
+                # the compiler's placement, not a second partitioning
+                self.parts = bounds
+                stage = self._topo.get_coord(self.global_rank).pipe
+                self._set_bounds(start=self.parts[stage], stop=self.parts[stage + 1])
+
+        def loss_fn(out, y):
+            return objective.loss(_first(out).float(), y)
+
+        module = Pipeline(layers=layers, num_stages=part.stages, loss_fn=loss_fn,
+                          activation_checkpoint_interval=1 if recompute else 0,
+                          checkpointable_layers=recompute or None)
+        del model, layers
+        self.part = part
+        self.rank, self.world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+        self.is_main = self.rank == 0
+        self.config = config
+        params = [p for p in module.parameters() if p.requires_grad]
+        client = build_optimizer(train.optimizer, params) if client_optimizer(train) else None
+        self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
+            model=module, model_parameters=params, optimizer=client, config=config)
+        self.device = self.engine.device
+        self.half = (torch.bfloat16 if config.get("bf16", {}).get("enabled") else
+                     torch.float16 if config.get("fp16", {}).get("enabled") else None)
+        self.zero = config["zero_optimization"]["stage"]
+        self.plateau = plateau(train, self.engine.optimizer)
+        self.data_rank, self.data_world = data_rank(self.rank, self.world, part.stages)
+        self.stage = self.engine.stage_id
+        if (self.engine.grid.data_parallel_id, self.stage) != (self.data_rank, self.rank // self.data_world):
+            raise TrainError("DeepSpeed placed the pipeline ranks unexpectedly "
+                             f"(rank {self.rank}: stage {self.stage}, data rank "
+                             f"{self.engine.grid.data_parallel_id})")
+        self._shape = None
+
+    def _batch(self, inputs, y):
+        xs = self._inputs(inputs)
+        return (xs[0] if len(xs) == 1 else tuple(xs)), y.to(self.device)
+
+    def _shaped(self, shape) -> None:
+        """The engine keeps its activation buffers between batches: reset them when the batch
+        shape changes (evaluation batches differ from training micro-batches)."""
+        if shape != self._shape:
+            self.engine.reset_activation_shape()
+            self._shape = shape
+
+    def train_step(self, micro: list, objective) -> float:
+        self._shaped(("train", len(micro[0][1])))
+        loss = self.engine.train_batch(data_iter=iter([self._batch(x, y) for x, y in micro]))
+        return float(loss)
+
+    def forward(self, inputs, labels=None) -> torch.Tensor | None:
+        """The logits on the last stage; None on the others (they hold no outputs). The engine
+        computes the loss as well (it cannot return logits otherwise); the loop recomputes it
+        from the logits with the metrics."""
+        n = len(inputs[0])
+        self._shaped(("eval", n))
+        batch = self._batch(inputs, labels if labels is not None else torch.zeros(n).long())
+        self.engine.total_loss = None  # the engine adds evaluation losses to the training sum
+        _, logits = self.engine.eval_batch(iter([batch]), return_logits=True, bcast_loss=False,
+                                           reduce_output=None, num_micro_batches=1)
+        self.engine.total_loss = None
+        if not self.engine.is_last_stage():
+            return None
+        return _first(logits).float()
+
+    def state_dict(self) -> dict[str, torch.Tensor] | None:
+        """The whole model's fp32 weights under the spec's names, gathered on rank 0 from the
+        first data-parallel replica of every stage."""
+        from .distributed import _cpu_float
+        local = {}
+        if self.data_rank == 0:
+            start = self.part.bounds[self.stage]
+            stop = self.part.bounds[self.stage + 1]
+            tied_unit = {}
+            for unit in self.part.units[start:stop]:
+                for t in self.part.cross_stage_ties():
+                    if unit.index in t.units:
+                        tied_unit.setdefault(t.key, unit)
+            for name, value in _cpu_float(self.engine.module.state_dict()).items():
+                local[self._spec_name(name, tied_unit)] = value
+        parts = [None] * self.world
+        torch.distributed.all_gather_object(parts, local)
+        if not self.is_main:
+            return None
+        merged: dict[str, torch.Tensor] = {}
+        for p in parts:
+            merged.update(p)
+        return merged
+
+    def _spec_name(self, name: str, tied_unit: dict) -> str:
+        head, _, rest = name.partition(".")
+        if head == "tied_modules":
+            key, _, rest = rest.partition(".")
+            unit = tied_unit[key]
+        else:
+            unit = self.part.units[int(head)]
+        assert rest.startswith("m."), name
+        return f"{unit.path}.{rest[2:]}"
+

@@ -1,0 +1,67 @@
+"""A 2-stage pipeline under the real `deepspeed` runner (CPU accelerator, 2 processes).
+
+specs/tiny_gpt_pipe.nn splits a tiny GPT over two stages, its language-model head tied to the
+token embedding on the other stage (a DeepSpeed tied layer). The run must exit cleanly on both
+ranks, its loss must fall, and since a pipeline only changes where the work happens, it must land
+where the same spec trained in one process lands (same batches, same initialization). Its
+gathered weights load strictly into the spec's model.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+import nnspec
+
+from .conftest import ROOT, subprocess_env
+from .test_distributed import assert_clean_exit, free_port
+
+pytest.importorskip("deepspeed")
+BIN = Path(sys.executable).parent
+SPEC = "specs/tiny_gpt_pipe.nn"
+SETS = ["--set", "train.steps=60", "--set", "train.eval_every=30",
+        "--set", "train.checkpoint_every=30"]
+
+
+def train(out: Path, *runner: str) -> subprocess.CompletedProcess:
+    nnspec_cmd = [str(BIN / "nnspec"), "train", SPEC, "--out", str(out), "--no-progress", *SETS]
+    cmd = ([str(BIN / "deepspeed"), *runner, "--master_port", str(free_port()), "--no_python",
+            "--no_local_rank", *nnspec_cmd] if runner else nnspec_cmd)
+    return subprocess.run(cmd, cwd=ROOT, env=subprocess_env(), capture_output=True, text=True,
+                          timeout=600)
+
+
+def rows(out: Path, phase: str) -> list[dict]:
+    return [r for r in csv.DictReader(open(out / "metrics.csv")) if r["phase"] == phase]
+
+
+def test_two_stage_pipeline_with_tied_layer_trains_like_one_process(tmp_path):
+    spec = nnspec.load(ROOT / SPEC)
+    assert spec.partition.stages == 2 and spec.partition.cross_stage_ties()
+
+    piped = train(tmp_path / "pipe", "--num_accelerators", "2")
+    assert_clean_exit(piped)
+    final = json.loads((tmp_path / "pipe" / "final.json").read_text())
+    first = float(rows(tmp_path / "pipe", "train")[0]["loss"])
+    assert final["step"] == 60 and final["loss"] < 0.5 * first, (first, final)
+    # DeepSpeed checkpoints of both stages: layer files and the completion marker
+    ckpt = tmp_path / "pipe" / "checkpoints" / "step-00000060"
+    assert (ckpt / "nnspec.json").is_file() and list(ckpt.glob("layer_*-model_states.pt"))
+
+    alone = train(tmp_path / "one")
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    ref = json.loads((tmp_path / "one" / "final.json").read_text())
+    for key in ("loss", "accuracy", "perplexity"):
+        assert final[key] == pytest.approx(ref[key], rel=2e-3, abs=2e-3), key
+
+    weights = load_file(tmp_path / "pipe" / "model.safetensors")
+    model = spec.build()
+    model.load_state_dict(weights, strict=True)
+    # the head and the embedding stayed one weight: the tied layer summed their gradients
+    assert (weights["lm_head.weight"] - weights["transformer.wte.weight"]).abs().max() < 1e-6
