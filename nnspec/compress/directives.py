@@ -128,6 +128,7 @@ class Distill:
     feature_weight: float = 1.0
     seeds: int = 1
     epochs: int | None = None   # default: the train section's epochs
+    mixup: float = 0.0          # > 0: also distill on mixup pairs, Beta(mixup, mixup)
 
 
 @dataclass(frozen=True)
@@ -209,6 +210,8 @@ ARGS: dict[str, tuple[tuple[str, ...], dict[str, Rule]]] = {
                                 "a list of [student_layer, teacher_layer] pairs"),
                             "feature_weight": (1.0, lambda v: _num(v) and v >= 0, "a number >= 0"),
                             "seeds": (1, _pos_int, "a positive integer"),
+                            "mixup": (0.0, lambda v: _num(v) and v >= 0, "a number >= 0 (the "
+                                      "Beta(a, a) of mixup pairs the teacher labels; 0: none)"),
                             "epochs": (None, _pos_int, "a positive integer")}),
 }
 ARGS["filters"] = ARGS["channels"]
@@ -346,7 +349,8 @@ def read_directives(settings: CompressSpec, ir: ModuleDef, section: S.Section | 
             distill = Distill(base / values["spec"], base / values["weights"],
                               float(values["temperature"]), float(values["alpha"]),
                               tuple(tuple(p) for p in values["features"]),
-                              float(values["feature_weight"]), values["seeds"], values["epochs"])
+                              float(values["feature_weight"]), values["seeds"], values["epochs"],
+                              float(values["mixup"]))
             for student, _teacher in distill.features:
                 if not any(layer.name == student for layer in layers):
                     reporter.error("E0723", f"feature layer `{student}` is not a layer of the "
@@ -359,9 +363,11 @@ def read_directives(settings: CompressSpec, ir: ModuleDef, section: S.Section | 
 
 
 def _check_patterns(target: Target, layers: list[LayerInfo], kinds: tuple[str, ...], what: str,
-                    key: str, index: int, loc: _Located, reporter: Reporter) -> bool:
+                    key: str, index: int, loc: _Located, reporter: Reporter,
+                    explicit: bool = True) -> bool:
     ok = True
-    for arg, patterns in (("on", target.on), ("skip", target.skip)):
+    given = target.on if explicit else ()
+    for arg, patterns in (("on", given), ("skip", target.skip)):
         for p in patterns:
             hits = [layer for layer in layers if _matches(p, layer)]
             if not hits:
@@ -373,8 +379,9 @@ def _check_patterns(target: Target, layers: list[LayerInfo], kinds: tuple[str, .
                 ok = False
             elif arg == "on" and not any(layer.kind in kinds for layer in hits):
                 got = sorted({layer.kind for layer in hits})
-                reporter.error("E0724", f"{what} cannot run on {', '.join(got)} "
-                               f"(`{p}` matches only {', '.join(got)} layers)",
+                which = f"{p} layers" if got == [p] else \
+                    f"`{p}` (it matches only {', '.join(got)} layers)"
+                reporter.error("E0724", f"{what} cannot run on {which}",
                                loc.span(key, index, arg, item=p),
                                f"{what} applies to {', '.join(kinds)}")
                 ok = False
@@ -386,7 +393,8 @@ def _prune(method: str, v: dict, layers, loc: _Located, i: int, reporter: Report
     kinds = {"channels": CHANNEL_KINDS, "nm": NM_KINDS}.get(
         method, tuple(sorted({la.kind for la in layers if _prunable(la)})))
     target = Target(v["on"] or kinds, v["skip"])
-    if not _check_patterns(target, layers, kinds, f"{method} pruning", "prune", i, loc, reporter):
+    if not _check_patterns(target, layers, kinds, f"{method} pruning", "prune", i, loc, reporter,
+                           bool(v["on"])):
         return None
     chosen = target.select(layers, kinds)
     for layer in chosen:
@@ -438,7 +446,8 @@ def _quantize(method: str, v: dict, layers, loc: _Located, i: int, reporter: Rep
     what = {"dynamic": "dynamic int8 quantization", "static": "static int8 quantization",
             "qat": "quantization-aware training", "weight_only": f"weight-only {v['dtype']}",
             "cast": f"casting to {v['dtype']}"}[method]
-    if not _check_patterns(target, layers, kinds, what, "quantize", i, loc, reporter):
+    if not _check_patterns(target, layers, kinds, what, "quantize", i, loc, reporter,
+                           bool(v["on"])):
         return None
     chosen = target.select(layers, kinds)
     if method == "weight_only" and v["dtype"] == "int4":

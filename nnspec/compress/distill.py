@@ -74,6 +74,7 @@ class DistillLoss:
         self.s_taps = FeatureTaps(student, [s for s, _ in pairs])
         self.t_taps = FeatureTaps(teacher, [t for _, t in pairs])
         self.proj = nn.ModuleDict()
+        self.beta = torch.distributions.Beta(d.mixup or 1.0, d.mixup or 1.0)
         if pairs:  # one forward to learn the feature sizes
             inputs, _ = session.data.train.take(torch.arange(2))
             with torch.no_grad():
@@ -84,15 +85,28 @@ class DistillLoss:
                 b = self.t_taps.out[t].flatten(1).shape[1]
                 self.proj[s.replace(".", "_")] = nn.Linear(a, b)
 
+    def _mix(self, x: torch.Tensor) -> torch.Tensor:
+        """Mixup (Zhang et al. 2018) of the batch with a shuffled copy of itself; the teacher's
+        outputs on these inputs are the extra targets (Beyer et al. 2022: patient, consistent
+        teachers)."""
+        shape = (x.shape[0],) + (1,) * (x.dim() - 1)
+        lam = self.beta.sample(shape).to(x.dtype)
+        return lam * x + (1 - lam) * x[torch.randperm(x.shape[0])]
+
     def parameters(self) -> list[nn.Parameter]:
         return list(self.proj.parameters())
 
     def __call__(self, student: nn.Module, inputs: tuple, y: torch.Tensor) -> torch.Tensor:
+        n = y.shape[0]
+        if self.d.mixup:   # the transfer set: the batch plus mixed pairs only the teacher labels
+            inputs = tuple(torch.cat([x, self._mix(x)]) if x.is_floating_point() else
+                           torch.cat([x, x]) for x in inputs)
         with torch.no_grad():
             t_out = _first(self.teacher(*inputs)).float()
-        s_out = _first(student(*inputs)).float()
+        s_all = _first(student(*inputs)).float()
+        s_out = s_all[:n]
         T, alpha = self.d.temperature, self.d.alpha
-        soft = F.kl_div(F.log_softmax(s_out / T, -1), F.softmax(t_out / T, -1),
+        soft = F.kl_div(F.log_softmax(s_all / T, -1), F.softmax(t_out / T, -1),
                         reduction="batchmean") * T * T
         loss = alpha * soft + (1 - alpha) * self.session.objective.loss(s_out, y)
         for s, t in self.d.features:

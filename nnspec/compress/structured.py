@@ -85,6 +85,7 @@ def _analyze(model: nn.Module, example: tuple):
     g = _Groups()
     seg: dict[fx.Node, Segments | None] = {}
     consumers: list[tuple[str, Segments]] = []
+    produced: dict[str, int] = {}
 
     def block(node_arg):
         for a in _tensor_args(node_arg):
@@ -109,8 +110,11 @@ def _analyze(model: nn.Module, example: tuple):
                     getattr(mod, "groups", 1) == 1:
                 if first is not None:
                     consumers.append((node.target, first))
-                out = g.new(mod.weight.shape[0])
-                g.producers[out] = [node.target]
+                if node.target in produced:   # a shared layer: the same filters, the same space
+                    out = produced[node.target]
+                else:
+                    out = produced[node.target] = g.new(mod.weight.shape[0])
+                    g.producers[out] = [node.target]
                 seg[node] = [(out, 1)]
                 if isinstance(mod, nn.Linear) and meta is not None and len(meta.shape) > 2:
                     g.blocked.add(out)   # a linear over the last dim of a 3-d tensor
@@ -147,13 +151,12 @@ def _analyze(model: nn.Module, example: tuple):
             if name in PASS_FUNCTIONS:
                 seg[node] = first
                 continue
-            if name == "flatten" and first is not None and len(first) == 1 and \
-                    _flatten_from(node) == 1:
+            if name == "flatten" and first is not None and _flatten_from(node) == 1:
                 in_meta = ins[0].meta["tensor_meta"]
                 spread = 1
                 for d in in_meta.shape[2:]:
                     spread *= d
-                seg[node] = [(first[0][0], first[0][1] * spread)]
+                seg[node] = [(sp, f * spread) for sp, f in first]
                 continue
             if name == "cat" and _cat_dim(node) == 1:
                 parts = [seg.get(a) for a in _tensor_args(node.args[0])]
@@ -164,7 +167,24 @@ def _analyze(model: nn.Module, example: tuple):
             seg[node] = _fresh(g, channels)
             continue
         seg[node] = None
+    _join_shared_inputs(g, consumers)
     return g, consumers, modules
+
+
+def _join_shared_inputs(g: _Groups, consumers: list[tuple[str, Segments]]) -> None:
+    """A layer applied to several tensors reads all of them with the same input weights."""
+    first: dict[str, Segments] = {}
+    for name, segments in consumers:
+        if name not in first:
+            first[name] = segments
+            continue
+        other = first[name]
+        if len(other) == len(segments) and all(a[1] == b[1] for a, b in zip(other, segments)):
+            for a, b in zip(other, segments):
+                g.join(a[0], b[0])
+        else:
+            for sp, _ in other + segments:
+                g.blocked.add(sp)
 
 
 def _tensor_args(args):
@@ -237,17 +257,19 @@ def prune_channels(model: nn.Module, spec, directives: tuple[Prune, ...], exampl
                             + (f" (left whole: {', '.join(skipped)})" if skipped else ""),
                             "prune layers whose outputs feed convolutions or linear layers, not "
                             "the model's output")
+    done: set[str] = set()   # shared layers appear more than once
     with torch.no_grad():
         for sp, idx in keep.items():
-            for name in g.producers.get(sp, []):
-                _cut_out(modules[name], idx)
-            for name in g.norms.get(sp, []):
-                _cut_norm(modules[name], idx)
-            for name in g.depthwise.get(sp, []):
-                _cut_depthwise(modules[name], idx)
+            for cut, names in ((_cut_out, g.producers), (_cut_norm, g.norms),
+                               (_cut_depthwise, g.depthwise)):
+                for name in names.get(sp, []):
+                    if name not in done:
+                        cut(modules[name], idx)
+                        done.add(name)
         for name, segments in consumers:
-            if any(sp in keep for sp, _ in segments):
+            if any(sp in keep for sp, _ in segments) and f"in:{name}" not in done:
                 _cut_in(modules[name], _input_index(segments, keep, g))
+                done.add(f"in:{name}")
     text, new_spec = write_back(spec, model)
     return model, text, new_spec
 
