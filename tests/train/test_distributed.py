@@ -113,6 +113,36 @@ def slow_unless_zero3(name: str):
     return name if name.startswith("zero3") else pytest.param(name, marks=pytest.mark.slow)
 
 
+# ---- digits_mlp: the four configurations in one launch -------------------------------------------
+
+@pytest.fixture(scope="module")
+def digits_mlp_runs(tmp_path_factory):
+    """digits_mlp trained with each of RUNS' settings by the same two ranks, one after another
+    (tests/train/several_runs.py): one launch instead of four."""
+    out = tmp_path_factory.mktemp("digits_mlp")
+    (out / "runs.json").write_text(json.dumps({name: [TRAIN, RUNS[name]] for name in RUNS}))
+    cmd = [str(DEEPSPEED), "--num_accelerators", "2", "--master_port", str(free_port()),
+           "--module", "tests.train.several_runs", "specs/digits_mlp.nn", str(out),
+           str(out / "runs.json")]
+    return subprocess.run(cmd, cwd=ROOT, env=subprocess_env(), capture_output=True, text=True,
+                          timeout=900), out
+
+
+@pytest.mark.parametrize("name", list(RUNS))
+def test_digits_mlp_reaches_95_percent_with_two_processes(digits_mlp_runs, name):
+    r, out = digits_mlp_runs
+    assert_clean_exit(r)
+    final = json.loads((out / name / "final.json").read_text())
+    print(f"digits_mlp {name}: accuracy {final['accuracy']:.4f}, loss {final['loss']:.4f}")
+    assert final["accuracy"] >= 0.95 and final["step"] == 20 * 12, final
+    printed = dict(line.split(" ", 1) for line in r.stdout.splitlines() if " {" in line
+                   and line.split(" ", 1)[0] in RUNS)
+    assert json.loads(printed[name]) == final  # rank 0 alone reports
+    assert len(eval_rows(out / name)) == 20
+    weights = load_file(out / name / "model.safetensors")
+    assert weights["fc1.weight"].shape == (128, 64) and weights["fc1.weight"].dtype == torch.float32
+
+
 # ---- export-weights ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", [slow_unless_zero3(n) for n in WITH_CHECKPOINTS])

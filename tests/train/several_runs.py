@@ -1,0 +1,43 @@
+"""Several `nnspec.train.run` calls in one launch of the deepspeed runner, one after another.
+
+    deepspeed --num_accelerators 2 --module tests.train.several_runs SPEC OUT RUNS.json
+
+RUNS.json maps a name to [train, parallel] (the JSON of `python -m nnspec.train`); each run
+writes OUT/NAME/ and rank 0 prints `NAME {final.json}`. A launch costs two Python and DeepSpeed
+start-ups, most of a small run's time, so the tests train several configurations per launch.
+
+The ranks keep one process group for all runs and leave it after the last: DeepSpeed binds its
+groups to the first process group, and a second one in the same process is refused ("Group ...
+is not registered"). Everything else is what `python -m nnspec.train` does.
+"""
+from __future__ import annotations
+
+import gc
+import json
+import sys
+from pathlib import Path
+
+import nnspec
+from nnspec.train import distributed, run
+from nnspec.train.__main__ import sections
+
+
+def main(argv: list[str]) -> int:
+    spec_path, out, runs = [a for a in argv if not a.startswith("--local_rank")]
+    spec = nnspec.load(spec_path)
+    leave = distributed.shutdown
+    distributed.shutdown = gc.collect  # run() leaves the group at its end; keep it until the last
+    try:
+        for name, (train, parallel) in json.loads(Path(runs).read_text()).items():
+            final = run(spec, *sections(json.dumps(train), json.dumps(parallel)),
+                        Path(out) / name, progress=False)
+            if distributed.rank() == 0:
+                print(name, json.dumps(final, sort_keys=True), flush=True)
+    finally:
+        distributed.shutdown = leave
+        leave()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
