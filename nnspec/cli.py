@@ -25,28 +25,22 @@ class UsageError(Exception):
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:
-    """`--set a=1 --set b=true` -> {"a": 1, "b": True}; values are spec literals."""
+    """`--set a=1 --set train.data=npz("d.npz") --set parallel.stage_boundaries=[layer3]` ->
+    {"a": 1, "train.data": Call(npz, ...), ...}: values are written as in a spec (numbers,
+    true/false, strings, words, lists, calls)."""
+    from .sections import override_value
+
     out: dict[str, Any] = {}
     for item in items:
         key, sep, raw = item.partition("=")
         key = key.strip()
         if not sep or not all(part.isidentifier() for part in key.split(".")):
             raise UsageError(f"--set expects NAME=VALUE, got `{item}`")
-        out[key] = _literal(raw.strip())
-    return out
-
-
-def _literal(raw: str) -> Any:
-    if raw in ("true", "false"):
-        return raw == "true"
-    for conv in (int, float):
         try:
-            return conv(raw.replace("_", ""))
-        except ValueError:
-            pass
-    if len(raw) >= 2 and raw[0] == raw[-1] == '"':
-        return raw[1:-1]
-    return raw
+            out[key] = override_value(raw.strip())
+        except ValueError as err:
+            raise UsageError(f"--set {key}: cannot read `{raw.strip()}`: {err}") from None
+    return out
 
 
 def write_atomic(directory: Path, files: dict[str, str]) -> None:

@@ -89,6 +89,29 @@ def _override(raw: dict[str, Any], path: str, value: Any) -> None:
     raw[key] = Call(name=call.name, args=call.args, kwargs={**call.kwargs, sub: value})
 
 
+def override_value(text: str) -> Any:
+    """The value of a command-line override (`--set train.data=npz("d.npz")`), read with the
+    spec's own syntax: numbers, strings, words, lists and calls.
+
+    Raises:
+        ValueError: the text is not a setting value (the message says why).
+    """
+    from .diagnostics import SpecError
+    from .parse import parse
+
+    try:
+        file = parse(f"train {{\n  value = {text}\n}}\n", "--set")
+    except SpecError as err:
+        raise ValueError(err.diagnostics[0].message) from None
+    sections = [i for i in file.items if isinstance(i, S.Section)]
+    if len(sections) != 1 or len(sections[0].settings) != 1:
+        raise ValueError("expected one value")
+    try:
+        return _value(sections[0].settings[0].value, {})
+    except _Bad as bad:
+        raise ValueError(bad.message) from None
+
+
 def _value(node: S.Node, consts: dict[str, Any]) -> Any:
     if isinstance(node, S.Literal):
         return node.value

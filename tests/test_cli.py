@@ -91,9 +91,24 @@ def test_set_overrides_and_checks_values(in_root, capsys):
     assert "invalid `out_features` for linear" in capsys.readouterr().err
 
 
+def test_set_reads_values_as_the_spec_does(in_root, tmp_path, capsys):
+    """Lists and calls on the command line, checked like the spec's own settings."""
+    assert run("compile", "specs/resnet18.nn", "-o", str(tmp_path), "--set",
+               "parallel.pipeline_stages=2", "--set", "parallel.stage_boundaries=[layer3]",
+               "--set", "train.optimizer=sgd(lr=0.1, momentum=0.9)") == 0
+    ds = json.loads((tmp_path / "ds_config.json").read_text())
+    assert ds["optimizer"]["params"]["momentum"] == 0.9
+    assert run("check", "specs/resnet18.nn", "--set", "parallel.pipeline_stages=2",
+               "--set", 'parallel.stage_boundaries=["layer3.1"]') == 0
+    assert run("check", "specs/resnet18.nn", "--set", "parallel.pipeline_stages=2",
+               "--set", "parallel.stage_boundaries=[layer9]") == 1
+    assert "no layer `layer9`" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv", [
     ["check", "specs/missing.nn"],
     ["check", "specs/resnet18.nn", "--set", "novalue"],
+    ["check", "specs/resnet18.nn", "--set", "train.optimizer=adamw(lr=1e-3"],
     ["compile", "specs/resnet18.nn"],
     ["frobnicate"],
 ])
