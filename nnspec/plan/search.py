@@ -97,20 +97,35 @@ def auto(model: Model, cluster: Cluster, profile: Profile) -> tuple[list[dict], 
 
 
 def why_not(plans: list[dict], limit: int = 8) -> list[str]:
-    """For each (ZeRO, offload, stages) family with no plan that fits, its closest miss."""
-    best: dict[tuple, dict] = {}
+    """Why configurations do not fit: for each (ZeRO, offload, stages) family with no plan that
+    fits, its closest miss; for the others, the smallest micro-batch that no longer fits."""
+    misses: dict[tuple, dict] = {}
     fitting = {_family(p) for p in plans if p["fits"]}
     for p in plans:
         fam = _family(p)
-        if p["fits"] or fam in fitting:
+        if p["fits"]:
             continue
-        if fam not in best or p["shortfall_bytes"] < best[fam]["shortfall_bytes"]:
-            best[fam] = p
-    lines = []
-    for fam, p in sorted(best.items(), key=lambda kv: kv[1]["shortfall_bytes"]):
-        lines.append(f"{describe(p)}: {p['reasons'][0]}, even at micro_batch {p['micro_batch']}"
-                     + (" with activation checkpointing" if p["activation_checkpointing"] else ""))
+        if fam in fitting:
+            key = fam + (bool(p["activation_checkpointing"]),)
+            if key not in misses or p["micro_batch"] < misses[key]["micro_batch"]:
+                misses[key] = p
+        elif fam not in misses or p["shortfall_bytes"] < misses[fam]["shortfall_bytes"]:
+            misses[fam] = p
+    never, larger = [], []
+    for key, p in misses.items():
+        ckpt = " with activation checkpointing" if p["activation_checkpointing"] else ""
+        if len(key) == 4:
+            never.append((p["shortfall_bytes"], f"{describe(p)}: {p['reasons'][0]}, even at "
+                          f"micro_batch {p['micro_batch']}{ckpt}"))
+        else:
+            larger.append((_rank_of(plans, key[:4]), f"{describe(p)}{ckpt}: micro_batch "
+                           f"{p['micro_batch']} and larger: {p['reasons'][0]}"))
+    lines = [line for _, line in sorted(never)] + [line for _, line in sorted(larger)]
     return lines[:limit]
+
+
+def _rank_of(plans: list[dict], family: tuple) -> int:
+    return next(i for i, p in enumerate(plans) if _family(p) == family)
 
 
 def describe(p: dict) -> str:
