@@ -59,11 +59,31 @@ class Spec:
         return self.source + "\n\n" + emit_pipeline_source(self.partition, self.lowered)
 
     def summary(self) -> dict:
-        """The per-layer table as data: params, trainable_params, flops, layers, ..."""
-        return summarize(self.lowered)
+        """The per-layer table as data: params, trainable_params, flops, layers, ...; for a
+        pipelined spec also `pipeline`, its stages (layers, parameters held, tensor sent on)."""
+        out = summarize(self.lowered)
+        part = self.partition
+        if part.stages > 1:
+            out["pipeline"] = [
+                {"stage": s, "layers": [u.label for u in part.stage_units(s)],
+                 "params": part.stage_params(s),
+                 "sends": list(part.boundary(s).type.shape) if s + 1 < part.stages else None,
+                 "tied": [t.key for t in part.cross_stage_ties()
+                          if any(part.stage_of(u) == s for u in t.units)]}
+                for s in range(part.stages)]
+        return out
 
     def summary_table(self) -> str:
-        return render_table(self.summary())
+        summary = self.summary()
+        text = render_table(summary)
+        for stage in summary.get("pipeline", ()):
+            layers = stage["layers"]
+            span = layers[0] if len(layers) == 1 else f"{layers[0]} .. {layers[-1]}"
+            sends = f", sends (B, {', '.join(map(str, stage['sends']))})" if stage["sends"] else ""
+            tied = f", tied: {', '.join(stage['tied'])}" if stage["tied"] else ""
+            text += (f"Pipeline stage {stage['stage']}: {span} ({len(layers)} layers, "
+                     f"{stage['params']:,} params{sends}{tied})\n")
+        return text
 
     @property
     def name(self) -> str:

@@ -154,3 +154,14 @@ def test_activation_checkpointing_recomputes_and_keeps_gradients():
     for (name, a), (_, b) in zip(plain.named_parameters(), again.named_parameters()):
         assert torch.allclose(a.grad, b.grad, atol=1e-5, rtol=1e-4), name
     assert list(plain.state_dict()) == list(again.state_dict())
+
+
+def test_summary_reports_the_stages():
+    spec = nnspec.load(SPECS / "gpt2_small.nn", sets={"parallel.pipeline_stages": 4})
+    stages = spec.summary()["pipeline"]
+    assert [s["layers"][0] for s in stages] == ["transformer.wte", "transformer.h.0",
+                                                 "transformer.h.6", "transformer.ln_f"]
+    assert stages[0]["sends"] == [1024, 768] and stages[-1]["sends"] is None
+    assert stages[0]["tied"] == stages[-1]["tied"] == ["transformer_wte_weight"]
+    assert "Pipeline stage 3: transformer.ln_f .. lm_head" in spec.summary_table()
+    assert "pipeline" not in nnspec.load(SPECS / "gpt2_small.nn").summary()
