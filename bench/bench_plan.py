@@ -93,7 +93,7 @@ def buffer_storages(optimizer) -> dict[int, int]:
     return storages(found)
 
 
-def worker() -> None:
+def worker(configs: list[tuple[int, str]]) -> None:
     import deepspeed
     import torch
 
@@ -103,7 +103,7 @@ def worker() -> None:
     deepspeed.init_distributed(dist_backend="gloo")
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     results = []
-    for zero, precision in CONFIGS:
+    for zero, precision in configs:
         spec = nnspec.loads(SPEC, name="plan_bench.nn", sets={"parallel.zero": zero,
                                                               "parallel.precision": precision,
                                                               "parallel.data_parallel": world})
@@ -178,7 +178,8 @@ def plan_largest(spec) -> int:
     return model_costs(spec.ir).largest_layer
 
 
-def launch() -> list[dict]:
+def launch(configs: list[tuple[int, str]] = CONFIGS) -> list[dict]:
+    """Run the runner once over `configs` ((zero, precision) pairs); rank 0's results."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -187,7 +188,8 @@ def launch() -> list[dict]:
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(key, None)
     cmd = [str(runner), "--num_accelerators", "2", "--master_port", str(port),
-           str(Path(__file__).resolve()), "--worker"]
+           str(Path(__file__).resolve()), "--worker", "--configs",
+           ",".join(f"{z}:{p}" for z, p in configs)]
     r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     out = r.stdout + r.stderr
     lines = [line for line in out.splitlines() if "BENCH " in line]
@@ -213,12 +215,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--local_rank", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--configs", default=",".join(f"{z}:{p}" for z, p in CONFIGS),
+                        help="ZERO:PRECISION pairs, e.g. 2:bf16,3:fp32 (default: all eight)")
     args = parser.parse_args()
+    configs = [(int(z), p) for z, p in (c.split(":") for c in args.configs.split(","))]
     if args.worker:
-        worker()
+        worker(configs)
         return
     start = time.perf_counter()
-    results = launch()
+    results = launch(configs)
     print(f"model states per rank, 2 DeepSpeed processes on the CPU, "
           f"{results[0]['params']:,} parameters, AdamW")
     print(table(results))
