@@ -14,7 +14,6 @@ import pytest
 
 import nnspec
 from nnspec.plan import Choice, Cluster, Model, evaluate, load_profile
-from nnspec.plan.costs import model_costs
 from nnspec.plan.memory import ADDITIONAL_BUFFER_FACTOR, model_states
 from nnspec.plan.search import with_settings
 
