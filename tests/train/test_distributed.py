@@ -1,15 +1,16 @@
-"""Two processes under the real `deepspeed` runner (CPU accelerator, gloo): lenet5 reaches 95% on
-digits with ZeRO 0, 1, 2 and 3, bf16, gradient accumulation and optimizer offload; a run whose
-rank is killed hard (SIGKILL) mid-training resumes with --resume in fresh processes and ends
-exactly where the uninterrupted one did (ZeRO-2 and ZeRO-3); `nnspec export-weights` turns the
-ZeRO shards into the weights the run ended with; every rank exits cleanly.
+"""Two processes under the real `deepspeed` runner (CPU accelerator, gloo): lenet5 and digits_mlp
+reach 95% on digits with ZeRO 0, 1, 2 and 3, bf16, gradient accumulation and optimizer offload; a
+run whose rank is killed hard (SIGKILL) mid-training resumes with --resume in fresh processes and
+ends exactly where the uninterrupted one did (ZeRO-2 and ZeRO-3); `nnspec export-weights` turns
+the ZeRO shards into the weights the run ended with; every rank exits cleanly.
 
-Each launch costs two Python start-ups plus DeepSpeed's, so the features are combined: four runs
-cover the four ZeRO stages, and bf16, grad_accum 4 and offload ride along one each; the ZeRO-2
-and ZeRO-3 runs save checkpoints, which the export and fault tests reuse. A fault test launches
-twice more (the killed run, then the resume), each about half a run. `-m "not slow"` keeps ZeRO 0
-(with grad_accum 4) and ZeRO 3 (with the fault test) and drops the ZeRO-1/bf16 and
-ZeRO-2/offload launches and the ZeRO-2 fault test.
+Each launch costs two Python start-ups plus DeepSpeed's, so the features are combined: four lenet5
+runs cover the four ZeRO stages, and bf16, grad_accum 4 and offload ride along one each; the ZeRO-2
+and ZeRO-3 runs save checkpoints, which the export and fault tests reuse. digits_mlp trains the
+same four configurations one after another in one launch. A fault test launches twice more (the
+killed run, then the resume), each about half a run: eight launches in all. `-m "not slow"` keeps
+ZeRO 0 (with grad_accum 4) and ZeRO 3 (with its fault test) and digits_mlp, and drops the
+ZeRO-1/bf16 and ZeRO-2/offload launches and the ZeRO-2 fault test.
 """
 from __future__ import annotations
 
