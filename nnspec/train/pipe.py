@@ -51,14 +51,20 @@ class PipelineBackend(DeepSpeedBackend):
         generated = load_module(spec.pipeline_source())
         model = generated.Model()  # every rank builds the same weights from the same seed
         tie_of = {u: t for t in part.cross_stage_ties() for u in t.units}
+        builds = {(t.key, part.stage_of(u)): u for t in part.cross_stage_ties()
+                  for u in reversed(t.units)}  # the first holder on each stage builds the module
         layers = []
         for unit, cls in zip(part.units, generated.LAYERS):
             tie = tie_of.get(unit.index)
             if tie is None:
                 layers.append(LayerSpec(cls, model))
-            else:
-                layers.append(TiedLayerSpec(tie.key, cls, model, tied_weight_attr=tie.attrs[unit.index],
-                                            forward_fn=partial(_run, cls(model))))
+                continue
+            # The builder runs as the module itself, so DeepSpeed saves and loads its weights
+            # with the stage's layer files; a later holder on the same stage runs its own code
+            # over the same weights (DeepSpeed does not save a forward_fn layer).
+            builder = builds[(tie.key, part.stage_of(unit.index))] == unit.index
+            layers.append(TiedLayerSpec(tie.key, cls, model, tied_weight_attr=tie.attrs[unit.index],
+                                        forward_fn=None if builder else partial(_run, cls(model))))
         from ..checkpointing import checkpointed
         paths, _ = checkpointed(spec.ir, parallel.activation_checkpointing)
         recompute = [unit_class(u) for u in part.units if u.path and any(

@@ -4,17 +4,20 @@ specs/tiny_gpt_pipe.nn splits a tiny GPT over two stages, its language-model hea
 token embedding on the other stage (a DeepSpeed tied layer). The run must exit cleanly on both
 ranks, its loss must fall, and since a pipeline only changes where the work happens, it must land
 where the same spec trained in one process lands (same batches, same initialization). Its
-gathered weights load strictly into the spec's model.
+gathered weights load strictly into the spec's model, and a run resumed from its checkpoint ends
+bit-identical.
 """
 from __future__ import annotations
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 import nnspec
@@ -30,7 +33,10 @@ SETS = ["--set", "train.steps=60", "--set", "train.eval_every=30",
 
 
 def train(out: Path, *runner: str) -> subprocess.CompletedProcess:
-    nnspec_cmd = [str(BIN / "nnspec"), "train", SPEC, "--out", str(out), "--no-progress", *SETS]
+    extra = [a for a in runner if a == "--resume"]
+    runner = tuple(a for a in runner if a != "--resume")
+    nnspec_cmd = [str(BIN / "nnspec"), "train", SPEC, "--out", str(out), "--no-progress", *SETS,
+                  *extra]
     cmd = ([str(BIN / "deepspeed"), *runner, "--master_port", str(free_port()), "--no_python",
             "--no_local_rank", *nnspec_cmd] if runner else nnspec_cmd)
     return subprocess.run(cmd, cwd=ROOT, env=subprocess_env(), capture_output=True, text=True,
@@ -65,3 +71,16 @@ def test_two_stage_pipeline_with_tied_layer_trains_like_one_process(tmp_path):
     model.load_state_dict(weights, strict=True)
     # the head and the embedding stayed one weight: the tied layer summed their gradients
     assert (weights["lm_head.weight"] - weights["transformer.wte.weight"]).abs().max() < 1e-6
+
+    # resumed from the step-30 checkpoint in fresh processes, it ends exactly where it did
+    # (the tied layers' weights and optimizer state are in the checkpoint too)
+    again = tmp_path / "resumed"
+    shutil.copytree(tmp_path / "pipe" / "checkpoints" / "step-00000030",
+                    again / "checkpoints" / "step-00000030")
+    shutil.copy(tmp_path / "pipe" / "metrics.csv", again / "metrics.csv")
+    resumed = train(again, "--num_accelerators", "2", "--resume")
+    assert_clean_exit(resumed)
+    assert (again / "metrics.csv").read_text() == (tmp_path / "pipe" / "metrics.csv").read_text()
+    assert json.loads((again / "final.json").read_text()) == final
+    b = load_file(again / "model.safetensors")
+    assert all(torch.equal(weights[k], b[k]) for k in weights)
