@@ -52,7 +52,8 @@ def lenet_run(tmp_path_factory):
 
 @pytest.mark.parametrize("suffix", ["safetensors", "pt"])
 @pytest.mark.parametrize("which", ["file", "checkpoints", "run"])
-def test_export_loads_strictly_and_matches_the_run(lenet_run, tmp_path, capsys, suffix, which):
+def test_export_loads_strictly_and_matches_the_run(lenet_run, tmp_path, capsys, in_root, suffix,
+                                                   which):
     ckpt = {"file": lenet_run / "checkpoints" / "step-00000020.pt",
             "checkpoints": lenet_run / "checkpoints", "run": lenet_run}[which]
     target = tmp_path / f"model.{suffix}"
@@ -99,7 +100,7 @@ def test_tied_weights_export_to_safetensors(tmp_path, capsys):
     assert torch.equal(outputs(model), outputs(trained))
 
 
-def test_a_wrapper_prefix_is_dropped(lenet_run, tmp_path, capsys):
+def test_a_wrapper_prefix_is_dropped(lenet_run, tmp_path, capsys, in_root):
     payload = torch.load(lenet_run / "checkpoints" / "step-00000020.pt", weights_only=True)
     payload["model"] = {f"module.{k}": v for k, v in payload["model"].items()}
     torch.save(payload, tmp_path / "step-00000020.pt")
