@@ -118,6 +118,10 @@ def _deepspeed_weights(folder: Path) -> dict[str, torch.Tensor]:
     if not any(folder.glob("*model_states.pt")):
         raise ExportError(f"{folder} has no DeepSpeed model states: its save was cut short or "
                           "files were removed")
+    if any(folder.glob("layer_*-model_states.pt")):  # names need the run's stage partition
+        raise ExportError(f"{folder} is a pipeline checkpoint, which export-weights does not "
+                          "consolidate yet", "use the run's model.safetensors, gathered from "
+                          "every stage under the spec's names at the end of training")
     try:
         if any(folder.glob("*optim_states.pt")):
             return _plain(_zero_fp32(folder))

@@ -124,6 +124,10 @@ def bad_inputs(tmp_path: Path, lenet_run: Path) -> dict[str, tuple[list, str]]:
     torn = tmp_path / "torn" / "checkpoints"
     torn.mkdir(parents=True)
     (torn / "step-00000040.pt").write_bytes(b"torn")
+    pipe = tmp_path / "pipe" / "step-00000050"  # DeepSpeed's pipeline layout: one file per layer
+    pipe.mkdir(parents=True)
+    for name in ("mp_rank_00_model_states.pt", "layer_00-model_states.pt", "nnspec.json"):
+        (pipe / name).write_text("{}")
     ckpt = lenet_run / "checkpoints" / "step-00000020.pt"
     return {
         "missing": ([tmp_path / "nope", "-o"], "no such checkpoint"),
@@ -133,6 +137,7 @@ def bad_inputs(tmp_path: Path, lenet_run: Path) -> dict[str, tuple[list, str]]:
         "incomplete DeepSpeed folder": ([cut, "-o"], "is an incomplete checkpoint"),
         "only incomplete ones": ([cut.parent, "-o"], "no complete checkpoint in"),
         "only damaged ones": ([torn, "-o"], "no readable checkpoint in"),
+        "pipeline checkpoint": ([pipe, "-o"], "is a pipeline checkpoint"),
         "wrong spec": ([ckpt, "--spec", "specs/digits_mlp.nn", "-o"],
                        "the checkpoint does not fit digits_mlp"),
         "unknown format": ([ckpt, "-o"], "cannot tell the format"),
@@ -141,7 +146,8 @@ def bad_inputs(tmp_path: Path, lenet_run: Path) -> dict[str, tuple[list, str]]:
 
 @pytest.mark.parametrize("case", ["missing", "not a torch file", "foreign torch file",
                                   "empty folder", "incomplete DeepSpeed folder",
-                                  "only incomplete ones", "only damaged ones", "wrong spec",
+                                  "only incomplete ones", "only damaged ones",
+                                  "pipeline checkpoint", "wrong spec",
                                   "unknown format"])
 def test_bad_input_exits_2_with_a_message_and_no_file(lenet_run, tmp_path, capsys, in_root,
                                                       case):
