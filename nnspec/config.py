@@ -102,8 +102,9 @@ class CompressSpec(_Section):
     quantize: tuple[Call, ...] = Field((), description="quantization directives: dynamic(int8, "
                                        "on=[linear, lstm]), static(int8, calibrate=8), qat(int8), "
                                        "weight_only(int8 | int4), cast(fp16 | bf16); skip=[...]")
-    distill: Optional[Call] = Field(None, description="teacher(\"teacher.nn\", weights=\"t.safetensors\", "
-                                    "temperature=4, alpha=0.9, features=[[\"student\", \"teacher\"]])")
+    distill: Optional[Call] = Field(None, description="teacher(\"teacher.nn\", weights="
+                                    "\"t.safetensors\", temperature=4, alpha=0.9, "
+                                    "features=[[\"student\", \"teacher\"]], mixup=0, seeds=1)")
     finetune_epochs: NonNegativeInt = Field(0, description="epochs of training after pruning "
                                             "(and of quantization-aware training)")
     finetune_lr: Optional[PositiveFloat] = Field(None, description="learning rate of fine-tuning "

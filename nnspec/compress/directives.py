@@ -293,7 +293,8 @@ def _args(call: Call, key: str, index: int, loc: _Located, reporter: Reporter) -
         if not test(values[name]):
             pos = positional.index(name) if name in positional else None
             reporter.error("E0722", f"invalid `{call.name}` argument `{name}`: got "
-                           f"{values[name]!r}", loc.span(key, index, name, pos), f"`{name}`: {what}")
+                           f"{values[name]!r}", loc.span(key, index, name, pos),
+                           f"`{name}`: {what}")
             ok = False
     if isinstance(values.get("on"), str):
         values["on"] = (values["on"],)

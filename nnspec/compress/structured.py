@@ -1,5 +1,5 @@
-"""Structured pruning: remove whole output channels (filters) of conv/linear layers, and the matching
-inputs of every layer that consumes them, so the model becomes a smaller dense one.
+"""Structured pruning: remove whole output channels (filters) of conv/linear layers, and the
+matching inputs of every layer that consumes them, so the model becomes a smaller dense one.
 
 The model is traced with torch.fx. Every tensor's dim 1 is described as channel spaces: a conv or
 linear layer starts a new space; batch norm, activations, pooling and dropout pass it through;
