@@ -28,6 +28,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import nnspec
 from nnspec.cli import main as nnspec_main
 from nnspec.train.checkpoint import complete_folders
 
@@ -157,7 +158,7 @@ def test_export_weights_consolidates_zero_shards(runs, tmp_path, capsys, in_root
     assert code == 0, printed.err
     assert "step-00000240" in printed.out  # the last step's checkpoint, the run's end
     exported, gathered = load_file(target), load_file(out / "model.safetensors")
-    __import__("nnspec").load("specs/lenet5.nn").build().load_state_dict(exported, strict=True)
+    nnspec.load("specs/lenet5.nn").build().load_state_dict(exported, strict=True)
     assert exported.keys() == gathered.keys()
     assert all(torch.equal(exported[k], gathered[k]) for k in gathered)
 

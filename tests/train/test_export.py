@@ -170,6 +170,7 @@ def test_newest_complete_checkpoint_is_chosen_over_cut_and_torn_ones(lenet_run, 
     code, out, err = export(capsys, folder, "-o", tmp_path / "m.safetensors")
     assert code == 0, err
     assert "step-00000020.pt" in out and "skipping" in caplog.text
-    exported, final = load_file(tmp_path / "m.safetensors"), load_file(lenet_run / "model.safetensors")
+    exported = load_file(tmp_path / "m.safetensors")
+    final = load_file(lenet_run / "model.safetensors")
     assert exported.keys() == final.keys()
     assert all(torch.equal(exported[k], final[k]) for k in final)
