@@ -54,7 +54,7 @@ def export_weights(ckpt: str | Path, out: str | Path, spec=None) -> tuple[Path, 
     if kind is None:
         raise ExportError(f"cannot tell the format of `{out}` from its extension",
                           "name the output *.safetensors or *.pt")
-    path, weights = load_checkpoint_weights(Path(ckpt))
+    path, weights = load_checkpoint_weights(Path(ckpt), spec)
     model = spec.build() if spec is not None else None
     weights = _unwrap(weights, set(model.state_dict()) if model is not None else set())
     if model is not None:
@@ -63,8 +63,9 @@ def export_weights(ckpt: str | Path, out: str | Path, spec=None) -> tuple[Path, 
     return path, len(weights)
 
 
-def load_checkpoint_weights(ckpt: Path) -> tuple[Path, dict[str, torch.Tensor]]:
-    """(the checkpoint used, its weights as fp32 tensors of their own) for any CKPT form."""
+def load_checkpoint_weights(ckpt: Path, spec=None) -> tuple[Path, dict[str, torch.Tensor]]:
+    """(the checkpoint used, its weights as fp32 tensors of their own) for any CKPT form; a
+    pipeline checkpoint needs the spec, whose partition names its layers."""
     if not ckpt.exists():
         raise ExportError(f"no such checkpoint: {ckpt}")
     if ckpt.is_file():
@@ -77,7 +78,7 @@ def load_checkpoint_weights(ckpt: Path) -> tuple[Path, dict[str, torch.Tensor]]:
         if not is_complete(ckpt):
             raise ExportError(f"{ckpt} is damaged: a file it lists in {MARKER} is missing or "
                               "torn", "export an older checkpoint")
-        return ckpt, _deepspeed_weights(ckpt)
+        return ckpt, _deepspeed_weights(ckpt, spec)
     folder = ckpt / "checkpoints" if not steps_in(ckpt) and (ckpt / "checkpoints").is_dir() \
         else ckpt
     candidates = [p for _, p in steps_in(folder) if p.is_file() or is_complete(p)]
@@ -85,12 +86,16 @@ def load_checkpoint_weights(ckpt: Path) -> tuple[Path, dict[str, torch.Tensor]]:
         what = "no complete checkpoint" if steps_in(folder) else "no checkpoint"
         raise ExportError(f"{what} in {ckpt}", "pass a checkpoint written by `nnspec train` "
                           "(checkpoints/step-NNNNNNNN.pt or checkpoints/step-NNNNNNNN/)")
+    last = None
     for path in candidates:
         try:
-            return path, (_local_weights(path) if path.is_file() else _deepspeed_weights(path))
+            return path, (_local_weights(path) if path.is_file()
+                          else _deepspeed_weights(path, spec))
         except ExportError as err:  # a damaged one: the previous may be whole
             log.warning("skipping %s: %s", path, err.message)
-    raise ExportError(f"no readable checkpoint in {ckpt}: every one is damaged")
+            last = err
+    raise ExportError(f"no readable checkpoint in {ckpt}: the newest says: {last.message}",
+                      last.hint)
 
 
 # ---- the two layouts -----------------------------------------------------------------------------
@@ -112,16 +117,15 @@ def _is_deepspeed_folder(path: Path) -> bool:
     return (path / MARKER).is_file() or any(path.glob("*model_states.pt"))
 
 
-def _deepspeed_weights(folder: Path) -> dict[str, torch.Tensor]:
+def _deepspeed_weights(folder: Path, spec=None) -> dict[str, torch.Tensor]:
     """Whole fp32 weights from a DeepSpeed step folder: the ZeRO shards' fp32 partitions when
-    there are any (ZeRO 1-3, and bf16 at any stage), else the saved module (ZeRO 0, fp32)."""
+    there are any (ZeRO 1-3, and bf16 at any stage), else the saved module (ZeRO 0, fp32); a
+    pipeline's layer files under the names the spec's partition gives them."""
     if not any(folder.glob("*model_states.pt")):
         raise ExportError(f"{folder} has no DeepSpeed model states: its save was cut short or "
                           "files were removed")
-    if any(folder.glob("layer_*-model_states.pt")):  # names need the run's stage partition
-        raise ExportError(f"{folder} is a pipeline checkpoint, which export-weights does not "
-                          "consolidate yet", "use the run's model.safetensors, gathered from "
-                          "every stage under the spec's names at the end of training")
+    if any(folder.glob("layer_*-model_states.pt")):
+        return _pipeline_weights(folder, spec)
     try:
         if any(folder.glob("*optim_states.pt")):
             return _plain(_zero_fp32(folder))
@@ -133,6 +137,34 @@ def _deepspeed_weights(folder: Path) -> dict[str, torch.Tensor]:
     except Exception as err:  # noqa: BLE001 - truncated shards, missing ranks, foreign files
         raise ExportError(f"{folder} is damaged ({_first_line(err)})",
                           "export an older checkpoint") from None
+
+
+def _pipeline_weights(folder: Path, spec) -> dict[str, torch.Tensor]:
+    """A pipeline checkpoint: one file per pipeline layer (`layer_07-model_states.pt`, the
+    layer's own state_dict, `m.` + the names inside the module it calls), saved by the stage
+    that holds it. The spec's partition (nnspec/pipeline.py) says which module layer 7 is. A
+    tied layer is saved by the first stage-local holder; the others share its weights. bf16 runs
+    export the saved (bf16) module weights."""
+    if spec is None:
+        raise ExportError(f"{folder} is a pipeline checkpoint: naming its layers needs the spec",
+                          "pass --spec SPEC (and the --set values the run was trained with)")
+    units = spec.partition.units
+    out: dict[str, torch.Tensor] = {}
+    for path in sorted(folder.glob("layer_*-model_states.pt")):
+        index = int(path.name[len("layer_"):].split("-")[0])
+        try:
+            sd = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # noqa: BLE001 - a torn file
+            raise ExportError(f"{path} is damaged ({_first_line(err)})",
+                              "export an older checkpoint") from None
+        if index >= len(units) or (sd and not units[index].path):
+            raise ExportError(f"{path.name} does not match {spec.name}'s {len(units)} pipeline "
+                              "layers", "pass the spec (and --set values) the run was trained "
+                              "with")
+        for key, value in sd.items():
+            name = key[2:] if key.startswith("m.") else key
+            out[f"{units[index].path}.{name}"] = value
+    return _plain(out)
 
 
 def _with_masters(states: dict) -> dict[str, torch.Tensor]:

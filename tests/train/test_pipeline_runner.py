@@ -72,6 +72,16 @@ def test_two_stage_pipeline_with_tied_layer_trains_like_one_process(tmp_path):
     # the head and the embedding stayed one weight: the tied layer summed their gradients
     assert (weights["lm_head.weight"] - weights["transformer.wte.weight"]).abs().max() < 1e-6
 
+    # export-weights names the stages' layer files with the spec's partition
+    from nnspec.cli import main
+    exported = tmp_path / "exported.safetensors"
+    assert main(["export-weights", str(tmp_path / "pipe"), "-o", str(exported)]) == 2
+    assert not exported.exists()
+    assert main(["export-weights", str(tmp_path / "pipe"), "-o", str(exported),
+                 "--spec", str(ROOT / SPEC)]) == 0
+    e = load_file(exported)
+    assert sorted(e) == sorted(weights) and all(torch.equal(e[k], weights[k]) for k in e)
+
     # resumed from the step-30 checkpoint in fresh processes, it ends exactly where it did
     # (the tied layers' weights and optimizer state are in the checkpoint too)
     again = tmp_path / "resumed"
