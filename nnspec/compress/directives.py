@@ -66,7 +66,7 @@ def model_layers(ir: ModuleDef) -> list[LayerInfo]:
 
 # ---- directives --------------------------------------------------------------------------------
 
-PRUNE_METHODS = ("magnitude", "random", "channels", "filters", "nm")
+PRUNE_METHODS = ("magnitude", "random", "channels", "filters", "heads", "nm")
 QUANT_METHODS = ("dynamic", "static", "qat", "weight_only", "cast")
 SCOPES = ("layer", "global")
 # the layer kinds each quantization can run on the CPU (fbgemm/x86 kernels)
@@ -96,12 +96,12 @@ def _matches(pattern: str, layer: LayerInfo) -> bool:
 
 @dataclass(frozen=True)
 class Prune:
-    method: str                 # magnitude, random, channels (= filters), nm
+    method: str                 # magnitude, random, channels (= filters), heads, nm
     amount: float               # fraction removed (nm: 1 - n/m)
     target: Target
     scope: str = "layer"        # magnitude/random: per layer or one threshold over all
     schedule: tuple = ("oneshot",)   # or ("cubic", start_step, end_step, every)
-    norm: float = 2.0           # channels: the Ln norm that ranks them
+    norm: float = 2.0           # channels, heads: the Ln norm that ranks them
     n: int = 2
     m: int = 4
     layers: tuple[str, ...] = ()     # the layers it selects (filled in by the check)
@@ -215,6 +215,8 @@ ARGS: dict[str, tuple[tuple[str, ...], dict[str, Rule]]] = {
                             "epochs": (None, _pos_int, "a positive integer")}),
 }
 ARGS["filters"] = ARGS["channels"]
+ARGS["heads"] = (("amount",), {**ARGS["channels"][1], "on": (
+    None, _names, "a list of attention name patterns, e.g. [\"transformer.h.*.attn\"]")})
 
 
 class _Located:
@@ -331,7 +333,12 @@ def read_directives(settings: CompressSpec, ir: ModuleDef, section: S.Section | 
     for i, call in enumerate(settings.prune):
         values = _args(call, "prune", i, loc, reporter)
         if values is not None:
-            p = _prune(call.name, values, layers, loc, i, reporter)
+            if call.name == "heads":
+                from .attention import check_heads
+
+                p = check_heads(values, ir, loc, i, reporter)
+            else:
+                p = _prune(call.name, values, layers, loc, i, reporter)
             if p is not None:
                 prunes.append(p)
     for i, call in enumerate(settings.quantize):

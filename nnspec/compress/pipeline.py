@@ -113,13 +113,19 @@ def _finetune_lr(plan: Plan, session) -> float:
 
 def _prune(state: State, plan: Plan, session) -> None:
     structured = tuple(p for p in plan.prune if p.method == "channels")
-    masked = tuple(p for p in plan.prune if p.method != "channels")
+    heads = tuple(p for p in plan.prune if p.method == "heads")
+    masked = tuple(p for p in plan.prune if p.method not in ("channels", "heads"))
     if structured:
         from .structured import prune_channels
 
         state.model, state.spec_text, state.spec = prune_channels(
             state.model, state.spec, structured, report.example_batch(session, 2))
         state.log(f"pruned channels: {report.count_params(state.model)[0]:,} parameters left")
+    if heads:
+        from .heads import prune_heads
+
+        state.model, state.spec_text, state.spec = prune_heads(state.model, state.spec, heads)
+        state.log(f"pruned heads: {report.count_params(state.model)[0]:,} parameters left")
     pruner = Pruner(state.model, masked, seed=session.train.seed) if masked else None
     if pruner is not None:
         pruner.start()
