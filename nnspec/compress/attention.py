@@ -83,15 +83,13 @@ def _attention(module: ModuleDef, op: Op, prefix: str) -> Attention:
     heads = op.layer.heads
     width = op.args[0].type.shape[-1]
     base = Attention(prefix or "<model>", heads, width // heads, op.span)
-    if len(op.args) != 3 or op.kwargs:
-        return _with(base, problem="only sdpa(q, k, v) without a mask is supported")
     producer = {id(v): o for o in module.ops for v in o.outs}
     uses: dict[int, list[Op]] = {}
     for o in module.ops:
         for v in list(o.args) + list(o.kwargs.values()):
             uses.setdefault(id(v), []).append(o)
     projections, split = [], None
-    for value in op.args:
+    for value in op.args[:3]:   # a padding mask (4th) is shared by all heads
         src = producer.get(id(value))
         if len(uses.get(id(value), [])) != 1 or any(value is v for v in module.outputs):
             return _with(base, problem="its q, k and v must feed only sdpa")
@@ -200,6 +198,38 @@ def check_heads(values: dict, ir: ModuleDef, loc: _Located, index: int,
         return None
     return Prune("heads", float(amount), target, norm=float(values["norm"]),
                  layers=tuple(a.name for a in chosen))
+
+
+def check_written_once(ir: ModuleDef, heads: list[tuple[int, Prune]], loc: _Located,
+                       reporter: Reporter) -> bool:
+    """Attentions written by one block must keep the same number of heads of the same width, as
+    the smaller spec says it once: a block used with different head counts, or pruned in one
+    place and skipped in another, cannot be written back. `heads`: (index, directive)."""
+    by_name: dict[str, tuple[int, Prune]] = {}
+    for i, d in heads:
+        for name in d.layers:
+            if name in by_name:
+                reporter.error("E0722", f"`{name}` is pruned by two heads directives",
+                               loc.span("prune", i), "give each attention one heads(...)")
+                return False
+            by_name[name] = (i, d)
+    written: dict[tuple, tuple[int, int, Attention]] = {}
+    for a in find_attentions(ir):
+        i, d = by_name.get(a.name, (None, None))
+        shape = (a.kept(d.amount) if d is not None else a.heads, a.head_dim)
+        key = (id(a.span.source), a.span.line, a.span.col)
+        first = written.setdefault(key, (*shape, a, i))
+        if first[:2] != shape:
+            other = first[2]
+            at = i if i is not None else first[3]
+            reporter.error("E0724", f"heads pruning would leave `{other.name}` with {first[0]} "
+                           f"heads of width {first[1]} and `{a.name}` with {shape[0]} of width "
+                           f"{shape[1]}, but one block writes both", loc.span("prune", at),
+                           "prune every use of the block alike (or skip them all), or write "
+                           "the attentions as separate blocks",
+                           [("the attention both use is written here", a.span)])
+            return False
+    return True
 
 
 def _matches(pattern: str, a: Attention) -> bool:

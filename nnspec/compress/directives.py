@@ -329,7 +329,7 @@ def read_directives(settings: CompressSpec, ir: ModuleDef, section: S.Section | 
     """Check the compress section against the model; problems go to `reporter`."""
     loc = _Located(section, section_span)
     layers = model_layers(ir)
-    prunes, quants, distill = [], [], None
+    prunes, quants, distill, heads = [], [], None, []
     for i, call in enumerate(settings.prune):
         values = _args(call, "prune", i, loc, reporter)
         if values is not None:
@@ -337,10 +337,15 @@ def read_directives(settings: CompressSpec, ir: ModuleDef, section: S.Section | 
                 from .attention import check_heads
 
                 p = check_heads(values, ir, loc, i, reporter)
+                heads += [(i, p)] if p is not None else []
             else:
                 p = _prune(call.name, values, layers, loc, i, reporter)
             if p is not None:
                 prunes.append(p)
+    if heads:
+        from .attention import check_written_once
+
+        check_written_once(ir, heads, loc, reporter)
     for i, call in enumerate(settings.quantize):
         values = _args(call, "quantize", i, loc, reporter)
         if values is not None:
