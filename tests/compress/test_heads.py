@@ -140,7 +140,7 @@ def test_bert_base_reports_why_its_heads_cannot_be_pruned():
     assert "E0724" in str(err.value) and "output projection" in str(err.value)
 
 
-def test_compress_command_end_to_end(tmp_path, capsys):
+def test_compress_command_end_to_end(tmp_path):
     out = tmp_path / "out"
     assert main(["compress", str(SPECS / "tiny_gpt_heads.nn"), "-o", str(out)]) == 0
     report = json.loads((out / "report.json").read_text())
