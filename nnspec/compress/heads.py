@@ -20,7 +20,7 @@ from torch import nn
 from .attention import Attention, find_attentions
 from .directives import Prune
 from .errors import CompressError
-from .writeback import _offset, _section_bounds, _set_width
+from .writeback import _offset, _section_bounds, _set_width, arg_end
 
 
 def head_scores(model: nn.Module, a: Attention, norm: float = 2.0) -> torch.Tensor:
@@ -191,17 +191,4 @@ def _set_keyword(call: str, key: str, value: int, name: str) -> str:
     if m is None:
         raise CompressError(f"cannot write the pruned `{name}` back: its call `{call}` does not "
                             f"name `{key}=`", f"write {key}=... in the spec")
-    end = m.end()
-    depth = 0
-    while end < len(call):
-        ch = call[end]
-        if ch in "([":
-            depth += 1
-        elif ch in ")]":
-            if depth == 0:
-                break
-            depth -= 1
-        elif ch == "," and depth == 0:
-            break
-        end += 1
-    return call[:m.end()] + str(value) + call[end:]
+    return call[:m.end()] + str(value) + call[arg_end(call, m.end()):]

@@ -89,13 +89,10 @@ def _section_bounds(text: str) -> tuple[int, int]:
     raise CompressError("cannot find the end of the compress section")
 
 
-def _set_width(call: str, width: int, name: str) -> str:
-    """`conv2d(64, 3, padding=1)` -> `conv2d(32, 3, padding=1)` (the first argument)."""
-    open_at = call.find("(")
-    if open_at < 0:
-        raise CompressError(f"cannot write the pruned `{name}` back: `{call}` has no width "
-                            "argument")
-    depth, i = 0, open_at + 1
+def arg_end(call: str, start: int) -> int:
+    """Where the call argument starting at `start` ends: its `,` or the call's `)` (brackets
+    inside the argument are skipped)."""
+    depth, i = 0, start
     while i < len(call):
         ch = call[i]
         if ch in "([":
@@ -107,6 +104,16 @@ def _set_width(call: str, width: int, name: str) -> str:
         elif ch == "," and depth == 0:
             break
         i += 1
+    return i
+
+
+def _set_width(call: str, width: int, name: str) -> str:
+    """`conv2d(64, 3, padding=1)` -> `conv2d(32, 3, padding=1)` (the first argument)."""
+    open_at = call.find("(")
+    if open_at < 0:
+        raise CompressError(f"cannot write the pruned `{name}` back: `{call}` has no width "
+                            "argument")
+    i = arg_end(call, open_at + 1)
     arg = call[open_at + 1:i]
     key, eq, _ = arg.partition("=")
     new = f"{key.strip()}={width}" if eq else str(width)

@@ -17,7 +17,6 @@ import torch
 from ..config import ParallelSpec, TrainSpec
 from .distributed import DeepSpeedBackend
 from .errors import TrainError
-from .optim import build_optimizer, plateau
 
 
 def data_rank(rank: int, world: int, stages: int) -> tuple[int, int]:
@@ -40,10 +39,8 @@ class PipelineBackend(DeepSpeedBackend):
     clipping, tied layers, layer-wise activation checkpointing)."""
 
     def __init__(self, spec, train: TrainSpec, parallel: ParallelSpec, config: dict, objective):
-        import deepspeed
         from deepspeed.pipe import LayerSpec, PipelineModule, TiedLayerSpec
 
-        from ..emit.deepspeed import client_optimizer
         from ..emit.module import load_module
         from ..emit.pipeline import unit_class
 
@@ -87,18 +84,7 @@ class PipelineBackend(DeepSpeedBackend):
                           checkpointable_layers=recompute or None)
         del model, layers
         self.part = part
-        self.rank, self.world = torch.distributed.get_rank(), torch.distributed.get_world_size()
-        self.is_main = self.rank == 0
-        self.config = config
-        params = [p for p in module.parameters() if p.requires_grad]
-        client = build_optimizer(train.optimizer, params) if client_optimizer(train) else None
-        self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
-            model=module, model_parameters=params, optimizer=client, config=config)
-        self.device = self.engine.device
-        self.half = (torch.bfloat16 if config.get("bf16", {}).get("enabled") else
-                     torch.float16 if config.get("fp16", {}).get("enabled") else None)
-        self.zero = config["zero_optimization"]["stage"]
-        self.plateau = plateau(train, self.engine.optimizer)
+        super().__init__(module, train, config)  # the engine: DeepSpeed picks PipelineEngine
         self.data_rank, self.data_world = data_rank(self.rank, self.world, part.stages)
         self.stage = self.engine.stage_id
         if (self.engine.grid.data_parallel_id, self.stage) != (self.data_rank, self.rank // self.data_world):
