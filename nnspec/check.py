@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from . import syntax as S
 from .diagnostics import Reporter, SpecError, Span, did_you_mean
-from .ir import Leaf, ModuleDef, Op, Seq, Value, child_ins, count_params
+from .ir import Leaf, ModuleDef, Op, Seq, Value, child_ins, clone, count_params, verify_identities
 from .layers import REGISTRY, Layer, ShapeError, T, fmt_shape
 from .layers.base import numel
 from .resolve import Program
@@ -738,7 +738,8 @@ class Checker:
         return self.emit(child, child.layer if isinstance(child, Leaf) else None, ins, kw, scope,
                          tmpl.span, hint or name)
 
-    def emit(self, target, layer, ins, kw, scope: Scope, span: Span, hint: str | None):
+    def emit(self, target, layer, ins, kw, scope: Scope, span: Span, hint: str | None,
+             reuse: bool = False):
         outs = self.infer(target, layer, ins, kw, span)
         if kw and layer is not None:
             # keyword tensors bind by name in the generated call; make sure that binding works
@@ -756,7 +757,7 @@ class Checker:
             raise self.error("E0501", f"the model has more than {MAX_OPS} operations", span)
         hint = hint or (layer.kind if layer is not None else "x")
         values = [Value(t, hint) for t in outs]
-        scope.module.ops.append(Op(target, layer, list(ins), dict(kw), values, span))
+        scope.module.ops.append(Op(target, layer, list(ins), dict(kw), values, span, reuse))
         return values[0] if len(values) == 1 else tuple(values)
 
     def infer(self, target, layer, ins: list[Value], kw: dict[str, Value], span: Span) -> list[T]:
@@ -773,7 +774,7 @@ class Checker:
         if kw:
             raise self.error("E0323", f"unexpected keyword tensor `{next(iter(kw))}`", span)
         if isinstance(target, Seq):
-            return [self.seq_out(target)]
+            return [target.out]
         return [v.type for v in target.outputs]
 
     def layer_inputs(self, layer: Layer, ins: list[Value], kw: dict[str, Value], span: Span):
@@ -799,9 +800,6 @@ class Checker:
                              f"declare the input as {type(layer).input_dtypes[0]}[...] if it holds "
                              f"{type(layer).input_dtypes[0]} values")
         return types
-
-    def seq_out(self, seq: Seq) -> T:
-        return self._seq_types[id(seq)]
 
     # instantiate: build a child module for a template and input types (nothing is emitted)
     def instantiate(self, tmpl: Template, ins: list[T], kw: dict[str, Value], scope: Scope,
@@ -836,8 +834,7 @@ class Checker:
                 children.append(child)
                 extras.append(extra + list(item.bound_kw.values()))
                 cur = outs
-            seq = Seq(children, extras, list(ins), tmpl.span)
-            self._seq_types[id(seq)] = cur[0]
+            seq = Seq(children, extras, list(ins), tmpl.span, cur[0])
             return seq, cur
         if isinstance(tmpl, ModRef):
             raise self.error("E0326", f"`{'.'.join(tmpl.path)}` is an existing layer and cannot be "
@@ -940,7 +937,9 @@ class Checker:
                 if self.ops > MAX_OPS:
                     raise self.error("E0501", f"the model has more than {MAX_OPS} operations",
                                      tmpl.span)
-                return cached
+                # a copy, not the cached module: each call is its own module with its own
+                # weights, and the passes after check tell modules apart by identity
+                return clone(cached)
             module = ModuleDef(defn.name, _signature(defn.name, params), defn.span)
             inner = Scope(module, params)
             before = len(self.reporter.diagnostics)
@@ -991,7 +990,7 @@ class Checker:
                                  f"(it was built for {child.ins[0]})", ref.span,
                                  f"for a new layer with its own weights, give it a new name, e.g. "
                                  f"`{ref.path[-1]}2: ...`")
-            return self.emit(child, child.layer, ins, kw, scope, ref.span, hint)
+            return self.emit(child, child.layer, ins, kw, scope, ref.span, hint, reuse=True)
         want = child_ins(child)
         got = [v.type for v in ins]
         if want != got:
@@ -999,7 +998,7 @@ class Checker:
                              f"{', '.join(map(str, want))}, not {', '.join(map(str, got))}", ref.span,
                              f"for a new layer with its own weights, give it a new name, e.g. "
                              f"`{ref.path[-1]}2: ...`")
-        return self.emit(child, None, ins, kw, scope, ref.span, hint)
+        return self.emit(child, None, ins, kw, scope, ref.span, hint, reuse=True)
 
     def tie(self, leaf: Leaf, tie: tuple[ModRef, Span], scope: Scope) -> None:
         ref, span = tie
@@ -1043,8 +1042,6 @@ class Checker:
     def apply_kind(self, kind: str, ins, kw_args: dict, scope: Scope, span: Span, hint):
         tmpl = KindT(span, cls=REGISTRY[kind], kw=kw_args)
         return self.apply(tmpl, ins, scope, hint)
-
-    _seq_types: dict = {}
 
 
 @functools.lru_cache(maxsize=None)
@@ -1196,7 +1193,6 @@ def check(program: Program, model: str | None = None, overrides: dict[str, Any] 
           max_params: int = DEFAULT_MAX_PARAMS) -> ModuleDef:
     """Elaborate the root model of `program` into the IR; raises SpecError with every error."""
     checker = Checker(program, max_params)
-    checker._seq_types = {}
     defn = _pick_model(program, model, checker.reporter)
     try:
         root = checker.check_model(defn, dict(overrides or {}))
@@ -1208,6 +1204,7 @@ def check(program: Program, model: str | None = None, overrides: dict[str, Any] 
         root = None
     checker.reporter.check()
     assert root is not None
+    verify_identities(root)
     return root
 
 
@@ -1240,7 +1237,6 @@ def _pick_model(program: Program, name: str | None, reporter: Reporter) -> S.Def
 def const_values(program: Program) -> dict[str, Any]:
     """Every top-level constant of the program, evaluated (for the train/parallel sections)."""
     checker = Checker(program, DEFAULT_MAX_PARAMS)
-    checker._seq_types = {}
     values = {}
     for name, node in program.consts.items():
         try:
