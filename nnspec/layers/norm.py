@@ -141,6 +141,20 @@ class _InstanceNorm(_BatchNorm):
     track_running_stats: bool = Field(default=False, description="keep running mean/var and use "
                                       "them in eval")
 
+    def infer(self, ins):
+        x = super().infer(ins)
+        # statistics over one element per channel are undefined: torch raises in training (and
+        # always without running stats), so a spec that checks would fail when it runs
+        spatial = 1
+        for s in x.shape[1:]:
+            spatial *= s
+        if spatial == 1:
+            raise ShapeError(f"{self.kind} normalizes each channel over its spatial elements, but "
+                             f"{fmt_shape(x.shape)} has only one per channel",
+                             "instance statistics need at least 2 spatial elements; use batchnorm "
+                             "or layernorm for such inputs")
+        return x
+
 
 @register
 class InstanceNorm1d(_InstanceNorm):
