@@ -11,7 +11,7 @@ from typing import Mapping, Sequence
 import torch
 
 from ..ir import ModuleDef
-from .execute import StateError, Trace, execute
+from .execute import InterpError, StateError, Trace, execute
 from .registry import KINDS, Ctx, kind
 
 for _info in pkgutil.iter_modules(__path__):
@@ -34,8 +34,13 @@ def run(ir: ModuleDef, state: Mapping[str, torch.Tensor], inputs: Sequence[torch
 
     Returns:
         The model's outputs, in order.
+
+    Raises:
+        InterpError: a layer fails on its inputs, or computes another shape or dtype than the IR
+            says (a checker bug, or one of the interpreter's); the message names the spec line.
+        StateError: `state` lacks a parameter or buffer the IR needs.
     """
     return execute(ir, state, inputs, trace)
 
 
-__all__ = ["KINDS", "Ctx", "StateError", "kind", "run"]
+__all__ = ["KINDS", "Ctx", "InterpError", "StateError", "kind", "run"]

@@ -20,6 +20,11 @@ class StateError(KeyError):
     """The state dict lacks a tensor the IR needs."""
 
 
+class InterpError(RuntimeError):
+    """A layer could not run, or computed another type than the checked IR says; the message
+    starts with the spec line and names the layer."""
+
+
 def execute(root: ModuleDef, state: Mapping[str, torch.Tensor], inputs: Sequence[torch.Tensor],
             trace: Trace | None = None) -> list[torch.Tensor]:
     """Eval-mode forward of `root`; `trace(path, child, outputs)` is called after each child."""
@@ -81,12 +86,12 @@ class _Run:
             kwargs = {k: env[id(v)] for k, v in op.kwargs.items()}
             types = [v.type for v in op.args] + [v.type for v in op.kwargs.values()]
             if op.target is None:
-                outs = self.layer(op.layer, {}, args, kwargs, types)
+                path = _join(prefix, f"({op.layer.kind})")
+                outs = self.layer(op.layer, {}, args, kwargs, types, op.span, path)
             else:
                 path = _join(prefix, m.child_name(op.target))
                 outs = self.child(op.target, path, args, kwargs, types, env)
-            if len(outs) != len(op.outs):
-                raise AssertionError(f"{op.span!r}: {len(outs)} results for {len(op.outs)} values")
+            _check_types(outs, [v.type for v in op.outs], op.span, op.layer or op.target, path)
             for v, t in zip(op.outs, outs):
                 env[id(v)] = t
         return [env[id(v)] for v in m.outputs]
@@ -94,7 +99,7 @@ class _Run:
     def child(self, c: Child, path: str, args: list, kwargs: dict, types: list[T],
               env: dict) -> list:
         if isinstance(c, Leaf):
-            outs = self.layer(c.layer, self.weights(c, path), args, kwargs, types)
+            outs = self.layer(c.layer, self.weights(c, path), args, kwargs, types, c.span, path)
         elif isinstance(c, Seq):
             outs = self.seq(c, path, args, env)
         else:
@@ -110,15 +115,42 @@ class _Run:
         for i, (item, extra) in enumerate(zip(s.items, s.extras)):
             ins = cur + [env[id(v)] for v in extra]
             cur = self.child(item, _join(path, str(i)), ins, {}, list(child_ins(item)), env)
+            if isinstance(item, Leaf):
+                want = item.layer.infer(item.ins)
+                _check_types(cur, list(want) if isinstance(want, tuple) else [want], item.span,
+                             item.layer, _join(path, str(i)))
         return cur
 
     def weights(self, leaf: Leaf, path: str) -> dict[str, torch.Tensor]:
         names = list(leaf.layer.params(leaf.ins)) + list(leaf.layer.buffers(leaf.ins))
         return {n: self.tensor(_join(path, n)) for n in names}
 
-    def layer(self, layer, w, args, kwargs, types) -> list:
+    def layer(self, layer, w, args, kwargs, types, span, path) -> list:
         fn = KINDS.get(layer.kind)
         if fn is None:
             raise NotImplementedError(f"the interpreter has no rule for layer kind `{layer.kind}`")
-        out = fn(layer, w, args, kwargs, Ctx(list(types), self.float_dtype))
+        try:
+            out = fn(layer, w, args, kwargs, Ctx(list(types), self.float_dtype))
+        except Exception as err:
+            raise InterpError(f"{_where(span)}: {layer.kind} `{path}` fails: "
+                              f"{type(err).__name__}: {err}") from err
         return list(out) if isinstance(out, (tuple, list)) else [out]
+
+
+def _where(span) -> str:
+    return f"{span.source.name}:{span.line}"
+
+
+def _spec_type(t: torch.Tensor) -> T:
+    dtype = "float" if t.is_floating_point() else "bool" if t.dtype == torch.bool else "long"
+    return T(tuple(t.shape[1:]), dtype)
+
+
+def _check_types(outs: list, want: list[T], span, what, path: str) -> None:
+    """The checked IR promises each value's per-sample shape and dtype; hold it to that."""
+    got = [_spec_type(t) for t in outs]
+    if got != want:
+        kind = getattr(what, "kind", None) or getattr(what, "name", "sequential")
+        raise InterpError(f"{_where(span)}: {kind} `{path}` computes "
+                          f"{', '.join(map(str, got))}, but the checked IR says "
+                          f"{', '.join(map(str, want))}")

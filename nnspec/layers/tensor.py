@@ -23,8 +23,15 @@ def broadcast(a: T, b: T, what: str) -> T:
                              f"(dim {i + 1}: {x} vs {y})",
                              "the two sides must have equal shapes or broadcast (one of them 1)")
         out.append(max(x, y))
-    dtype = "float" if "float" in (a.dtype, b.dtype) else a.dtype
-    return T(tuple(out), dtype)
+    return T(tuple(out), promote(a.dtype, b.dtype))
+
+
+def promote(a: str, b: str) -> str:
+    """torch's type promotion between two tensors: float over long over bool."""
+    for dtype in ("float", "long"):
+        if dtype in (a, b):
+            return dtype
+    return "bool"
 
 
 class FunctionalOnly(Layer):
@@ -74,6 +81,14 @@ class Sub(_Arith):
     torch_name: ClassVar[str] = "torch.sub"
     symbol: ClassVar[str] = "-"
 
+    def infer(self, ins):
+        # torch refuses `-` with a bool tensor on either side
+        if any(t.dtype == "bool" for t in ins):
+            raise ShapeError(f"sub: `-` with a bool tensor ({' and '.join(str(t) for t in ins)}) "
+                             "is not defined", "for a mask, use `1 - x` on a long or float "
+                             "version of it, e.g. zeros_like(x, dtype=\"long\") + x")
+        return super().infer(ins)
+
 
 @register
 class Mul(_Arith):
@@ -86,11 +101,15 @@ class Mul(_Arith):
 
 @register
 class Div(_Arith):
-    """Elementwise quotient: `a / b` in a spec."""
+    """Elementwise quotient: `a / b` in a spec (true division: always float)."""
 
     kind: ClassVar[str] = "div"
     torch_name: ClassVar[str] = "torch.div"
     symbol: ClassVar[str] = "/"
+
+    def infer(self, ins):
+        # `/` on integer or bool tensors is true division, as in Python: the result is float
+        return T(super().infer(ins).shape)
 
 
 @register

@@ -51,11 +51,15 @@ def check_spec(spec: Spec | str | Path, seed: int = 0, rtol: float = 1e-10) -> d
         gen = torch.Generator().manual_seed(seed)
         fill_state(state, gen)
         inputs = draw_inputs(spec.ir, gen)
-        built, calls = run_built(model, inputs)
+        built, calls = run_built(spec, model, inputs)
         traced: list = []
-        got = interp.run(spec.ir, state, [x.clone() for x in inputs],
-                         trace=lambda path, child, outs: traced.append((path, child, outs)))
+        try:
+            got = interp.run(spec.ir, state, [x.clone() for x in inputs],
+                             trace=lambda path, child, outs: traced.append((path, child, outs)))
+        except interp.InterpError as err:
+            raise AssertionError(f"interpreter: {err}") from err
         errors = compare_outputs(spec, built, got, calls, traced, rtol)
+        check_output_types(spec, built)
     summary = spec.summary()
     check_params(spec, model, summary)
     check_shapes(spec, model, summary, calls)
@@ -79,17 +83,31 @@ def fill_state(state: dict, gen: torch.Generator) -> None:
             t.copy_((2 * u - 1) * (3.0 / fan_in) ** 0.5)
 
 
-def run_built(model: nn.Module, inputs: list) -> tuple[list, dict[str, list]]:
-    """The built module's outputs, and every submodule's output per call, by module path."""
+def run_built(spec, model: nn.Module, inputs: list) -> tuple[list, dict[str, list]]:
+    """The built module's outputs, and every submodule's output per call, by module path. A
+    failure is reported at the innermost module that was running."""
     calls: dict[str, list] = {}
+    running: list[str] = []
     handles = []
+
+    def done(m, a, out, path):
+        running.pop()
+        calls.setdefault(path, []).append(out)
+
     for path, module in model.named_modules():
         if path:
+            handles.append(module.register_forward_pre_hook(
+                lambda m, a, path=path: running.append(path)))
             handles.append(module.register_forward_hook(
-                lambda m, a, out, path=path: calls.setdefault(path, []).append(out)))
+                lambda m, a, out, path=path: done(m, a, out, path)))
     try:
         with torch.no_grad():
             out = model(*[x.clone() for x in inputs])
+    except Exception as err:
+        path = running[-1] if running else ""
+        where = _spans(spec.ir).get(path, _where(spec.ir.span))
+        raise AssertionError(f"{where}: the built module fails in `{path or spec.ir.name}`: "
+                             f"{type(err).__name__}: {err}") from err
     finally:
         for h in handles:
             h.remove()
@@ -168,6 +186,17 @@ def locate(calls: dict, traced: list, rtol: float) -> str:
             return (f"{_where(child.span)}: {kind} `{path}` is the first layer to differ "
                     f"(relative error {max(errs, default=float('inf')):.3g}): ")
     return "every layer agrees, so a functional op differs: "
+
+
+def check_output_types(spec, built: list) -> None:
+    """The built module's outputs have the shapes and dtypes the checked IR gives them."""
+    for i, (t, v) in enumerate(zip(built, spec.ir.outputs)):
+        dtype = "float" if t.is_floating_point() else "bool" if t.dtype == torch.bool else "long"
+        got = f"{fmt_shape(tuple(t.shape[1:]))} {dtype}"
+        want = f"{fmt_shape(v.type.shape)} {v.type.dtype}"
+        if got != want or t.shape[:1] != (BATCH,):
+            raise AssertionError(f"{_where(spec.ir.span)}: output {i} of {spec.ir.name}: the "
+                                 f"checked IR says {want}, the built module gives {got}")
 
 
 def check_params(spec, model: nn.Module, summary: dict) -> None:
