@@ -114,6 +114,10 @@ def infer(call: Call, ins: list[T], bind: dict, keywords: list[str] = ()) -> lis
     return outs
 
 
+def _constructor(layer, ins: list[T]) -> str | None:
+    return None if getattr(type(layer), "functional_only", False) else layer.init_source(ins)
+
+
 @dataclass
 class Env:
     """The types a body has seen so far, under one binding of its parameters."""
@@ -478,7 +482,10 @@ class Body:
             infer(call, [t], env.bind)
             layer = REGISTRY[call.kind].model_validate(
                 {k: v for k, v in call.bound(env.bind).items() if v is not None})
-            return layer.params([t]) == layer.params(old)
+            # the same weights and the same module: check accepts other constructors as long as
+            # the weights fit (regressions/reuse_other_constructor.nn), but the module fails
+            return layer.params([t]) == layer.params(old) and _constructor(layer, [t]) == \
+                _constructor(layer, old)
         except Invalid:
             return False
 

@@ -48,13 +48,24 @@ def test_random_specs_agree_with_the_interpreter():
     assert sorted(CONSTRUCTS - drawn) == [], "constructs no generated spec used"
 
 
-@pytest.mark.parametrize("path", sorted(REGRESSIONS.glob("*.nn")), ids=lambda p: p.stem)
+# bugs the generator found that are not fixed on this branch: the fixture states what is right
+# (here: a located error at check), and the strict xfail turns red once the owner fixes it, so that
+# the fix adds NAME.err and removes the entry
+OPEN = {"reuse_other_constructor": "check.py's reuse() compares weight shapes only (owner: core)"}
+
+
+@pytest.mark.parametrize("path", [
+    pytest.param(p, marks=pytest.mark.xfail(reason=OPEN[p.stem], strict=True)) if p.stem in OPEN
+    else p for p in sorted(REGRESSIONS.glob("*.nn"))], ids=lambda p: p.stem)
 def test_regression(path: Path):
     """A spec the generator found a bug with: it now checks and agrees, or (NAME.err beside it)
     gets exactly that diagnostic instead of failing when it runs."""
     text = path.read_text(encoding="utf-8")
     expected = path.with_suffix(".err")
-    if expected.exists():
+    if path.stem in OPEN:
+        with pytest.raises(nnspec.SpecError):
+            nnspec.loads(text, name=path.name)
+    elif expected.exists():
         with pytest.raises(nnspec.SpecError) as err:
             nnspec.loads(text, name=path.name)
         assert str(err.value) == expected.read_text(encoding="utf-8")
