@@ -803,15 +803,23 @@ class Checker:
 
     # instantiate: build a child module for a template and input types (nothing is emitted)
     def instantiate(self, tmpl: Template, ins: list[T], kw: dict[str, Value], scope: Scope,
-                    name: str | None):
+                    name: str | None, in_list: bool = False):
         if isinstance(tmpl, NamedT):
             raise self.error("E0311", "layers in a list are numbered, not named", tmpl.name_span)
         tmpl = self.expand_alias(tmpl)
         if isinstance(tmpl, KindT):
             layer = self.make_layer(tmpl)
-            if getattr(type(layer), "functional_only", False) or getattr(type(layer), "bare_parameter", False):
+            if in_list and getattr(type(layer), "functional_only", False):
                 raise self.error("E0324", f"{layer.kind} cannot stand in a list or repeat",
-                                 tmpl.span, "apply it in the flow instead")
+                                 tmpl.span, "it is a function, not a module: apply it in the flow "
+                                 f"before or after the list, e.g. `x -> [...] -> {layer.kind}`")
+            if in_list and getattr(type(layer), "bare_parameter", False):
+                # nn.Sequential holds modules, and a parameter is a bare tensor; as a list item
+                # it would also throw away everything before it (it keeps only the batch size)
+                raise self.error("E0324", f"{layer.kind} cannot stand in a list or repeat",
+                                 tmpl.span, "name it in a flow, `t = x -> cls: parameter([1, 8])`, "
+                                 "or put it in a block: a list or repeat of blocks gives each "
+                                 "block its own parameter")
             leaf = Leaf(layer, list(ins), tmpl.span)
             outs = self.infer(leaf, layer, [Value(t, "x") for t in ins],
                               {k: v for k, v in kw.items()}, tmpl.span)
@@ -827,7 +835,7 @@ class Checker:
             for item in items:
                 extra = list(item.bound)
                 child, outs = self.instantiate(item, cur + [v.type for v in extra],
-                                               dict(item.bound_kw), scope, None)
+                                               dict(item.bound_kw), scope, None, in_list=True)
                 if len(outs) != 1:
                     raise self.error("E0325", "layers in a sequence must each give one tensor",
                                      item.span)
