@@ -112,6 +112,7 @@ class Scope:
     locals: dict[str, Any] = field(default_factory=dict)    # constants and tensors by name
     layers: dict[str, Any] = field(default_factory=dict)    # named children by name
     cursor: Any = None
+    read: set[int] = field(default_factory=set)              # ids of tensors read by name
     instantiated_at: list[tuple[str, Span]] = field(default_factory=list)
 
 
@@ -202,6 +203,8 @@ class Checker:
                              notes=[(f"`{defn.name}` declares its inputs here",
                                      declared[0][1] if declared else defn.span)])
         outputs_seen = False
+        errors_before = len(self.reporter.diagnostics)
+        results: list[tuple[S.ExprStmt, list[Value]]] = []  # what each expression statement made
         for stmt in defn.body:
             try:
                 if isinstance(stmt, S.Inputs):
@@ -221,10 +224,14 @@ class Checker:
                     self.assign(stmt, scope)
                 elif isinstance(stmt, S.ExprStmt):
                     cursor = scope.cursor
+                    ops_before = len(module.ops)
                     result = self.statement_value(
                         stmt.value, scope, hint=cursor.hint if isinstance(cursor, Value) else None)
                     if result is not None:
                         scope.cursor = result
+                        made = {id(v) for op in module.ops[ops_before:] for v in op.outs}
+                        values = list(result) if isinstance(result, tuple) else [result]
+                        results.append((stmt, [v for v in values if id(v) in made]))
             except _Abort:
                 for name in _names_defined(stmt):
                     if name not in scope.layers:
@@ -236,6 +243,26 @@ class Checker:
             module.outputs = [self.tensor(scope.cursor, defn.span)]
         if any(o is POISON for o in module.outputs):
             raise _Abort()
+        if len(self.reporter.diagnostics) == errors_before:  # a failed use would look like none
+            self.check_used(results, scope)
+
+    def check_used(self, results: list[tuple[S.ExprStmt, list[Value]]], scope: Scope) -> None:
+        """An expression statement whose tensor nothing reads is an error: it is most often a line
+        meant to continue the one above it, and it would compute something and throw it away."""
+        module = scope.module
+        read = set(scope.read) | {id(v) for v in module.outputs}
+        for op in module.ops:
+            read.update(id(v) for v in op.args)
+            read.update(id(v) for v in op.kwargs.values())
+        seqs = [c for _, c in module.children if isinstance(c, Seq)]
+        while seqs:  # tensors passed to list items (a mask) are read there
+            seq = seqs.pop()
+            read.update(id(v) for extra in seq.extras for v in extra)
+            seqs += [c for c in seq.items if isinstance(c, Seq)]
+        for stmt, values in results:
+            if values and not any(id(v) in read for v in values):
+                self.error("E0333", "the result of this statement is never used", stmt.span,
+                           "assign it (`h = ...`) and use it, list it in `out`, or delete the line")
 
     def declare_input(self, decl: S.InputDecl, scope: Scope, inputs, defn: S.Definition) -> None:
         module = scope.module
@@ -368,6 +395,10 @@ class Checker:
             v = scope.locals[name]
             if v is POISON:
                 raise _Abort()
+            if isinstance(v, Value):
+                scope.read.add(id(v))
+            elif isinstance(v, tuple):
+                scope.read.update(id(x) for x in v)
             return v
         if name in scope.layers:
             child = scope.layers[name]
@@ -803,15 +834,23 @@ class Checker:
 
     # instantiate: build a child module for a template and input types (nothing is emitted)
     def instantiate(self, tmpl: Template, ins: list[T], kw: dict[str, Value], scope: Scope,
-                    name: str | None):
+                    name: str | None, in_list: bool = False):
         if isinstance(tmpl, NamedT):
             raise self.error("E0311", "layers in a list are numbered, not named", tmpl.name_span)
         tmpl = self.expand_alias(tmpl)
         if isinstance(tmpl, KindT):
             layer = self.make_layer(tmpl)
-            if getattr(type(layer), "functional_only", False) or getattr(type(layer), "bare_parameter", False):
+            if in_list and getattr(type(layer), "functional_only", False):
                 raise self.error("E0324", f"{layer.kind} cannot stand in a list or repeat",
-                                 tmpl.span, "apply it in the flow instead")
+                                 tmpl.span, "it is a function, not a module: apply it in the flow "
+                                 f"before or after the list, e.g. `x -> [...] -> {layer.kind}`")
+            if in_list and getattr(type(layer), "bare_parameter", False):
+                # nn.Sequential holds modules, and a parameter is a bare tensor; as a list item
+                # it would also throw away everything before it (it keeps only the batch size)
+                raise self.error("E0324", f"{layer.kind} cannot stand in a list or repeat",
+                                 tmpl.span, "name it in a flow, `t = x -> cls: parameter([1, 8])`, "
+                                 "or put it in a block: a list or repeat of blocks gives each "
+                                 "block its own parameter")
             leaf = Leaf(layer, list(ins), tmpl.span)
             outs = self.infer(leaf, layer, [Value(t, "x") for t in ins],
                               {k: v for k, v in kw.items()}, tmpl.span)
@@ -827,7 +866,7 @@ class Checker:
             for item in items:
                 extra = list(item.bound)
                 child, outs = self.instantiate(item, cur + [v.type for v in extra],
-                                               dict(item.bound_kw), scope, None)
+                                               dict(item.bound_kw), scope, None, in_list=True)
                 if len(outs) != 1:
                     raise self.error("E0325", "layers in a sequence must each give one tensor",
                                      item.span)
