@@ -37,15 +37,15 @@ class SinusoidalPositionEncoding(nn.Module):
 
     def __init__(self, d_model, max_len=5000):
         super().__init__()
-        # computed in float64 (float32 angles are off by ~1e-4 at position 5000), kept in the
-        # default dtype like a parameter
+        # computed and kept in float64, and cast to the input's dtype in forward: a float32 table
+        # would put float32 rounding into a float64 model
         position = torch.arange(max_len, dtype=torch.float64).unsqueeze(1)
         steps = torch.arange(0, d_model, 2, dtype=torch.float64)
         div = torch.exp(steps * (-math.log(10000.0) / d_model))
         pe = torch.zeros(max_len, d_model, dtype=torch.float64)
         pe[:, 0::2] = torch.sin(position * div)
         pe[:, 1::2] = torch.cos(position * div[: d_model // 2])
-        self.register_buffer("pe", pe.to(torch.get_default_dtype()), persistent=False)
+        self.register_buffer("pe", pe, persistent=False)
 
     def forward(self, x):
         return x + self.pe[: x.shape[1]].to(x.dtype)

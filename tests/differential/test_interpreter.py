@@ -110,6 +110,12 @@ model p {
   input b: long[5]
   out a * b, a + b, b * a
 }""",
+    # ones_like(ids, dtype="float") was float32 in a float64 model, and the linear refused it
+    "float_from_long_ids": """
+model p {
+  input ids: long[4]
+  out ones_like(ids, dtype="float") + zeros_like(ids, dtype="float") -> linear(3)
+}""",
     # the sin/cos table was computed in float32, 1e-8 off in a float64 model
     "sinusoidal_table_in_float64": """
 model p {
