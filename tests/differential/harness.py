@@ -287,6 +287,9 @@ def _child_unseen(child) -> int:
 def check_flops(spec, model: nn.Module, inputs: list, summary: dict) -> int:
     """flop_counter on a float32 copy (the dtype the unseen parts are stated for)."""
     m32 = copy.deepcopy(model).float()
+    # no_grad alone is not enough: a view of a parameter made under no_grad (parameter's expand)
+    # still requires grad but has no grad_fn, and flop_counter's module tracker fails on it
+    m32.requires_grad_(False)
     xs = [x.float() if x.is_floating_point() else x for x in inputs]
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         m32(*xs)
