@@ -314,7 +314,7 @@ class Body:
         return Cond(lit(v), lambda e: v)
 
     # -- one layer call for an input type
-    def recipe_for(self, t: T, sequential: bool, single: bool = True) -> Recipe | None:
+    def recipe_for(self, t: T, sequential: bool) -> Recipe | None:
         options = [r for r in RECIPES.values() if r.fits(t) and (r.sequential or not sequential)]
         if not options:
             return None
@@ -363,7 +363,7 @@ class Body:
             call.args[width] = old
 
     # -- statements
-    def stage(self, t: T, allow_multi: bool) -> Stage | None:
+    def stage(self, t: T, env: Env) -> Stage | None:
         """A stage for input type t: a layer, a list, a repeat, a block, an alias or a reuse."""
         choice = self.draw(st.integers(0, 9))
         if choice in (0, 1) and self.depth < 2:
@@ -375,7 +375,7 @@ class Body:
             if stage:
                 return stage
         if choice == 3:
-            stage = self.reuse_stage(t)
+            stage = self.reuse_stage(t, env)
             if stage:
                 return stage
         call = self.draw_call(t, sequential=False, allow_extras=False)
@@ -412,20 +412,26 @@ class Body:
             self._seq(seq, [t], Env(dict(env.vars), dict(env.bind)))
         except Invalid:
             count, seq = 1, items
-        if len(items) == 1 and count > 1 and self.draw(st.booleans()):
-            text = f"{items[0].full()} * {count}" if items[0].cond is None else \
-                f"({items[0].full()}) * {count}"
-            if items[0].cond is not None:
-                text = f"[{items[0].full()}] * {count}"
+        # `layer * n` repeats one layer (its `when`, if any, needs the brackets of a list)
+        bare = len(items) == 1 and count > 1 and items[0].cond is None and self.draw(st.booleans())
+        if bare:
+            text = f"{items[0].full()} * {count}"
         else:
             text = "[" + ", ".join(i.full() for i in items) + "]" + (f" * {count}" if count > 1 else "")
+        construct = "repeat_layer" if bare else "list" if count == 1 else "repeat_list"
+
+        stage = Stage(text, lambda ins, e: [], self.b.fresh("seq") if self.draw(st.booleans()) else None)
 
         def apply(ins, e):
             if not any(i.cond is None or i.cond.value(e) for i in items):
                 raise Invalid("a list whose every item is left out")   # E0318 in the checker
-            e.drawn.add("list" if count == 1 else ("repeat_layer" if len(items) == 1 else "repeat_list"))
-            return self._seq(seq, ins, e)
-        return Stage(text, apply, self.b.fresh("seq") if self.draw(st.booleans()) else None)
+            e.drawn.add(construct)
+            outs = self._seq(seq, ins, e)
+            if stage.name:   # a named list can be called again, like a named block
+                e.layers[stage.name] = ("mod", list(ins), outs)
+            return outs
+        stage.apply = apply
+        return stage
 
     @staticmethod
     def _seq(items: list[Stage], ins: list[T], env: Env) -> list[T]:
@@ -435,12 +441,12 @@ class Body:
                 raise Invalid("sequence")
         return ins
 
-    def reuse_stage(self, t: T) -> Stage | None:
+    def reuse_stage(self, t: T, env: Env) -> Stage | None:
         """Call a named layer or block of this body again, sharing its weights."""
-        fitting = [n for n, info in self.env.layers.items() if self.fits_reuse(info, t, self.env)]
+        fitting = [n for n, info in env.layers.items() if self.fits_reuse(info, t, env)]
         if fitting:
             name = self.draw(st.sampled_from(fitting))
-            kind = "shared_layer" if self.env.layers[name][0] == "leaf" else "shared_block"
+            kind = "shared_layer" if env.layers[name][0] == "leaf" else "shared_block"
 
             def apply(ins, e, name=name, kind=kind):
                 info = e.layers.get(name)
@@ -460,7 +466,7 @@ class Body:
         if not pairs:
             return
         src, name = self.draw(st.sampled_from(pairs))
-        stage = self.reuse_stage(self.env.vars[src])
+        stage = self.reuse_stage(self.env.vars[src], self.env)
         if stage is None:
             return
         out = self.b.fresh("h")
@@ -645,7 +651,7 @@ class Body:
         cur = [t]
         probe = Env(dict(self.env.vars), dict(self.env.bind), dict(self.env.layers))
         for _ in range(self.draw(st.integers(1, 3))):
-            stage = self.stage(cur[0], allow_multi=True)
+            stage = self.stage(cur[0], probe)   # probe: a layer named earlier in this flow too
             if stage is None:
                 break
             if self.draw(st.integers(0, 5)) == 0:
@@ -826,8 +832,9 @@ class Body:
         self.new_var(out)
 
     def local_const(self) -> None:
+        """`const n = channels(v) * k`: a constant of the body, from a tensor's shape, that later
+        arguments and conditions may use."""
         var = self.pick_var()
-        t = self.env.vars[var]
         name = self.b.fresh("n")
         scale = self.draw(st.integers(1, 2))
         line = f"const {name} = channels({var}) * {scale}"
@@ -837,7 +844,6 @@ class Body:
             e.drawn.add("local_const")
         self.emit(line, effect)
         self.params = {**self.params, name: "int"}
-        del t
 
     def write(self, count: int) -> None:
         for _ in range(count):
