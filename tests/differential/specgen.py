@@ -40,7 +40,8 @@ CONSTRUCTS = frozenset({
     "block_default_param", "repeat_layer", "repeat_list", "list", "when_true", "when_false",
     "const", "local_const", "model_param", "tie", "shared_layer", "shared_block", "split", "chunk",
     "cat", "add", "sub", "mul", "div", "matmul", "several_inputs", "several_outputs",
-    "implicit_output", "include", "keyword_tensor", "tensor_call"})
+    "implicit_output", "include", "keyword_tensor", "tensor_call", "tensor_number", "out_flow",
+    "block_several_outputs"})
 
 
 class Invalid(Exception):
@@ -546,6 +547,8 @@ class Body:
                 e.drawn.add("block_alias")
             if blk.inputs > 1:
                 e.drawn.add("block_two_inputs")
+            if len(outs) > 1:
+                e.drawn.add("block_several_outputs")
             if stage.name and len(outs) == 1:
                 e.layers[stage.name] = ("mod", list(ins), outs)
             return outs
@@ -748,6 +751,9 @@ class Body:
             return
         a, b = self.draw(st.sampled_from(floats)), self.draw(st.sampled_from(floats))
         ta, tb = self.env.vars[a], self.env.vars[b]
+        if self.draw(st.integers(0, 3)) == 0:
+            self.number_op(a)
+            return
         options = []
         if ta.shape == tb.shape:
             options += ["+", "-", "*", "/"]
@@ -790,6 +796,21 @@ class Body:
         self.emit(line, effect)
         self.use(a)
         self.use(b)
+        self.new_var(out)
+
+    def number_op(self, a: str) -> None:
+        """`h = a * 2.0`, `a + 1`, ...: a tensor with a number."""
+        op = self.draw(st.sampled_from(["+", "-", "*", "/"]))
+        number = self.draw(st.sampled_from([1, 2, 0.5, 3.0]))
+        kind = {"+": "add", "-": "sub", "*": "mul", "/": "div"}[op]
+        call = Call(kind, {"other": float(number)})
+        out = self.b.fresh("h")
+
+        def effect(e: Env):
+            (e.vars[out],) = infer(call, [e.vars[a]], e.bind)
+            e.drawn.update({kind, "tensor_number"})
+        self.emit(f"{out} = {a} {op} {number}", effect)
+        self.use(a)
         self.new_var(out)
 
     def tie(self) -> None:
@@ -858,16 +879,43 @@ class Body:
 
     def finish(self, block: bool) -> tuple[list[str], list[str]]:
         """The `out` line, or a tail of layers on the current tensor, and the output variables.
-        A model outputs up to three of its unused float tensors; a block one tensor."""
+        A model outputs up to three of its unused float tensors, a block one or two; the first
+        output may be a flow (`out h -> layer when cond, g`)."""
         floats = [v for v in self.unused if self.env.vars[v].dtype == "float"]
         last = self.cursor if self.env.vars[self.cursor].dtype == "float" else \
             (floats[-1] if floats else self._to_float())
-        outs = [last] + [v for v in floats if v != last][: (0 if block else 2)]
+        more = (1 if self.draw(st.integers(0, 3)) == 0 else 0) if block else 2
+        outs = [last] + [v for v in floats if v != last][:more]
         if len(outs) == 1 and last == self.last_single and self.draw(st.booleans()):
             tail = self._tail(last)
             if tail:
                 return tail, [last]
-        return [f"  out {', '.join(outs)}"], outs
+        texts = list(outs)
+        if self.draw(st.integers(0, 3)) == 0:
+            flow = self._out_flow(last)
+            if flow is not None:
+                texts[0], outs[0] = flow
+        return [f"  out {', '.join(texts)}"], outs
+
+    def _out_flow(self, var: str) -> tuple[str, str] | None:
+        """`var -> layer [when cond]` as an output: its text and a hidden variable for its type."""
+        call = self.draw_call(self.env.vars[var], sequential=True, allow_extras=False)
+        if call is None:
+            return None
+        stage = call_stage(call)
+        if self.draw(st.booleans()):
+            stage.cond = self.cond()
+        hidden = self.b.fresh("out")
+
+        def effect(e: Env):
+            (e.vars[hidden],) = stage.run([e.vars[var]], e)
+            e.drawn.add("out_flow")
+        try:
+            self.emit("", effect)
+        except Invalid:
+            return None
+        self.lines.pop()   # the flow is written in the `out` line
+        return f"{var} -> {stage.full()}", hidden
 
     def _to_float(self) -> str:
         src = self.cursor
