@@ -176,7 +176,9 @@ class Body(BlockDrawing):
                 item = call_stage(call) if call else None
             if item is None:
                 break
-            if self.draw(st.integers(0, 3)) == 0:
+            if self.draw(st.integers(0, 4)) == 0:
+                item = self.spliced(item, cur) or item
+            elif self.draw(st.integers(0, 3)) == 0:
                 item.cond = self.cond()
             try:
                 cur = self._seq([item], [cur], env)[0]
@@ -194,7 +196,8 @@ class Body(BlockDrawing):
         except Invalid:
             count, seq = 1, items
         # `layer * n` repeats one layer (its `when`, if any, needs the brackets of a list)
-        bare = len(items) == 1 and count > 1 and items[0].cond is None and self.draw(st.booleans())
+        bare = len(items) == 1 and count > 1 and items[0].cond is None and not items[0].spliced \
+            and self.draw(st.booleans())
         if bare:
             text = f"{items[0].full()} * {count}"
         else:
@@ -213,6 +216,20 @@ class Body(BlockDrawing):
             return outs
         stage.apply = apply
         return stage
+
+    def spliced(self, item: Stage, t: T) -> Stage | None:
+        """`item * k` inside a list: k copies spliced into it (`[a, b * 2]` has three items)."""
+        k = self.draw(st.integers(2, 3))
+        copies = [item] * k
+        try:
+            self._seq(copies, [t], Env(dict(self.env.vars), dict(self.env.bind)))
+        except Invalid:
+            return None
+
+        def apply(ins, e):
+            e.drawn.add("repeat_in_list")
+            return self._seq(copies, ins, e)
+        return Stage(f"{item.full()} * {k}", apply, spliced=True)
 
     @staticmethod
     def _seq(items: list[Stage], ins: list[T], env: Env) -> list[T]:

@@ -123,6 +123,7 @@ class Stage:
     apply: Callable[[list[T], Env], list[T]]
     name: str | None = None
     cond: Cond | None = None
+    spliced: bool = False   # `item * k` inside a list
 
     def full(self) -> str:
         text = f"{self.name}: {self.text}" if self.name else self.text
