@@ -225,6 +225,13 @@ def test_a_wrong_summary_is_reported(monkeypatch):
         check_spec(spec)
 
 
+def test_a_wrong_flop_rule_is_reported_at_its_layer(monkeypatch):
+    monkeypatch.setattr(REGISTRY["linear"], "flops", lambda self, ins, outs: 7)
+    with pytest.raises(AssertionError, match=r"differing layers: m\.nn:3: `a` summary 14, "
+                                             r"flop_counter 480; m\.nn:5: `c` summary 14"):
+        check_spec(nnspec.loads(LOCATED, name="m.nn"))
+
+
 def test_inputs_fit_their_consumers():
     spec = nnspec.loads(CASES["sdpa"] + "\n" + REGRESSIONS["mha_mask_by_position_in_a_list"]
                         .replace("model p", "model q"), name="two.nn", model="sdpa_cases")
