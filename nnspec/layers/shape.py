@@ -12,7 +12,7 @@ from typing import ClassVar, Literal, Optional, Union
 from pydantic import Field, PositiveFloat, PositiveInt, field_validator
 
 from .base import Layer, ShapeError, T, fmt_shape, norm_dim, numel, py, register
-from .tensor import FunctionalOnly
+from .tensor import FunctionalOnly, promote
 
 ANY_DTYPE = ("float", "long", "bool")
 
@@ -307,7 +307,10 @@ class Stack(FunctionalOnly):
             raise ShapeError("stack needs equal shapes, got "
                              + ", ".join(fmt_shape(t.shape) for t in ins))
         d = norm_dim(self.dim, len(s) + 1, f"stack of {fmt_shape(s)}")
-        return T(s[:d] + (len(ins),) + s[d:], ins[0].dtype)
+        dtype = ins[0].dtype
+        for t in ins[1:]:
+            dtype = promote(dtype, t.dtype)  # torch.stack promotes mixed dtypes
+        return T(s[:d] + (len(ins),) + s[d:], dtype)
 
     def functional_source(self, args, ins):
         return f"torch.stack([{', '.join(args)}], dim={self.dim})"

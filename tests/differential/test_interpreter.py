@@ -110,6 +110,14 @@ model p {
   input b: long[5]
   out a * b, a + b, b * a
 }""",
+    # cat and stack promote mixed dtypes (check gave the first input's)
+    "cat_and_stack_mixed_dtypes": """
+model p {
+  input ids: long[3]
+  input x: float[3]
+  input b: bool[3]
+  out cat(ids, x, dim=1), cat(b, ids, dim=1), stack(ids, x, dim=1), stack(b, b, dim=1)
+}""",
     # ones_like(ids, dtype="float") was float32 in a float64 model, and the linear refused it
     "float_from_long_ids": """
 model p {
@@ -138,6 +146,15 @@ def test_subtracting_a_bool_tensor_is_a_located_error(expr):
     with pytest.raises(nnspec.SpecError) as err:
         nnspec.loads(text, name="p.nn")
     assert "error[E0401]" in str(err.value) and "p.nn:4:7" in str(err.value)
+
+
+@pytest.mark.parametrize("expr", ["x @ ids", "bilinear(x, ids, 2)"])
+def test_a_long_second_operand_is_a_located_error(expr):
+    # only the first input's dtype was checked; torch refuses float @ long at run time
+    text = f"model p {{\n  input x: float[4, 4]\n  input ids: long[4, 4]\n  out {expr}\n}}"
+    with pytest.raises(nnspec.SpecError) as err:
+        nnspec.loads(text, name="p.nn")
+    assert "error[E0401]" in str(err.value) and "long" in str(err.value)
 
 
 # ---- state: ties, shared layers, missing tensors -----------------------------------------------
