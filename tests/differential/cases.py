@@ -32,10 +32,10 @@ model acts {
 model acts_fn {
   input x: float[4, 6]
   y = x * 3.0
-  out relu(y) + relu6(y) + tanh(y) + sigmoid(y) + silu(y) + swish(y) + mish(y) + hardsigmoid(y)
-      + hardswish(y) + tanhshrink(y) + gelu(y) + gelu(y, approximate="tanh") + leaky_relu(y)
-      + elu(y) + softplus(y, beta=0.5, threshold=3.0) + hardtanh(y) + softmax(y, dim=1)
-      + log_softmax(y, dim=2) + identity(y)
+  out (relu(y) + relu6(y) + tanh(y) + sigmoid(y) + silu(y) + swish(y) + mish(y) + hardsigmoid(y)
+       + hardswish(y) + tanhshrink(y) + gelu(y) + gelu(y, approximate="tanh") + leaky_relu(y)
+       + elu(y) + softplus(y, beta=0.5, threshold=3.0) + hardtanh(y) + softmax(y, dim=1)
+       + log_softmax(y, dim=2) + identity(y))
 }""",
     "dropouts": """
 model drops {
@@ -297,12 +297,10 @@ block Pair(w) {
 model structure {
   input x: float[4, 6, 6]
   input y: float[4, 6, 6]
-  stem: conv2d(4, 1)
-  a = x -> stem -> stages: [Res(4), Res(4) * 2] -> flatten
+  a = x -> stem: conv2d(4, 1) -> stages: [Res(4), Res(4) * 2] -> flatten
   b = y -> stem -> stages -> flatten
   p, q = Pair(a, b, 5)
-  shared: linear(5)
-  out p -> shared -> shared, q -> head: linear(5, bias=false, tie=shared)
+  out p -> shared: linear(5) -> shared, q -> head: linear(5, bias=false, tie=shared)
 }""",
     "repeat_with_mask": """
 model rep {
