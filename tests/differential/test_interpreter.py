@@ -4,6 +4,9 @@ each value to its checked type, and the harness reports a disagreement at the la
 where it starts."""
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -269,3 +272,19 @@ def test_default_dtype_is_restored():
         with default_dtype(torch.float64):
             raise RuntimeError
     assert torch.get_default_dtype() == before
+
+
+def test_interpreter_shares_no_code_with_the_emitters():
+    # an independent reference: nothing from emit/ or runtime/, no layer's *_source text
+    for path in Path(interp.__file__).parent.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                module = ("." * node.level) + (node.module or "")
+                assert not any(part in ("emit", "runtime", "compile") for part in
+                               module.strip(".").split(".")), (path.name, module)
+            elif isinstance(node, ast.Import):
+                assert not any(".emit" in a.name or ".runtime" in a.name for a in node.names)
+            elif isinstance(node, ast.Attribute):
+                assert not node.attr.endswith("_source") and node.attr != "prelude", \
+                    (path.name, node.attr)
