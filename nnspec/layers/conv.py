@@ -39,6 +39,30 @@ class _ConvNd(Layer):
                              f"and out_channels={self.out_channels}")
         if self.padding == "same" and any(s != 1 for s in ntuple(self.stride, self.dims)):
             raise ShapeError(f"{self.kind}: padding='same' needs stride 1")
+        if isinstance(self.padding, tuple) and len(self.padding) != self.dims:
+            raise ShapeError(f"{self.kind}: padding has {len(self.padding)} values, expected "
+                             f"{self.dims}")
+        self._check_padding_mode(x)
+
+    def _check_padding_mode(self, x: T) -> None:
+        """reflect mirrors inside the input and circular wraps around it once: torch refuses a
+        side of padding that does not fit (reflect: below the size; circular: up to it)."""
+        if self.padding_mode not in ("reflect", "circular"):
+            return
+        k, d = ntuple(self.kernel_size, self.dims), ntuple(self.dilation, self.dims)
+        for i in range(self.dims):
+            if self.padding == "same":
+                total = d[i] * (k[i] - 1)
+                side = total - total // 2
+            else:
+                side = 0 if self.padding == "valid" else ntuple(self.padding, self.dims)[i]
+            size = x.shape[1 + i]
+            if side >= size if self.padding_mode == "reflect" else side > size:
+                limit = "smaller than" if self.padding_mode == "reflect" else "at most"
+                raise ShapeError(f"{self.kind}: padding_mode={self.padding_mode!r} pads dim "
+                                 f"{i + 2} of {fmt_shape(x.shape)} by {side}, which must be "
+                                 f"{limit} its size {size}",
+                                 "use less padding or padding_mode='zeros'/'replicate'")
 
     def _spatial(self, x: T) -> tuple[int, ...]:
         k, s, d = (ntuple(getattr(self, n), self.dims) for n in ("kernel_size", "stride", "dilation"))

@@ -160,6 +160,22 @@ def test_a_long_second_operand_is_a_located_error(expr):
     assert "error[E0401]" in str(err.value) and "long" in str(err.value)
 
 
+@pytest.mark.parametrize("shape,layer,words", [
+    ("float[2, 3, 8]", 'conv2d(2, 3, padding=3, padding_mode="reflect")', "smaller than its size 3"),
+    ("float[2, 3, 8]", 'conv2d(2, 7, padding="same", padding_mode="reflect")', "by 3"),
+    ("float[2, 2]", 'conv1d(2, 3, padding=3, padding_mode="circular")', "at most its size 2"),
+    ("float[2, 3, 8]", "conv2d(2, 3, padding=[1, 1, 1])", "padding has 3 values"),
+    ("float[2, 2, 6, 6]", "avgpool3d(3, padding=1)", "smaller than the window"),
+])
+def test_a_layer_torch_would_refuse_is_a_located_error(shape, layer, words):
+    # each of these checked, and the built model failed when it ran (found by a shape sweep of
+    # the interpreter's rules against infer)
+    text = f"model p {{\n  input x: {shape}\n  out x -> {layer}\n}}"
+    with pytest.raises(nnspec.SpecError) as err:
+        nnspec.loads(text, name="p.nn")
+    assert "error[E0401]" in str(err.value) and words in str(err.value)
+
+
 # ---- state: ties, shared layers, missing tensors -----------------------------------------------
 TIED = """
 model tied {
