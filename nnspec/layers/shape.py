@@ -360,6 +360,10 @@ class Pad(FunctionalOnly):
             if self.mode == "circular" and max(before, after) > s[d]:
                 raise ShapeError(f"pad: circular padding {(before, after)} is larger than dim "
                                  f"{d + 1} of {fmt_shape(x.shape)} (size {s[d]})")
+            if s[d] + min(before, 0) + min(after, 0) < 0:
+                # torch crops the negative sides first, each from the input as it is
+                raise ShapeError(f"pad: cropping {(before, after)} removes more than dim {d + 1} "
+                                 f"of {fmt_shape(x.shape)} holds (size {s[d]})")
             s[d] += before + after
             if s[d] <= 0:
                 raise ShapeError(f"pad: padding {(before, after)} leaves nothing of dim {d + 1} of "
