@@ -101,7 +101,7 @@ class Mul(_Arith):
 
 @register
 class Div(_Arith):
-    """Elementwise quotient: `a / b` in a spec (true division: always float)."""
+    """Elementwise quotient: `a / b` in a spec."""
 
     kind: ClassVar[str] = "div"
     torch_name: ClassVar[str] = "torch.div"
