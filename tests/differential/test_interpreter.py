@@ -161,7 +161,8 @@ def test_a_long_second_operand_is_a_located_error(expr):
 
 
 @pytest.mark.parametrize("shape,layer,words", [
-    ("float[2, 3, 8]", 'conv2d(2, 3, padding=3, padding_mode="reflect")', "smaller than its size 3"),
+    ("float[2, 3, 8]", 'conv2d(2, 3, padding=3, padding_mode="reflect")',
+     "smaller than its size 3"),
     ("float[2, 3, 8]", 'conv2d(2, 7, padding="same", padding_mode="reflect")', "by 3"),
     ("float[2, 2]", 'conv1d(2, 3, padding=3, padding_mode="circular")', "at most its size 2"),
     ("float[2, 3, 8]", "conv2d(2, 3, padding=[1, 1, 1])", "padding has 3 values"),
@@ -253,7 +254,8 @@ def test_a_wrong_summary_is_reported(monkeypatch):
         check_spec(spec)
     wrong = {**summary, "params": summary["params"] + 1}
     monkeypatch.setattr(spec, "summary", lambda: wrong)
-    with pytest.raises(AssertionError, match="the summary counts 54 parameters, the built module has 53"):
+    with pytest.raises(AssertionError,
+                       match="the summary counts 54 parameters, the built module has 53"):
         check_spec(spec)
     wrong = {**summary, "flops": summary["flops"] + 1}
     monkeypatch.setattr(spec, "summary", lambda: wrong)
