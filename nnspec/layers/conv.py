@@ -29,7 +29,7 @@ class _ConvNd(Layer):
 
     def _check(self, x: T) -> None:
         expect_rank(x, self.dims + 1, self.kind)
-        for name in ("kernel_size", "stride", "dilation"):
+        for name in ("kernel_size", "stride", "dilation", "padding"):
             v = getattr(self, name)
             if isinstance(v, tuple) and len(v) != self.dims:
                 raise ShapeError(f"{self.kind}: {name} has {len(v)} values, expected {self.dims}")
@@ -39,33 +39,27 @@ class _ConvNd(Layer):
                              f"and out_channels={self.out_channels}")
         if self.padding == "same" and any(s != 1 for s in ntuple(self.stride, self.dims)):
             raise ShapeError(f"{self.kind}: padding='same' needs stride 1")
-        if isinstance(self.padding, tuple) and len(self.padding) != self.dims:
-            raise ShapeError(f"{self.kind}: padding has {len(self.padding)} values, expected "
-                             f"{self.dims}")
-        self._check_padding_mode(x)
 
-    def _check_padding_mode(self, x: T) -> None:
-        """reflect mirrors inside the input and circular wraps around it once: torch refuses a
-        side of padding that does not fit (reflect: below the size; circular: up to it)."""
-        if self.padding_mode not in ("reflect", "circular"):
+    def _check_padding_mode(self, x: T, k: tuple[int, ...], d: tuple[int, ...]) -> None:
+        """reflect and circular padding read the input's own values, so torch refuses a padding
+        wider than the input (reflect: as wide, too) when the model runs; say so at check."""
+        if self.padding_mode not in ("reflect", "circular") or self.padding == "valid":
             return
-        k, d = ntuple(self.kernel_size, self.dims), ntuple(self.dilation, self.dims)
-        for i in range(self.dims):
-            if self.padding == "same":
-                total = d[i] * (k[i] - 1)
-                side = total - total // 2
-            else:
-                side = 0 if self.padding == "valid" else ntuple(self.padding, self.dims)[i]
+        if self.padding == "same":
+            pads = tuple(d[i] * (k[i] - 1) - d[i] * (k[i] - 1) // 2 for i in range(self.dims))
+        else:
+            pads = ntuple(self.padding, self.dims)
+        for i, pad in enumerate(pads):
             size = x.shape[1 + i]
-            if side >= size if self.padding_mode == "reflect" else side > size:
-                limit = "smaller than" if self.padding_mode == "reflect" else "at most"
-                raise ShapeError(f"{self.kind}: padding_mode={self.padding_mode!r} pads dim "
-                                 f"{i + 2} of {fmt_shape(x.shape)} by {side}, which must be "
-                                 f"{limit} its size {size}",
-                                 "use less padding or padding_mode='zeros'/'replicate'")
+            if pad > size or (self.padding_mode == "reflect" and pad >= size):
+                raise ShapeError(f"{self.kind}: padding_mode={self.padding_mode!r} pads {pad} on a "
+                                 f"side of {fmt_shape(x.shape)}, whose dim {i + 2} has only {size}",
+                                 "reflect padding must be smaller than the input, circular at "
+                                 "most as large; or use padding_mode='zeros' or 'replicate'")
 
     def _spatial(self, x: T) -> tuple[int, ...]:
         k, s, d = (ntuple(getattr(self, n), self.dims) for n in ("kernel_size", "stride", "dilation"))
+        self._check_padding_mode(x, k, d)
         if self.padding == "same":
             return x.shape[1:]
         p = (0,) * self.dims if self.padding == "valid" else ntuple(self.padding, self.dims)

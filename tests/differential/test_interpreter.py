@@ -162,9 +162,9 @@ def test_a_long_second_operand_is_a_located_error(expr):
 
 @pytest.mark.parametrize("shape,layer,words", [
     ("float[2, 3, 8]", 'conv2d(2, 3, padding=3, padding_mode="reflect")',
-     "smaller than its size 3"),
-    ("float[2, 3, 8]", 'conv2d(2, 7, padding="same", padding_mode="reflect")', "by 3"),
-    ("float[2, 2]", 'conv1d(2, 3, padding=3, padding_mode="circular")', "at most its size 2"),
+     "pads 3 on a side"),
+    ("float[2, 3, 8]", 'conv2d(2, 7, padding="same", padding_mode="reflect")', "pads 3 on a"),
+    ("float[2, 2]", 'conv1d(2, 3, padding=3, padding_mode="circular")', "has only 2"),
     ("float[2, 3, 8]", "conv2d(2, 3, padding=[1, 1, 1])", "padding has 3 values"),
     ("float[2, 2, 6, 6]", "avgpool3d(3, padding=1)", "smaller than the window"),
 ])
