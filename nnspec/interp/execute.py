@@ -32,7 +32,7 @@ def execute(root: ModuleDef, state: Mapping[str, torch.Tensor], inputs: Sequence
         raise ValueError(f"{root.name} takes {len(root.inputs)} inputs, got {len(inputs)}")
     lower(root)  # names unnamed children as the built module does (keeps names already given)
     aliases: dict[str, str] = {}
-    _collect_ties(root, "", aliases, set())
+    _collect_ties(root, "", aliases)
     run = _Run(state, aliases, _float_dtype(state, inputs), trace)
     with torch.no_grad():
         return run.module(root, "", list(inputs))
@@ -52,15 +52,15 @@ def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
 
-def _collect_ties(child: Child, prefix: str, aliases: dict[str, str], seen: set) -> None:
+def _collect_ties(child: Child, prefix: str, aliases: dict[str, str]) -> None:
     """Full name of each tied parameter -> full name of its source (ModuleDef.ties paths are
     relative to the module that holds the tie)."""
     if isinstance(child, Seq):
         for i, item in enumerate(child.items):
-            _collect_ties(item, _join(prefix, str(i)), aliases, seen)
+            _collect_ties(item, _join(prefix, str(i)), aliases)
     elif isinstance(child, ModuleDef):
         for name, c in child.children:
-            _collect_ties(c, _join(prefix, name), aliases, seen)
+            _collect_ties(c, _join(prefix, name), aliases)
         for leaf, param, src, _ in child.ties:
             aliases[_join(_join(prefix, child.child_name(leaf)), param)] = _join(prefix,
                                                                                  ".".join(src))

@@ -29,7 +29,7 @@ class _ConvNd(Layer):
 
     def _check(self, x: T) -> None:
         expect_rank(x, self.dims + 1, self.kind)
-        for name in ("kernel_size", "stride", "dilation"):
+        for name in ("kernel_size", "stride", "dilation", "padding"):
             v = getattr(self, name)
             if isinstance(v, tuple) and len(v) != self.dims:
                 raise ShapeError(f"{self.kind}: {name} has {len(v)} values, expected {self.dims}")

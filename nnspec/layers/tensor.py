@@ -101,7 +101,7 @@ class Mul(_Arith):
 
 @register
 class Div(_Arith):
-    """Elementwise quotient: `a / b` in a spec (true division: always float)."""
+    """Elementwise quotient: `a / b` in a spec."""
 
     kind: ClassVar[str] = "div"
     torch_name: ClassVar[str] = "torch.div"
@@ -122,6 +122,8 @@ class Matmul(FunctionalOnly):
 
     def infer(self, ins):
         a, b = ins
+        if b.dtype != "float":  # the first input's dtype is checked with every kind's
+            raise ShapeError(f"matmul needs float tensors, got {a} @ {b}")
         if len(a.shape) < 2 or len(b.shape) < 2 or a.shape[-1] != b.shape[-2]:
             raise ShapeError(f"matmul: shapes {fmt_shape(a.shape)} and {fmt_shape(b.shape)} cannot "
                              f"be multiplied (need [..., n, k] @ [..., k, m])")
@@ -154,7 +156,10 @@ class Cat(FunctionalOnly):
                                  + ", ".join(fmt_shape(t.shape) for t in ins)
                                  + " differ outside that dim")
         size = sum(t.shape[d] for t in ins)
-        return T(ins[0].shape[:d] + (size,) + ins[0].shape[d + 1:], ins[0].dtype)
+        dtype = ins[0].dtype
+        for t in ins[1:]:
+            dtype = promote(dtype, t.dtype)  # torch.cat promotes mixed dtypes
+        return T(ins[0].shape[:d] + (size,) + ins[0].shape[d + 1:], dtype)
 
     def functional_source(self, args, ins):
         return f"torch.cat([{', '.join(args)}], dim={self.dim})"

@@ -32,10 +32,10 @@ model acts {
 model acts_fn {
   input x: float[4, 6]
   y = x * 3.0
-  out relu(y) + relu6(y) + tanh(y) + sigmoid(y) + silu(y) + swish(y) + mish(y) + hardsigmoid(y)
-      + hardswish(y) + tanhshrink(y) + gelu(y) + gelu(y, approximate="tanh") + leaky_relu(y)
-      + elu(y) + softplus(y, beta=0.5, threshold=3.0) + hardtanh(y) + softmax(y, dim=1)
-      + log_softmax(y, dim=2) + identity(y)
+  out (relu(y) + relu6(y) + tanh(y) + sigmoid(y) + silu(y) + swish(y) + mish(y) + hardsigmoid(y)
+       + hardswish(y) + tanhshrink(y) + gelu(y) + gelu(y, approximate="tanh") + leaky_relu(y)
+       + elu(y) + softplus(y, beta=0.5, threshold=3.0) + hardtanh(y) + softmax(y, dim=1)
+       + log_softmax(y, dim=2) + identity(y))
 }""",
     "dropouts": """
 model drops {
@@ -74,8 +74,10 @@ model convs {
          -> c3: conv2d(4, 2, padding=[1, 0], padding_mode="circular", bias=false)
          -> c4: conv2d(4, 3, padding="valid", padding_mode="replicate")
          -> c5: conv2d(8, 3, padding="same", groups=4)
-  b = s -> d1: conv1d(6, 4, padding="same", dilation=2) -> d2: conv1d(3, 2, stride=2, padding=2, padding_mode="reflect")
-  c = v -> e1: conv3d(3, 2, padding=1, padding_mode="replicate") -> e2: conv3d(4, [1, 2, 3], stride=[1, 2, 1])
+  b = s -> d1: conv1d(6, 4, padding="same", dilation=2)
+        -> d2: conv1d(3, 2, stride=2, padding=2, padding_mode="reflect")
+  c = v -> e1: conv3d(3, 2, padding=1, padding_mode="replicate")
+        -> e2: conv3d(4, [1, 2, 3], stride=[1, 2, 1])
   out a, b, c
 }""",
     "conv_transpose": """
@@ -106,8 +108,10 @@ model norms {
         -> bn3: batchnorm2d(track_running_stats=false) -> gn: groupnorm(3)
         -> gn2: groupnorm(2, affine=false, eps=0.01) -> in2: instancenorm2d
         -> in3: instancenorm2d(affine=true, track_running_stats=true)
-        -> ln: layernorm(dims=2) -> ln2: layernorm(bias=false) -> ln3: layernorm(elementwise_affine=false, dims=3)
-        -> rms: rmsnorm -> rms2: rmsnorm(dims=2, eps=0.001) -> rms3: rmsnorm(elementwise_affine=false)
+        -> ln: layernorm(dims=2) -> ln2: layernorm(bias=false)
+        -> ln3: layernorm(elementwise_affine=false, dims=3)
+        -> rms: rmsnorm -> rms2: rmsnorm(dims=2, eps=0.001)
+        -> rms3: rmsnorm(elementwise_affine=false)
   b = f -> bn1: batchnorm1d
   c = s -> bn4: batchnorm1d(momentum=0.3) -> in1: instancenorm1d(affine=true)
   d = v -> bn5: batchnorm3d -> in5: instancenorm3d(track_running_stats=true) -> gn3: groupnorm(4)
@@ -269,9 +273,12 @@ model trans {
         -> enc3: transformer_encoder_layer(2, 10, bias=false, layer_norm_eps=0.01)
   b = x -> enc4: transformer_encoder_layer(2, 16, src_key_padding_mask=pad)
   c = x -> dec: transformer_decoder_layer(mem, nhead=2, dim_feedforward=16)
-  d = x -> dec2: transformer_decoder_layer(mem, pad, mpad, nhead=4, dim_feedforward=8, norm_first=true, causal=true)
+  d = x -> dec2: transformer_decoder_layer(mem, pad, mpad, nhead=4, dim_feedforward=8,
+                                           norm_first=true, causal=true)
   e = x -> dec3: transformer_decoder_layer(mem, mpad, nhead=2, dim_feedforward=8)
-  f = x -> dec4: transformer_decoder_layer(mem, nhead=2, dim_feedforward=8, memory_key_padding_mask=mpad, activation="gelu", bias=false)
+  f = x -> dec4: transformer_decoder_layer(mem, nhead=2, dim_feedforward=8,
+                                           memory_key_padding_mask=mpad, activation="gelu",
+                                           bias=false)
   out a + b + c + d + e + f
 }""",
     "recurrent": """
@@ -297,12 +304,10 @@ block Pair(w) {
 model structure {
   input x: float[4, 6, 6]
   input y: float[4, 6, 6]
-  stem: conv2d(4, 1)
-  a = x -> stem -> stages: [Res(4), Res(4) * 2] -> flatten
+  a = x -> stem: conv2d(4, 1) -> stages: [Res(4), Res(4) * 2] -> flatten
   b = y -> stem -> stages -> flatten
   p, q = Pair(a, b, 5)
-  shared: linear(5)
-  out p -> shared -> shared, q -> head: linear(5, bias=false, tie=shared)
+  out p -> shared: linear(5) -> shared, q -> head: linear(5, bias=false, tie=shared)
 }""",
     "repeat_with_mask": """
 model rep {

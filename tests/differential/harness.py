@@ -262,26 +262,42 @@ def _spans(root: ModuleDef) -> dict[str, str]:
     return out
 
 
-def unseen_flops(module: ModuleDef) -> int:
-    """Per sample, the FLOPs the summary counts that flop_counter cannot see on the CPU."""
+def unseen_flops(module: ModuleDef, prefix: str = "", per_layer: dict | None = None) -> int:
+    """Per sample, the FLOPs the summary counts that flop_counter cannot see on the CPU; with
+    `per_layer`, also each layer module's part by path (summed over its calls)."""
     total = 0
     for op in module.ops:
         types = [v.type for v in op.args] + [v.type for v in op.kwargs.values()]
         outs = tuple(v.type for v in op.outs)
-        if op.target is None or isinstance(op.target, Leaf):
+        if op.target is None:
             total += op.layer.flops_unseen_on_cpu(types, outs)
+            continue
+        path = _child_path(prefix, module.child_name(op.target))
+        if isinstance(op.target, Leaf):
+            n = op.layer.flops_unseen_on_cpu(types, outs)
+            if per_layer is not None:
+                per_layer[path] = per_layer.get(path, 0) + n
+            total += n
         else:
-            total += _child_unseen(op.target)
+            total += _child_unseen(op.target, path, per_layer)
     return total
 
 
-def _child_unseen(child) -> int:
+def _child_path(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _child_unseen(child, path: str, per_layer: dict | None) -> int:
     if isinstance(child, ModuleDef):
-        return unseen_flops(child)
+        return unseen_flops(child, path, per_layer)
     if isinstance(child, Seq):
-        return sum(_child_unseen(item) for item in child.items)
+        return sum(_child_unseen(item, _child_path(path, str(i)), per_layer)
+                   for i, item in enumerate(child.items))
     outs = child.layer.infer(child.ins)
-    return child.layer.flops_unseen_on_cpu(child.ins, outs if isinstance(outs, tuple) else (outs,))
+    n = child.layer.flops_unseen_on_cpu(child.ins, outs if isinstance(outs, tuple) else (outs,))
+    if per_layer is not None:
+        per_layer[path] = per_layer.get(path, 0) + n
+    return n
 
 
 def check_flops(spec, model: nn.Module, inputs: list, summary: dict) -> int:
@@ -303,8 +319,22 @@ def check_flops(spec, model: nn.Module, inputs: list, summary: dict) -> int:
 
 
 def _flops_by_layer(spec, counter) -> str:
-    """flop_counter's per-module totals, to name the layers where the counts part."""
-    counts = counter.get_flop_counts()
-    parts = [f"{name}: {sum(c.values()):,}" for name, c in counts.items()
-             if name != "Global" and sum(c.values())]
-    return ("; by module: " + ", ".join(parts[:12])) if parts else ""
+    """The layers whose count differs: the summary's FLOPs (less the unseen part) per layer
+    module against flop_counter's count for that module."""
+    unseen: dict[str, int] = {}
+    unseen_flops(spec.ir, "", unseen)
+    summary: dict[str, int] = {}
+    for row in spec.summary()["layers"]:
+        if row["name"] in unseen:
+            summary[row["name"]] = summary.get(row["name"], 0) + row["flops"]
+    counts = {name.split(".", 1)[1]: sum(c.values())
+              for name, c in counter.get_flop_counts().items() if "." in name}
+    spans = _spans(spec.ir)
+    parts = []
+    for name, flops in summary.items():
+        want = BATCH * (flops - unseen[name])
+        if counts.get(name, 0) != want:
+            parts.append(f"{spans.get(name, '?')}: `{name}` summary {want:,}, flop_counter "
+                         f"{counts.get(name, 0):,}")
+    return ("; differing layers: " + "; ".join(parts[:8])) if parts else \
+        "; every layer module agrees, so a functional op differs"

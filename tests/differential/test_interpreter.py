@@ -4,6 +4,9 @@ each value to its checked type, and the harness reports a disagreement at the la
 where it starts."""
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -110,6 +113,14 @@ model p {
   input b: long[5]
   out a * b, a + b, b * a
 }""",
+    # cat and stack promote mixed dtypes (check gave the first input's)
+    "cat_and_stack_mixed_dtypes": """
+model p {
+  input ids: long[3]
+  input x: float[3]
+  input b: bool[3]
+  out cat(ids, x, dim=1), cat(b, ids, dim=1), stack(ids, x, dim=1), stack(b, b, dim=1)
+}""",
     # ones_like(ids, dtype="float") was float32 in a float64 model, and the linear refused it
     "float_from_long_ids": """
 model p {
@@ -138,6 +149,32 @@ def test_subtracting_a_bool_tensor_is_a_located_error(expr):
     with pytest.raises(nnspec.SpecError) as err:
         nnspec.loads(text, name="p.nn")
     assert "error[E0401]" in str(err.value) and "p.nn:4:7" in str(err.value)
+
+
+@pytest.mark.parametrize("expr", ["x @ ids", "bilinear(x, ids, 2)"])
+def test_a_long_second_operand_is_a_located_error(expr):
+    # only the first input's dtype was checked; torch refuses float @ long at run time
+    text = f"model p {{\n  input x: float[4, 4]\n  input ids: long[4, 4]\n  out {expr}\n}}"
+    with pytest.raises(nnspec.SpecError) as err:
+        nnspec.loads(text, name="p.nn")
+    assert "error[E0401]" in str(err.value) and "long" in str(err.value)
+
+
+@pytest.mark.parametrize("shape,layer,words", [
+    ("float[2, 3, 8]", 'conv2d(2, 3, padding=3, padding_mode="reflect")',
+     "pads 3 on a side"),
+    ("float[2, 3, 8]", 'conv2d(2, 7, padding="same", padding_mode="reflect")', "pads 3 on a"),
+    ("float[2, 2]", 'conv1d(2, 3, padding=3, padding_mode="circular")', "has only 2"),
+    ("float[2, 3, 8]", "conv2d(2, 3, padding=[1, 1, 1])", "padding has 3 values"),
+    ("float[2, 2, 6, 6]", "avgpool3d(3, padding=1)", "smaller than the window"),
+])
+def test_a_layer_torch_would_refuse_is_a_located_error(shape, layer, words):
+    # each of these checked, and the built model failed when it ran (found by a shape sweep of
+    # the interpreter's rules against infer)
+    text = f"model p {{\n  input x: {shape}\n  out x -> {layer}\n}}"
+    with pytest.raises(nnspec.SpecError) as err:
+        nnspec.loads(text, name="p.nn")
+    assert "error[E0401]" in str(err.value) and words in str(err.value)
 
 
 # ---- state: ties, shared layers, missing tensors -----------------------------------------------
@@ -217,12 +254,20 @@ def test_a_wrong_summary_is_reported(monkeypatch):
         check_spec(spec)
     wrong = {**summary, "params": summary["params"] + 1}
     monkeypatch.setattr(spec, "summary", lambda: wrong)
-    with pytest.raises(AssertionError, match="the summary counts 54 parameters, the built module has 53"):
+    with pytest.raises(AssertionError,
+                       match="the summary counts 54 parameters, the built module has 53"):
         check_spec(spec)
     wrong = {**summary, "flops": summary["flops"] + 1}
     monkeypatch.setattr(spec, "summary", lambda: wrong)
     with pytest.raises(AssertionError, match="flop_counter counted"):
         check_spec(spec)
+
+
+def test_a_wrong_flop_rule_is_reported_at_its_layer(monkeypatch):
+    monkeypatch.setattr(REGISTRY["linear"], "flops", lambda self, ins, outs: 7)
+    with pytest.raises(AssertionError, match=r"differing layers: m\.nn:3: `a` summary 14, "
+                                             r"flop_counter 480; m\.nn:5: `c` summary 14"):
+        check_spec(nnspec.loads(LOCATED, name="m.nn"))
 
 
 def test_inputs_fit_their_consumers():
@@ -245,3 +290,19 @@ def test_default_dtype_is_restored():
         with default_dtype(torch.float64):
             raise RuntimeError
     assert torch.get_default_dtype() == before
+
+
+def test_interpreter_shares_no_code_with_the_emitters():
+    # an independent reference: nothing from emit/ or runtime/, no layer's *_source text
+    for path in Path(interp.__file__).parent.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                module = ("." * node.level) + (node.module or "")
+                assert not any(part in ("emit", "runtime", "compile") for part in
+                               module.strip(".").split(".")), (path.name, module)
+            elif isinstance(node, ast.Import):
+                assert not any(".emit" in a.name or ".runtime" in a.name for a in node.names)
+            elif isinstance(node, ast.Attribute):
+                assert not node.attr.endswith("_source") and node.attr != "prelude", \
+                    (path.name, node.attr)
