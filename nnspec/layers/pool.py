@@ -55,12 +55,6 @@ class _Pool(Layer):
                              "use a smaller kernel_size, or pad the input first")
         ceil = self.ceil_mode  # type: ignore[attr-defined]
         out = tuple(pool_out(x.shape[1 + i], k[i], s[i], p[i], d[i], ceil) for i in range(self.dims))
-        # torch's avg_pool3d alone refuses an input smaller than the window even where padding
-        # or ceil_mode would give an output (the other poolings pool it)
-        if self.kind == "avgpool3d" and any(x.shape[1 + i] < k[i] for i in range(self.dims)):
-            raise ShapeError(f"{self.kind}: input {fmt_shape(x.shape)} is smaller than the window "
-                             f"{k}", "avgpool3d needs the input at least as large as the window "
-                             "in every spatial dim, even with padding or ceil_mode")
         if any(o <= 0 for o in out):
             raise ShapeError(f"{self.kind}: input {fmt_shape(x.shape)} is smaller than the window "
                              f"{k} (with padding {p}): output would be {out}")
