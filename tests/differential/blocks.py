@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from nnspec.layers import T
 
 from .pieces import Block, Env, Invalid, Stage, call_stage, lit
+from .recipes import Call
 
 
 class BlockDrawing:
@@ -54,7 +55,8 @@ class BlockDrawing:
         depth = self.depth
 
         def apply(ins, e):
-            outs = blk.outputs(ins, values, e.drawn)
+            inner: dict = {}
+            outs = blk.outputs(ins, values, e.drawn, inner)
             calls = e.bind.setdefault("__calls__", {}).setdefault(blk.name, set())
             if calls:
                 e.drawn.add("block_same_args" if args_text in calls else "block_different_args")
@@ -71,6 +73,8 @@ class BlockDrawing:
                 e.drawn.add("block_several_outputs")
             if stage.name and len(outs) == 1:
                 e.layers[stage.name] = ("mod", list(ins), outs)
+            if stage.name:   # `name.layer` can be reused and tied to
+                e.layers.update({f"{stage.name}.{n}": info for n, info in inner.items()})
             return outs
         stage.apply = apply
         return stage
@@ -93,7 +97,8 @@ class BlockDrawing:
             if stage is None:
                 return None
 
-            def alias_outputs(types: list[T], values: dict, drawn: set) -> list[T]:
+            def alias_outputs(types: list[T], values: dict, drawn: set,
+                              inner: dict | None = None) -> list[T]:
                 e = Env({"x": types[0]}, {**consts(), **values})
                 outs = stage.run(types, e)
                 drawn |= e.drawn
@@ -111,11 +116,15 @@ class BlockDrawing:
         text = f"block {name}({head}) {{\n" + "\n".join(lines) + "\n}"
         effects = list(body.effects)
 
-        def outputs(types: list[T], values: dict, drawn: set) -> list[T]:
+        def outputs(types: list[T], values: dict, drawn: set,
+                    inner: dict | None = None) -> list[T]:
             e = Env(dict(zip(in_names, types)), {**consts(), **values})
             for effect in effects:
                 effect(e)
             drawn |= e.drawn
+            if inner is not None:   # its named layers, with the arguments of this call
+                inner.update({n: ("leaf", Call(info[1].kind, info[1].bound(e.bind)), info[2])
+                              for n, info in e.layers.items() if info[0] == "leaf"})
             return [e.vars[v] for v in out_vars]
         blk = Block(name, params, text, outputs, len(ins), in_helper, self.depth + 1)
         b.blocks.append(blk)

@@ -16,6 +16,12 @@ if TYPE_CHECKING:
     from .specgen import Builder
 
 
+def weight(call: Call, ins: list[T], bind: dict) -> tuple[int, ...] | None:
+    layer = REGISTRY[call.kind].model_validate(
+        {k: v for k, v in call.bound(bind).items() if v is not None})
+    return layer.params(ins).get("weight")
+
+
 class Body(BlockDrawing):
     """One model or block body: its lines, and an effect per line that recomputes its types."""
 
@@ -34,7 +40,9 @@ class Body(BlockDrawing):
 
     # -- bookkeeping
     def emit(self, line: str, effect: Effect) -> None:
-        effect(self.env)             # raises Invalid before anything is recorded
+        trial = self.env.copy()      # a statement that raises Invalid leaves no trace
+        effect(trial)
+        self.env.__dict__.update(trial.__dict__)
         self.lines.append(line)
         self.effects.append(effect)
 
@@ -251,6 +259,8 @@ class Body(BlockDrawing):
                 if info is None or not self.fits_reuse(info, ins[0], e):
                     raise Invalid("reuse")
                 e.drawn.add(kind)
+                if "." in name:
+                    e.drawn.add("shared_inner_layer")
                 if info[0] == "leaf":
                     return infer(info[1], ins, e.bind)
                 return info[2]
@@ -299,7 +309,7 @@ class Body(BlockDrawing):
         t = self.env.vars[src]
         stages: list[Stage] = []
         cur = [t]
-        probe = Env(dict(self.env.vars), dict(self.env.bind), dict(self.env.layers))
+        probe = self.env.copy()
         for _ in range(self.draw(st.integers(1, 3))):
             stage = self.stage(cur[0], probe)   # probe: a layer named earlier in this flow too
             if stage is None:
@@ -460,17 +470,35 @@ class Body(BlockDrawing):
         self.use(a)
         self.new_var(out)
 
+    def projection(self) -> None:
+        """`h = v -> lN: linear(width)`: a named layer with a weight, which later statements
+        (and, through a named block, the model) may reuse or tie to."""
+        if not any(t.dtype == "float" for t in self.env.vars.values()):
+            return
+        src = self.pick_var(floats_only=True)
+        call = Call("linear", {"out_features": self.draw(st.integers(1, 6)),
+                               "bias": self.draw(st.booleans())}, positional=1)
+        self.parameterize(call, "out_features", self.env.vars[src])
+        stage = call_stage(call, self.b.fresh("l"))
+        out = self.b.fresh("h")
+
+        def effect(e: Env):
+            (e.vars[out],) = stage.run([e.vars[src]], e)
+        self.emit(f"{out} = {src} -> {stage.full()}", effect)
+        self.use(src)
+        self.new_var(out)
+
     def tie(self) -> None:
         """`name: linear(n, bias=false, tie=other)` with other's weight of the same shape."""
         leaves = [(n, info) for n, info in self.env.layers.items() if info[0] == "leaf"
                   and info[1].kind in ("linear", "embedding")]
         if not leaves:
+            self.projection()   # something to tie to next time
             return
-        target, info = self.draw(st.sampled_from(leaves))
-        call, old = info[1], info[2]
-        layer = REGISTRY[call.kind].model_validate(
-            {k: v for k, v in call.bound(self.env.bind).items() if v is not None})
-        rows, cols = layer.params(old)["weight"]
+        inner = [(n, info) for n, info in leaves if "." in n]   # a layer inside a named block
+        target, info = self.draw(st.sampled_from(inner if inner and self.draw(st.booleans())
+                                                 else leaves))
+        rows, cols = weight(info[1], info[2], self.env.bind)
         if not any(t.dtype == "float" for t in self.env.vars.values()):
             return
         src = self.pick_var(floats_only=True)
@@ -489,7 +517,12 @@ class Body(BlockDrawing):
             if prep is not None:
                 (x,) = infer(prep, [x], e.bind)
             (o,) = infer(tied, [x], e.bind)
-            e.drawn.add("tie")
+            # a replay under other arguments must still tie equal shapes (else check says E0405)
+            now = e.layers.get(target)
+            if now is None or now[0] != "leaf" or weight(now[1], now[2], e.bind) != \
+                    weight(tied, [x], e.bind):
+                raise Invalid("tie")
+            e.drawn.add("tie_inner_layer" if "." in target else "tie")
             e.layers[mine] = ("leaf", tied, [x])
             e.vars[out] = o
         try:
@@ -516,11 +549,11 @@ class Body(BlockDrawing):
     def write(self, count: int) -> None:
         for _ in range(count):
             what = self.draw(st.sampled_from(["flow", "flow", "flow", "extra", "merge", "tie",
-                                              "const", "block2", "reuse"]))
+                                              "const", "block2", "reuse", "projection"]))
             try:
                 {"flow": self.flow, "extra": self.extra_call, "merge": self.merge,
                  "tie": self.tie, "const": self.local_const, "block2": self.two_input_block,
-                 "reuse": self.reuse}[what]()
+                 "reuse": self.reuse, "projection": self.projection}[what]()
             except Invalid:
                 continue
 

@@ -104,6 +104,11 @@ class Env:
     layers: dict[str, tuple] = field(default_factory=dict)   # name -> ("leaf", call, ins) | ("mod", ins)
     drawn: set[str] = field(default_factory=set)
 
+    def copy(self) -> "Env":
+        calls = {k: set(v) for k, v in self.bind.get("__calls__", {}).items()}
+        bind = {**self.bind, "__calls__": calls} if "__calls__" in self.bind else dict(self.bind)
+        return Env(dict(self.vars), bind, dict(self.layers), set(self.drawn))
+
 
 Effect = Callable[[Env], None]
 
@@ -156,7 +161,8 @@ class Block:
     name: str
     params: list[tuple[str, Any, bool]]      # (name, first value, has a default)
     text: str
-    outputs: Callable[[list[T], dict, set], list[T]]   # (input types, arguments, drawn)
+    # (input types, arguments, drawn kinds and constructs, dict for its named layers or None)
+    outputs: Callable[..., list[T]]
     inputs: int
     in_helper: bool
     depth: int
