@@ -548,8 +548,11 @@ class Body(BlockDrawing):
 
     def write(self, count: int) -> None:
         for _ in range(count):
+            # blocks hold more named projections, and the model more ties, so that a model often
+            # ties to a layer inside one of its blocks (tie=blk.l)
+            extra = ["projection"] if self.depth else ["tie"]
             what = self.draw(st.sampled_from(["flow", "flow", "flow", "extra", "merge", "tie",
-                                              "const", "block2", "reuse", "projection"]))
+                                              "const", "block2", "reuse", "projection", *extra]))
             try:
                 {"flow": self.flow, "extra": self.extra_call, "merge": self.merge,
                  "tie": self.tie, "const": self.local_const, "block2": self.two_input_block,
