@@ -60,7 +60,8 @@ class Body(BlockDrawing):
         fresh = [v for v in options if v in self.unused]
         if self.cursor in options and self.draw(st.booleans()):
             return self.cursor
-        return self.draw(st.sampled_from(fresh if fresh and self.draw(st.integers(0, 3)) else options))
+        pool = fresh if fresh and self.draw(st.integers(0, 3)) else options
+        return self.draw(st.sampled_from(pool))
 
     # -- values in arguments and conditions
     def int_expr(self, value: int) -> Any:
@@ -88,7 +89,7 @@ class Body(BlockDrawing):
         if pick == "flag":
             name = self.draw(st.sampled_from([p for p, k in self.params.items() if k == "bool"]))
             neg = self.draw(st.booleans())
-            return Cond(("not " if neg else "") + name, lambda e: (not e.bind[name]) if neg else e.bind[name])
+            return Cond(("not " if neg else "") + name, lambda e: e.bind[name] != neg)
         if pick == "compare":
             name = self.draw(st.sampled_from([p for p, k in self.params.items() if k == "int"]))
             k = self.draw(st.integers(1, 5))
@@ -209,10 +210,12 @@ class Body(BlockDrawing):
         if bare:
             text = f"{items[0].full()} * {count}"
         else:
-            text = "[" + ", ".join(i.full() for i in items) + "]" + (f" * {count}" if count > 1 else "")
+            text = "[" + ", ".join(i.full() for i in items) + "]"
+            text += f" * {count}" if count > 1 else ""
         construct = "repeat_layer" if bare else "list" if count == 1 else "repeat_list"
 
-        stage = Stage(text, lambda ins, e: [], self.b.fresh("seq") if self.draw(st.booleans()) else None)
+        name = self.b.fresh("seq") if self.draw(st.booleans()) else None
+        stage = Stage(text, lambda ins, e: [], name)
 
         def apply(ins, e):
             if not any(i.cond is None or i.cond.value(e) for i in items):
@@ -380,7 +383,8 @@ class Body(BlockDrawing):
         if as_call:
             line = f"{out} = {render(call, [src, *tensors], keywords)}"
         else:
-            line = f"{out} = {src} -> {name + ': ' if name else ''}{render(call, tensors, keywords)}"
+            named = f"{name}: " if name else ""
+            line = f"{out} = {src} -> {named}{render(call, tensors, keywords)}"
 
         def effect(e):
             ins = [e.vars[src]] + [e.vars[v] for v in ins_vars]
@@ -507,7 +511,8 @@ class Body(BlockDrawing):
         if t.shape[-1] != cols:
             prep = Call("linear", {"out_features": cols}, positional=1)
         mine = self.b.fresh("l")
-        tied = Call("linear", {"out_features": rows, "bias": self.draw(st.booleans())}, positional=1)
+        tied = Call("linear", {"out_features": rows, "bias": self.draw(st.booleans())},
+                    positional=1)
         out = self.b.fresh("h")
         chain = ([render(prep)] if prep else []) + [f"{mine}: {render(tied)[:-1]}, tie={target})"]
         line = f"{out} = {src} -> " + " -> ".join(chain)

@@ -101,7 +101,8 @@ class Env:
 
     vars: dict[str, T]
     bind: dict[str, Any]
-    layers: dict[str, tuple] = field(default_factory=dict)   # name -> ("leaf", call, ins) | ("mod", ins)
+    # named layers by name: ("leaf", call, input types) or ("mod", input types, output types)
+    layers: dict[str, tuple] = field(default_factory=dict)
     drawn: set[str] = field(default_factory=set)
 
     def copy(self) -> "Env":

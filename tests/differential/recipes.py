@@ -138,7 +138,8 @@ def _project(width: int) -> list[Call]:
     return [Call("linear", {"out_features": width}, positional=1)]
 
 
-add(Recipe("bilinear", (1, 2), lambda d, t: {"out_features": d(ints(1, 4)), "bias": d(st.booleans())},
+add(Recipe("bilinear", (1, 2),
+           lambda d, t: {"out_features": d(ints(1, 4)), "bias": d(st.booleans())},
            extras=lambda d, t, a: [Extra(_project(d(ints(1, 4))))], width="out_features"))
 
 
@@ -173,7 +174,8 @@ def conv_args(d: Draw, t: T, transposed: bool = False) -> dict | None:
 
 
 def spatial_type(rank: int, lo: int = 3) -> Callable[[Draw], T]:
-    return lambda d: T((d(ints(1, 4)), *[d(ints(lo, 5 if rank <= 3 else 4)) for _ in range(rank - 1)]))
+    top = 5 if rank <= 3 else 4
+    return lambda d: T((d(ints(1, 4)), *[d(ints(lo, top)) for _ in range(rank - 1)]))
 
 
 for _n in (1, 2, 3):
@@ -225,7 +227,8 @@ add(Recipe("batchnorm2d", (3,), norm_args))
 add(Recipe("batchnorm3d", (4,), norm_args))
 for _n in (1, 2, 3):
     add(Recipe(f"instancenorm{_n}d", (_n + 1,), norm_args, sample=spatial_type(_n + 1, 2)))
-add(Recipe("groupnorm", (1, 2, 3), lambda d, t: {"num_groups": d(st.sampled_from(divisors(t.shape[0]))),
+add(Recipe("groupnorm", (1, 2, 3), lambda d, t: {
+    "num_groups": d(st.sampled_from(divisors(t.shape[0]))),
                                                  "affine": d(st.booleans())}))
 add(Recipe("layernorm", (1, 2, 3), lambda d, t: {"dims": d(ints(1, len(t.shape))),
                                                  "elementwise_affine": d(st.booleans()),
@@ -248,7 +251,8 @@ add(Recipe("position_embedding", (1, 2), lambda d, t: {
     "num_positions": t.shape[0] + d(ints(0, 2)), "embedding_dim": d(ints(1, 6))},
     dtypes=("float", "long"), width="embedding_dim"))
 add(Recipe("sinusoidal_position_encoding", (2,), lambda d, t: {
-    "max_len": t.shape[0] + d(ints(0, 3)), **({"d_model": t.shape[1]} if d(st.booleans()) else {})}))
+    "max_len": t.shape[0] + d(ints(0, 3)),
+    **({"d_model": t.shape[1]} if d(st.booleans()) else {})}))
 add(Recipe("parameter", (1, 2, 3), lambda d, t: {
     "shape": d(st.sampled_from([t.shape, t.shape[-1:], (1,) * (len(t.shape) - 1) + t.shape[-1:]])),
     "init": d(st.sampled_from(["zeros", "ones", "normal", "uniform"])), "std": 0.5},
@@ -291,7 +295,8 @@ def padding_mask(keep: bool) -> Extra:
 def mha_extras(d: Draw, t: T, a: dict) -> list[Extra]:
     extras = []
     if d(st.booleans()):
-        kv = [Call("transpose", {"dim0": 1, "dim1": 2}), Call("linear", {"out_features": d(ints(1, 4))},
+        kv = [Call("transpose", {"dim0": 1, "dim1": 2}),
+              Call("linear", {"out_features": d(ints(1, 4))},
                                                               positional=1),
               Call("transpose", {"dim0": 1, "dim1": 2})]   # other length, same width
         extras = [Extra(kv), Extra(kv)]
@@ -389,7 +394,8 @@ def narrow_args(d: Draw, t: T) -> dict:
 
 add(Recipe("narrow", (1, 2, 3), narrow_args))
 add(Recipe("select", (2, 3), lambda d, t: {"dim": (dim := d(ints(1, len(t.shape)))),
-                                           "index": d(ints(-t.shape[dim - 1], t.shape[dim - 1] - 1))}))
+                                           "index": d(ints(-t.shape[dim - 1],
+                                                           t.shape[dim - 1] - 1))}))
 add(Recipe("squeeze", (2, 3), lambda d, t: (
     {"dim": 1 + t.shape.index(1)} if 1 in t.shape else None),
     sample=lambda d: T((1, d(ints(1, 4))))))
@@ -443,5 +449,6 @@ def upsample_args(d: Draw, t: T) -> dict:
 
 
 add(Recipe("upsample", (2, 3, 4), upsample_args, sample=spatial_type(3, 2)))
-add(Recipe("channel_shuffle", (3,), lambda d, t: {"groups": d(st.sampled_from(divisors(t.shape[0])))},
+add(Recipe("channel_shuffle", (3,),
+           lambda d, t: {"groups": d(st.sampled_from(divisors(t.shape[0])))},
            sample=lambda d: T((d(st.sampled_from([2, 4, 6])), d(ints(1, 3)), d(ints(1, 3))))))
