@@ -106,6 +106,7 @@ def cmd_compile(args) -> int:
 def cmd_train(args) -> int:
     """Train in this process, or on every rank when the deepspeed runner started it."""
     from .train import DataError, TrainError, run
+    from .train.safeload import UnsafeCheckpoint
 
     spec = _load(args)
     try:
@@ -113,7 +114,7 @@ def cmd_train(args) -> int:
                     resume=args.resume, progress=not args.no_progress)
     except (DataError, TrainError) as err:
         print(err.render(), file=sys.stderr)
-        return EXIT_SPEC
+        return EXIT_USAGE if isinstance(err, UnsafeCheckpoint) else EXIT_SPEC
     if final is not None and int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(final, sort_keys=True))
     return 130 if (final or {}).get("status") == "interrupted" else 0
@@ -167,6 +168,7 @@ def cmd_compress(args) -> int:
     from .compress.errors import CompressError
     from .compress.pipeline import compress, summary_table
     from .train import DataError, TrainError
+    from .train.safeload import UnsafeCheckpoint
 
     spec = _load(args)
     try:
@@ -174,7 +176,7 @@ def cmd_compress(args) -> int:
                           log=lambda m: print(m, file=sys.stderr))
     except (CompressError, DataError, TrainError) as err:
         print(err.render(), file=sys.stderr)
-        return EXIT_SPEC
+        return EXIT_USAGE if isinstance(err, UnsafeCheckpoint) else EXIT_SPEC
     print(summary_table(result), end="")
     print(f"wrote {args.output}")
     return 0
