@@ -197,21 +197,25 @@ class DeepSpeedBackend:
 
 def _verify_on_every_rank(folder: Path) -> None:
     """Every rank checks every file of the checkpoint with the weights-only unpickler
-    (safeload.py) before DeepSpeed's load_checkpoint, which unpickles, opens any; all ranks then
-    raise the first refusal together, so none is left waiting in the load's collectives. A
-    torn file is left to DeepSpeed's load, which reports it as before."""
+    (safeload.py) before DeepSpeed's load_checkpoint, which unpickles, opens any of them; the
+    ranks then raise the first refusal together, so none is left waiting in the load's
+    collectives. A file that does not load at all (torn after the marker was checked) is
+    refused too: DeepSpeed only ever opens files the check has read."""
     try:
         verify_folder(folder)
         mine = None
     except UnsafeCheckpoint as err:
-        mine = (err.message, err.hint)
-    except Exception:  # noqa: BLE001 - torn: DeepSpeed's load fails on it, as it did before
-        mine = None
+        mine = ("unsafe", err.message, err.hint)
+    except Exception as err:  # noqa: BLE001 - torn, or not a torch file
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        mine = ("damaged", f"checkpoint {folder} is damaged ({first})",
+                "start without --resume, or remove the damaged checkpoint")
     refusals = [None] * torch.distributed.get_world_size()
     torch.distributed.all_gather_object(refusals, mine)
     first = next((r for r in refusals if r is not None), None)
     if first is not None:
-        raise UnsafeCheckpoint(*first)
+        kind, message, hint = first
+        raise (UnsafeCheckpoint if kind == "unsafe" else TrainError)(message, hint)
 
 
 def _cpu_float(sd: dict) -> dict[str, torch.Tensor]:

@@ -19,8 +19,11 @@ store the values they are given.
 from __future__ import annotations
 
 import importlib
+import io
 import pickle
+import pickletools
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +37,10 @@ DEEPSPEED_TYPES = (
     "deepspeed.runtime.zero.config.ZeroStageEnum",
     "deepspeed.utils.tensor_fragment.fragment_address",
 )
+
+# what torch's weights-only unpickler says when a pickle names something it does not allow
+REFUSED = re.compile(r"GLOBAL|call reduce for|create new object|Can only build")
+CODE_OPCODES = {"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "NEWOBJ", "NEWOBJ_EX"}
 
 
 class UnsafeCheckpoint(TrainError):
@@ -64,9 +71,13 @@ def safe_load(path: str | Path, mmap: bool = False) -> Any:
                     raise
                 return torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as err:
-            # torch raises UnpicklingError when the weights-only unpickler refuses what the
-            # pickle asks for; a torn zip or an empty file fails with other errors
-            raise _refusal(path, err) from None
+            # the unpickler refused a function or class the pickle names, which is what a
+            # crafted file needs to run code, or stopped early on an opcode it does not know
+            # before such a name (a bare pickle's FRAME); other files it stops on are junk,
+            # damaged as a torn zip or an empty file is
+            if REFUSED.search(str(err)) or _code_in(path)[0]:
+                raise _refusal(path) from None
+            raise
 
 
 def verify(*paths: str | Path) -> None:
@@ -102,12 +113,52 @@ def _deepspeed_types_in(path: Path) -> list[type]:
     return found
 
 
-def _refusal(path: Path, err: BaseException) -> UnsafeCheckpoint:
+def _code_in(path: Path) -> tuple[bool, list[str]]:
+    """(whether the pickles in a file import or call anything, the functions and classes they
+    name), read with pickletools, which only parses. The pickles: a bare pickle's, the several
+    of torch's legacy format, or the data.pkl of its zip format. A file crafted to run code
+    names what it calls; a torn file or one of junk does not."""
     try:
-        names = [n for n in torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
-                 if n not in DEEPSPEED_TYPES]
-    except Exception:  # noqa: BLE001 - a legacy-format or bare pickle file cannot be listed:
-        names = re.findall(r"GLOBAL ([\w.]+)", str(err))[:1]  # the unpickler's first refusal
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                member = next(n for n in z.namelist() if n.endswith("data.pkl"))
+                data = io.BytesIO(z.read(member))
+        else:
+            data = io.BytesIO(path.read_bytes())
+    except (OSError, StopIteration, zipfile.BadZipFile):
+        return False, []
+    calls, names, strings = False, [], []
+    try:
+        while data.tell() < len(data.getbuffer()):  # a legacy file: several pickles in a row
+            for op, arg, _ in pickletools.genops(data):
+                calls = calls or op.name in CODE_OPCODES
+                if isinstance(arg, str):
+                    strings.append(arg)
+                if op.name in ("GLOBAL", "INST"):
+                    names.append(arg.replace(" ", "."))
+                elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                    names.append(".".join(strings[-2:]))
+    except Exception:  # noqa: BLE001 - the storages' raw bytes after the pickles, or junk
+        pass
+    allowed = _allowed_names()
+    return calls, [n for n in dict.fromkeys(names) if n not in allowed
+                   and not (n.startswith("torch.") and n.endswith("Storage"))]
+
+
+def _allowed_names() -> set[str]:
+    """What the weights-only unpickler allows (storages aside), to name only the rest in a
+    refusal: torch's own list, read from a private function (if it moves, a refusal names
+    more), and DeepSpeed's types."""
+    try:
+        from torch._weights_only_unpickler import _get_allowed_globals
+        allowed = set(_get_allowed_globals())
+    except (ImportError, AttributeError, TypeError):
+        allowed = set()
+    return allowed | set(DEEPSPEED_TYPES)
+
+
+def _refusal(path: Path) -> UnsafeCheckpoint:
+    names = _code_in(path)[1]
     what = f" ({', '.join(names[:4])}{', ...' if len(names) > 4 else ''})" if names else ""
     return UnsafeCheckpoint(
         f"refusing to load {path}: it holds more than tensors and plain values{what}, and "
