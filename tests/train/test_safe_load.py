@@ -320,3 +320,13 @@ def test_compress_refuses_crafted_weights(local_run, tmp_path, capsys):
                        "-o", tmp_path / "out")
     assert_refused(code, err, weights, tmp_path / "canary")
     assert not (tmp_path / "out").exists()
+
+
+def test_compress_still_loads_real_pt_weights(local_run, tmp_path):
+    from nnspec.compress.errors import load_weights
+    weights = tmp_path / "weights.pt"
+    saved = load_file(local_run / "model.safetensors")
+    torch.save(saved, weights)
+    model = nnspec.load(ROOT / "specs/digits_mlp.nn").build()
+    load_weights(model, weights)
+    assert all(torch.equal(model.state_dict()[k], saved[k]) for k in saved)
