@@ -57,11 +57,15 @@ def safe_load(path: str | Path, mmap: bool = False) -> Any:
             others are read whole), for a check whose result is thrown away.
 
     Raises:
-        UnsafeCheckpoint: the file names anything else (a function, a foreign class).
+        UnsafeCheckpoint: the file names anything else (a function, a foreign class), or is
+            not a regular file (a FIFO or a device would hang the read or never end it).
         Exception: whatever torch.load raises for a torn, empty or foreign file: the caller
             reports the file as damaged, as before.
     """
     path = Path(path)
+    if path.exists() and not (path.is_file() or path.is_dir()):  # a folder fails as before
+        raise UnsafeCheckpoint(f"refusing to load {path}: it is not a regular file",
+                               "a checkpoint holds only the files `nnspec train` wrote")
     with torch.serialization.safe_globals(_deepspeed_types_in(path)):
         try:
             try:
@@ -84,10 +88,7 @@ def verify(*paths: str | Path) -> None:
     """Each file loads with the weights-only unpickler, or UnsafeCheckpoint names it; call it
     before handing the files to a loader that unpickles (DeepSpeed's). Torn files raise what
     torch.load raises."""
-    for path in map(Path, paths):
-        if not path.is_file():  # a FIFO or a device would hang or never end the read
-            raise UnsafeCheckpoint(f"refusing to load {path}: it is not a regular file",
-                                   "a checkpoint holds only the files `nnspec train` wrote")
+    for path in paths:
         safe_load(path, mmap=True)
 
 

@@ -175,18 +175,32 @@ def test_torn_and_junk_files_are_damaged_not_unsafe(tmp_path, content):
     assert not isinstance(err.value, UnsafeCheckpoint)
 
 
-def test_a_fifo_in_a_checkpoint_folder_is_refused_without_reading_it(tmp_path):
-    os.mkfifo(tmp_path / "zero_pp_rank_0_mp_rank_00_optim_states.pt")
-    done: list = []
-    t = threading.Thread(target=lambda: done.append(pytest.raises(UnsafeCheckpoint,
-                                                                  verify_folder, tmp_path)))
+def test_a_fifo_is_refused_without_reading_it(tmp_path):
+    """A FIFO among checkpoint files would hang the reader (DeepSpeed's too)."""
+    fifo = tmp_path / "zero_pp_rank_0_mp_rank_00_optim_states.pt"
+    os.mkfifo(fifo)
+    local = tmp_path / "checkpoints"
+    local.mkdir()
+    os.mkfifo(local / "step-00000009.pt")
+    checks = [lambda: verify_folder(tmp_path), lambda: safe_load(fifo),
+              lambda: LocalCheckpoints(local, 3).load_latest()]
+    errors: list = []
+
+    def each():
+        for check in checks:
+            with pytest.raises(UnsafeCheckpoint) as err:
+                check()
+            errors.append(err.value.message)
+    t = threading.Thread(target=each, daemon=True)
     t.start()
-    t.join(10)
-    if t.is_alive():  # unblock the reader before failing
-        with open(tmp_path / "zero_pp_rank_0_mp_rank_00_optim_states.pt", "wb"):
+    t.join(20)
+    for path in (fifo, local / "step-00000009.pt"):  # unblock a reader before failing
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:  # no reader on it: nothing to unblock
             pass
-        pytest.fail("verify_folder opened the FIFO")
-    assert "not a regular file" in done[0].value.message
+    assert len(errors) == len(checks), "a check opened the FIFO"
+    assert all("not a regular file" in e for e in errors)
 
 
 @pytest.mark.parametrize("kind", ["zero0", "zero0-bf16", "zero1-bf16", "zero2-offload", "zero3",
