@@ -291,7 +291,7 @@ def test_one_process_resume_refuses_a_crafted_checkpoint(local_run, tmp_path, ca
     for name in ("final.json", "model.safetensors"):
         (run_dir / name).unlink()
     crafted = craft(run_dir / "checkpoints" / "step-00000004.pt", tmp_path / "canary")
-    before = snapshot(run_dir)
+    before = snapshot(run_dir / "checkpoints")
     with pytest.raises(UnsafeCheckpoint):
         LocalCheckpoints(run_dir / "checkpoints", 3).load_latest()
     code, _, err = cli(capsys, "train", ROOT / "specs/digits_mlp.nn", "--out", run_dir,
@@ -299,7 +299,7 @@ def test_one_process_resume_refuses_a_crafted_checkpoint(local_run, tmp_path, ca
                        "--set", "train.checkpoint_every=2", "--set", "train.batch_size=32")
     assert_refused(code, err, crafted, tmp_path / "canary")
     assert not (run_dir / "final.json").exists() and not (run_dir / "model.safetensors").exists()
-    assert snapshot(run_dir) == before
+    assert snapshot(run_dir / "checkpoints") == before
 
 
 def test_resume_under_deepspeed_refuses_a_crafted_shard(kinds, tmp_path):
