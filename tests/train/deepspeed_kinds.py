@@ -1,6 +1,7 @@
 """A checkpoint of every kind DeepSpeed writes for nnspec, saved by one process (world size 1).
 
-    RANK=0 WORLD_SIZE=1 MASTER_ADDR=127.0.0.1 MASTER_PORT=... python -m tests.train.deepspeed_kinds OUT
+    RANK=0 WORLD_SIZE=1 MASTER_ADDR=127.0.0.1 MASTER_PORT=29500 \
+        python -m tests.train.deepspeed_kinds OUT
 
 digits_mlp is trained for two steps under each of KINDS' parallel settings (ZeRO 0-3, bf16,
 optimizer offload, a warmup schedule) into OUT/NAME/, as `nnspec train` under the runner would
