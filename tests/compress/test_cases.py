@@ -150,7 +150,9 @@ def test_bad_input_exits_nonzero_without_a_traceback_or_a_folder(root, tmp_path,
 
 def test_a_spec_without_compress_directives_is_refused(root, tmp_path, capsys):
     out = tmp_path / "out"
-    assert main(["compress", "specs/lenet5.nn", "-o", str(out), "--weights", "x.pt"]) == 1
+    weights = tmp_path / "x.pt"
+    weights.write_bytes(b"")
+    assert main(["compress", "specs/lenet5.nn", "-o", str(out), "--weights", str(weights)]) == 1
     assert "no compress directives" in capsys.readouterr().err
     assert not out.exists()
 
