@@ -129,7 +129,8 @@ def _out_of_memory(err: BaseException) -> Exception:
     if isinstance(err, MemoryError):
         return UsageError(f"out of memory: {text or 'an allocation failed'}; use smaller data, "
                           "batches or model")
-    if "not enough memory" in text or "out of memory" in text.lower():
+    if any(words in text.lower() for words in ("not enough memory", "out of memory",
+                                                 "can't allocate memory")):
         return UsageError(f"out of memory: {text}")
     return err
 

@@ -17,6 +17,7 @@ import errno
 import json
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Mapping
@@ -108,19 +109,23 @@ def write_folder(dest: Path, files: Mapping[str, bytes | str], kind: str,
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     stage = _stage(dest, files, kind, executable)
+    placed = False
     try:
         for _ in range(RETRIES):
-            if _place(stage, dest, kind):
+            placed = _place(stage, dest, kind)
+            if placed:
                 return
         raise OutputError(f"{dest}: other processes keep replacing it; try again")
     finally:
-        if stage.exists():
+        if not placed and stage.exists():  # still only our staged files
             shutil.rmtree(stage, ignore_errors=True)
 
 
 def _stage(dest: Path, files: Mapping[str, bytes | str], kind: str,
            executable: frozenset[str]) -> Path:
-    stage = Path(tempfile.mkdtemp(prefix=f".{dest.name}.nnspec-", dir=dest.parent))
+    _sweep_stale(dest)
+    stage = Path(tempfile.mkdtemp(prefix=f"{_stage_prefix(dest)}{os.getpid()}-",
+                                  dir=dest.parent))
     try:
         os.chmod(stage, file_mode(executable=True))
         for name, data in files.items():
@@ -131,6 +136,31 @@ def _stage(dest: Path, files: Mapping[str, bytes | str], kind: str,
         shutil.rmtree(stage, ignore_errors=True)
         raise
     return stage
+
+
+def _stage_prefix(dest: Path) -> str:
+    return f".{dest.name}.nnspec-"
+
+
+def _sweep_stale(dest: Path) -> None:
+    """Remove staging folders beside `dest` left by a process that was killed (its pid is in the
+    name and no longer runs): they are nnspec's own temporary folders, never a user's."""
+    prefix = _stage_prefix(dest)
+    for entry in os.listdir(dest.parent):
+        rest = entry[len(prefix):] if entry.startswith(prefix) else ""
+        pid = rest.split("-")[1] if rest.startswith("old-") else rest.split("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(dest.parent / entry, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _write_file(path: Path, data: bytes | str, executable: bool) -> None:
@@ -162,6 +192,11 @@ def _place(stage: Path, dest: Path, kind: str) -> bool:
     if old is None:
         return False
     _remove_output(old, kind)
+    if old.exists():  # someone added a file after our look: keep it, under a name to find
+        kept = Path(tempfile.mkdtemp(prefix=f"{dest.name}.kept-", dir=dest.parent))
+        os.rename(old, kept)
+        print(f"nnspec: warning: {kept} holds files found in the earlier {dest}",
+              file=sys.stderr)
     _fsync_dir(dest.parent)
     return True
 
@@ -185,7 +220,8 @@ def _swap_in(stage: Path, dest: Path) -> Path | None:
     `dest` vanished, so the caller tries the plain rename again)."""
     if _rename_exchange(stage, dest):
         return stage
-    aside = Path(tempfile.mkdtemp(prefix=f".{dest.name}.nnspec-old-", dir=dest.parent))
+    aside = Path(tempfile.mkdtemp(prefix=f"{_stage_prefix(dest)}old-{os.getpid()}-",
+                                  dir=dest.parent))
     try:
         os.rename(dest, aside)  # aside is empty, so this replaces it
     except FileNotFoundError:
@@ -194,7 +230,7 @@ def _swap_in(stage: Path, dest: Path) -> Path | None:
     try:
         os.rename(stage, dest)
     except OSError:  # another process put its output there first: ours is dropped, theirs stays
-        pass
+        shutil.rmtree(stage, ignore_errors=True)
     return aside
 
 

@@ -288,8 +288,10 @@ def _synthetic(ctx: _Context, shape: Any = None, classes: int | None = None,
                         "e.g. synthetic(shape=[3, 32, 32], classes=10, size=2048)")
     out = ctx.output
     classes = classes or (out.shape[-1] if out.shape else 1)
-    per_sample = math.prod(shape) + (1 if port.dtype == "long" else classes)
-    _fits_in_memory(12 * size * per_sample, f"{ctx.what} ({size} samples of {list(shape)})")
+    width = math.prod(shape)  # the samples, and the projection that labels them (float inputs)
+    projection = 0 if port.dtype == "long" else width * max(classes, math.prod(out.shape))
+    _fits_in_memory(12 * (size * (width + 1) + projection),
+                    f"{ctx.what} ({size} samples of {list(shape)})")
     rng = np.random.default_rng(np.random.SeedSequence([ctx.seed, 2]))
     if port.dtype == "long":
         start = rng.integers(0, classes, size=(size, 1))

@@ -437,8 +437,9 @@ def run(spec, train: TrainSpec | None = None, parallel: ParallelSpec | None = No
     if multi:
         distributed.init_process_group()
     backend = trainer = None
+    created: list[Path] = []  # what the run made before its first output, undone on failure
     try:
-        out_dir = _claim_out_dir(out_dir, spec, resume, data, multi, rank)
+        out_dir, created = _claim_out_dir(out_dir, spec, resume, data, multi, rank)
         distributed.barrier()
         seed_everything(train.seed)
         if multi and stages > 1:
@@ -459,10 +460,14 @@ def run(spec, train: TrainSpec | None = None, parallel: ParallelSpec | None = No
             log.warning("no checkpoint in %s: starting from scratch", trainer.ckpt_dir)
         state = state or LoopState()
         trainer.open(state)
+        created = []  # the run's outputs begin: from here on its folder is kept
         status = trainer.fit(state, stop_at)
         if status in ("interrupted", "stopped"):
             return {"status": status, "step": state.step, **state.last_eval}
         return trainer.finish(state, status)
+    except BaseException:
+        runs.abandon(created)
+        raise
     finally:
         if trainer is not None:
             trainer.close()
@@ -494,14 +499,20 @@ def _emit(train: TrainSpec, parallel: ParallelSpec, world: int, total: int) -> d
 
 
 def _claim_out_dir(out_dir: Path | None, spec, resume: bool, data: Data, multi: bool,
-                   rank: int) -> Path:
+                   rank: int) -> tuple[Path, list[Path]]:
     """The run's folder, the same on every rank: rank 0 claims a new one when none was given
-    (and tells the others), clears an earlier run's files when starting over, records the run."""
+    (and tells the others), clears an earlier run's files when starting over, records the run.
+    Also returns what rank 0 created (for runs.abandon)."""
+    created: list[Path] = []
     if rank == 0:
         if out_dir is None:
+            parent = runs.RUNS_ROOT / spec.name
+            created = [p for p in (*reversed(parent.parents), parent)
+                       if p.name and not p.exists()]
             out_dir = runs.new_run_folder(spec.name)
+            created.append(out_dir)
             print(f"run folder: {out_dir}", file=sys.stderr, flush=True)
-        runs.prepare(out_dir, spec, resume, data.vocab)
+        created += runs.prepare(out_dir, spec, resume, data.vocab)
     if multi:
         out_dir = Path(distributed.broadcast(None if out_dir is None else str(out_dir)))
-    return out_dir
+    return out_dir, created

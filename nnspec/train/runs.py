@@ -82,15 +82,33 @@ def read_record(out: Path) -> dict | None:
     return record if isinstance(record, dict) else None
 
 
-def prepare(out: Path, spec, resume: bool, vocab) -> None:
+def prepare(out: Path, spec, resume: bool, vocab) -> list[Path]:
     """Rank 0, after the check: create `out`, clear an earlier run's files when the run starts
-    over (only nnspec's own names), and record the run."""
+    over (only nnspec's own names), and record the run. Returns the paths this created, for
+    `abandon`."""
+    created = [p for p in (*reversed(out.parents), out) if not p.exists()]
     out.mkdir(parents=True, exist_ok=True)
     if not resume or not steps_in(out / "checkpoints"):
         _remove_run_files(out)
-    atomic_write_json(out / RECORD, _identity(spec))
+    written = {out / RECORD: _identity(spec)}
+    if vocab is not None:
+        written[out / "vocab.json"] = vocab
+    created += [path for path in written if not path.exists()]
+    atomic_write_json(out / RECORD, written[out / RECORD])
     if vocab is not None:
         atomic_write_text(out / "vocab.json", json.dumps(vocab) + "\n")
+    return created
+
+
+def abandon(created: list[Path]) -> None:
+    """Undo `prepare` (and a folder `new_run_folder` claimed) for a run that failed before it
+    wrote anything else, e.g. out of memory building its model: nothing is left behind. Folders
+    are removed only while empty."""
+    for path in reversed(created):
+        try:
+            path.rmdir() if path.is_dir() else path.unlink()
+        except OSError:
+            return
 
 
 def _identity(spec) -> dict:
