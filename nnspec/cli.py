@@ -144,6 +144,8 @@ def cmd_launch(args) -> int:
 
     positive("--num-accelerators", args.num_accelerators)
     positive("--num-gpus", args.num_gpus)
+    if args.resume and args.out is None:
+        raise UsageError("--resume needs --out: the folder of the run to continue")
     spec = _load(args)
     if args.out is not None:
         check_out_dir(args.out, spec, args.resume, args.overwrite)
@@ -161,7 +163,7 @@ def cmd_launch(args) -> int:
     exe = shutil.which("nnspec") or str(Path(sys.argv[0]).resolve())
     cmd += ["--no_python", "--no_local_rank", exe, "train", args.spec]
     cmd += [f"--set={item}" for item in args.set]
-    cmd += [flag for flag in ("--resume", "--overwrite") if getattr(args, flag[2:])]
+    cmd += [opt for opt in ("--resume", "--overwrite") if getattr(args, opt[2:])]
     if args.dry_run:  # claims no folder: without --out, the runner's rank 0 claims one
         print(shlex.join(cmd + (["--out", args.out] if args.out else [])))
         return 0

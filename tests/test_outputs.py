@@ -36,7 +36,7 @@ def test_a_second_compile_replaces_the_first_whole_and_leaves_no_temporary_files
     out = tmp_path / "out"
     assert main(["compile", LENET, "-o", str(out)]) == 0
     assert main(["compile", MLP, "-o", str(out)]) == 0
-    assert "digits_mlp" in json.dumps(json.loads((out / "summary.json").read_text()))
+    assert json.loads((out / "summary.json").read_text())["model"].startswith("digits_mlp(")
     assert listing(out) == [outputs.MARKER, *COMPILED]
     assert listing(tmp_path) == ["out"]
 
@@ -276,7 +276,6 @@ def test_usage_errors_are_one_line_exit_2_and_write_nothing(case, tmp_path, monk
     assert err.startswith("nnspec: error: ") and err.count("\n") == 1, err
     assert "Traceback" not in err
     assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before
-    assert Path("/dev/null").is_char_device()
 
 
 def test_plan_uses_the_one_default_parameter_limit():
