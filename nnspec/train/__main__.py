@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     from .. import SpecError, load
     from ..cli import UsageError, parse_set
     from . import distributed, run
+    from ..outputs import OutputError
     from .errors import TrainError
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
@@ -86,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_SPEC
     except TrainError as err:
         say(err.render())
+        return EXIT_USAGE
+    except OutputError as err:  # a non-empty --out without --resume, a file as --out
+        say(f"error: {err}")
         return EXIT_USAGE
     except KeyboardInterrupt:  # the same signal twice: no checkpoint could be agreed on
         say("interrupted")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv as _csv
 import inspect
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -287,6 +288,10 @@ def _synthetic(ctx: _Context, shape: Any = None, classes: int | None = None,
                         "e.g. synthetic(shape=[3, 32, 32], classes=10, size=2048)")
     out = ctx.output
     classes = classes or (out.shape[-1] if out.shape else 1)
+    width = math.prod(shape)  # the samples, and the projection that labels them (float inputs)
+    projection = 0 if port.dtype == "long" else width * max(classes, math.prod(out.shape))
+    _fits_in_memory(12 * (size * (width + 1) + projection),
+                    f"{ctx.what} ({size} samples of {list(shape)})")
     rng = np.random.default_rng(np.random.SeedSequence([ctx.seed, 2]))
     if port.dtype == "long":
         start = rng.integers(0, classes, size=(size, 1))
@@ -302,6 +307,26 @@ def _synthetic(ctx: _Context, shape: Any = None, classes: int | None = None,
     w = rng.standard_normal((flat.shape[1], math.prod(out.shape))).astype(np.float32)
     y = flat @ w / math.sqrt(flat.shape[1])
     return _Raw({"": x}, (y > 0).astype(np.float32) if ctx.target == "binary" else y)
+
+
+def _fits_in_memory(nbytes: int, what: str) -> None:
+    """MemoryError with the sizes, before numpy tries (and fails with "455 PiB") or the machine
+    starts swapping; 12 bytes an element: float64 draws beside their float32 copy."""
+    try:
+        available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (OSError, ValueError):
+        return
+    if nbytes > available:
+        raise MemoryError(f"{what} needs about {_bytes(nbytes)}, more than this machine's "
+                          f"{_bytes(available)} of memory")
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
 
 
 # ---- user files --------------------------------------------------------------------------------

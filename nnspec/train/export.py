@@ -17,12 +17,12 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
 from pathlib import Path
 
 import torch
 
-from .checkpoint import MARKER, atomic_save, is_complete, steps_in
+from ..outputs import replace_file
+from .checkpoint import MARKER, is_complete, steps_in
 from .errors import TrainError
 from .safeload import UnsafeCheckpoint, safe_load, verify_folder
 
@@ -262,18 +262,11 @@ def _fit(sd: dict[str, torch.Tensor], model: torch.nn.Module, name: str
 
 def _write(sd: dict[str, torch.Tensor], out: Path, kind: str) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
-    if kind == "torch":
-        atomic_save(sd, out)
+    if kind == "torch":  # a temporary file of its own, so concurrent exports never mix
+        replace_file(out, lambda tmp: torch.save(sd, tmp))
         return
     from safetensors.torch import save_file
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        save_file(sd, str(tmp), metadata={"format": "pt"})
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    replace_file(out, lambda tmp: save_file(sd, str(tmp), metadata={"format": "pt"}))
 
 
 def _first_line(err: BaseException) -> str:
