@@ -233,7 +233,9 @@ def _use_target(base: Path, item: S.Use, reporter: Reporter) -> Path | None:
         except (OSError, RuntimeError, ValueError):  # RuntimeError: Python 3.11's link loop
             problem = "E0606", "leads into a symbolic link loop", NOT_A_PATH_HELP
     code, why, help = problem
-    reporter.error(code, f"`use` path `{_escaped(item.path)}` {why}", item.span, help)
+    shown = _escaped(item.path)
+    shown = shown if len(shown) <= 80 else shown[:60] + "..."  # the line below shows it whole
+    reporter.error(code, f"`use` path `{shown}` {why}", item.span, help)
     return None
 
 
