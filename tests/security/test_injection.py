@@ -313,6 +313,8 @@ def test_build_gives_each_hostile_string_back(sandbox, tmp_path, encode):
             continue
         assert_source_holds_data(built.source, [text], [], [str(canary)])
         assert built.build()(torch.zeros(1, 4)).shape == (1, 4)
+        title = built.summary_table().splitlines()[0]  # printed by `nnspec summary`
+        assert title.isprintable() and title.startswith("m(p=")
         guard.check(repr(text))
 
 
