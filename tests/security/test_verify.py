@@ -75,6 +75,9 @@ HOSTILE_FORWARD = [
     "[open('{canary}', 'w') for _ in range(1)]",
     "f\"{{open('{canary}', 'w')}}\"",
     "print('hello')",
+    "super().forward(x)",
+    "x.numpy().tofile('{canary}')",
+    "self.fc.weight.data.numpy().tofile('{canary}')",
 ]
 
 
