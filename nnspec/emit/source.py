@@ -154,16 +154,23 @@ def _op_lines(op: Op, module: ModuleDef, low: Lowered, var=None, attr: str | Non
 def _seq_lines(seq: Seq, attr: str, args: list[str], out: str, comment: str, var):
     first = args[0]
     extras = [[var(v) for v in e] for e in seq.extras]
-    if all(e == extras[0] for e in extras):
-        rest = "".join(f", {e}" for e in extras[0])
+    # a layer kind binds its extra tensors through call_source (a padding mask goes in by
+    # keyword), as infer bound them; a block takes them in order
+    loop = [_item_call(item, "m", [out] + e) for item, e in zip(seq.items, extras)]
+    if all(call == loop[0] for call in loop):
         lines = [f"        {out} = {first}"] if out != first else []
         return lines + [f"        for m in {attr}:",
-                        f"            {out} = m({out}{rest}){comment}"]
+                        f"            {out} = {loop[0]}{comment}"]
     lines = []
     cur = first
-    for i, e in enumerate(extras):
-        rest = "".join(f", {x}" for x in e)
-        lines.append(f"        {out} = {attr}[{i}]({cur}{rest})")
+    for i, (item, e) in enumerate(zip(seq.items, extras)):
+        lines.append(f"        {out} = {_item_call(item, f'{attr}[{i}]', [cur] + e)}")
         cur = out
     lines[-1] += comment
     return lines
+
+
+def _item_call(item, module: str, args: list[str]) -> str:
+    if isinstance(item, Leaf):
+        return item.layer.call_source(module, args, item.ins)
+    return f"{module}({', '.join(args)})"

@@ -29,7 +29,7 @@ class _ConvNd(Layer):
 
     def _check(self, x: T) -> None:
         expect_rank(x, self.dims + 1, self.kind)
-        for name in ("kernel_size", "stride", "dilation"):
+        for name in ("kernel_size", "stride", "dilation", "padding"):
             v = getattr(self, name)
             if isinstance(v, tuple) and len(v) != self.dims:
                 raise ShapeError(f"{self.kind}: {name} has {len(v)} values, expected {self.dims}")
@@ -40,8 +40,26 @@ class _ConvNd(Layer):
         if self.padding == "same" and any(s != 1 for s in ntuple(self.stride, self.dims)):
             raise ShapeError(f"{self.kind}: padding='same' needs stride 1")
 
+    def _check_padding_mode(self, x: T, k: tuple[int, ...], d: tuple[int, ...]) -> None:
+        """reflect and circular padding read the input's own values, so torch refuses a padding
+        wider than the input (reflect: as wide, too) when the model runs; say so at check."""
+        if self.padding_mode not in ("reflect", "circular") or self.padding == "valid":
+            return
+        if self.padding == "same":
+            pads = tuple(d[i] * (k[i] - 1) - d[i] * (k[i] - 1) // 2 for i in range(self.dims))
+        else:
+            pads = ntuple(self.padding, self.dims)
+        for i, pad in enumerate(pads):
+            size = x.shape[1 + i]
+            if pad > size or (self.padding_mode == "reflect" and pad >= size):
+                raise ShapeError(f"{self.kind}: padding_mode={self.padding_mode!r} pads {pad} on a "
+                                 f"side of {fmt_shape(x.shape)}, whose dim {i + 2} has only {size}",
+                                 "reflect padding must be smaller than the input, circular at "
+                                 "most as large; or use padding_mode='zeros' or 'replicate'")
+
     def _spatial(self, x: T) -> tuple[int, ...]:
         k, s, d = (ntuple(getattr(self, n), self.dims) for n in ("kernel_size", "stride", "dilation"))
+        self._check_padding_mode(x, k, d)
         if self.padding == "same":
             return x.shape[1:]
         p = (0,) * self.dims if self.padding == "valid" else ntuple(self.padding, self.dims)

@@ -174,7 +174,10 @@ class _FillLike(FunctionalOnly):
         dtype = self.dtype
         if dtype is None or dtype == ins[0].dtype:
             return f"torch.{self.fill}_like({args[0]})"
-        return f"torch.{self.fill}_like({args[0]}, dtype=torch.{dtype})"
+        # "float" is the dtype float tensors are made in (as a module's parameters are), not
+        # float32: a model in float64 would otherwise mix float32 into its layers
+        torch_dtype = "torch.get_default_dtype()" if dtype == "float" else f"torch.{dtype}"
+        return f"torch.{self.fill}_like({args[0]}, dtype={torch_dtype})"
 
 
 @register

@@ -52,6 +52,8 @@ class Bilinear(Layer):
 
     def infer(self, ins):
         a, b = ins
+        if b.dtype != "float":  # the first input's dtype is checked with every kind's
+            raise ShapeError(f"bilinear needs float inputs, got {a} and {b}")
         if not a.shape or not b.shape or a.shape[:-1] != b.shape[:-1]:
             raise ShapeError(f"bilinear expects inputs that agree on all but the last dim, got "
                              f"{fmt_shape(a.shape)} and {fmt_shape(b.shape)}")

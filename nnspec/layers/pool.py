@@ -47,6 +47,12 @@ class _Pool(Layer):
         d = self._dilation()
         if any(2 * pi > ki for pi, ki in zip(p, k)):
             raise ShapeError(f"{self.kind}: padding {p} must be at most half the kernel size {k}")
+        if self.kind == "avgpool3d" and any(x.shape[1 + i] < k[i] for i in range(self.dims)):
+            # torch's avg_pool3d (alone among the pools) refuses an input smaller than the window
+            # even when the padding would make room
+            raise ShapeError(f"{self.kind}: input {fmt_shape(x.shape)} is smaller than the window "
+                             f"{k} (torch's avg_pool3d does not count the padding here)",
+                             "use a smaller kernel_size, or pad the input first")
         ceil = self.ceil_mode  # type: ignore[attr-defined]
         out = tuple(pool_out(x.shape[1 + i], k[i], s[i], p[i], d[i], ceil) for i in range(self.dims))
         if any(o <= 0 for o in out):

@@ -12,7 +12,7 @@ from typing import ClassVar, Literal, Optional, Union
 from pydantic import Field, PositiveFloat, PositiveInt, field_validator
 
 from .base import Layer, ShapeError, T, fmt_shape, norm_dim, numel, py, register
-from .tensor import FunctionalOnly
+from .tensor import FunctionalOnly, promote
 
 ANY_DTYPE = ("float", "long", "bool")
 
@@ -307,7 +307,10 @@ class Stack(FunctionalOnly):
             raise ShapeError("stack needs equal shapes, got "
                              + ", ".join(fmt_shape(t.shape) for t in ins))
         d = norm_dim(self.dim, len(s) + 1, f"stack of {fmt_shape(s)}")
-        return T(s[:d] + (len(ins),) + s[d:], ins[0].dtype)
+        dtype = ins[0].dtype
+        for t in ins[1:]:
+            dtype = promote(dtype, t.dtype)  # torch.stack promotes mixed dtypes
+        return T(s[:d] + (len(ins),) + s[d:], dtype)
 
     def functional_source(self, args, ins):
         return f"torch.stack([{', '.join(args)}], dim={py(self.dim)})"
@@ -357,6 +360,10 @@ class Pad(FunctionalOnly):
             if self.mode == "circular" and max(before, after) > s[d]:
                 raise ShapeError(f"pad: circular padding {(before, after)} is larger than dim "
                                  f"{d + 1} of {fmt_shape(x.shape)} (size {s[d]})")
+            if s[d] + min(before, 0) + min(after, 0) < 0:
+                # torch crops the negative sides first, each from the input as it is
+                raise ShapeError(f"pad: cropping {(before, after)} removes more than dim {d + 1} "
+                                 f"of {fmt_shape(x.shape)} holds (size {s[d]})")
             s[d] += before + after
             if s[d] <= 0:
                 raise ShapeError(f"pad: padding {(before, after)} leaves nothing of dim {d + 1} of "

@@ -23,8 +23,15 @@ def broadcast(a: T, b: T, what: str) -> T:
                              f"(dim {i + 1}: {x} vs {y})",
                              "the two sides must have equal shapes or broadcast (one of them 1)")
         out.append(max(x, y))
-    dtype = "float" if "float" in (a.dtype, b.dtype) else a.dtype
-    return T(tuple(out), dtype)
+    return T(tuple(out), promote(a.dtype, b.dtype))
+
+
+def promote(a: str, b: str) -> str:
+    """torch's type promotion between two tensors: float over long over bool."""
+    for dtype in ("float", "long"):
+        if dtype in (a, b):
+            return dtype
+    return "bool"
 
 
 class FunctionalOnly(Layer):
@@ -74,6 +81,14 @@ class Sub(_Arith):
     torch_name: ClassVar[str] = "torch.sub"
     symbol: ClassVar[str] = "-"
 
+    def infer(self, ins):
+        # torch refuses `-` with a bool tensor on either side
+        if any(t.dtype == "bool" for t in ins):
+            raise ShapeError(f"sub: `-` with a bool tensor ({' and '.join(str(t) for t in ins)}) "
+                             "is not defined", "for a mask, use `1 - x` on a long or float "
+                             "version of it, e.g. zeros_like(x, dtype=\"long\") + x")
+        return super().infer(ins)
+
 
 @register
 class Mul(_Arith):
@@ -92,6 +107,10 @@ class Div(_Arith):
     torch_name: ClassVar[str] = "torch.div"
     symbol: ClassVar[str] = "/"
 
+    def infer(self, ins):
+        # `/` on integer or bool tensors is true division, as in Python: the result is float
+        return T(super().infer(ins).shape)
+
 
 @register
 class Matmul(FunctionalOnly):
@@ -103,6 +122,8 @@ class Matmul(FunctionalOnly):
 
     def infer(self, ins):
         a, b = ins
+        if b.dtype != "float":  # the first input's dtype is checked with every kind's
+            raise ShapeError(f"matmul needs float tensors, got {a} @ {b}")
         if len(a.shape) < 2 or len(b.shape) < 2 or a.shape[-1] != b.shape[-2]:
             raise ShapeError(f"matmul: shapes {fmt_shape(a.shape)} and {fmt_shape(b.shape)} cannot "
                              f"be multiplied (need [..., n, k] @ [..., k, m])")
@@ -135,7 +156,10 @@ class Cat(FunctionalOnly):
                                  + ", ".join(fmt_shape(t.shape) for t in ins)
                                  + " differ outside that dim")
         size = sum(t.shape[d] for t in ins)
-        return T(ins[0].shape[:d] + (size,) + ins[0].shape[d + 1:], ins[0].dtype)
+        dtype = ins[0].dtype
+        for t in ins[1:]:
+            dtype = promote(dtype, t.dtype)  # torch.cat promotes mixed dtypes
+        return T(ins[0].shape[:d] + (size,) + ins[0].shape[d + 1:], dtype)
 
     def functional_source(self, args, ins):
         return f"torch.cat([{', '.join(args)}], dim={py(self.dim)})"

@@ -37,10 +37,12 @@ class SinusoidalPositionEncoding(nn.Module):
 
     def __init__(self, d_model, max_len=5000):
         super().__init__()
-        position = torch.arange(max_len, dtype=torch.float32).unsqueeze(1)
-        steps = torch.arange(0, d_model, 2, dtype=torch.float32)
+        # computed and kept in float64, and cast to the input's dtype in forward: a float32 table
+        # would put float32 rounding into a float64 model
+        position = torch.arange(max_len, dtype=torch.float64).unsqueeze(1)
+        steps = torch.arange(0, d_model, 2, dtype=torch.float64)
         div = torch.exp(steps * (-math.log(10000.0) / d_model))
-        pe = torch.zeros(max_len, d_model)
+        pe = torch.zeros(max_len, d_model, dtype=torch.float64)
         pe[:, 0::2] = torch.sin(position * div)
         pe[:, 1::2] = torch.cos(position * div[: d_model // 2])
         self.register_buffer("pe", pe, persistent=False)
