@@ -31,6 +31,9 @@ DATASETS = ("digits", "iris", "wine", "breast_cancer", "synthetic", "npz", "pt",
 SCHEDULES = ("constant", "warmup_linear", "warmup_cosine", "one_cycle", "reduce_on_plateau")
 LOSSES = ("cross_entropy", "mse", "bce", "lm")
 METRICS = ("accuracy", "top_k", "perplexity", "loss")
+# what each loss wants as targets: class indices, 0/1 floats or values (train.metrics builds the
+# loss; check needs the same table without importing torch)
+LOSS_TARGETS = {"cross_entropy": "class", "lm": "class", "mse": "value", "bce": "binary"}
 
 
 class TrainSpec(_Section):

@@ -16,10 +16,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ..config import LOSS_TARGETS as TARGETS
 from ..config import Call, TrainSpec
 from .errors import TrainError, did_you_mean
 
-TARGETS = {"cross_entropy": "class", "lm": "class", "mse": "value", "bce": "binary"}
 LOSS_ARGS = {"cross_entropy": {"label_smoothing"}, "lm": {"label_smoothing"}, "mse": set(),
              "bce": {"pos_weight"}}
 METRIC_ARGS = {"accuracy": set(), "top_k": {"k"}, "perplexity": set(), "loss": set()}

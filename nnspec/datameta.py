@@ -1,0 +1,540 @@
+"""What a data set is, known without loading it: samples, per-sample shapes, labels, classes.
+
+`nnspec check` uses this to refuse a train section whose data cannot feed the model, and the
+loaders of `nnspec.train.data` use the same fit rules (`input_misfit`, `target_misfits`), so check
+and train refuse the same data with the same words. Nothing here imports torch or reads more than
+headers and small label arrays: scikit-learn's sets are known constants (tested against the real
+loaders), npz files give their array headers, a CSV its header and first rows, an image folder
+its class folders, a text file its characters (when small). What cannot be known cheaply (a `pt`
+file's contents, a large CSV's labels) is left unknown, and unknown facts raise no errors.
+"""
+from __future__ import annotations
+
+import csv as _csv
+import inspect
+import math
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from .config import Call
+from .diagnostics import did_you_mean
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+LABEL_BYTES = 16 << 20   # npz label arrays up to this size are read for their classes
+TEXT_BYTES = 16 << 20    # text files up to this size are read for their characters
+CSV_ROWS = 2             # data rows a CSV must have, and the ones check reads
+
+# where a problem is reported: the data itself, its fit to the model's inputs, to its output
+CANNOT_READ, NOT_INPUT, NOT_OUTPUT = "E0731", "E0732", "E0733"
+
+
+class DataProblem(Exception):
+    """Data that train would refuse: what is wrong, how to fix it, and its diagnostic code."""
+
+    def __init__(self, message: str, hint: Optional[str] = None, code: str = CANNOT_READ):
+        super().__init__(message)
+        self.message, self.hint, self.code = message, hint, code
+
+
+@dataclass(frozen=True)
+class Port:
+    """A model input or output as `Spec.summary()` describes it (shape without the batch)."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+
+    def __str__(self) -> str:
+        return f"{self.dtype}{list(self.shape)}"
+
+
+@dataclass(frozen=True)
+class Known:
+    """One of scikit-learn's offline sets, as its loader returns it."""
+
+    samples: int
+    shape: tuple[int, ...]
+    classes: int
+
+
+# load_digits, load_iris, load_wine, load_breast_cancer (tests/train/test_datameta.py checks these
+# against the real loaders)
+SKLEARN = {"digits": Known(1797, (8, 8), 10), "iris": Known(150, (4,), 3),
+           "wine": Known(178, (13,), 3), "breast_cancer": Known(569, (30,), 2)}
+
+
+@dataclass
+class Labels:
+    """What is known of the targets; None where it would take reading them all."""
+
+    shape: Optional[tuple[int, ...]] = ()      # per sample
+    integral: Optional[bool] = True            # every value a whole number
+    low: Optional[float] = None
+    high: Optional[float] = None
+    names: Optional[list[str]] = None          # a CSV's first class-name labels (not numbers)
+
+
+@dataclass
+class Meta:
+    """A data set's facts: per-sample shape of each input array ("" for the only one), whether
+    its values are known to be fractional, the number of samples, and the labels."""
+
+    inputs: dict[str, tuple[int, ...]]
+    labels: Labels = field(default_factory=Labels)
+    fractional: bool = False
+    samples: Optional[int] = None
+    split_by_loader: bool = False              # text() splits by position, not by samples
+
+
+@dataclass
+class Want:
+    """What the model and the train section ask of the data."""
+
+    inputs: list[Port]
+    output: Port
+    target: Optional[str]       # "class", "binary", "value"; None when the loss is unknown
+    split: float
+    base: Path
+    what: str = ""
+
+    def only_input(self) -> Port:
+        if len(self.inputs) != 1:
+            names = ", ".join(p.name for p in self.inputs)
+            raise DataProblem(f"{self.what} gives one input per sample, but the model has "
+                              f"{len(self.inputs)} ({names})", "use npz(path) or pt(path) with "
+                              "one array named after each input", NOT_INPUT)
+        return self.inputs[0]
+
+    def file(self, path: Any, kind: str = "file") -> Path:
+        if not isinstance(path, (str, Path)) or not str(path):
+            raise DataProblem(f"{self.what} needs a path, got {path!r}",
+                              f'write {kind}s as strings: "data/train.csv"')
+        p = Path(path).expanduser()
+        full = p if p.is_absolute() else self.base / p
+        exists = full.is_dir() if kind == "folder" else full.is_file()
+        if not exists:
+            where = "" if p.is_absolute() else f" (relative paths start at {self.base})"
+            raise DataProblem(f"data {kind} not found: {path}{where}",
+                              f"check the path; the {kind} must exist before training starts")
+        return full
+
+
+def describe(call: Call) -> str:
+    """`csv("a.csv", target="y")`: a data setting as it would be written in a spec."""
+    parts = [repr(a) if isinstance(a, str) else str(a) for a in call.args]
+    parts += [f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in call.kwargs.items()]
+    parts = [p.replace("'", '"') for p in parts]
+    return f"{call.name}({', '.join(parts)})" if parts else call.name
+
+
+def bind(func: Callable, name: str, what: str, call: Call) -> None:
+    """Refuse arguments that `func(ctx, ...)` (a loader or a reader) does not take."""
+    sig = inspect.signature(func)
+    try:
+        sig.bind(None, *call.args, **call.kwargs)
+    except TypeError as err:
+        params = list(sig.parameters)[1:]
+        raise DataProblem(f"{what}: {err}".replace(func.__name__ + "()", name),
+                          f"{name} takes: {', '.join(params) or 'no arguments'}") from None
+
+
+# ---- the fit rules, shared with the loaders -----------------------------------------------------
+
+def input_misfit(what: str, sample: tuple[int, ...], port: Port) -> Optional[DataProblem]:
+    """Samples reshape to an input of the same number of values, and only to that."""
+    if math.prod(sample) == math.prod(port.shape):
+        return None
+    return DataProblem(f"{what} gives samples of shape {list(sample)} ({math.prod(sample)} "
+                       f"values), but input `{port.name}` of the model is {port} "
+                       f"({math.prod(port.shape)} values)",
+                       f"declare the input as `input {port.name}: {port.dtype}{list(sample)}` or "
+                       "choose data of that shape", NOT_INPUT)
+
+
+def fractional_misfit(what: str, port: Port) -> DataProblem:
+    return DataProblem(f"{what} gives fractional values, but input `{port.name}` of the model is "
+                       f"{port}", f"declare the input as `float{list(port.shape)}`", NOT_INPUT)
+
+
+def class_shape_misfit(what: str, shape: tuple[int, ...], out: Port) -> Optional[DataProblem]:
+    """Class targets hold one index per output row: the output's shape without its last dim."""
+    want = out.shape[:-1]
+    if shape == want or (want == () and shape == (1,)):
+        return None
+    return DataProblem(f"{what} has targets of shape {list(shape)}, but a model whose output is "
+                       f"{list(out.shape)} needs class indices of shape {list(want)}",
+                       "the last output dimension holds one score per class", NOT_OUTPUT)
+
+
+def classes_misfit(what: str, classes: int, out: Port) -> Optional[DataProblem]:
+    units = out.shape[-1] if out.shape else 1
+    if classes <= units:
+        return None
+    return DataProblem(f"{what} has {classes} classes, but the model's output has {units} units",
+                       f"give the last layer {classes} outputs (in the example specs: "
+                       f"--set num_classes={classes})", NOT_OUTPUT)
+
+
+def value_shape_misfit(what: str, shape: tuple[int, ...], out: Port) -> Optional[DataProblem]:
+    if math.prod(shape) == math.prod(out.shape):
+        return None
+    return DataProblem(f"{what} has targets of shape {list(shape)}, but the model's output is "
+                       f"{list(out.shape)}", "make the last layer's output match the targets",
+                       NOT_OUTPUT)
+
+
+FRACTIONAL_TARGETS = ("has fractional targets, but the loss wants class indices",
+                      "use the mse loss for regression")
+NEGATIVE_LABELS = ("has negative class labels", "number classes from 0")
+NOT_BINARY = ("has targets other than 0 and 1, which the bce loss needs",
+              "use cross_entropy for class indices, or mse for values")
+
+
+def fit_problems(meta: Meta, want: Want) -> list[DataProblem]:
+    """Every way the data does not fit the model's inputs and the loss, as far as it is known."""
+    out: list[DataProblem] = []
+    what = want.what
+    for port in want.inputs:
+        key = port.name if port.name in meta.inputs else ""
+        if key not in meta.inputs:
+            continue
+        problem = input_misfit(what, meta.inputs[key], port)
+        if problem is None and meta.fractional and port.dtype in ("long", "bool"):
+            problem = fractional_misfit(what, port)
+        if problem is not None:
+            out.append(problem)
+    if not meta.split_by_loader and meta.samples is not None:
+        n, n_train = meta.samples, int(round(meta.samples * want.split))
+        if n_train < 1 or n_train >= n:
+            out.append(DataProblem(f"{what} has {n} samples: a split of {want.split} leaves an "
+                                   "empty training or test set",
+                                   "use more data or a split between them"))
+    out += _target_problems(meta.labels, want)
+    return out
+
+
+def _target_problems(labels: Labels, want: Want) -> list[DataProblem]:
+    what, out_port, target = want.what, want.output, want.target
+    if target is None or labels.shape is None:
+        return []
+    if target == "class":
+        if labels.integral is False:
+            return [DataProblem(f"{what} {FRACTIONAL_TARGETS[0]}", FRACTIONAL_TARGETS[1],
+                                NOT_OUTPUT)]
+        problems = [class_shape_misfit(what, labels.shape, out_port)]
+        if labels.low is not None and labels.low < 0:
+            problems.append(DataProblem(f"{what} {NEGATIVE_LABELS[0]}", NEGATIVE_LABELS[1],
+                                        NOT_OUTPUT))
+        elif labels.high is not None and problems[0] is None:
+            problems.append(classes_misfit(what, int(labels.high) + 1, out_port))
+        return [p for p in problems if p is not None]
+    problem = value_shape_misfit(what, labels.shape, out_port)
+    if problem is not None:
+        return [problem]
+    if target == "binary" and labels.low is not None and labels.high is not None and (
+            labels.integral is False or labels.low < 0 or labels.high > 1):
+        return [DataProblem(f"{what} {NOT_BINARY[0]}", NOT_BINARY[1], NOT_OUTPUT)]
+    return []
+
+
+# ---- readers: one per data set kind, with its loader's arguments ---------------------------------
+
+def read_meta(call: Call, want: Want) -> Optional[Meta]:
+    """The facts of the data set `call` names, or None where nothing can be known cheaply.
+
+    Raises:
+        DataProblem: train would refuse this data (unknown name, bad arguments, missing or
+            malformed file, or a model input the kind of data cannot feed).
+    """
+    reader = READERS.get(call.name)
+    if reader is None:
+        raise DataProblem(f"unknown data set `{call.name}`", did_you_mean(call.name, READERS)
+                          or "data sets: " + ", ".join(READERS), "E0730")
+    bind(reader, call.name, want.what, call)
+    return reader(want, *call.args, **call.kwargs)
+
+
+def _known(name: str) -> Callable[..., Meta]:
+    def read(want: Want, standardize: bool = True) -> Meta:
+        want.only_input()
+        known = SKLEARN[name]
+        return Meta({"": known.shape}, Labels((), True, 0, known.classes - 1), fractional=True,
+                    samples=known.samples)
+    read.__name__ = name
+    return read
+
+
+def _digits(want: Want) -> Meta:
+    want.only_input()
+    known = SKLEARN["digits"]   # scaled to [0, 1] by /16: fractional
+    return Meta({"": known.shape}, Labels((), True, 0, known.classes - 1), fractional=True,
+                samples=known.samples)
+
+
+def _synthetic(want: Want, shape: Any = None, classes: Optional[int] = None,
+               size: int = 1024) -> Meta:
+    port = want.only_input()
+    if shape is not None and not isinstance(shape, (tuple, list)):
+        shape = (None,)  # refused below, as the loader cannot use it
+    shape = tuple(shape) if shape is not None else port.shape
+    positive = lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1  # noqa: E731
+    if not (positive(size) and size >= 2) or not all(positive(d) for d in shape) or (
+            classes is not None and not positive(classes)):
+        raise DataProblem(f"{want.what}: size, shape and classes must be positive integers",
+                          "e.g. synthetic(shape=[3, 32, 32], classes=10, size=2048)")
+    out = want.output
+    classes = classes or (out.shape[-1] if out.shape else 1)
+    if port.dtype == "long":
+        label_shape = (shape[-1],) if len(out.shape) == 2 else ()
+        return Meta({"": shape}, Labels(label_shape, True, 0, classes - 1), samples=size)
+    if want.target == "class":
+        labels = Labels((), True, 0, classes - 1)
+    elif want.target == "binary":
+        labels = Labels((math.prod(out.shape),), True, 0, 1)
+    else:
+        labels = Labels((math.prod(out.shape),), None)
+    return Meta({"": shape}, labels, fractional=True, samples=size)
+
+
+def npz_headers(path: Path) -> dict[str, tuple[tuple[int, ...], Any]]:
+    """(shape, dtype) of every array of an .npz file, from the member headers alone."""
+    import numpy as np
+
+    readers = {(1, 0): np.lib.format.read_array_header_1_0,
+               (2, 0): np.lib.format.read_array_header_2_0}
+    found = {}
+    with zipfile.ZipFile(path) as z:
+        for info in z.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            with z.open(info) as fh:
+                version = np.lib.format.read_magic(fh)
+                if version not in readers:
+                    raise ValueError(f"unsupported .npy version {version}")
+                shape, _, dtype = readers[version](fh)
+            found[info.filename[:-4]] = (tuple(shape), dtype)
+    return found
+
+
+def _npz(want: Want, path: Any, x: str = "x", y: str = "y") -> Meta:
+    import numpy as np
+
+    full = want.file(path)
+    try:
+        found = npz_headers(full)
+    except Exception as err:  # noqa: BLE001 - any reader failure is the user's file
+        raise DataProblem(f"{path} is not a readable .npz file ({type(err).__name__}: {err})",
+                          "write it with numpy.savez(path, x=..., y=...)") from None
+    names = sorted(found)
+    hint = f'name the arrays: {want.what.split("(")[0]}(path, x="...", y="...")'
+    if y not in found:
+        raise DataProblem(f"{path} has no array `{y}` (it has: {', '.join(names) or 'none'})",
+                          hint)
+    if len(want.inputs) > 1:
+        missing = [p.name for p in want.inputs if p.name not in found]
+        if missing:
+            raise DataProblem(f"{path} has no array for input `{missing[0]}` of the model (it "
+                              f"has: {', '.join(names)})", "store one array per model input, "
+                              "named after the input", NOT_INPUT)
+        xs = {p.name: found[p.name] for p in want.inputs}
+    elif x in found:
+        xs = {"": found[x]}
+    else:
+        raise DataProblem(f"{path} has no array `{x}` (it has: {', '.join(names)})", hint)
+    y_shape, y_dtype = found[y]
+    if not y_shape:
+        raise DataProblem(f"{path}: `{y}` is a single value, not one target per sample",
+                          "the first dimension counts samples")
+    for key, (shape, dtype) in xs.items():
+        if not shape or (y_shape and shape[0] != y_shape[0]):
+            raise DataProblem(f"{path}: `{key or x}` has {shape[0] if shape else 0} samples but "
+                              f"`{y}` has {y_shape[0] if y_shape else 0}",
+                              "the first dimension counts samples")
+        if not (np.issubdtype(dtype, np.number) or dtype == bool):
+            raise DataProblem(f"{path}: `{key or x}` is not numeric ({dtype})", "store numbers")
+    meta = Meta({k: s[1:] for k, (s, _) in xs.items()}, Labels(y_shape[1:], None),
+                samples=y_shape[0] if y_shape else None)
+    if y_shape and np.issubdtype(y_dtype, np.number) and \
+            math.prod(y_shape) * y_dtype.itemsize <= LABEL_BYTES:
+        with np.load(full, allow_pickle=False) as f:
+            values = f[y]
+        meta.labels = _label_stats(values)
+    return meta
+
+
+def _label_stats(y) -> Labels:
+    import numpy as np
+
+    if not y.size or not np.all(np.isfinite(y)):
+        return Labels(tuple(y.shape[1:]), None)
+    return Labels(tuple(y.shape[1:]), bool(np.all(y == np.round(y))), float(y.min()),
+                  float(y.max()))
+
+
+def _pt(want: Want, path: Any, x: str = "x", y: str = "y") -> None:
+    """A torch file tells its contents only to torch.load, which check does not import."""
+    want.file(path)
+    return None
+
+
+def _csv(want: Want, path: Any, target: Optional[str] = None, standardize: bool = True,
+         delimiter: str = ",") -> Meta:
+    want.only_input()
+    full = want.file(path)
+    rows = []
+    try:
+        with open(full, newline="", encoding="utf-8") as fh:
+            for i, row in enumerate(_csv.reader(fh, delimiter=delimiter)):
+                if any(c.strip() for c in row):
+                    rows.append((i + 1, row))
+                    if len(rows) > CSV_ROWS:
+                        break
+    except (UnicodeDecodeError, _csv.Error) as err:
+        raise DataProblem(f"{path} is not a readable CSV file ({err})",
+                          "save it as UTF-8 text") from None
+    if len(rows) <= CSV_ROWS:
+        raise DataProblem(f"{path} has {max(len(rows) - 1, 0)} data rows",
+                          "a CSV needs a header row and at least two rows of data")
+    header = [c.strip() for c in rows[0][1]]
+    if all(_is_number(c) for c in header):
+        raise DataProblem(f"{path} has no header row (its first row is all numbers)",
+                          "add a first row naming the columns")
+    target = header[-1] if target is None else target
+    if target not in header:
+        raise DataProblem(f"{path} has no column `{target}`", did_you_mean(target, header))
+    t = header.index(target)
+    labels = []
+    for lineno, row in rows[1:]:
+        if len(row) != len(header):
+            raise DataProblem(f"{path}:{lineno}: expected {len(header)} fields, got {len(row)}",
+                              "every row needs one value per column of the header")
+        for j, cell in enumerate(row):
+            if j != t and not _is_number(cell):
+                raise DataProblem(f"{path}:{lineno}: column `{header[j]}` holds "
+                                  f"{cell.strip()!r}, not a number",
+                                  "feature columns must be numeric")
+        labels.append(row[t].strip())
+    # the labels of the first rows tell the shape; classes need them all
+    bad = next((v for v in labels if not _is_number(v)), None)
+    if bad is not None and want.target not in (None, "class"):
+        raise DataProblem(f"{path}: target {bad!r} is not a number, which this loss needs",
+                          "use cross_entropy to treat the target column as class names",
+                          NOT_OUTPUT)
+    return Meta({"": (len(header) - 1,)}, Labels((), None))
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def image_classes(root: Path) -> list[Path]:
+    """The class folders of an image folder, in label order."""
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def images_port_misfit(port: Port) -> Optional[DataProblem]:
+    if len(port.shape) == 3 and port.shape[0] in (1, 3) and port.dtype == "float":
+        return None
+    return DataProblem(f"images() needs an input of shape float[C, H, W] with C = 1 or 3, but "
+                       f"input `{port.name}` is {port}", "declare `input x: float[3, 32, 32]`",
+                       NOT_INPUT)
+
+
+def _images(want: Want, folder: Any) -> Meta:
+    port = want.only_input()
+    root = want.file(folder, "folder")
+    problem = images_port_misfit(port)
+    if problem is not None:
+        raise problem
+    classes = image_classes(root)
+    counts = [sum(1 for f in sub.iterdir() if is_image(f)) for sub in classes]
+    if len(classes) < 2 or not sum(counts):
+        raise DataProblem(f"{folder} has {sum(counts)} images in {len(classes)} class folders",
+                          "put the images of each class in a sub-folder named after the class, "
+                          "with at least two classes")
+    filled = [i for i, n in enumerate(counts) if n]
+    return Meta({"": port.shape}, Labels((), True, 0, filled[-1]), fractional=True)
+
+
+def text_port_misfit(port: Port) -> Optional[DataProblem]:
+    if port.dtype == "long" and len(port.shape) == 1:
+        return None
+    return DataProblem(f"text() feeds token ids, but input `{port.name}` is {port}",
+                       "declare the input as `long[seq]`", NOT_INPUT)
+
+
+def vocab_misfit(path: Any, vocab: int, out: Port) -> Optional[DataProblem]:
+    units = out.shape[-1] if out.shape else 0
+    if vocab <= units:
+        return None
+    return DataProblem(f"{path} has {vocab} distinct characters, but the model's output has "
+                       f"{units} units", f"give the model a vocabulary of at least {vocab} "
+                       f"(in char_lstm: --set vocab={vocab})", NOT_OUTPUT)
+
+
+def positions_misfit(seq: int, out: Port) -> Optional[DataProblem]:
+    if len(out.shape) != 2 or out.shape[0] == seq:
+        return None
+    return DataProblem(f"text() needs one prediction per position, but the model maps {seq} "
+                       f"tokens to an output of {list(out.shape)}", "output [seq, vocab]",
+                       NOT_OUTPUT)
+
+
+def windows_misfit(path: Any, length: int, seq: int, split: float) -> Optional[DataProblem]:
+    """Both parts of a text (cut at `split`) need at least one window of `seq` and its target."""
+    cut = int(length * split)
+    if min(cut, length - cut) > seq:
+        return None
+    return DataProblem(f"{path} has {length} characters: too short for windows of {seq} in both "
+                       f"a training and a test part (split {split})",
+                       "use a longer text or a model with a shorter input")
+
+
+def _text(want: Want, path: Any, stride: Optional[int] = None, encoding: str = "utf-8") -> Meta:
+    port = want.only_input()
+    problem = text_port_misfit(port)
+    if problem is not None:
+        raise problem
+    full = want.file(path)
+    out, seq = want.output, port.shape[0]
+    length = None
+    if full.stat().st_size <= TEXT_BYTES:   # a larger text is not read: its checks wait for train
+        try:
+            text = full.read_text(encoding=encoding)
+        except (UnicodeDecodeError, LookupError) as err:
+            raise DataProblem(f"{path} is not {encoding} text ({err})",
+                              "pass encoding=...") from None
+        length = len(text)
+        problem = vocab_misfit(path, len(set(text)), out)
+        if problem is not None:
+            raise problem
+    problem = positions_misfit(seq, out) or (
+        windows_misfit(path, length, seq, want.split) if length is not None else None)
+    if problem is not None:
+        raise problem
+    label_shape = (seq,) if len(out.shape) == 2 else ()
+    return Meta({"": (seq,)}, Labels(label_shape, True), split_by_loader=True)
+
+
+READERS: dict[str, Callable[..., Optional[Meta]]] = {
+    "digits": _digits,
+    "iris": _known("iris"),
+    "wine": _known("wine"),
+    "breast_cancer": _known("breast_cancer"),
+    "synthetic": _synthetic,
+    "npz": _npz,
+    "pt": _pt,
+    "csv": _csv,
+    "images": _images,
+    "text": _text,
+}
