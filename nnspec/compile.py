@@ -8,6 +8,7 @@ from typing import Any
 
 from .check import DEFAULT_MAX_PARAMS, check, const_values
 from .checkpointing import checkpointed
+from .datameta import SKLEARN
 from .diagnostics import Reporter, SpecError, display_path
 from .emit.module import load_source
 from .emit.source import emit_source
@@ -20,7 +21,7 @@ from .sections import Settings, evaluate_sections
 
 # training samples of the data sets that ship with scikit-learn, for schedules that need the
 # run's length at compile time
-KNOWN_SIZES = {"digits": 1797, "iris": 150, "wine": 178, "breast_cancer": 569}
+KNOWN_SIZES = {name: known.samples for name, known in SKLEARN.items()}
 
 
 @dataclass
@@ -168,6 +169,10 @@ def _checked(program: Program, name: str, model, max_params, sets, world_size, o
     if placement_ok:
         placement_ok = _check_placement(settings, world_size or default_world_size(settings),
                                         reporter)
+    if "train" not in settings.invalid and _trains(program, sets):
+        from .datacheck import check_data
+
+        check_data(ir, program, settings, reporter)
     if ir is None:
         reporter.check()
     spec = Spec(program, ir, name, settings)
@@ -177,10 +182,6 @@ def _checked(program: Program, name: str, model, max_params, sets, world_size, o
         root = program.root if program.root.is_dir() else program.root.parent
         spec.compress_plan = read_directives(settings.compress, ir, program.sections["compress"],
                                              settings.section_spans.get("compress"), reporter, root)
-    if "train" not in settings.invalid and _trains(program, sets):
-        from .datacheck import check_data
-
-        check_data(ir, program, settings, reporter)
     if "parallel" not in settings.invalid:
         placement_ok &= _check_checkpointing(ir, settings, reporter)
     if placement_ok and settings.parallel.pipeline_stages > 1:
@@ -194,9 +195,10 @@ def _checked(program: Program, name: str, model, max_params, sets, world_size, o
 
 
 def _trains(program: Program, sets) -> bool:
-    """Whether the spec says how it is trained (a train section, or a --set train.*): only then
-    is its data checked, so a model-only spec compiles whatever the default data set is."""
-    return "train" in program.sections or any(k.startswith("train.") for k in sets or {})
+    """Whether the spec says how it is trained (a train section, or --set train.data): only then
+    is its data checked, so a model-only spec (resnet18 for 224x224 images) is not held to the
+    default data set."""
+    return "train" in program.sections or "train.data" in (sets or {})
 
 
 def _check_placement(settings: Settings, world_size: int, reporter: Reporter) -> bool:

@@ -11,22 +11,28 @@ from pathlib import Path
 
 from . import syntax as S
 from .config import LOSS_TARGETS
-from .datameta import NOT_INPUT, DataProblem, Port, Want, describe, fit_problems, read_meta
+from .datameta import (NOT_INPUT, DataProblem, Port, Want, describe, fit_problems, read_meta,
+                       unknown_data_set)
 from .diagnostics import Reporter, Span
 from .ir import ModuleDef
 from .resolve import Program
 from .sections import Settings
 
 
-def check_data(ir: ModuleDef, program: Program, settings: Settings, reporter: Reporter,
+def check_data(ir: ModuleDef | None, program: Program, settings: Settings, reporter: Reporter,
                base: Path | None = None) -> None:
     """Report (E0730-E0733) every way the train section's data cannot feed the model `ir`.
 
     Args:
+        ir: the checked model; None when it has errors: then only the data set's name is checked.
         base: where relative data paths start; train reads them from the working directory.
     """
     train = settings.train
-    if not ir.outputs:
+    where = settings.span_of("train", "data")
+    if ir is None or not ir.outputs:
+        unknown = unknown_data_set(train.data)
+        if unknown is not None:
+            reporter.error(unknown.code, unknown.message, where, unknown.hint)
         return
     inputs = [Port(name, tuple(v.type.shape), v.type.dtype)
               for name, v in zip(ir.input_names, ir.inputs)]
@@ -39,7 +45,6 @@ def check_data(ir: ModuleDef, program: Program, settings: Settings, reporter: Re
         problems = fit_problems(meta, want) if meta is not None else []
     except DataProblem as problem:
         problems = [problem]
-    where = settings.span_of("train", "data")
     declared = _input_spans(program, ir.name)
     for p in problems:
         notes = []

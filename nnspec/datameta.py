@@ -241,6 +241,13 @@ def _target_problems(labels: Labels, want: Want) -> list[DataProblem]:
 
 # ---- readers: one per data set kind, with its loader's arguments ---------------------------------
 
+def unknown_data_set(call: Call) -> Optional[DataProblem]:
+    if call.name in READERS:
+        return None
+    return DataProblem(f"unknown data set `{call.name}`", did_you_mean(call.name, READERS)
+                       or "data sets: " + ", ".join(READERS), "E0730")
+
+
 def read_meta(call: Call, want: Want) -> Optional[Meta]:
     """The facts of the data set `call` names, or None where nothing can be known cheaply.
 
@@ -248,10 +255,10 @@ def read_meta(call: Call, want: Want) -> Optional[Meta]:
         DataProblem: train would refuse this data (unknown name, bad arguments, missing or
             malformed file, or a model input the kind of data cannot feed).
     """
-    reader = READERS.get(call.name)
-    if reader is None:
-        raise DataProblem(f"unknown data set `{call.name}`", did_you_mean(call.name, READERS)
-                          or "data sets: " + ", ".join(READERS), "E0730")
+    unknown = unknown_data_set(call)
+    if unknown is not None:
+        raise unknown
+    reader = READERS[call.name]
     bind(reader, call.name, want.what, call)
     return reader(want, *call.args, **call.kwargs)
 
