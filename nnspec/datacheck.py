@@ -11,7 +11,7 @@ from pathlib import Path
 
 from . import syntax as S
 from .config import LOSS_TARGETS
-from .datameta import (NOT_INPUT, DataProblem, Port, Want, describe, fit_problems, read_meta,
+from .datameta import (NOT_INPUT, NOT_OUTPUT, DataProblem, Port, Want, describe, fit_problems, read_meta,
                        unknown_data_set)
 from .diagnostics import Reporter, Span
 from .ir import ModuleDef
@@ -46,12 +46,22 @@ def check_data(ir: ModuleDef | None, program: Program, settings: Settings, repor
     except DataProblem as problem:
         problems = [problem]
     declared = _input_spans(program, ir.name)
+    made = _output_span(ir)
     for p in problems:
         notes = []
         if p.code == NOT_INPUT:
             notes = [(f"input `{port.name}` is declared here", declared[port.name])
                      for port in inputs if f"`{port.name}`" in p.message and port.name in declared]
+        elif p.code == NOT_OUTPUT and made is not None:
+            notes = [(f"the model's output {list(want.output.shape)} is "
+                      "made here", made)]
         reporter.error(p.code, p.message, where, p.hint, notes)
+
+
+def _output_span(ir: ModuleDef) -> Span | None:
+    """The step of the forward pass that makes the model's (first) output."""
+    out = ir.outputs[0]
+    return next((op.span for op in reversed(ir.ops) if any(v is out for v in op.outs)), None)
 
 
 def _input_spans(program: Program, model: str) -> dict[str, Span]:

@@ -83,7 +83,8 @@ class Meta:
 
     inputs: dict[str, tuple[int, ...]]
     labels: Labels = field(default_factory=Labels)
-    fractional: bool = False
+    fractional: bool = False                   # some input value is not a whole number
+    finite: Optional[bool] = True              # no NaN or infinite input values
     samples: Optional[int] = None
     split_by_loader: bool = False              # text() splits by position, not by samples
 
@@ -163,9 +164,12 @@ def class_shape_misfit(what: str, shape: tuple[int, ...], out: Port) -> Optional
     want = out.shape[:-1]
     if shape == want or (want == () and shape == (1,)):
         return None
+    hint = "the last output dimension holds one score per class"
+    if shape == ():
+        hint += f": flatten or pool before the last layer, for an output of [{out.shape[-1]}]"
     return DataProblem(f"{what} has targets of shape {list(shape)}, but a model whose output is "
-                       f"{list(out.shape)} needs class indices of shape {list(want)}",
-                       "the last output dimension holds one score per class", NOT_OUTPUT)
+                       f"{list(out.shape)} needs class indices of shape {list(want)}", hint,
+                       NOT_OUTPUT)
 
 
 def classes_misfit(what: str, classes: int, out: Port) -> Optional[DataProblem]:
@@ -188,6 +192,7 @@ def value_shape_misfit(what: str, shape: tuple[int, ...], out: Port) -> Optional
 FRACTIONAL_TARGETS = ("has fractional targets, but the loss wants class indices",
                       "use the mse loss for regression")
 NEGATIVE_LABELS = ("has negative class labels", "number classes from 0")
+NOT_FINITE = ("contains NaN or infinite values", "clean the data first")
 NOT_BINARY = ("has targets other than 0 and 1, which the bce loss needs",
               "use cross_entropy for class indices, or mse for values")
 
@@ -203,6 +208,8 @@ def fit_problems(meta: Meta, want: Want) -> list[DataProblem]:
         problem = input_misfit(what, meta.inputs[key], port)
         if problem is None and meta.fractional and port.dtype in ("long", "bool"):
             problem = fractional_misfit(what, port)
+        if problem is None and meta.finite is False and port.dtype == "float":
+            problem = DataProblem(f"{what} {NOT_FINITE[0]}", NOT_FINITE[1], NOT_INPUT)
         if problem is not None:
             out.append(problem)
     if not meta.split_by_loader and meta.samples is not None:
@@ -280,17 +287,26 @@ def _digits(want: Want) -> Meta:
                 samples=known.samples)
 
 
+def synthetic_shape(what: str, port: Port, shape: Any, classes: Any, size: Any
+                    ) -> tuple[int, ...]:
+    """The per-sample shape synthetic() generates; refuses arguments it cannot use."""
+    positive = lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1  # noqa: E731
+    dims = port.shape if shape is None else tuple(shape) if isinstance(shape, (tuple, list)) \
+        else (None,)
+    if not (positive(size) and size >= 2) or not all(positive(d) for d in dims) or (
+            classes is not None and not positive(classes)):
+        raise DataProblem(f"{what}: size, shape and classes must be positive integers",
+                          "e.g. synthetic(shape=[3, 32, 32], classes=10, size=2048)")
+    if port.dtype == "long" and math.prod(dims) != dims[-1]:
+        raise DataProblem(f"{what}: token data is one sequence per sample, but shape is "
+                          f"{list(dims)}", f"use shape=[{math.prod(dims)}]", NOT_INPUT)
+    return dims
+
+
 def _synthetic(want: Want, shape: Any = None, classes: Optional[int] = None,
                size: int = 1024) -> Meta:
     port = want.only_input()
-    if shape is not None and not isinstance(shape, (tuple, list)):
-        shape = (None,)  # refused below, as the loader cannot use it
-    shape = tuple(shape) if shape is not None else port.shape
-    positive = lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1  # noqa: E731
-    if not (positive(size) and size >= 2) or not all(positive(d) for d in shape) or (
-            classes is not None and not positive(classes)):
-        raise DataProblem(f"{want.what}: size, shape and classes must be positive integers",
-                          "e.g. synthetic(shape=[3, 32, 32], classes=10, size=2048)")
+    shape = synthetic_shape(want.what, port, shape, classes, size)
     out = want.output
     classes = classes or (out.shape[-1] if out.shape else 1)
     if port.dtype == "long":
@@ -352,8 +368,7 @@ def _npz(want: Want, path: Any, x: str = "x", y: str = "y") -> Meta:
         raise DataProblem(f"{path} has no array `{x}` (it has: {', '.join(names)})", hint)
     y_shape, y_dtype = found[y]
     if not y_shape:
-        raise DataProblem(f"{path}: `{y}` is a single value, not one target per sample",
-                          "the first dimension counts samples")
+        raise scalar_labels(path, y)
     for key, (shape, dtype) in xs.items():
         if not shape or (y_shape and shape[0] != y_shape[0]):
             raise DataProblem(f"{path}: `{key or x}` has {shape[0] if shape else 0} samples but "
@@ -362,13 +377,29 @@ def _npz(want: Want, path: Any, x: str = "x", y: str = "y") -> Meta:
         if not (np.issubdtype(dtype, np.number) or dtype == bool):
             raise DataProblem(f"{path}: `{key or x}` is not numeric ({dtype})", "store numbers")
     meta = Meta({k: s[1:] for k, (s, _) in xs.items()}, Labels(y_shape[1:], None),
-                samples=y_shape[0] if y_shape else None)
-    if y_shape and np.issubdtype(y_dtype, np.number) and \
-            math.prod(y_shape) * y_dtype.itemsize <= LABEL_BYTES:
-        with np.load(full, allow_pickle=False) as f:
-            values = f[y]
-        meta.labels = _label_stats(values)
+                samples=y_shape[0])
+    # small arrays are read for what only their values tell: classes, fractions, NaNs
+    small = lambda key: math.prod(found[key][0]) * found[key][1].itemsize <= LABEL_BYTES  # noqa
+    read_y = np.issubdtype(y_dtype, np.number) and small(y)
+    read_x = [key or x for key in xs if np.issubdtype(found[key or x][1], np.floating)
+              and small(key or x)]
+    if not read_y and not read_x:
+        return meta
+    with np.load(full, allow_pickle=False) as f:
+        if read_y:
+            meta.labels = _label_stats(f[y])
+        for name in read_x:
+            values = f[name]
+            finite = bool(np.all(np.isfinite(values)))
+            meta.finite = meta.finite and finite
+            meta.fractional = meta.fractional or not finite or \
+                not np.all(values == np.round(values))
     return meta
+
+
+def scalar_labels(path: Any, y: str) -> DataProblem:
+    return DataProblem(f"{path}: `{y}` is a single value, not one target per sample",
+                       "the first dimension counts samples")
 
 
 def _label_stats(y) -> Labels:
@@ -386,7 +417,7 @@ def _pt(want: Want, path: Any, x: str = "x", y: str = "y") -> None:
     return None
 
 
-def _csv(want: Want, path: Any, target: Optional[str] = None, standardize: bool = True,
+def _csv_table(want: Want, path: Any, target: Optional[str] = None, standardize: bool = True,
          delimiter: str = ",") -> Meta:
     want.only_input()
     full = want.file(path)
@@ -514,15 +545,15 @@ def _text(want: Want, path: Any, stride: Optional[int] = None, encoding: str = "
         raise problem
     full = want.file(path)
     out, seq = want.output, port.shape[0]
-    length = None
+    length = vocab = None
     if full.stat().st_size <= TEXT_BYTES:   # a larger text is not read: its checks wait for train
         try:
             text = full.read_text(encoding=encoding)
         except (UnicodeDecodeError, LookupError) as err:
             raise DataProblem(f"{path} is not {encoding} text ({err})",
                               "pass encoding=...") from None
-        length = len(text)
-        problem = vocab_misfit(path, len(set(text)), out)
+        length, vocab = len(text), len(set(text))
+        problem = vocab_misfit(path, vocab, out)
         if problem is not None:
             raise problem
     problem = positions_misfit(seq, out) or (
@@ -530,7 +561,9 @@ def _text(want: Want, path: Any, stride: Optional[int] = None, encoding: str = "
     if problem is not None:
         raise problem
     label_shape = (seq,) if len(out.shape) == 2 else ()
-    return Meta({"": (seq,)}, Labels(label_shape, True), split_by_loader=True)
+    high = vocab - 1 if vocab else None   # token ids: every character of the text is a class
+    return Meta({"": (seq,)}, Labels(label_shape, True, 0 if vocab else None, high),
+                split_by_loader=True)
 
 
 READERS: dict[str, Callable[..., Optional[Meta]]] = {
@@ -541,7 +574,7 @@ READERS: dict[str, Callable[..., Optional[Meta]]] = {
     "synthetic": _synthetic,
     "npz": _npz,
     "pt": _pt,
-    "csv": _csv,
+    "csv": _csv_table,
     "images": _images,
     "text": _text,
 }

@@ -20,10 +20,11 @@ import torch
 
 from ..config import Call
 from ..datameta import (FRACTIONAL_TARGETS, IMAGE_SUFFIXES, NEGATIVE_LABELS, NOT_BINARY,  # noqa: F401
-                        DataProblem, Port, Want, bind, class_shape_misfit, classes_misfit,
-                        describe, image_classes, images_port_misfit, input_misfit,
-                        fractional_misfit, positions_misfit, text_port_misfit,
-                        value_shape_misfit, vocab_misfit, windows_misfit)
+                        NOT_FINITE, DataProblem, Port, Want, bind, class_shape_misfit,
+                        classes_misfit, describe, fractional_misfit, image_classes,
+                        images_port_misfit, input_misfit, npz_headers, positions_misfit,
+                        scalar_labels, synthetic_shape, text_port_misfit, value_shape_misfit,
+                        vocab_misfit, windows_misfit)
 from .errors import DataError, did_you_mean
 
 TORCH_DTYPES = {"float": torch.float32, "long": torch.int64, "bool": torch.bool}
@@ -162,7 +163,7 @@ def _fit_input(x: np.ndarray, port: Port, ctx: _Context) -> torch.Tensor:
         if not np.all(np.isfinite(x)) or not np.all(x == np.round(x)):
             _check(fractional_misfit(ctx.what, port))
     if port.dtype == "float" and not np.all(np.isfinite(x)):
-        raise DataError(f"{ctx.what} contains NaN or infinite values", "clean the data first")
+        raise DataError(f"{ctx.what} {NOT_FINITE[0]}", NOT_FINITE[1])
     return torch.as_tensor(np.ascontiguousarray(x)).to(TORCH_DTYPES[port.dtype])
 
 
@@ -217,10 +218,7 @@ def _synthetic(ctx: _Context, shape: Any = None, classes: int | None = None,
     """Random inputs with a learnable target: the argmax of a fixed random projection (float
     inputs) or the next token of a counting sequence (token inputs)."""
     port = ctx.only_input()
-    shape = tuple(shape) if shape is not None else port.shape
-    if not isinstance(size, int) or size < 2 or any(not isinstance(d, int) or d < 1 for d in shape):
-        raise DataError(f"{ctx.what}: size and shape must be positive integers",
-                        "e.g. synthetic(shape=[3, 32, 32], classes=10, size=2048)")
+    shape = synthetic_shape(ctx.what, port, shape, classes, size)
     out = ctx.output
     classes = classes or (out.shape[-1] if out.shape else 1)
     rng = np.random.default_rng(np.random.SeedSequence([ctx.seed, 2]))
@@ -260,6 +258,8 @@ def _arrays(ctx: _Context, found: dict[str, np.ndarray], x: str, y: str, path: A
         raise DataError(f"{path} has no array `{x}` (it has: {', '.join(names)})",
                         f'name the arrays: {ctx.what.split("(")[0]}(path, x="...", y="...")')
     target = found[y]
+    if np.ndim(target) < 1:
+        _check(scalar_labels(path, y))
     for key, arr in xs.items():
         if arr.ndim < 1 or len(arr) != len(target):
             raise DataError(f"{path}: `{key or x}` has {len(arr) if arr.ndim else 0} samples but "
@@ -275,6 +275,7 @@ def _npz(ctx: _Context, path: Any, x: str = "x", y: str = "y") -> _Raw:
     """`x` and `y` arrays in a NumPy .npz file (or one array per model input)."""
     full = ctx.file(path)
     try:
+        npz_headers(full)  # refuses what is not an npz as check does, in the same words
         with np.load(full, allow_pickle=False) as f:
             found = {k: f[k] for k in f.files}
     except Exception as err:  # noqa: BLE001 - any reader failure is the user's file
