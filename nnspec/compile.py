@@ -169,7 +169,7 @@ def _checked(program: Program, name: str, model, max_params, sets, world_size, o
     if placement_ok:
         placement_ok = _check_placement(settings, world_size or default_world_size(settings),
                                         reporter)
-    if "train" not in settings.invalid and _trains(program, sets):
+    if "train" not in settings.invalid and _names_data(settings):
         from .datacheck import check_data
 
         check_data(ir, program, settings, reporter)
@@ -194,11 +194,11 @@ def _checked(program: Program, name: str, model, max_params, sets, world_size, o
     return spec
 
 
-def _trains(program: Program, sets) -> bool:
-    """Whether the spec says how it is trained (a train section, or --set train.data): only then
-    is its data checked, so a model-only spec (resnet18 for 224x224 images) is not held to the
-    default data set."""
-    return "train" in program.sections or "train.data" in (sets or {})
+def _names_data(settings: Settings) -> bool:
+    """Whether the spec names its data (`data = ...` in its train section, or --set train.data):
+    only then is the data checked, so a spec that does not say it trains on the default digits
+    (resnet18 for 224x224 images, a train section only for the optimizer) is not held to it."""
+    return "data" in settings.written.get("train", {})
 
 
 def _check_placement(settings: Settings, world_size: int, reporter: Reporter) -> bool:

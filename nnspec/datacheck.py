@@ -11,8 +11,8 @@ from pathlib import Path
 
 from . import syntax as S
 from .config import LOSS_TARGETS
-from .datameta import (NOT_INPUT, NOT_OUTPUT, DataProblem, Port, Want, describe, fit_problems, read_meta,
-                       unknown_data_set)
+from .datameta import (NOT_INPUT, NOT_OUTPUT, DataProblem, Port, Want, describe, fit_problems,
+                       read_meta, unknown_data_set)
 from .diagnostics import Reporter, Span
 from .ir import ModuleDef
 from .resolve import Program

@@ -110,7 +110,8 @@ DATA = [
     (Call(name="npz", args=("ints.npz",)), True),
     (Call(name="npz"), True),
     # the classes of a CSV are known only from all its rows
-    (Call(name="csv", args=("names.csv",)), False), (Call(name="csv", args=("numbers.csv",)), False),
+    (Call(name="csv", args=("names.csv",)), False),
+    (Call(name="csv", args=("numbers.csv",)), False),
     *[(Call(name="csv", args=(f,)), True) for f in (
         "one_row.csv", "no_header.csv", "text_cell.csv", "ragged.csv", "missing.csv")],
     (Call(name="pt", args=("table.pt",)), False),

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..config import Call
-from ..datameta import (FRACTIONAL_TARGETS, IMAGE_SUFFIXES, NEGATIVE_LABELS, NOT_BINARY,  # noqa: F401
+from ..datameta import (FRACTIONAL_TARGETS, IMAGE_SUFFIXES, NEGATIVE_LABELS, NOT_BINARY,
                         NOT_FINITE, DataProblem, Port, Want, bind, class_shape_misfit,
                         classes_misfit, describe, fractional_misfit, image_classes,
                         images_port_misfit, input_misfit, npz_headers, positions_misfit,

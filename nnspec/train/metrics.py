@@ -16,7 +16,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..config import LOSS_ARGS, LOSS_TARGETS as TARGETS, METRIC_ARGS  # noqa: F401 - re-exported
+from ..config import LOSS_TARGETS as TARGETS
 from ..config import Call, TrainSpec, objective_problems, top_k
 from .errors import TrainError
 
