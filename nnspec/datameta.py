@@ -341,15 +341,13 @@ def npz_headers(path: Path) -> dict[str, tuple[tuple[int, ...], Any]]:
     return found
 
 
-def _npz(want: Want, path: Any, x: str = "x", y: str = "y") -> Meta:
+def pick_arrays(want: Want, found: dict[str, tuple[tuple[int, ...], Any]], x: str, y: str,
+                path: Any) -> dict[str, str]:
+    """Which array feeds each input ("" for the only one), from the arrays' (shape, dtype): `x`,
+    or one array named after each input of a model with several. Refuses a missing array, a
+    count of samples that differs from `y`'s, and arrays that are not numbers."""
     import numpy as np
 
-    full = want.file(path)
-    try:
-        found = npz_headers(full)
-    except Exception as err:  # noqa: BLE001 - any reader failure is the user's file
-        raise DataProblem(f"{path} is not a readable .npz file ({type(err).__name__}: {err})",
-                          "write it with numpy.savez(path, x=..., y=...)") from None
     names = sorted(found)
     hint = f'name the arrays: {want.what.split("(")[0]}(path, x="...", y="...")'
     if y not in found:
@@ -361,21 +359,36 @@ def _npz(want: Want, path: Any, x: str = "x", y: str = "y") -> Meta:
             raise DataProblem(f"{path} has no array for input `{missing[0]}` of the model (it "
                               f"has: {', '.join(names)})", "store one array per model input, "
                               "named after the input", NOT_INPUT)
-        xs = {p.name: found[p.name] for p in want.inputs}
+        chosen = {p.name: p.name for p in want.inputs}
     elif x in found:
-        xs = {"": found[x]}
+        chosen = {"": x}
     else:
         raise DataProblem(f"{path} has no array `{x}` (it has: {', '.join(names)})", hint)
-    y_shape, y_dtype = found[y]
+    y_shape = found[y][0]
     if not y_shape:
         raise scalar_labels(path, y)
-    for key, (shape, dtype) in xs.items():
-        if not shape or (y_shape and shape[0] != y_shape[0]):
+    for key, name in chosen.items():
+        shape, dtype = found[name]
+        if not shape or shape[0] != y_shape[0]:
             raise DataProblem(f"{path}: `{key or x}` has {shape[0] if shape else 0} samples but "
-                              f"`{y}` has {y_shape[0] if y_shape else 0}",
-                              "the first dimension counts samples")
+                              f"`{y}` has {y_shape[0]}", "the first dimension counts samples")
         if not (np.issubdtype(dtype, np.number) or dtype == bool):
             raise DataProblem(f"{path}: `{key or x}` is not numeric ({dtype})", "store numbers")
+    return chosen
+
+
+def _npz(want: Want, path: Any, x: str = "x", y: str = "y") -> Meta:
+    import numpy as np
+
+    full = want.file(path)
+    try:
+        found = npz_headers(full)
+    except Exception as err:  # noqa: BLE001 - any reader failure is the user's file
+        raise DataProblem(f"{path} is not a readable .npz file ({type(err).__name__}: {err})",
+                          "write it with numpy.savez(path, x=..., y=...)") from None
+    chosen = pick_arrays(want, found, x, y, path)
+    xs = {key: found[name] for key, name in chosen.items()}
+    y_shape, y_dtype = found[y]
     meta = Meta({k: s[1:] for k, (s, _) in xs.items()}, Labels(y_shape[1:], None),
                 samples=y_shape[0])
     # small arrays are read for what only their values tell: classes, fractions, NaNs

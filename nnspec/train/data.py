@@ -22,8 +22,8 @@ from ..config import Call
 from ..datameta import (FRACTIONAL_TARGETS, IMAGE_SUFFIXES, NEGATIVE_LABELS, NOT_BINARY,
                         NOT_FINITE, DataProblem, Port, Want, bind, class_shape_misfit,
                         classes_misfit, describe, fractional_misfit, image_classes,
-                        images_port_misfit, input_misfit, npz_headers, positions_misfit,
-                        scalar_labels, synthetic_shape, text_port_misfit, value_shape_misfit,
+                        images_port_misfit, input_misfit, npz_headers, pick_arrays,
+                        positions_misfit, synthetic_shape, text_port_misfit, value_shape_misfit,
                         vocab_misfit, windows_misfit)
 from .errors import DataError, did_you_mean
 
@@ -241,33 +241,11 @@ def _synthetic(ctx: _Context, shape: Any = None, classes: int | None = None,
 # ---- user files --------------------------------------------------------------------------------
 
 def _arrays(ctx: _Context, found: dict[str, np.ndarray], x: str, y: str, path: Any) -> _Raw:
-    names = sorted(found)
-    if y not in found:
-        raise DataError(f"{path} has no array `{y}` (it has: {', '.join(names) or 'none'})",
-                        f'name the arrays: {ctx.what.split("(")[0]}(path, x="...", y="...")')
-    if len(ctx.inputs) > 1:
-        missing = [p.name for p in ctx.inputs if p.name not in found]
-        if missing:
-            raise DataError(f"{path} has no array for input `{missing[0]}` of the model "
-                            f"(it has: {', '.join(names)})", "store one array per model input, "
-                            "named after the input")
-        xs = {p.name: found[p.name] for p in ctx.inputs}
-    elif x in found:
-        xs = {"": found[x]}
-    else:
-        raise DataError(f"{path} has no array `{x}` (it has: {', '.join(names)})",
-                        f'name the arrays: {ctx.what.split("(")[0]}(path, x="...", y="...")')
+    found = {k: np.asarray(v) for k, v in found.items()}
+    chosen = pick_arrays(ctx, {k: (v.shape, v.dtype) for k, v in found.items()}, x, y, path)
     target = found[y]
-    if np.ndim(target) < 1:
-        _check(scalar_labels(path, y))
-    for key, arr in xs.items():
-        if arr.ndim < 1 or len(arr) != len(target):
-            raise DataError(f"{path}: `{key or x}` has {len(arr) if arr.ndim else 0} samples but "
-                            f"`{y}` has {len(target)}", "the first dimension counts samples")
-        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-            raise DataError(f"{path}: `{key or x}` is not numeric ({arr.dtype})",
-                            "store numbers")
-    return _Raw(xs, target, classes=int(target.max()) + 1 if target.size and
+    return _Raw({key: found[name] for key, name in chosen.items()}, target,
+                classes=int(target.max()) + 1 if target.size and
                 np.issubdtype(target.dtype, np.integer) else None)
 
 
