@@ -130,15 +130,39 @@ def describe(call: Call) -> str:
     return f"{call.name}({', '.join(parts)})" if parts else call.name
 
 
+def _is_text(v: Any) -> bool:
+    return isinstance(v, str)
+
+
+# argument -> (test, what it must be), for the arguments of every data set kind but the paths
+# (which Want.file checks) and synthetic's (synthetic_shape)
+ARGUMENT_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "x": (_is_text, "an array name"),
+    "y": (_is_text, "an array name"),
+    "target": (lambda v: v is None or _is_text(v), "a column name"),
+    "delimiter": (lambda v: _is_text(v) and len(v) == 1, "one character"),
+    "encoding": (_is_text, "an encoding name such as \"utf-8\""),
+    "standardize": (lambda v: isinstance(v, bool), "true or false"),
+    "stride": (lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1),
+               "a positive integer"),
+}
+
+
 def bind(func: Callable, name: str, what: str, call: Call) -> None:
-    """Refuse arguments that `func(ctx, ...)` (a loader or a reader) does not take."""
+    """Refuse arguments that `func(ctx, ...)` (a loader or a reader) does not take, or whose
+    values it cannot use."""
     sig = inspect.signature(func)
     try:
-        sig.bind(None, *call.args, **call.kwargs)
+        bound = sig.bind(None, *call.args, **call.kwargs)
     except TypeError as err:
         params = list(sig.parameters)[1:]
         raise DataProblem(f"{what}: {err}".replace(func.__name__ + "()", name),
                           f"{name} takes: {', '.join(params) or 'no arguments'}") from None
+    for arg, value in list(bound.arguments.items())[1:]:
+        test, must = ARGUMENT_RULES.get(arg, (None, ""))
+        if test is not None and not test(value):
+            raise DataProblem(f"{what}: `{arg}` must be {must}, got {value!r}",
+                              f"{name} takes: {', '.join(list(sig.parameters)[1:])}")
 
 
 # ---- the fit rules, shared with the loaders -----------------------------------------------------
@@ -267,7 +291,12 @@ def read_meta(call: Call, want: Want) -> Optional[Meta]:
         raise unknown
     reader = READERS[call.name]
     bind(reader, call.name, want.what, call)
-    return reader(want, *call.args, **call.kwargs)
+    try:
+        return reader(want, *call.args, **call.kwargs)
+    except OSError as err:  # a file that exists but cannot be read: permissions, a device
+        raise DataProblem(f"{want.what}: cannot read {err.filename or 'the data'} "
+                          f"({err.strerror or type(err).__name__})",
+                          "check that the data can be read by this user") from None
 
 
 def _known(name: str) -> Callable[..., Meta]:
@@ -377,6 +406,11 @@ def pick_arrays(want: Want, found: dict[str, tuple[tuple[int, ...], Any]], x: st
     return chosen
 
 
+def unreadable_npz(path: Any, err: Exception) -> DataProblem:
+    return DataProblem(f"{path} is not a readable .npz file ({type(err).__name__}: {err})",
+                       "write it with numpy.savez(path, x=..., y=...)")
+
+
 def _npz(want: Want, path: Any, x: str = "x", y: str = "y") -> Meta:
     import numpy as np
 
@@ -384,8 +418,7 @@ def _npz(want: Want, path: Any, x: str = "x", y: str = "y") -> Meta:
     try:
         found = npz_headers(full)
     except Exception as err:  # noqa: BLE001 - any reader failure is the user's file
-        raise DataProblem(f"{path} is not a readable .npz file ({type(err).__name__}: {err})",
-                          "write it with numpy.savez(path, x=..., y=...)") from None
+        raise unreadable_npz(path, err) from None
     chosen = pick_arrays(want, found, x, y, path)
     xs = {key: found[name] for key, name in chosen.items()}
     y_shape, y_dtype = found[y]
@@ -398,15 +431,18 @@ def _npz(want: Want, path: Any, x: str = "x", y: str = "y") -> Meta:
               and small(key or x)]
     if not read_y and not read_x:
         return meta
-    with np.load(full, allow_pickle=False) as f:
-        if read_y:
-            meta.labels = _label_stats(f[y])
-        for name in read_x:
-            values = f[name]
-            finite = bool(np.all(np.isfinite(values)))
-            meta.finite = meta.finite and finite
-            meta.fractional = meta.fractional or not finite or \
-                not np.all(values == np.round(values))
+    try:
+        with np.load(full, allow_pickle=False) as f:
+            if read_y:
+                meta.labels = _label_stats(f[y])
+            for name in read_x:
+                values = f[name]
+                finite = bool(np.all(np.isfinite(values)))
+                meta.finite = meta.finite and finite
+                meta.fractional = meta.fractional or not finite or \
+                    not np.all(values == np.round(values))
+    except Exception as err:  # noqa: BLE001 - a damaged member: train's np.load fails the same
+        raise unreadable_npz(path, err) from None
     return meta
 
 

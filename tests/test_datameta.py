@@ -115,6 +115,15 @@ DATA = [
     *[(Call(name="csv", args=(f,)), True) for f in (
         "one_row.csv", "no_header.csv", "text_cell.csv", "ragged.csv", "missing.csv")],
     (Call(name="pt", args=("table.pt",)), False),
+    # arguments of the wrong kind: train's loaders would have crashed on these
+    (Call(name="csv", args=("names.csv",), kwargs={"target": 3}), True),
+    (Call(name="csv", args=("names.csv",), kwargs={"delimiter": ";;"}), True),
+    (Call(name="text", args=("poem.txt",), kwargs={"stride": 0}), True),
+    (Call(name="text", args=("poem.txt",), kwargs={"encoding": 8}), True),
+    (Call(name="npz", args=("table.npz",), kwargs={"x": 1}), True),
+    (Call(name="iris", kwargs={"standardize": "no"}), True),
+    (Call(name="synthetic", kwargs={"shape": 4}), True),
+    (Call(name="images", args=(7,)), True),
     (Call(name="npz", args=("nan.npz",)), True),
     (Call(name="csv", args=("names.csv",), kwargs={"target": "lable"}), True),
     (Call(name="images", args=("pictures",)), True),

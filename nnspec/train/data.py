@@ -23,8 +23,8 @@ from ..datameta import (FRACTIONAL_TARGETS, IMAGE_SUFFIXES, NEGATIVE_LABELS, NOT
                         NOT_FINITE, DataProblem, Port, Want, bind, class_shape_misfit,
                         classes_misfit, describe, fractional_misfit, image_classes,
                         images_port_misfit, input_misfit, npz_headers, pick_arrays,
-                        positions_misfit, synthetic_shape, text_port_misfit, value_shape_misfit,
-                        vocab_misfit, windows_misfit)
+                        positions_misfit, synthetic_shape, text_port_misfit, unreadable_npz,
+                        value_shape_misfit, vocab_misfit, windows_misfit)
 from .errors import DataError, did_you_mean
 
 TORCH_DTYPES = {"float": torch.float32, "long": torch.int64, "bool": torch.bool}
@@ -257,8 +257,7 @@ def _npz(ctx: _Context, path: Any, x: str = "x", y: str = "y") -> _Raw:
         with np.load(full, allow_pickle=False) as f:
             found = {k: f[k] for k in f.files}
     except Exception as err:  # noqa: BLE001 - any reader failure is the user's file
-        raise DataError(f"{path} is not a readable .npz file ({type(err).__name__}: {err})",
-                        "write it with numpy.savez(path, x=..., y=...)") from None
+        raise unreadable_npz(path, err) from None
     return _arrays(ctx, found, x, y, path)
 
 
