@@ -1,8 +1,8 @@
 """Check a train section against its data: the data set's name and arguments, the model's inputs
 (how many, shapes, dtypes), and its output against the loss (label shape, number of classes).
 
-The facts come from `datameta` (headers and constants, never the data itself); the rules are the
-ones the loaders apply, so `nnspec check` refuses exactly the data that `nnspec train` would
+The facts come from `datameta` (headers and constants, never the data itself); the rules,
+from `datafit`, are the ones the loaders apply, so `nnspec check` refuses exactly the data that `nnspec train` would
 refuse, located at the train section's `data` setting instead of as a run-time error.
 """
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 
 from . import syntax as S
 from .config import LOSS_TARGETS
-from .datameta import (NOT_INPUT, NOT_OUTPUT, DataProblem, Port, Want, describe, fit_problems,
-                       read_meta, unknown_data_set)
+from .datafit import NOT_INPUT, NOT_OUTPUT, DataProblem, Port, Want, describe, fit_problems
+from .datameta import read_meta, unknown_data_set
 from .diagnostics import Reporter, Span
 from .ir import ModuleDef
 from .resolve import Program

@@ -1,53 +1,38 @@
 """What a data set is, known without loading it: samples, per-sample shapes, labels, classes.
 
-`nnspec check` uses this to refuse a train section whose data cannot feed the model, and the
-loaders of `nnspec.train.data` use the same fit rules (`input_misfit`, `target_misfits`), so check
-and train refuse the same data with the same words. Nothing here imports torch or reads more than
-headers and small label arrays: scikit-learn's sets are known constants (tested against the real
-loaders), npz files give their array headers, a CSV its header and first rows, an image folder
-its class folders, a text file its characters (when small). What cannot be known cheaply (a `pt`
-file's contents, a large CSV's labels) is left unknown, and unknown facts raise no errors.
+`nnspec check` reads these facts to refuse a train section whose data cannot feed the model, by
+the rules of nnspec.datafit that train's loaders apply too. Nothing here imports torch or reads
+more than headers and small arrays: scikit-learn's sets are known constants (tested against the
+real loaders), npz files give their array headers, a torch file its tensor headers (read without
+torch, nnspec.torchfile), a CSV its header and first rows, an image folder its class folders, a
+text file its characters (when small). What cannot be known cheaply (a large CSV's labels, a
+torch file holding Parameters) is left unknown, and unknown facts raise no errors.
 """
 from __future__ import annotations
 
 import csv as _csv
-import inspect
 import math
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 from .config import Call
+from .datafit import (NOT_OUTPUT, DataProblem, Labels, Meta, Want, bind, images_port_misfit,
+                      pick_arrays, positions_misfit, synthetic_shape, text_port_misfit,
+                      unreadable_npz, vocab_misfit, windows_misfit)
 from .diagnostics import did_you_mean
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
-LABEL_BYTES = 16 << 20   # npz label arrays up to this size are read for their classes
+
+
+LABEL_BYTES = 16 << 20   # npz and pt arrays up to this size are read for their values
+
+
 TEXT_BYTES = 16 << 20    # text files up to this size are read for their characters
+
+
 CSV_ROWS = 2             # data rows a CSV must have, and the ones check reads
-
-# where a problem is reported: the data itself, its fit to the model's inputs, to its output
-CANNOT_READ, NOT_INPUT, NOT_OUTPUT = "E0731", "E0732", "E0733"
-
-
-class DataProblem(Exception):
-    """Data that train would refuse: what is wrong, how to fix it, and its diagnostic code."""
-
-    def __init__(self, message: str, hint: Optional[str] = None, code: str = CANNOT_READ):
-        super().__init__(message)
-        self.message, self.hint, self.code = message, hint, code
-
-
-@dataclass(frozen=True)
-class Port:
-    """A model input or output as `Spec.summary()` describes it (shape without the batch)."""
-
-    name: str
-    shape: tuple[int, ...]
-    dtype: str
-
-    def __str__(self) -> str:
-        return f"{self.dtype}{list(self.shape)}"
 
 
 @dataclass(frozen=True)
@@ -59,218 +44,11 @@ class Known:
     classes: int
 
 
-# load_digits, load_iris, load_wine, load_breast_cancer (tests/train/test_datameta.py checks these
+# load_digits, load_iris, load_wine, load_breast_cancer (tests/test_datameta.py checks these
 # against the real loaders)
 SKLEARN = {"digits": Known(1797, (8, 8), 10), "iris": Known(150, (4,), 3),
            "wine": Known(178, (13,), 3), "breast_cancer": Known(569, (30,), 2)}
 
-
-@dataclass
-class Labels:
-    """What is known of the targets; None where it would take reading them all."""
-
-    shape: Optional[tuple[int, ...]] = ()      # per sample
-    integral: Optional[bool] = True            # every value a whole number
-    low: Optional[float] = None
-    high: Optional[float] = None
-    names: Optional[list[str]] = None          # a CSV's first class-name labels (not numbers)
-
-
-@dataclass
-class Meta:
-    """A data set's facts: per-sample shape of each input array ("" for the only one), whether
-    its values are known to be fractional, the number of samples, and the labels."""
-
-    inputs: dict[str, tuple[int, ...]]
-    labels: Labels = field(default_factory=Labels)
-    fractional: bool = False                   # some input value is not a whole number
-    finite: Optional[bool] = True              # no NaN or infinite input values
-    samples: Optional[int] = None
-    split_by_loader: bool = False              # text() splits by position, not by samples
-
-
-@dataclass
-class Want:
-    """What the model and the train section ask of the data."""
-
-    inputs: list[Port]
-    output: Port
-    target: Optional[str]       # "class", "binary", "value"; None when the loss is unknown
-    split: float
-    base: Path
-    what: str = ""
-
-    def only_input(self) -> Port:
-        if len(self.inputs) != 1:
-            names = ", ".join(p.name for p in self.inputs)
-            raise DataProblem(f"{self.what} gives one input per sample, but the model has "
-                              f"{len(self.inputs)} ({names})", "use npz(path) or pt(path) with "
-                              "one array named after each input", NOT_INPUT)
-        return self.inputs[0]
-
-    def file(self, path: Any, kind: str = "file") -> Path:
-        if not isinstance(path, (str, Path)) or not str(path):
-            raise DataProblem(f"{self.what} needs a path, got {path!r}",
-                              f'write {kind}s as strings: "data/train.csv"')
-        p = Path(path).expanduser()
-        full = p if p.is_absolute() else self.base / p
-        exists = full.is_dir() if kind == "folder" else full.is_file()
-        if not exists:
-            where = "" if p.is_absolute() else f" (relative paths start at {self.base})"
-            raise DataProblem(f"data {kind} not found: {path}{where}",
-                              f"check the path; the {kind} must exist before training starts")
-        return full
-
-
-def describe(call: Call) -> str:
-    """`csv("a.csv", target="y")`: a data setting as it would be written in a spec."""
-    parts = [repr(a) if isinstance(a, str) else str(a) for a in call.args]
-    parts += [f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in call.kwargs.items()]
-    parts = [p.replace("'", '"') for p in parts]
-    return f"{call.name}({', '.join(parts)})" if parts else call.name
-
-
-def _is_text(v: Any) -> bool:
-    return isinstance(v, str)
-
-
-# argument -> (test, what it must be), for the arguments of every data set kind but the paths
-# (which Want.file checks) and synthetic's (synthetic_shape)
-ARGUMENT_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "x": (_is_text, "an array name"),
-    "y": (_is_text, "an array name"),
-    "target": (lambda v: v is None or _is_text(v), "a column name"),
-    "delimiter": (lambda v: _is_text(v) and len(v) == 1, "one character"),
-    "encoding": (_is_text, "an encoding name such as \"utf-8\""),
-    "standardize": (lambda v: isinstance(v, bool), "true or false"),
-    "stride": (lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1),
-               "a positive integer"),
-}
-
-
-def bind(func: Callable, name: str, what: str, call: Call) -> None:
-    """Refuse arguments that `func(ctx, ...)` (a loader or a reader) does not take, or whose
-    values it cannot use."""
-    sig = inspect.signature(func)
-    try:
-        bound = sig.bind(None, *call.args, **call.kwargs)
-    except TypeError as err:
-        params = list(sig.parameters)[1:]
-        raise DataProblem(f"{what}: {err}".replace(func.__name__ + "()", name),
-                          f"{name} takes: {', '.join(params) or 'no arguments'}") from None
-    for arg, value in list(bound.arguments.items())[1:]:
-        test, must = ARGUMENT_RULES.get(arg, (None, ""))
-        if test is not None and not test(value):
-            raise DataProblem(f"{what}: `{arg}` must be {must}, got {value!r}",
-                              f"{name} takes: {', '.join(list(sig.parameters)[1:])}")
-
-
-# ---- the fit rules, shared with the loaders -----------------------------------------------------
-
-def input_misfit(what: str, sample: tuple[int, ...], port: Port) -> Optional[DataProblem]:
-    """Samples reshape to an input of the same number of values, and only to that."""
-    if math.prod(sample) == math.prod(port.shape):
-        return None
-    return DataProblem(f"{what} gives samples of shape {list(sample)} ({math.prod(sample)} "
-                       f"values), but input `{port.name}` of the model is {port} "
-                       f"({math.prod(port.shape)} values)",
-                       f"declare the input as `input {port.name}: {port.dtype}{list(sample)}` or "
-                       "choose data of that shape", NOT_INPUT)
-
-
-def fractional_misfit(what: str, port: Port) -> DataProblem:
-    return DataProblem(f"{what} gives fractional values, but input `{port.name}` of the model is "
-                       f"{port}", f"declare the input as `float{list(port.shape)}`", NOT_INPUT)
-
-
-def class_shape_misfit(what: str, shape: tuple[int, ...], out: Port) -> Optional[DataProblem]:
-    """Class targets hold one index per output row: the output's shape without its last dim."""
-    want = out.shape[:-1]
-    if shape == want or (want == () and shape == (1,)):
-        return None
-    hint = "the last output dimension holds one score per class"
-    if shape == ():
-        hint += f": flatten or pool before the last layer, for an output of [{out.shape[-1]}]"
-    return DataProblem(f"{what} has targets of shape {list(shape)}, but a model whose output is "
-                       f"{list(out.shape)} needs class indices of shape {list(want)}", hint,
-                       NOT_OUTPUT)
-
-
-def classes_misfit(what: str, classes: int, out: Port) -> Optional[DataProblem]:
-    units = out.shape[-1] if out.shape else 1
-    if classes <= units:
-        return None
-    return DataProblem(f"{what} has {classes} classes, but the model's output has {units} units",
-                       f"give the last layer {classes} outputs (in the example specs: "
-                       f"--set num_classes={classes})", NOT_OUTPUT)
-
-
-def value_shape_misfit(what: str, shape: tuple[int, ...], out: Port) -> Optional[DataProblem]:
-    if math.prod(shape) == math.prod(out.shape):
-        return None
-    return DataProblem(f"{what} has targets of shape {list(shape)}, but the model's output is "
-                       f"{list(out.shape)}", "make the last layer's output match the targets",
-                       NOT_OUTPUT)
-
-
-FRACTIONAL_TARGETS = ("has fractional targets, but the loss wants class indices",
-                      "use the mse loss for regression")
-NEGATIVE_LABELS = ("has negative class labels", "number classes from 0")
-NOT_FINITE = ("contains NaN or infinite values", "clean the data first")
-NOT_BINARY = ("has targets other than 0 and 1, which the bce loss needs",
-              "use cross_entropy for class indices, or mse for values")
-
-
-def fit_problems(meta: Meta, want: Want) -> list[DataProblem]:
-    """Every way the data does not fit the model's inputs and the loss, as far as it is known."""
-    out: list[DataProblem] = []
-    what = want.what
-    for port in want.inputs:
-        key = port.name if port.name in meta.inputs else ""
-        if key not in meta.inputs:
-            continue
-        problem = input_misfit(what, meta.inputs[key], port)
-        if problem is None and meta.fractional and port.dtype in ("long", "bool"):
-            problem = fractional_misfit(what, port)
-        if problem is None and meta.finite is False and port.dtype == "float":
-            problem = DataProblem(f"{what} {NOT_FINITE[0]}", NOT_FINITE[1], NOT_INPUT)
-        if problem is not None:
-            out.append(problem)
-    if not meta.split_by_loader and meta.samples is not None:
-        n, n_train = meta.samples, int(round(meta.samples * want.split))
-        if n_train < 1 or n_train >= n:
-            out.append(DataProblem(f"{what} has {n} samples: a split of {want.split} leaves an "
-                                   "empty training or test set",
-                                   "use more data or a split between them"))
-    out += _target_problems(meta.labels, want)
-    return out
-
-
-def _target_problems(labels: Labels, want: Want) -> list[DataProblem]:
-    what, out_port, target = want.what, want.output, want.target
-    if target is None or labels.shape is None:
-        return []
-    if target == "class":
-        if labels.integral is False:
-            return [DataProblem(f"{what} {FRACTIONAL_TARGETS[0]}", FRACTIONAL_TARGETS[1],
-                                NOT_OUTPUT)]
-        problems = [class_shape_misfit(what, labels.shape, out_port)]
-        if labels.low is not None and labels.low < 0:
-            problems.append(DataProblem(f"{what} {NEGATIVE_LABELS[0]}", NEGATIVE_LABELS[1],
-                                        NOT_OUTPUT))
-        elif labels.high is not None and problems[0] is None:
-            problems.append(classes_misfit(what, int(labels.high) + 1, out_port))
-        return [p for p in problems if p is not None]
-    problem = value_shape_misfit(what, labels.shape, out_port)
-    if problem is not None:
-        return [problem]
-    if target == "binary" and labels.low is not None and labels.high is not None and (
-            labels.integral is False or labels.low < 0 or labels.high > 1):
-        return [DataProblem(f"{what} {NOT_BINARY[0]}", NOT_BINARY[1], NOT_OUTPUT)]
-    return []
-
-
-# ---- readers: one per data set kind, with its loader's arguments ---------------------------------
 
 def unknown_data_set(call: Call) -> Optional[DataProblem]:
     if call.name in READERS:
@@ -316,22 +94,6 @@ def _digits(want: Want) -> Meta:
                 samples=known.samples)
 
 
-def synthetic_shape(what: str, port: Port, shape: Any, classes: Any, size: Any
-                    ) -> tuple[int, ...]:
-    """The per-sample shape synthetic() generates; refuses arguments it cannot use."""
-    positive = lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1  # noqa: E731
-    dims = port.shape if shape is None else tuple(shape) if isinstance(shape, (tuple, list)) \
-        else (None,)
-    if not (positive(size) and size >= 2) or not all(positive(d) for d in dims) or (
-            classes is not None and not positive(classes)):
-        raise DataProblem(f"{what}: size, shape and classes must be positive integers",
-                          "e.g. synthetic(shape=[3, 32, 32], classes=10, size=2048)")
-    if port.dtype == "long" and math.prod(dims) != dims[-1]:
-        raise DataProblem(f"{what}: token data is one sequence per sample, but shape is "
-                          f"{list(dims)}", f"use shape=[{math.prod(dims)}]", NOT_INPUT)
-    return dims
-
-
 def _synthetic(want: Want, shape: Any = None, classes: Optional[int] = None,
                size: int = 1024) -> Meta:
     port = want.only_input()
@@ -370,47 +132,6 @@ def npz_headers(path: Path) -> dict[str, tuple[tuple[int, ...], Any]]:
     return found
 
 
-def pick_arrays(want: Want, found: dict[str, tuple[tuple[int, ...], Any]], x: str, y: str,
-                path: Any) -> dict[str, str]:
-    """Which array feeds each input ("" for the only one), from the arrays' (shape, dtype): `x`,
-    or one array named after each input of a model with several. Refuses a missing array, a
-    count of samples that differs from `y`'s, and arrays that are not numbers."""
-    import numpy as np
-
-    names = sorted(found)
-    hint = f'name the arrays: {want.what.split("(")[0]}(path, x="...", y="...")'
-    if y not in found:
-        raise DataProblem(f"{path} has no array `{y}` (it has: {', '.join(names) or 'none'})",
-                          hint)
-    if len(want.inputs) > 1:
-        missing = [p.name for p in want.inputs if p.name not in found]
-        if missing:
-            raise DataProblem(f"{path} has no array for input `{missing[0]}` of the model (it "
-                              f"has: {', '.join(names)})", "store one array per model input, "
-                              "named after the input", NOT_INPUT)
-        chosen = {p.name: p.name for p in want.inputs}
-    elif x in found:
-        chosen = {"": x}
-    else:
-        raise DataProblem(f"{path} has no array `{x}` (it has: {', '.join(names)})", hint)
-    y_shape = found[y][0]
-    if not y_shape:
-        raise scalar_labels(path, y)
-    for key, name in chosen.items():
-        shape, dtype = found[name]
-        if not shape or shape[0] != y_shape[0]:
-            raise DataProblem(f"{path}: `{key or x}` has {shape[0] if shape else 0} samples but "
-                              f"`{y}` has {y_shape[0]}", "the first dimension counts samples")
-        if not (np.issubdtype(dtype, np.number) or dtype == bool):
-            raise DataProblem(f"{path}: `{key or x}` is not numeric ({dtype})", "store numbers")
-    return chosen
-
-
-def unreadable_npz(path: Any, err: Exception) -> DataProblem:
-    return DataProblem(f"{path} is not a readable .npz file ({type(err).__name__}: {err})",
-                       "write it with numpy.savez(path, x=..., y=...)")
-
-
 def _npz(want: Want, path: Any, x: str = "x", y: str = "y") -> Meta:
     import numpy as np
 
@@ -419,36 +140,38 @@ def _npz(want: Want, path: Any, x: str = "x", y: str = "y") -> Meta:
         found = npz_headers(full)
     except Exception as err:  # noqa: BLE001 - any reader failure is the user's file
         raise unreadable_npz(path, err) from None
-    chosen = pick_arrays(want, found, x, y, path)
-    xs = {key: found[name] for key, name in chosen.items()}
-    y_shape, y_dtype = found[y]
-    meta = Meta({k: s[1:] for k, (s, _) in xs.items()}, Labels(y_shape[1:], None),
-                samples=y_shape[0])
-    # small arrays are read for what only their values tell: classes, fractions, NaNs
-    small = lambda key: math.prod(found[key][0]) * found[key][1].itemsize <= LABEL_BYTES  # noqa
-    read_y = np.issubdtype(y_dtype, np.number) and small(y)
-    read_x = [key or x for key in xs if np.issubdtype(found[key or x][1], np.floating)
-              and small(key or x)]
-    if not read_y and not read_x:
-        return meta
-    try:
+
+    def values(name: str):
         with np.load(full, allow_pickle=False) as f:
-            if read_y:
-                meta.labels = _label_stats(f[y])
-            for name in read_x:
-                values = f[name]
-                finite = bool(np.all(np.isfinite(values)))
-                meta.finite = meta.finite and finite
-                meta.fractional = meta.fractional or not finite or \
-                    not np.all(values == np.round(values))
+            return f[name]
+    try:
+        return _arrays_meta(want, found, x, y, path, values)
+    except DataProblem:
+        raise
     except Exception as err:  # noqa: BLE001 - a damaged member: train's np.load fails the same
         raise unreadable_npz(path, err) from None
+
+
+def _arrays_meta(want: Want, found: dict[str, tuple[tuple[int, ...], Any]], x: str, y: str,
+                 path: Any, values: Callable[[str], Any]) -> Meta:
+    """The facts of named arrays (npz, pt) from their headers; `values(name)` is called only for
+    small arrays, for what only values tell: classes, fractions, NaNs."""
+    import numpy as np
+
+    chosen = pick_arrays(want, found, x, y, path)
+    y_shape, y_dtype = found[y]
+    meta = Meta({key: found[name][0][1:] for key, name in chosen.items()},
+                Labels(y_shape[1:], None), samples=y_shape[0])
+    small = lambda key: math.prod(found[key][0]) * found[key][1].itemsize <= LABEL_BYTES  # noqa
+    if np.issubdtype(y_dtype, np.number) and small(y):
+        meta.labels = _label_stats(values(y))
+    for name in chosen.values():
+        if np.issubdtype(found[name][1], np.floating) and small(name):
+            arr = values(name)
+            finite = bool(np.all(np.isfinite(arr)))
+            meta.finite = meta.finite and finite
+            meta.fractional = meta.fractional or not finite or not np.all(arr == np.round(arr))
     return meta
-
-
-def scalar_labels(path: Any, y: str) -> DataProblem:
-    return DataProblem(f"{path}: `{y}` is a single value, not one target per sample",
-                       "the first dimension counts samples")
 
 
 def _label_stats(y) -> Labels:
@@ -460,10 +183,29 @@ def _label_stats(y) -> Labels:
                   float(y.max()))
 
 
-def _pt(want: Want, path: Any, x: str = "x", y: str = "y") -> None:
-    """A torch file tells its contents only to torch.load, which check does not import."""
-    want.file(path)
-    return None
+def _pt(want: Want, path: Any, x: str = "x", y: str = "y") -> Optional[Meta]:
+    """What a torch file holds, read without torch (nnspec.torchfile); None where only
+    torch.load could tell (a Parameter, bfloat16, a file of another format)."""
+    import numpy as np
+
+    from .torchfile import TensorHeader, TorchFile
+
+    full = want.file(path)
+    try:
+        with TorchFile(full) as tf:
+            obj = tf.obj
+            if isinstance(obj, (tuple, list)) and len(obj) == 2:
+                obj = {x: obj[0], y: obj[1]}
+            if not isinstance(obj, dict) or not all(isinstance(v, TensorHeader)
+                                                    for v in obj.values()):
+                raise DataProblem(f"{path} does not hold a dict of tensors",
+                                  "write it with torch.save({'x': tensor, 'y': tensor}, path)")
+            found = {str(k): (v.shape, np.dtype(v.dtype)) for k, v in obj.items()}
+            return _arrays_meta(want, found, x, y, path, lambda name: tf.values(obj[name]))
+    except DataProblem:
+        raise
+    except Exception:  # noqa: BLE001 - Unsupported, or a file torch.load may still read
+        return None
 
 
 def _csv_table(want: Want, path: Any, target: Optional[str] = None, standardize: bool = True,
@@ -529,14 +271,6 @@ def is_image(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
 
 
-def images_port_misfit(port: Port) -> Optional[DataProblem]:
-    if len(port.shape) == 3 and port.shape[0] in (1, 3) and port.dtype == "float":
-        return None
-    return DataProblem(f"images() needs an input of shape float[C, H, W] with C = 1 or 3, but "
-                       f"input `{port.name}` is {port}", "declare `input x: float[3, 32, 32]`",
-                       NOT_INPUT)
-
-
 def _images(want: Want, folder: Any) -> Meta:
     port = want.only_input()
     root = want.file(folder, "folder")
@@ -551,40 +285,6 @@ def _images(want: Want, folder: Any) -> Meta:
                           "with at least two classes")
     filled = [i for i, n in enumerate(counts) if n]
     return Meta({"": port.shape}, Labels((), True, 0, filled[-1]), fractional=True)
-
-
-def text_port_misfit(port: Port) -> Optional[DataProblem]:
-    if port.dtype == "long" and len(port.shape) == 1:
-        return None
-    return DataProblem(f"text() feeds token ids, but input `{port.name}` is {port}",
-                       "declare the input as `long[seq]`", NOT_INPUT)
-
-
-def vocab_misfit(path: Any, vocab: int, out: Port) -> Optional[DataProblem]:
-    units = out.shape[-1] if out.shape else 0
-    if vocab <= units:
-        return None
-    return DataProblem(f"{path} has {vocab} distinct characters, but the model's output has "
-                       f"{units} units", f"give the model a vocabulary of at least {vocab} "
-                       f"(in char_lstm: --set vocab={vocab})", NOT_OUTPUT)
-
-
-def positions_misfit(seq: int, out: Port) -> Optional[DataProblem]:
-    if len(out.shape) != 2 or out.shape[0] == seq:
-        return None
-    return DataProblem(f"text() needs one prediction per position, but the model maps {seq} "
-                       f"tokens to an output of {list(out.shape)}", "output [seq, vocab]",
-                       NOT_OUTPUT)
-
-
-def windows_misfit(path: Any, length: int, seq: int, split: float) -> Optional[DataProblem]:
-    """Both parts of a text (cut at `split`) need at least one window of `seq` and its target."""
-    cut = int(length * split)
-    if min(cut, length - cut) > seq:
-        return None
-    return DataProblem(f"{path} has {length} characters: too short for windows of {seq} in both "
-                       f"a training and a test part (split {split})",
-                       "use a longer text or a model with a shorter input")
 
 
 def _text(want: Want, path: Any, stride: Optional[int] = None, encoding: str = "utf-8") -> Meta:

@@ -16,8 +16,8 @@ import pytest
 
 import nnspec
 from nnspec.config import Call
-from nnspec.datameta import (READERS, SKLEARN, DataProblem, Want, describe, fit_problems,
-                             npz_headers, read_meta)
+from nnspec.datafit import DataProblem, Want, describe, fit_problems
+from nnspec.datameta import READERS, SKLEARN, npz_headers, read_meta
 from nnspec.train.data import LOADERS, ports
 from nnspec.train.errors import DataError
 
@@ -70,6 +70,12 @@ def files(tmp_path_factory) -> Path:
     np.savez(root / "nan.npz", x=np.where(x4 > 1, np.nan, x4), y=np.arange(30) % 3)
     import torch
     torch.save({"x": torch.from_numpy(x4), "y": torch.arange(30) % 3}, root / "table.pt")
+    torch.save((torch.from_numpy(x4).reshape(30, 1, 2, 2), torch.arange(30) % 10), root / "pair.pt")
+    torch.save({"x": torch.from_numpy(x4), "y": [0, 1, 2]}, root / "not_tensors.pt")
+    torch.save({"x": torch.from_numpy(x4)[:, ::2], "y": torch.arange(30) % 3}, root / "strided.pt")
+    torch.save({"x": torch.from_numpy(x4), "y": (torch.arange(30) % 3).float() / 2}, root / "half.pt")
+    torch.save({"x": torch.nn.Parameter(torch.from_numpy(x4)), "y": torch.arange(30)},
+               root / "parameter.pt")
     header = "f1,f2,f3,f4,label\n"
     rows = "".join(f"{a:.3f},{b:.3f},{c:.3f},{d:.3f},{['cat', 'dog', 'eel'][i % 3]}\n"
                    for i, (a, b, c, d) in enumerate(x4))
@@ -114,7 +120,9 @@ DATA = [
     (Call(name="csv", args=("numbers.csv",)), False),
     *[(Call(name="csv", args=(f,)), True) for f in (
         "one_row.csv", "no_header.csv", "text_cell.csv", "ragged.csv", "missing.csv")],
-    (Call(name="pt", args=("table.pt",)), False),
+    *[(Call(name="pt", args=(f,)), True) for f in (
+        "table.pt", "pair.pt", "not_tensors.pt", "strided.pt", "half.pt", "missing.pt")],
+    (Call(name="pt", args=("not_a_zip.npz",)), False),   # torch.load's own words
     # arguments of the wrong kind: train's loaders would have crashed on these
     (Call(name="csv", args=("names.csv",), kwargs={"target": 3}), True),
     (Call(name="csv", args=("names.csv",), kwargs={"delimiter": ";;"}), True),
@@ -213,7 +221,8 @@ def test_large_npz_labels_are_not_read(files, monkeypatch):
 
 def test_the_check_modules_do_not_import_torch():
     """`nnspec check` is meant to answer without torch (a later issue tests the whole path)."""
-    for module in ("nnspec/datameta.py", "nnspec/datacheck.py"):
+    for module in ("nnspec/datafit.py", "nnspec/datameta.py", "nnspec/datacheck.py",
+                   "nnspec/torchfile.py"):
         tree = ast.parse((ROOT / module).read_text())
         names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
         names += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]

@@ -19,12 +19,12 @@ import numpy as np
 import torch
 
 from ..config import Call
-from ..datameta import (FRACTIONAL_TARGETS, IMAGE_SUFFIXES, NEGATIVE_LABELS, NOT_BINARY,
-                        NOT_FINITE, DataProblem, Port, Want, bind, class_shape_misfit,
-                        classes_misfit, describe, fractional_misfit, image_classes,
-                        images_port_misfit, input_misfit, npz_headers, pick_arrays,
-                        positions_misfit, synthetic_shape, text_port_misfit, unreadable_npz,
-                        value_shape_misfit, vocab_misfit, windows_misfit)
+from ..datafit import (FRACTIONAL_TARGETS, NEGATIVE_LABELS, NOT_BINARY, NOT_FINITE, DataProblem,
+                       Port, Want, bind, class_shape_misfit, classes_misfit, describe,
+                       fractional_misfit, images_port_misfit, input_misfit, pick_arrays,
+                       positions_misfit, synthetic_shape, text_port_misfit, unreadable_npz,
+                       value_shape_misfit, vocab_misfit, windows_misfit)
+from ..datameta import IMAGE_SUFFIXES, image_classes, npz_headers
 from .errors import DataError, did_you_mean
 
 TORCH_DTYPES = {"float": torch.float32, "long": torch.int64, "bool": torch.bool}
