@@ -47,7 +47,6 @@ class Labels:
     integral: Optional[bool] = True            # every value a whole number
     low: Optional[float] = None
     high: Optional[float] = None
-    names: Optional[list[str]] = None          # a CSV's first class-name labels (not numbers)
 
 
 @dataclass
@@ -185,16 +184,11 @@ def value_shape_misfit(what: str, shape: tuple[int, ...], out: Port) -> Optional
                        NOT_OUTPUT)
 
 
+# (message after the data set's name, hint) of the rules that look at values
 FRACTIONAL_TARGETS = ("has fractional targets, but the loss wants class indices",
                       "use the mse loss for regression")
-
-
 NEGATIVE_LABELS = ("has negative class labels", "number classes from 0")
-
-
 NOT_FINITE = ("contains NaN or infinite values", "clean the data first")
-
-
 NOT_BINARY = ("has targets other than 0 and 1, which the bce loss needs",
               "use cross_entropy for class indices, or mse for values")
 

@@ -125,9 +125,10 @@ def npz_headers(path: Path) -> dict[str, tuple[tuple[int, ...], Any]]:
                 continue
             with z.open(info) as fh:
                 version = np.lib.format.read_magic(fh)
-                if version not in readers:
-                    raise ValueError(f"unsupported .npy version {version}")
-                shape, _, dtype = readers[version](fh)
+                if version in readers:
+                    shape, _, dtype = readers[version](fh)
+                else:  # 3.0 (utf-8 field names) has no public reader; np.load uses this one
+                    shape, _, dtype = np.lib.format._read_array_header(fh, version)
             found[info.filename[:-4]] = (tuple(shape), dtype)
     return found
 
