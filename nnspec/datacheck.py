@@ -53,8 +53,7 @@ def check_data(ir: ModuleDef | None, program: Program, settings: Settings, repor
             notes = [(f"input `{port.name}` is declared here", declared[port.name])
                      for port in inputs if f"`{port.name}`" in p.message and port.name in declared]
         elif p.code == NOT_OUTPUT and made is not None:
-            notes = [(f"the model's output {list(want.output.shape)} is "
-                      "made here", made)]
+            notes = [(f"the model's output {list(want.output.shape)} is made here", made)]
         reporter.error(p.code, p.message, where, p.hint, notes)
 
 

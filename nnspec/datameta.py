@@ -29,7 +29,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 LABEL_BYTES = 16 << 20   # npz and pt arrays up to this size are read for their values
 
 
-TEXT_BYTES = 16 << 20    # text files up to this size are read for their characters
+TEXT_BYTES = 4 << 20     # text files up to this size are read for their characters
 
 
 CSV_ROWS = 2             # data rows a CSV must have, and the ones check reads
