@@ -369,9 +369,6 @@ def check_settings(train: TrainSpec, parallel: ParallelSpec, world: int) -> Obje
             raise TrainError(text, problem.help)
         if distributed.rank() == 0:
             log.warning("%s%s", text, f" ({problem.help})" if problem.help else "")
-    if train.early_stopping and not train.eval_every and not train.epochs:
-        raise TrainError("early_stopping counts evaluations, but a run without epochs has none "
-                         "before the end", "set eval_every")
     return objective
 
 
