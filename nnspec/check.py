@@ -752,6 +752,7 @@ class Checker:
                 raise self.error("E0322", f"{layer.kind} has no weight to tie", tmpl.tie[1])
             return self.emit(None, layer, ins, kw, scope, tmpl.span, hint or name)
         if name is None and isinstance(tmpl, (SeqT, RepeatT)):
+            self.no_list_keywords(kw, tmpl.span)
             items = tmpl.items if isinstance(tmpl, SeqT) else [tmpl.item] * tmpl.count
             out: Any = None
             for i, item in enumerate(items):
@@ -774,16 +775,8 @@ class Checker:
              reuse: bool = False):
         outs = self.infer(target, layer, ins, kw, span)
         if kw and layer is not None:
-            # keyword tensors bind by name in the generated call; make sure that binding works
-            args = [f"a{i}" for i in range(len(ins))] + [f"{k}=k{i}" for i, k in enumerate(kw)]
-            types = [v.type for v in ins] + [v.type for v in kw.values()]
-            try:
-                if target is None:
-                    layer.functional_source(args, types)
-                else:
-                    layer.call_source("m", args, types)
-            except ShapeError as err:
-                raise self.error("E0401", err.message, span, err.help) from None
+            self.check_keywords(layer, target is None, [v.type for v in ins],
+                                {k: v.type for k, v in kw.items()}, span)
         self.ops += 1
         if self.ops > MAX_OPS:
             raise self.error("E0501", f"the model has more than {MAX_OPS} operations", span)
@@ -791,6 +784,20 @@ class Checker:
         values = [Value(t, hint) for t in outs]
         scope.module.ops.append(Op(target, layer, list(ins), dict(kw), values, span, reuse))
         return values[0] if len(values) == 1 else tuple(values)
+
+    def check_keywords(self, layer: Layer, functional: bool, ins: list[T], kw: dict[str, T],
+                       span: Span) -> None:
+        """Keyword tensors bind by name in the generated call (infer bound them by type): make
+        sure that binding works."""
+        args = [f"a{i}" for i in range(len(ins))] + [f"{k}=k{i}" for i, k in enumerate(kw)]
+        types = list(ins) + list(kw.values())
+        try:
+            if functional:
+                layer.functional_source(args, types)
+            else:
+                layer.call_source("m", args, types)
+        except ShapeError as err:
+            raise self.error("E0401", err.message, span, err.help) from None
 
     def infer(self, target, layer, ins: list[Value], kw: dict[str, Value], span: Span) -> list[T]:
         if target is None or isinstance(target, Leaf):
@@ -855,6 +862,9 @@ class Checker:
             leaf = Leaf(layer, list(ins), tmpl.span)
             outs = self.infer(leaf, layer, [Value(t, "x") for t in ins],
                               {k: v for k, v in kw.items()}, tmpl.span)
+            if kw:  # as `emit` checks a layer applied in the flow: a list item binds the same way
+                self.check_keywords(layer, False, list(ins), {k: v.type for k, v in kw.items()},
+                                    tmpl.span)
             leaf.ins = list(ins) + [v.type for v in kw.values()]
             self.count(leaf, tmpl.span)
             return leaf, outs
@@ -862,8 +872,9 @@ class Checker:
             module = self.instantiate_block(tmpl, ins, kw, scope)
             return module, [v.type for v in module.outputs]
         if isinstance(tmpl, (SeqT, RepeatT)):
+            self.no_list_keywords(kw, tmpl.span)
             items = tmpl.items if isinstance(tmpl, SeqT) else [tmpl.item] * tmpl.count
-            children, extras, cur = [], [], list(ins)
+            children, extras, keywords, cur = [], [], [], list(ins)
             for item in items:
                 extra = list(item.bound)
                 child, outs = self.instantiate(item, cur + [v.type for v in extra],
@@ -873,13 +884,22 @@ class Checker:
                                      item.span)
                 children.append(child)
                 extras.append(extra + list(item.bound_kw.values()))
+                keywords.append(tuple(item.bound_kw))
                 cur = outs
-            seq = Seq(children, extras, list(ins), tmpl.span, cur[0])
+            seq = Seq(children, extras, list(ins), tmpl.span, cur[0], keywords)
             return seq, cur
         if isinstance(tmpl, ModRef):
             raise self.error("E0326", f"`{'.'.join(tmpl.path)}` is an existing layer and cannot be "
                              "placed in a list or repeat", tmpl.span)
         raise self.error("E0318", "not a layer", tmpl.span)
+
+    def no_list_keywords(self, kw: dict[str, Value], span: Span) -> None:
+        """A list has no named inputs: a keyword tensor given to one (through a block that
+        stands for a list) would otherwise be dropped, silently."""
+        if kw:
+            raise self.error("E0323", f"unexpected keyword tensor `{next(iter(kw))}`: a list "
+                             "takes its tensors positionally", span,
+                             "give the tensor to the layer in the list that takes it")
 
     def expand_alias(self, tmpl: Template) -> Template:
         """`block Name(p) = expr`: the template `expr` with the call's parameters bound."""
