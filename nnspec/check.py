@@ -752,7 +752,6 @@ class Checker:
                 raise self.error("E0322", f"{layer.kind} has no weight to tie", tmpl.tie[1])
             return self.emit(None, layer, ins, kw, scope, tmpl.span, hint or name)
         if name is None and isinstance(tmpl, (SeqT, RepeatT)):
-            self.no_list_keywords(kw, tmpl.span)
             items = tmpl.items if isinstance(tmpl, SeqT) else [tmpl.item] * tmpl.count
             out: Any = None
             for i, item in enumerate(items):
@@ -872,7 +871,6 @@ class Checker:
             module = self.instantiate_block(tmpl, ins, kw, scope)
             return module, [v.type for v in module.outputs]
         if isinstance(tmpl, (SeqT, RepeatT)):
-            self.no_list_keywords(kw, tmpl.span)
             items = tmpl.items if isinstance(tmpl, SeqT) else [tmpl.item] * tmpl.count
             children, extras, keywords, cur = [], [], [], list(ins)
             for item in items:
@@ -893,14 +891,6 @@ class Checker:
                              "placed in a list or repeat", tmpl.span)
         raise self.error("E0318", "not a layer", tmpl.span)
 
-    def no_list_keywords(self, kw: dict[str, Value], span: Span) -> None:
-        """A list has no named inputs: a keyword tensor given to one (through a block that
-        stands for a list) would otherwise be dropped, silently."""
-        if kw:
-            raise self.error("E0323", f"unexpected keyword tensor `{next(iter(kw))}`: a list "
-                             "takes its tensors positionally", span,
-                             "give the tensor to the layer in the list that takes it")
-
     def expand_alias(self, tmpl: Template) -> Template:
         """`block Name(p) = expr`: the template `expr` with the call's parameters bound."""
         while isinstance(tmpl, BlockT) and tmpl.defn.alias is not None:
@@ -917,6 +907,13 @@ class Checker:
             if not isinstance(inner, Template) or isinstance(inner, ModRef):
                 raise self.error("E0318", f"`{defn.name}` must stand for a layer or a list of layers, "
                                  f"not {_describe(inner)}", defn.alias.span)
+            if isinstance(inner, (SeqT, RepeatT)) and tmpl.bound_kw:
+                # a list has no named inputs: the tensor would be dropped, silently
+                raise self.error("E0323", f"unexpected keyword tensor `{next(iter(tmpl.bound_kw))}`"
+                                 f": `{defn.name}` stands for a list, which takes its tensors "
+                                 "positionally", tmpl.span,
+                                 "give the tensor to the layer in the list that takes it",
+                                 [(f"`{defn.name}` is defined here", defn.alias.span)])
             inner = copy.copy(inner)
             inner.bound = list(inner.bound) + list(tmpl.bound)
             inner.bound_kw = {**inner.bound_kw, **tmpl.bound_kw}
