@@ -14,7 +14,7 @@ from ..ir import Value
 from ..lower import Lowered
 from ..pipeline import Partition, Unit
 from ..layers.base import py
-from .source import _doc_where, _op_lines, _shape
+from .source import _doc_where, _item_call, _op_lines, _shape
 from .text import doc_text
 
 
@@ -71,8 +71,11 @@ def _unit_source(unit: Unit, before: list[Value], after: list[Value], low: Lower
         attr = "self.m" if unit.target is not None else None
         lines += _op_lines(unit.op, unit.module, low, var=var, attr=attr)
     else:  # an item of a list: called as nn.Sequential / the ModuleList loop calls it
-        args = ", ".join(var(v) for v in unit.args)
-        lines.append(f"        {var(unit.outs[0])} = self.m({args})"
-                     f"  # {_shape(unit.outs[0].type)}")
+        split = len(unit.args) - len(unit.keywords)
+        args = [var(v) for v in unit.args[:split]] + [
+            f"{k}={var(v)}" for k, v in zip(unit.keywords, unit.args[split:])]
+        # a layer with extra tensors (a mask) binds them as the model's ModuleList loop does
+        call = _item_call(unit.target, "self.m", args) if len(args) > 1 else f"self.m({args[0]})"
+        lines.append(f"        {var(unit.outs[0])} = {call}  # {_shape(unit.outs[0].type)}")
     lines.append(f"        return {_pack(after, var)}")
     return "\n".join(lines) + "\n"

@@ -153,9 +153,13 @@ def _op_lines(op: Op, module: ModuleDef, low: Lowered, var=None, attr: str | Non
 
 def _seq_lines(seq: Seq, attr: str, args: list[str], out: str, comment: str, var):
     first = args[0]
-    extras = [[var(v) for v in e] for e in seq.extras]
-    # a layer kind binds its extra tensors through call_source (a padding mask goes in by
-    # keyword), as infer bound them; a block takes them in order
+    extras = []
+    for i in range(len(seq.items)):
+        pos, kw = seq.item_args(i)
+        extras.append([var(v) for v in pos] + [f"{k}={var(v)}" for k, v in kw.items()])
+    # a layer kind binds its extra tensors through call_source, as check did: by the name the
+    # spec gave (`memory_key_padding_mask=m`), else by type (a padding mask goes in by keyword);
+    # a block takes them in order
     loop = [_item_call(item, "m", [out] + e) for item, e in zip(seq.items, extras)]
     if all(call == loop[0] for call in loop):
         lines = [f"        {out} = {first}"] if out != first else []
