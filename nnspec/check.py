@@ -774,16 +774,8 @@ class Checker:
              reuse: bool = False):
         outs = self.infer(target, layer, ins, kw, span)
         if kw and layer is not None:
-            # keyword tensors bind by name in the generated call; make sure that binding works
-            args = [f"a{i}" for i in range(len(ins))] + [f"{k}=k{i}" for i, k in enumerate(kw)]
-            types = [v.type for v in ins] + [v.type for v in kw.values()]
-            try:
-                if target is None:
-                    layer.functional_source(args, types)
-                else:
-                    layer.call_source("m", args, types)
-            except ShapeError as err:
-                raise self.error("E0401", err.message, span, err.help) from None
+            self.check_keywords(layer, target is None, [v.type for v in ins],
+                                {k: v.type for k, v in kw.items()}, span)
         self.ops += 1
         if self.ops > MAX_OPS:
             raise self.error("E0501", f"the model has more than {MAX_OPS} operations", span)
@@ -791,6 +783,20 @@ class Checker:
         values = [Value(t, hint) for t in outs]
         scope.module.ops.append(Op(target, layer, list(ins), dict(kw), values, span, reuse))
         return values[0] if len(values) == 1 else tuple(values)
+
+    def check_keywords(self, layer: Layer, functional: bool, ins: list[T], kw: dict[str, T],
+                       span: Span) -> None:
+        """Keyword tensors bind by name in the generated call (infer bound them by type): make
+        sure that binding works."""
+        args = [f"a{i}" for i in range(len(ins))] + [f"{k}=k{i}" for i, k in enumerate(kw)]
+        types = list(ins) + list(kw.values())
+        try:
+            if functional:
+                layer.functional_source(args, types)
+            else:
+                layer.call_source("m", args, types)
+        except ShapeError as err:
+            raise self.error("E0401", err.message, span, err.help) from None
 
     def infer(self, target, layer, ins: list[Value], kw: dict[str, Value], span: Span) -> list[T]:
         if target is None or isinstance(target, Leaf):
@@ -855,6 +861,9 @@ class Checker:
             leaf = Leaf(layer, list(ins), tmpl.span)
             outs = self.infer(leaf, layer, [Value(t, "x") for t in ins],
                               {k: v for k, v in kw.items()}, tmpl.span)
+            if kw:  # as `emit` checks a layer applied in the flow: a list item binds the same way
+                self.check_keywords(layer, False, list(ins), {k: v.type for k, v in kw.items()},
+                                    tmpl.span)
             leaf.ins = list(ins) + [v.type for v in kw.values()]
             self.count(leaf, tmpl.span)
             return leaf, outs
@@ -863,7 +872,7 @@ class Checker:
             return module, [v.type for v in module.outputs]
         if isinstance(tmpl, (SeqT, RepeatT)):
             items = tmpl.items if isinstance(tmpl, SeqT) else [tmpl.item] * tmpl.count
-            children, extras, cur = [], [], list(ins)
+            children, extras, keywords, cur = [], [], [], list(ins)
             for item in items:
                 extra = list(item.bound)
                 child, outs = self.instantiate(item, cur + [v.type for v in extra],
@@ -873,8 +882,9 @@ class Checker:
                                      item.span)
                 children.append(child)
                 extras.append(extra + list(item.bound_kw.values()))
+                keywords.append(tuple(item.bound_kw))
                 cur = outs
-            seq = Seq(children, extras, list(ins), tmpl.span, cur[0])
+            seq = Seq(children, extras, list(ins), tmpl.span, cur[0], keywords)
             return seq, cur
         if isinstance(tmpl, ModRef):
             raise self.error("E0326", f"`{'.'.join(tmpl.path)}` is an existing layer and cannot be "
@@ -897,6 +907,13 @@ class Checker:
             if not isinstance(inner, Template) or isinstance(inner, ModRef):
                 raise self.error("E0318", f"`{defn.name}` must stand for a layer or a list of layers, "
                                  f"not {_describe(inner)}", defn.alias.span)
+            if isinstance(inner, (SeqT, RepeatT)) and tmpl.bound_kw:
+                # a list has no named inputs: the tensor would be dropped, silently
+                raise self.error("E0323", f"unexpected keyword tensor `{next(iter(tmpl.bound_kw))}`"
+                                 f": `{defn.name}` stands for a list, which takes its tensors "
+                                 "positionally", tmpl.span,
+                                 "give the tensor to the layer in the list that takes it",
+                                 [(f"`{defn.name}` is defined here", defn.alias.span)])
             inner = copy.copy(inner)
             inner.bound = list(inner.bound) + list(tmpl.bound)
             inner.bound_kw = {**inner.bound_kw, **tmpl.bound_kw}

@@ -8,7 +8,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -16,6 +15,8 @@ from . import __version__
 from .check import DEFAULT_MAX_PARAMS
 from .compile import Spec, load
 from .diagnostics import SpecError
+from .outputs import OutputError, check_file, check_folder, owned_files, write_folder
+from .resolve import root_spec_problem
 
 EXIT_SPEC, EXIT_USAGE = 1, 2
 
@@ -43,27 +44,26 @@ def parse_set(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def write_atomic(directory: Path, files: dict[str, str]) -> None:
-    """Write every file or none: each goes to a temporary name first, then is renamed in place."""
-    directory.mkdir(parents=True, exist_ok=True)
-    staged = []
-    try:
-        for name, text in files.items():
-            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=directory)
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-                fh.write(text)
-            staged.append((tmp, directory / name))
-        for tmp, final in staged:
-            os.replace(tmp, final)
-    finally:
-        for tmp, _ in staged:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+def output_folder(path: str, flag: str, kind: str) -> Path:
+    """Check a command's output folder before any work: a usable path that is missing, empty, or
+    an earlier output of the same command (which is then replaced whole)."""
+    folder = check_folder(path, flag)
+    if folder.is_dir() and any(folder.iterdir()) and owned_files(folder, kind) is None:
+        raise OutputError(f"{flag} {path}: holds files nnspec did not write (or another "
+                          "command's output); nnspec never deletes those: choose another folder, "
+                          "or empty it")
+    return folder
+
+
+def positive(flag: str, value: int | None) -> None:
+    if value is not None and value < 1:
+        raise UsageError(f"{flag} must be at least 1, got {value}")
 
 
 def _load(args) -> Spec:
-    if not Path(args.spec).is_file():
-        raise UsageError(f"no such spec file: {args.spec}")
+    problem = root_spec_problem(args.spec)  # a FIFO would hang, a device never ends
+    if problem:
+        raise UsageError(problem)
     values = parse_set(args.set)
     params = {k: v for k, v in values.items() if "." not in k}
     sets = {k: v for k, v in values.items() if "." in k}
@@ -91,6 +91,8 @@ def cmd_compile(args) -> int:
     from .emit.deepspeed import dumps
     from .emit.launch import launch_script
 
+    positive("--world-size", args.world_size)
+    out = output_folder(args.output, "-o", "compile")
     spec = _load(args)
     world = args.world_size or spec.world_size
     launch_args = [f"--set={item}" for item in args.set]
@@ -98,7 +100,7 @@ def cmd_compile(args) -> int:
              "summary.json": json.dumps(spec.summary(), indent=2, sort_keys=True) + "\n",
              "ds_config.json": dumps(spec.deepspeed_config(world)),
              "launch.sh": launch_script(args.spec, launch_args, num_accelerators=world)}
-    write_atomic(Path(args.output), files)
+    write_folder(out, files, "compile", executable=frozenset({"launch.sh"}))
     print(f"wrote {', '.join(sorted(files))} to {args.output}")
     return 0
 
@@ -106,17 +108,34 @@ def cmd_compile(args) -> int:
 def cmd_train(args) -> int:
     """Train in this process, or on every rank when the deepspeed runner started it."""
     from .train import DataError, TrainError, run
+    from .train.safeload import UnsafeCheckpoint
 
+    if args.out is not None:
+        check_folder(args.out, "--out", replaced=False)
     spec = _load(args)
     try:
-        final = run(spec, spec.settings.train, spec.settings.parallel, Path(args.out),
-                    resume=args.resume, progress=not args.no_progress)
+        final = run(spec, spec.settings.train, spec.settings.parallel, args.out,
+                    resume=args.resume, progress=not args.no_progress, overwrite=args.overwrite)
     except (DataError, TrainError) as err:
         print(err.render(), file=sys.stderr)
-        return EXIT_SPEC
+        return EXIT_USAGE if isinstance(err, UnsafeCheckpoint) else EXIT_SPEC
+    except (MemoryError, RuntimeError) as err:
+        raise _out_of_memory(err) from None
     if final is not None and int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(final, sort_keys=True))
     return 130 if (final or {}).get("status") == "interrupted" else 0
+
+
+def _out_of_memory(err: BaseException) -> Exception:
+    """A UsageError for a run that ran out of memory; other RuntimeErrors go on as they are."""
+    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    if isinstance(err, MemoryError):
+        return UsageError(f"out of memory: {text or 'an allocation failed'}; use smaller data, "
+                          "batches or model")
+    if any(words in text.lower() for words in ("not enough memory", "out of memory",
+                                                 "can't allocate memory")):
+        return UsageError(f"out of memory: {text}")
+    return err
 
 
 def cmd_launch(args) -> int:
@@ -124,7 +143,15 @@ def cmd_launch(args) -> int:
     import shlex
     import subprocess
 
+    from .train.runs import check_out_dir, new_run_folder
+
+    positive("--num-accelerators", args.num_accelerators)
+    positive("--num-gpus", args.num_gpus)
+    if args.resume and args.out is None:
+        raise UsageError("--resume needs --out: the folder of the run to continue")
     spec = _load(args)
+    if args.out is not None:
+        check_out_dir(args.out, spec, args.resume, args.overwrite)
     n = args.num_accelerators or args.num_gpus or spec.world_size
     flag = "--num_gpus" if args.num_gpus else "--num_accelerators"
     cmd = ["deepspeed"]
@@ -137,18 +164,24 @@ def cmd_launch(args) -> int:
     import shutil
 
     exe = shutil.which("nnspec") or str(Path(sys.argv[0]).resolve())
-    cmd += ["--no_python", "--no_local_rank", exe, "train", args.spec, "--out", args.out]
+    cmd += ["--no_python", "--no_local_rank", exe, "train", args.spec]
     cmd += [f"--set={item}" for item in args.set]
-    if args.dry_run:
-        print(shlex.join(cmd))
+    cmd += [opt for opt in ("--resume", "--overwrite") if getattr(args, opt[2:])]
+    if args.dry_run:  # claims no folder: without --out, the runner's rank 0 claims one
+        print(shlex.join(cmd + (["--out", args.out] if args.out else [])))
         return 0
-    return subprocess.call(cmd)
+    # the ranks must agree on one folder: claim it here, before the runner starts them
+    out = args.out or str(new_run_folder(spec.name))
+    if args.out is None:
+        print(f"run folder: {out}", file=sys.stderr, flush=True)
+    return subprocess.call(cmd + ["--out", out])
 
 
 def cmd_export_weights(args) -> int:
     """Consolidate a training checkpoint (ZeRO shards too) into one fp32 state_dict file."""
     from .train.export import ExportError, export_weights
 
+    check_file(args.output, "-o")
     spec = None
     if args.spec:
         args.max_params = DEFAULT_MAX_PARAMS
@@ -167,14 +200,18 @@ def cmd_compress(args) -> int:
     from .compress.errors import CompressError
     from .compress.pipeline import compress, summary_table
     from .train import DataError, TrainError
+    from .train.safeload import UnsafeCheckpoint
 
+    out = output_folder(args.output, "-o", "compress")
+    if args.weights is not None and not Path(args.weights).is_file():
+        raise UsageError(f"--weights {args.weights}: no such file")
     spec = _load(args)
     try:
-        result = compress(spec, Path(args.output), args.weights,
+        result = compress(spec, out, args.weights,
                           log=lambda m: print(m, file=sys.stderr))
     except (CompressError, DataError, TrainError) as err:
         print(err.render(), file=sys.stderr)
-        return EXIT_SPEC
+        return EXIT_USAGE if isinstance(err, UnsafeCheckpoint) else EXIT_SPEC
     print(summary_table(result), end="")
     print(f"wrote {args.output}")
     return 0
@@ -210,6 +247,16 @@ def _spec_parser(sub, name: str, help: str, func: Callable) -> argparse.Argument
     return p
 
 
+def _run_folder_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", help="the run's folder for metrics, checkpoints, final.json "
+                   "(default: a new runs/MODEL/version_N); one holding files is refused unless "
+                   "--resume or --overwrite")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its "
+                   "last checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="start over in a non-empty --out, "
+                   "replacing the files nnspec wrote there (other files are kept)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nnspec", description="Compile .nn network specs to PyTorch.")
     parser.add_argument("--version", action="version", version=f"nnspec {__version__}")
@@ -219,19 +266,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p = _spec_parser(sub, "compile", "write model.py, summary.json, ds_config.json, launch.sh",
                      cmd_compile)
-    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.add_argument("-o", "--output", required=True, help="output folder: written whole, in one "
+                   "step; an earlier `nnspec compile` output there is replaced, a folder holding "
+                   "other files is refused")
     p.add_argument("--world-size", type=int, help="processes the DeepSpeed config is for "
                    "(default: data_parallel x pipeline_stages of the spec, else 1)")
     p = _spec_parser(sub, "train", "train the spec (one process, or every rank under deepspeed)",
                      cmd_train)
-    p.add_argument("--out", default="out", help="folder for metrics, checkpoints, final.json")
-    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    _run_folder_arguments(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p = _spec_parser(sub, "launch", "run `nnspec train` under the deepspeed runner", cmd_launch)
     p.add_argument("--num-gpus", type=int, help="processes per machine on GPU machines")
     p.add_argument("--num-accelerators", type=int, help="processes on this machine (CPU or GPU)")
     p.add_argument("--hostfile", help="an MPI-style hostfile for several machines")
-    p.add_argument("--out", default="out", help="output folder of the run")
+    _run_folder_arguments(p)
     p.add_argument("--dry-run", action="store_true", help="print the command, run nothing")
     p = sub.add_parser("export-weights", help="one fp32 state_dict (.safetensors or .pt) from a "
                        "checkpoint of `nnspec train`, ZeRO shards consolidated")
@@ -245,7 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export_weights)
     p = _spec_parser(sub, "compress", "prune, quantize or distill as the compress section says",
                      cmd_compress)
-    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.add_argument("-o", "--output", required=True, help="output folder: written whole, in one "
+                   "step; an earlier `nnspec compress` output there is replaced, a folder holding "
+                   "other files is refused")
     p.add_argument("--weights", help="trained weights (default: train the spec first)")
     p = _spec_parser(sub, "plan", "per-GPU memory, FLOPs and step time of the parallel plan; "
                      "--auto finds the fastest that fits", cmd_plan)
@@ -263,11 +313,15 @@ def main(argv: list[str] | None = None) -> int:
     except SpecError as err:
         print(err.render(), file=sys.stderr)
         return EXIT_SPEC
-    except UsageError as err:
-        print(f"nnspec: error: {err}", file=sys.stderr)
+    except (UsageError, OutputError) as err:
+        print(f"nnspec: error: {_one_line(str(err))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ from typing import Any
 
 from .check import DEFAULT_MAX_PARAMS, check, const_values
 from .checkpointing import checkpointed
-from .diagnostics import Reporter, display_path
+from .datameta import SKLEARN
+from .diagnostics import Reporter, SpecError, display_path
 from .emit.module import load_source
 from .emit.source import emit_source
 from .emit.summary import render_table, summarize
@@ -20,7 +21,7 @@ from .sections import Settings, evaluate_sections
 
 # training samples of the data sets that ship with scikit-learn, for schedules that need the
 # run's length at compile time
-KNOWN_SIZES = {"digits": 1797, "iris": 150, "wine": 178, "breast_cancer": 569}
+KNOWN_SIZES = {name: known.samples for name, known in SKLEARN.items()}
 
 
 @dataclass
@@ -147,37 +148,77 @@ def loads(text: str, *, name: str = "<string>", base: Path | None = None, model:
 
 
 def _checked(program: Program, name: str, model, max_params, sets, world_size, overrides) -> Spec:
-    from .config import check_parallel
-
-    ir = check(program, model, overrides, max_params)
+    """Run every pass that can proceed and report all their errors together: the model and the
+    sections do not depend on each other; the parallel checks need valid train and parallel
+    sections, the compress directives, activation checkpointing, the pipeline partition and the
+    data check need the model too."""
     reporter = Reporter()
-    settings = evaluate_sections(program.sections, const_values(program), dict(sets or {}),
-                                 reporter)
-    reporter.check()
+    try:
+        ir = check(program, model, overrides, max_params)
+    except SpecError as err:
+        reporter.extend(err)
+        ir = None
+    try:
+        consts = const_values(program)
+    except SpecError as err:
+        if ir is not None:  # else the model check has reported the constants it reads
+            reporter.extend(err)
+        reporter.check()  # sections read the constants: nothing more can proceed
+    settings = evaluate_sections(program.sections, consts, dict(sets or {}), reporter)
+    placement_ok = not settings.invalid & {"train", "parallel"}
+    if placement_ok:
+        placement_ok = _check_placement(settings, world_size or default_world_size(settings),
+                                        reporter)
+    if "train" not in settings.invalid and _names_data(settings):
+        from .datacheck import check_data
+
+        check_data(ir, program, settings, reporter)
+    if ir is None:
+        reporter.check()
     spec = Spec(program, ir, name, settings)
-    for problem in check_parallel(settings.train, settings.parallel,
-                                  world_size or spec.world_size):
-        if problem.severity == "error":
-            reporter.error("E0710", problem.message, settings.span_of(problem.section, problem.key),
-                           problem.help)
-    if "compress" in program.sections:
+    if "compress" in program.sections and "compress" not in settings.invalid:
         from .compress.directives import read_directives
 
         root = program.root if program.root.is_dir() else program.root.parent
         spec.compress_plan = read_directives(settings.compress, ir, program.sections["compress"],
                                              settings.section_spans.get("compress"), reporter, root)
-    reporter.check()
-    _, unmatched = checkpointed(ir, settings.parallel.activation_checkpointing)
-    for pattern in unmatched:
-        reporter.error("E0712", f"activation_checkpointing: `{pattern}` matches no module of the "
-                       "model", settings.span_of("parallel", "activation_checkpointing"),
-                       "name blocks by path (layer1.0, transformer.h.*) or by block name")
-    reporter.check()
-    if settings.parallel.pipeline_stages > 1:
+    if "parallel" not in settings.invalid:
+        placement_ok &= _check_checkpointing(ir, settings, reporter)
+    if placement_ok and settings.parallel.pipeline_stages > 1:
         from .pipeline import PipelineError
         try:
             spec.partition
         except PipelineError as err:
             reporter.error("E0711", err.message, settings.span_of("parallel", err.key), err.help)
-            reporter.check()
+    reporter.check()
     return spec
+
+
+def _names_data(settings: Settings) -> bool:
+    """Whether the spec names its data (`data = ...` in its train section, or --set train.data):
+    only then is the data checked, so a spec that does not say it trains on the default digits
+    (resnet18 for 224x224 images, a train section only for the optimizer) is not held to it."""
+    return "data" in settings.written.get("train", {})
+
+
+def _check_placement(settings: Settings, world_size: int, reporter: Reporter) -> bool:
+    """The train + parallel settings for this world size (E0710); True when they fit."""
+    from .config import check_parallel
+
+    ok = True
+    for problem in check_parallel(settings.train, settings.parallel, world_size):
+        if problem.severity == "error":
+            ok = False
+            reporter.error("E0710", problem.message, settings.span_of(problem.section, problem.key),
+                           problem.help)
+    return ok
+
+
+def _check_checkpointing(ir: ModuleDef, settings: Settings, reporter: Reporter) -> bool:
+    """Every activation_checkpointing pattern names a module of the model (E0712)."""
+    _, unmatched = checkpointed(ir, settings.parallel.activation_checkpointing)
+    for pattern in unmatched:
+        reporter.error("E0712", f"activation_checkpointing: `{pattern}` matches no module of the "
+                       "model", settings.span_of("parallel", "activation_checkpointing"),
+                       "name blocks by path (layer1.0, transformer.h.*) or by block name")
+    return not unmatched

@@ -31,6 +31,12 @@ DATASETS = ("digits", "iris", "wine", "breast_cancer", "synthetic", "npz", "pt",
 SCHEDULES = ("constant", "warmup_linear", "warmup_cosine", "one_cycle", "reduce_on_plateau")
 LOSSES = ("cross_entropy", "mse", "bce", "lm")
 METRICS = ("accuracy", "top_k", "perplexity", "loss")
+# what each loss wants as targets: class indices, 0/1 floats or values (train.metrics builds the
+# loss; check needs the same table without importing torch)
+LOSS_TARGETS = {"cross_entropy": "class", "lm": "class", "mse": "value", "bce": "binary"}
+LOSS_ARGS = {"cross_entropy": {"label_smoothing"}, "lm": {"label_smoothing"}, "mse": set(),
+             "bce": {"pos_weight"}}
+METRIC_ARGS = {"accuracy": set(), "top_k": {"k"}, "perplexity": set(), "loss": set()}
 
 
 class TrainSpec(_Section):
@@ -349,7 +355,7 @@ def resolve_layout(train: TrainSpec, parallel: ParallelSpec, world_size: int) ->
 
 
 def check_train(train: TrainSpec, parallel: Optional[ParallelSpec] = None) -> list[Problem]:
-    """Problems with the optimizer and schedule: names, arguments, values."""
+    """Problems with the optimizer, schedule, loss and metrics: names, arguments, values."""
     import inspect
 
     from .diagnostics import did_you_mean
@@ -409,7 +415,7 @@ def check_train(train: TrainSpec, parallel: Optional[ParallelSpec] = None) -> li
         out.append(Problem("schedule", f"unknown schedule `{sched.name}`",
                            did_you_mean(sched.name, SCHEDULE_ARGS) or
                            "use " + ", ".join(SCHEDULE_ARGS)))
-        return out
+        return out + objective_problems(train)
     table = SCHEDULE_ARGS[sched.name]
     if sched.args:
         out.append(Problem("schedule", f"schedule {sched.name} takes keyword arguments only, got "
@@ -431,6 +437,64 @@ def check_train(train: TrainSpec, parallel: Optional[ParallelSpec] = None) -> li
         out.append(Problem("schedule", f"schedule {sched.name}: warmup {warmup} >= steps "
                            f"{train.steps}, so the lr never reaches its peak",
                            f"use a warmup below {train.steps}"))
+    return out + objective_problems(train)
+
+
+def objective_problems(train: TrainSpec) -> list[Problem]:
+    """Problems with the loss and metrics: names, arguments, metrics that do not fit the loss
+    (train.metrics.build_objective raises the first; check reports them all)."""
+    from .diagnostics import did_you_mean
+
+    out: list[Problem] = []
+    loss = train.loss
+    target = LOSS_TARGETS.get(loss.name)
+    if target is None:
+        out.append(Problem("loss", f"unknown loss `{loss.name}`", did_you_mean(
+            loss.name, LOSS_TARGETS) or "use " + ", ".join(LOSS_TARGETS)))
+    else:
+        out += _argument_problems(loss, LOSS_ARGS[loss.name], "loss")
+    explicit = "metrics" in train.model_fields_set
+    for item in train.metrics:
+        call = item if isinstance(item, Call) else Call(name=item)
+        if call.name not in METRIC_ARGS:
+            out.append(Problem("metrics", f"unknown metric `{call.name}`", did_you_mean(
+                call.name, METRIC_ARGS) or "use " + ", ".join(METRIC_ARGS)))
+            continue
+        out += _argument_problems(call, METRIC_ARGS[call.name], "metric")
+        k = top_k(call)
+        if call.name == "top_k" and (not _is_int(k) or k < 1):
+            out.append(Problem("metrics", f"top_k needs a positive integer k, got {k!r}",
+                               "top_k(k=5)"))
+        if explicit and call.name != "loss" and (
+                target == "value" or (target == "binary" and call.name != "accuracy")):
+            out.append(Problem("metrics", f"metric `{call.name}` does not apply to the "
+                               f"{loss.name} loss", "use metrics that fit the loss, or only "
+                               "`loss`"))
+    if train.early_stopping and not train.eval_every and not train.epochs:
+        out.append(Problem("early_stopping", "early_stopping counts evaluations, but a run "
+                           "without epochs has none before the end", "set eval_every"))
+    return out
+
+
+def top_k(call: Call) -> Any:
+    """The k of a top_k metric: top_k(k=5), top_k(5) or top_k (5)."""
+    return call.kwargs.get("k", call.args[0] if call.args else 5)
+
+
+def _argument_problems(call: Call, allowed: set[str], what: str) -> list[Problem]:
+    from .diagnostics import did_you_mean
+
+    key = "loss" if what == "loss" else "metrics"
+    out = []
+    if call.args and call.name != "top_k":
+        out.append(Problem(key, f"{what} `{call.name}` takes keyword arguments only",
+                           f"write {call.name}(name=value)"))
+    for arg in call.kwargs:
+        if arg not in allowed:
+            out.append(Problem(key, f"{what} `{call.name}` has no argument `{arg}`",
+                               did_you_mean(arg, allowed) or (
+                                   f"{call.name} takes " + ", ".join(sorted(allowed)) if allowed
+                                   else f"{call.name} takes no arguments")))
     return out
 
 

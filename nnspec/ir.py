@@ -35,10 +35,25 @@ class Seq:
     """An nn.Sequential (or ModuleList) of children, applied one after another."""
 
     items: list["Child"]
-    extras: list[list[Value]]  # per item: tensors passed after the chained one (e.g. a mask)
+    # per item: tensors passed after the chained one (e.g. a mask), positional ones first,
+    # then the keyword ones (named in `keywords`)
+    extras: list[list[Value]]
     ins: list[T]
     span: Span
     out: T | None = None       # the last item's output type, set by check
+    # per item: the names of its keyword tensors, the last len(names) of its extras. A layer
+    # binds a tensor by its name (a decoder's memory mask has the target mask's type when the
+    # lengths agree), so dropping the names would bind it to another input.
+    keywords: list[tuple[str, ...]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.keywords = list(self.keywords) + [()] * (len(self.items) - len(self.keywords))
+
+    def item_args(self, i: int) -> tuple[list[Value], dict[str, Value]]:
+        """Item i's extra tensors: (positional ones, keyword ones by name)."""
+        extra, names = self.extras[i], self.keywords[i]
+        split = len(extra) - len(names)
+        return list(extra[:split]), dict(zip(names, extra[split:]))
 
 
 @dataclass(eq=False)
@@ -107,7 +122,7 @@ def clone(child: Child, memo: dict[int, object] | None = None) -> Child:
     elif isinstance(child, Seq):
         new = Seq([clone(c, memo) for c in child.items],
                   [[_clone_value(v, memo) for v in e] for e in child.extras],
-                  list(child.ins), child.span, child.out)
+                  list(child.ins), child.span, child.out, list(child.keywords))
     else:
         new = ModuleDef(child.name, child.signature, child.span)
         memo[id(child)] = new  # before the children: a tie or an op may refer back

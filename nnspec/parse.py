@@ -17,6 +17,9 @@ from .diagnostics import Diagnostic, Source, Span, SpecError
 
 GRAMMAR_NAME = "nnspec.lark"
 MAX_NESTING = 100  # a tree deeper than this is refused: the passes after parsing recurse on it
+# tokens in one statement: Lark spends tens of microseconds a token, so a 100,000-term sum took
+# seconds to refuse; real statements (a long list of layers included) stay far below this
+MAX_STATEMENT_TOKENS = 10_000
 MAX_INT_DIGITS = 18  # literals beyond this are refused: no spec needs 10**18 of anything
 
 # What a user would call each terminal in "expected ..." hints.
@@ -84,6 +87,7 @@ def parse(text: str, name: str = "<string>") -> S.File:
     source = Source(name, text)
     _check_brackets(source)
     _check_signs(source)
+    _check_statement_length(source)
     try:
         tree = _parser().parse(text if text.endswith("\n") else text + "\n")
     except UnexpectedInput as err:
@@ -102,6 +106,38 @@ def parse(text: str, name: str = "<string>") -> S.File:
         if isinstance(err.orig_exc, _LiteralError):
             raise SpecError([err.orig_exc.diag]) from None
         raise
+
+
+# statement ends (a new line, `;`, braces) and tokens; a line that starts with `->` or `when`
+# continues the statement above it, and strings and comments are one token
+_STATEMENT_TOKENS = re.compile(r'"(?:[^"\\\n]|\\.)*"?|#[^\n]*|\n[ \t]*(?:->|when\b)|[\n;{}]|'
+                               r'[A-Za-z_0-9.]+|->|//|[=!<>]=|\S')
+
+
+def _check_statement_length(source: Source) -> None:
+    """Refuse a statement of more than MAX_STATEMENT_TOKENS tokens before the parser spends
+    seconds on it; a newline inside brackets does not end a statement."""
+    text = source.text
+    if len(text) <= MAX_STATEMENT_TOKENS:
+        return
+    count, depth, start = 0, 0, 0
+    for m in _STATEMENT_TOKENS.finditer(text):
+        tok = m.group()
+        if tok in "\n;{}" and not (tok == "\n" and depth):
+            count, start = 0, m.end()
+            continue
+        if tok in "([":
+            depth += 1
+        elif tok in ")]":
+            depth = max(0, depth - 1)
+        count += 1
+        if count > MAX_STATEMENT_TOKENS:
+            line = text.count("\n", 0, start) + 1
+            col = start - (text.rfind("\n", 0, start) + 1) + 1
+            raise SpecError([Diagnostic(
+                "E0107", f"statement too long (more than {MAX_STATEMENT_TOKENS:,} tokens)",
+                Span(source, line, col, line, col + 1),
+                "split it into several statements, naming the intermediate results")])
 
 
 _BRACKETS = re.compile(r'[()\[\]]|"(?:[^"\\\n]|\\.)*"?|#[^\n]*')

@@ -52,6 +52,7 @@ class Unit:
     outs: list[Value]
     span: Span
     params: int = 0           # parameters of the module it calls (shared ones counted here too)
+    keywords: tuple[str, ...] = ()  # a list item's: the names of its last len(keywords) args
 
 
 @dataclass
@@ -163,6 +164,7 @@ def units_of(root: ModuleDef) -> Partition:
             out = Value(_out_type(item), item_path.rsplit(".", 1)[0].replace(".", "_"))
             add(item_path, item_path, _kind(item), item, None, None,
                 [cur, *extra], [out], span)
+            units[-1].keywords = seq.keywords[i]
             cur = out
         return cur
 

@@ -30,6 +30,7 @@ class Settings:
     spans: dict[str, Span] = field(default_factory=dict)   # "parallel.zero" -> span of the setting
     section_spans: dict[str, Span] = field(default_factory=dict)
     written: dict[str, dict[str, Any]] = field(default_factory=dict)  # as written, before defaults
+    invalid: set[str] = field(default_factory=set)  # sections with errors: they hold defaults
 
     def span_of(self, section: str, key: str) -> Span | None:
         return self.spans.get(f"{section}.{key}") or self.section_spans.get(section)
@@ -52,6 +53,7 @@ def evaluate_sections(sections: dict[str, S.Section], consts: dict[str, Any],
     for name, cls in SECTIONS.items():
         section = sections.get(name)
         raw: dict[str, Any] = {}
+        errors_before = len(reporter.diagnostics) + reporter.dropped
         if section is not None:
             settings.section_spans[name] = section.span
             for s in section.settings:
@@ -73,6 +75,8 @@ def evaluate_sections(sections: dict[str, S.Section], consts: dict[str, Any],
         model = _validate(cls, name, raw, settings, section, reporter)
         if model is not None:
             setattr(settings, name, model)
+        if model is None or len(reporter.diagnostics) + reporter.dropped > errors_before:
+            settings.invalid.add(name)
     return settings
 
 

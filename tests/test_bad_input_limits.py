@@ -85,3 +85,21 @@ def test_reusing_a_layer_inside_a_block_by_its_path():
     want = fc(torch.relu(fc(torch.relu(fc(x, "a")), "b")), "a")
     torch.testing.assert_close(model(x), want, rtol=1e-12, atol=1e-12)
     assert [u.path for u in spec.partition.units if u.path] == ["a.fc", "b.fc", "a.fc"]
+
+
+@pytest.mark.parametrize("statement", [
+    "  y = x" + " + x" * 100_000,              # a long sum: the parser took seconds on it
+    "  y = x" + "()" * 200_000,                # chained calls
+    "  y = x" + "\n    -> relu" * 20_000,      # a flow continued over 20,000 lines
+    "  y = x -> [" + ",\n".join(["relu"] * 20_000) + "]",   # new lines inside brackets
+])
+def test_a_statement_over_the_token_limit_is_refused_before_parsing(statement):
+    start = time.process_time()
+    assert _error(HEAD + statement + "\n  out y\n}\n") == "E0107 3:1"
+    assert time.process_time() - start < 1.0
+
+
+def test_many_short_statements_are_not_one_long_one():
+    lines = "".join(f"  h{i} = x -> relu\n" for i in range(3_000))
+    spec = nnspec.loads(HEAD + lines + "  out x\n}\n")  # the limit counts per statement
+    assert spec is not None

@@ -125,8 +125,8 @@ def test_failed_compile_keeps_previous_outputs(in_root, tmp_path):
     before = (tmp_path / "model.py").read_bytes()
     assert run("compile", "specs/lenet5.nn", "-o", str(tmp_path), "--set", "num_classes=-1") == 1
     assert (tmp_path / "model.py").read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds_config.json", "launch.sh", "model.py",
-                                                          "summary.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".nnspec-output.json", "ds_config.json",
+                                                          "launch.sh", "model.py", "summary.json"]
 
 
 def test_parameter_limit_refuses_fast_without_allocating(in_root):

@@ -57,6 +57,37 @@ def test_layers_chained_compute_the_model(name):
     assert held == {id(p) for p in model.parameters()}
 
 
+KEYWORDS_IN_LISTS = """
+model p {
+  input x: float[4, 8]
+  input mem: float[4, 8]
+  input pad: bool[4]
+  h = x -> dec: [transformer_decoder_layer(mem, nhead=2, dim_feedforward=8,
+                                           memory_key_padding_mask=pad)] * 2
+  out h -> att: [multihead_attention(value=mem, key=x, num_heads=2, key_padding_mask=pad)]
+}"""
+
+
+def test_list_items_bind_keyword_tensors_by_name_in_their_layers():
+    # a layer of a list is its own pipeline layer; a tensor the spec gave it by keyword (the
+    # memory's mask, with the target's type here) must reach the same input as in the model
+    spec = nnspec.loads(KEYWORDS_IN_LISTS, name="p.nn")
+    generated = load_module(spec.pipeline_source())
+    torch.manual_seed(0)
+    model = generated.Model().eval()
+    layers = [cls(model) for cls in generated.LAYERS]
+    x, mem = torch.randn(2, 4, 8), torch.randn(2, 4, 8)
+    pad = torch.tensor([[False, False, True, True], [False, True, True, True]])
+    with torch.no_grad():
+        want = model(x, mem, pad)
+        live = (x, mem, pad)
+        for layer in layers:
+            live = layer(live)
+    assert torch.equal(live, want)
+    assert "memory_key_padding_mask=pad" in spec.source
+    assert "key=x, value=mem, key_padding_mask=pad" in spec.source
+
+
 @pytest.mark.parametrize("name", COUNTED)
 def test_units_count_the_models_parameters(name):
     spec = nnspec.load(SPECS / f"{name}.nn")

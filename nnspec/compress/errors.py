@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from torch import nn
+
+from ..train.safeload import UnsafeCheckpoint, safe_load
 
 
 class CompressError(Exception):
@@ -20,7 +21,7 @@ class CompressError(Exception):
 
 def load_weights(model: nn.Module, path: Path) -> None:
     """Load a .safetensors (or torch .pt state_dict) file strictly; CompressError if it does not
-    fit."""
+    fit, UnsafeCheckpoint (exit 2) if a .pt file holds more than weights (train/safeload.py)."""
     path = Path(path)
     if not path.is_file():
         raise CompressError(f"no such weights file: {path}",
@@ -31,8 +32,10 @@ def load_weights(model: nn.Module, path: Path) -> None:
             from safetensors.torch import load_file
             state = load_file(str(path))
         else:
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
+            state = safe_load(path)
         model.load_state_dict(state, strict=True)
+    except UnsafeCheckpoint:  # a file that could run code is refused, not called ill-fitting
+        raise
     except Exception as err:  # safetensors, pickle and shape errors all mean "does not fit"
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CompressError(f"{path} does not fit the model: {first}",

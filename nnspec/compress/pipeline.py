@@ -4,15 +4,14 @@
       -> the directives in `order`: distill, prune (+ fine-tuning), quantize (+ QAT)
       -> model.pt (+ model.safetensors, + the pruned .nn spec), report.json
 
-Everything is written to a staging folder beside DIR and renamed into place at the end, so a run
-that fails leaves no half-written DIR.
+Everything is written to a staging folder beside DIR and renamed into place at the end in one
+step (nnspec.outputs), so a run that fails leaves no half-written DIR, and an earlier output in
+DIR is replaced whole.
 """
 from __future__ import annotations
 
 import copy
 import json
-import os
-import shutil
 import statistics
 import tempfile
 from dataclasses import dataclass, field
@@ -256,21 +255,11 @@ def _safetensors(model: nn.Module) -> bytes:
 
 
 def _write_folder(out_dir: Path, files: dict[str, bytes]) -> None:
-    """Write every file into a staging folder, then move them into `out_dir` together."""
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        for name, data in files.items():
-            (stage / name).write_bytes(data)
-        if not out_dir.exists():
-            os.replace(stage, out_dir)
-            return
-        for name in files:
-            os.replace(stage / name, out_dir / name)
-    finally:
-        if stage.exists():
-            shutil.rmtree(stage, ignore_errors=True)
+    """Write every file into a staging folder, then move it onto `out_dir` in one step (an
+    earlier compress output there is replaced whole; a folder with other files is refused)."""
+    from ..outputs import write_folder
+
+    write_folder(Path(out_dir), files, "compress")
 
 
 def summary_table(result: dict) -> str:

@@ -8,15 +8,20 @@ is appended to model.py's and executed with it (emit/module.py), like everything
 """
 from __future__ import annotations
 
+import re
+
 from ..ir import Value
 from ..lower import Lowered
 from ..pipeline import Partition, Unit
-from .source import _op_lines, _shape, _where
+from ..layers.base import py
+from .source import _doc_where, _item_call, _op_lines, _shape
+from .text import doc_text
 
 
 def unit_class(unit: Unit) -> str:
     """The class name of a unit's layer (also what `checkpointable_layers` lists)."""
-    kind = "".join(p[:1].upper() + p[1:] for p in unit.kind.replace(".", "_").split("_"))
+    # kinds are identifiers or dotted layer kinds; anything else still yields an identifier
+    kind = "".join(p[:1].upper() + p[1:] for p in re.sub(r"\W", "_", unit.kind).split("_"))
     return f"Layer{unit.index}_{kind}"
 
 
@@ -47,15 +52,16 @@ def _pack(values: list[Value], var) -> str:
 
 
 def _unit_source(unit: Unit, before: list[Value], after: list[Value], low: Lowered, var) -> str:
-    where = _where(unit.span)
+    where = _doc_where(unit.span)
     lines = [f"class {unit_class(unit)}(nn.Module):",
-             f'    """Pipeline layer {unit.index}: {unit.label} ({unit.kind}), from {where}."""',
+             f'    """Pipeline layer {unit.index}: {doc_text(f"{unit.label} ({unit.kind})")}, '
+             f'from {where}."""',
              "", "    def __init__(self, model):", "        super().__init__()"]
     if unit.target is not None:
         # a `parameter` layer is an nn.Parameter attribute, not a module
         bare = getattr(getattr(unit.target, "layer", None), "bare_parameter", False)
         getter = "get_parameter" if bare else "get_submodule"
-        lines.append(f'        self.m = model.{getter}("{unit.path}")')
+        lines.append(f'        self.m = model.{getter}({py(unit.path)})')
     lines += ["", "    def forward(self, live):"]
     if len(before) == 1:
         lines.append(f"        {var(before[0])} = live  # {_shape(before[0].type)}")
@@ -65,8 +71,11 @@ def _unit_source(unit: Unit, before: list[Value], after: list[Value], low: Lower
         attr = "self.m" if unit.target is not None else None
         lines += _op_lines(unit.op, unit.module, low, var=var, attr=attr)
     else:  # an item of a list: called as nn.Sequential / the ModuleList loop calls it
-        args = ", ".join(var(v) for v in unit.args)
-        lines.append(f"        {var(unit.outs[0])} = self.m({args})"
-                     f"  # {_shape(unit.outs[0].type)}")
+        split = len(unit.args) - len(unit.keywords)
+        args = [var(v) for v in unit.args[:split]] + [
+            f"{k}={var(v)}" for k, v in zip(unit.keywords, unit.args[split:])]
+        # a layer with extra tensors (a mask) binds them as the model's ModuleList loop does
+        call = _item_call(unit.target, "self.m", args) if len(args) > 1 else f"self.m({args[0]})"
+        lines.append(f"        {var(unit.outs[0])} = {call}  # {_shape(unit.outs[0].type)}")
     lines.append(f"        return {_pack(after, var)}")
     return "\n".join(lines) + "\n"

@@ -1,14 +1,19 @@
 """Emit `model.py`: readable, standalone PyTorch source for a lowered spec.
 
-Only literals from the spec reach this text (through `layers.base.py`) and every name in it was
-checked to be an identifier, so generated code never carries spec content as code.
+Only literals from the spec reach this text (through `layers.base.py`'s `py()`), every name in it
+was checked to be an identifier, and user text in comments and docstrings (file names, block
+signatures with their string arguments) goes through `emit/text.py`, so generated code never
+carries spec content as code. `emit/module.py` verifies that before it runs the text.
 """
 from __future__ import annotations
+
+import re
 
 from ..ir import Leaf, ModuleDef, Op, Seq
 from ..layers.base import fmt_shape
 from ..lower import Lowered, class_name
-from ..runtime import helper_source
+from ..runtime import HELPERS, helper_source
+from .text import comment_text, doc_text
 
 HEADER = '''"""{title}
 
@@ -23,12 +28,17 @@ import torch.nn.functional as F
 '''
 
 
+# module-level names of model.py that a block's class must not rebind: a block named `f` or
+# `Model` would otherwise shadow torch.nn.functional or the root class
+RESERVED_NAMES = ("Model", "LAYERS", "F", "nn", "torch", "math")
+
+
 def emit_source(low: Lowered, source_name: str) -> str:
     """The complete text of model.py; `Model` names the root class."""
     classes: dict[int, str] = {}
     bodies: dict[str, str] = {}   # class text with a placeholder name -> class name
     texts: list[str] = []
-    used_names: set[str] = set()
+    used_names: set[str] = set(RESERVED_NAMES) | set(HELPERS)
     helpers: list[str] = []
     for module in low.modules:
         body = _class_body(module, low, classes, helpers)
@@ -36,6 +46,8 @@ def emit_source(low: Lowered, source_name: str) -> str:
             classes[id(module)] = bodies[body]
             continue
         name = class_name(module.name)
+        if re.match(r"Layer\d+_", name):  # the pipeline's layer classes (emit/pipeline.py)
+            name = "Block" + name
         base, i = name, 1
         while name in used_names:
             i += 1
@@ -45,7 +57,8 @@ def emit_source(low: Lowered, source_name: str) -> str:
         classes[id(module)] = name
         texts.append(body.replace("@CLASS@", name, 1))
     root = classes[id(low.root)]
-    parts = [HEADER.format(title=f"{low.root.signature} as PyTorch modules.", source=source_name)]
+    parts = [HEADER.format(title=doc_text(f"{low.root.signature} as PyTorch modules."),
+                           source=doc_text(source_name))]
     parts += [helper_source(h) for h in _ordered(helpers)]
     parts += texts
     parts.append(f"Model = {root}\n")
@@ -61,16 +74,22 @@ def _ordered(helpers: list[str]) -> list[str]:
 
 
 def _where(span) -> str:
-    return f"{span.source.name}:{span.line}"
+    """`file:line` of a span, for a comment (the file name is user text)."""
+    return comment_text(f"{span.source.name}:{span.line}")
+
+
+def _doc_where(span) -> str:
+    """`file:line` of a span, for a docstring."""
+    return doc_text(f"{span.source.name}:{span.line}")
 
 
 def _class_body(module: ModuleDef, low: Lowered, classes, helpers: list[str]) -> str:
     lines = [f"class @CLASS@(nn.Module):",
-             f'    """{module.signature}, from {_where(module.span)}."""', "",
+             f'    """{doc_text(module.signature)}, from {_doc_where(module.span)}."""', "",
              "    def __init__(self):", "        super().__init__()"]
     for name, child in module.children:
         lines.append(f"        self.{name} = {_construct(child, classes, helpers)}"
-                     f"  # {_where(child.span) if not isinstance(child, ModuleDef) else child.signature}")
+                     f"  # {_child_comment(child)}")
     for leaf, param, src, span in module.ties:
         lines.append(f"        self.{module.child_name(leaf)}.{param} = self.{'.'.join(src)}"
                      f"  # tied, {_where(span)}")
@@ -85,6 +104,10 @@ def _class_body(module: ModuleDef, low: Lowered, classes, helpers: list[str]) ->
     outs = ", ".join(low.var(v) for v in module.outputs)
     lines.append(f"        return {outs}")
     return "\n".join(lines) + "\n"
+
+
+def _child_comment(child) -> str:
+    return comment_text(child.signature) if isinstance(child, ModuleDef) else _where(child.span)
 
 
 def _shape(t) -> str:
@@ -130,9 +153,13 @@ def _op_lines(op: Op, module: ModuleDef, low: Lowered, var=None, attr: str | Non
 
 def _seq_lines(seq: Seq, attr: str, args: list[str], out: str, comment: str, var):
     first = args[0]
-    extras = [[var(v) for v in e] for e in seq.extras]
-    # a layer kind binds its extra tensors through call_source (a padding mask goes in by
-    # keyword), as infer bound them; a block takes them in order
+    extras = []
+    for i in range(len(seq.items)):
+        pos, kw = seq.item_args(i)
+        extras.append([var(v) for v in pos] + [f"{k}={var(v)}" for k, v in kw.items()])
+    # a layer kind binds its extra tensors through call_source, as check did: by the name the
+    # spec gave (`memory_key_padding_mask=m`), else by type (a padding mask goes in by keyword);
+    # a block takes them in order
     loop = [_item_call(item, "m", [out] + e) for item, e in zip(seq.items, extras)]
     if all(call == loop[0] for call in loop):
         lines = [f"        {out} = {first}"] if out != first else []

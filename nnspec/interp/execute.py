@@ -110,11 +110,14 @@ class _Run:
 
     def seq(self, s: Seq, path: str, args: list, env: dict) -> list:
         # the first item takes the sequence's inputs, each later one the previous result; both
-        # are followed by the item's extra tensors (a mask given to every layer of a repeat)
+        # are followed by the item's extra tensors (a mask given to every layer of a repeat),
+        # the ones the spec named by keyword bound by that name
         cur = list(args)
-        for i, (item, extra) in enumerate(zip(s.items, s.extras)):
-            ins = cur + [env[id(v)] for v in extra]
-            cur = self.child(item, _join(path, str(i)), ins, {}, list(child_ins(item)), env)
+        for i, item in enumerate(s.items):
+            pos, kw = s.item_args(i)
+            ins = cur + [env[id(v)] for v in pos]
+            kwargs = {k: env[id(v)] for k, v in kw.items()}
+            cur = self.child(item, _join(path, str(i)), ins, kwargs, list(child_ins(item)), env)
             if isinstance(item, Leaf):
                 want = item.layer.infer(item.ins)
                 _check_types(cur, list(want) if isinstance(want, tuple) else [want], item.span,

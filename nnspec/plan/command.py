@@ -6,9 +6,10 @@ import re
 import sys
 from pathlib import Path
 
-# `nnspec plan` exists for models too large to build, so it takes any size the checker can count
-PLAN_MAX_PARAMS = 10 ** 15
 TOP = 5
+# bounds that keep the search finite and its numbers meaningful; checked before any search
+MAX_GPUS_PER_NODE = 1024
+MAX_WORLD = 2 ** 20
 
 _SIZE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([KMGT]i?B|B)?\s*", re.IGNORECASE)
 _UNITS = {"b": 1, "kb": 10 ** 3, "mb": 10 ** 6, "gb": 10 ** 9, "tb": 10 ** 12,
@@ -44,7 +45,6 @@ def add_arguments(p) -> None:
                    "that fits")
     p.add_argument("--write", action="store_true", help="with --auto: write the chosen plan into "
                    "the spec's parallel section")
-    p.set_defaults(max_params=PLAN_MAX_PARAMS)
 
 
 class UsageProblem(ValueError):
@@ -57,8 +57,14 @@ def cluster_of(args):
 
     if args.gpus is None or args.gpus < 1:
         raise UsageProblem(f"--gpus must be at least 1, got {args.gpus}")
+    if args.gpus > MAX_GPUS_PER_NODE:
+        raise UsageProblem(f"--gpus is GPUs per machine, at most {MAX_GPUS_PER_NODE}, got "
+                           f"{args.gpus}; use --nodes for more machines")
     if args.nodes < 1:
         raise UsageProblem(f"--nodes must be at least 1, got {args.nodes}")
+    if args.gpus * args.nodes > MAX_WORLD:
+        raise UsageProblem(f"--gpus x --nodes is {args.gpus * args.nodes} GPUs; plans go up to "
+                           f"{MAX_WORLD}")
     if args.write and not args.auto:
         raise UsageProblem("--write needs --auto (it writes the plan --auto chooses)")
     try:
@@ -98,6 +104,9 @@ def run(args, spec) -> int:
     except PlanError as err:
         print(f"nnspec: error: {err}", file=sys.stderr)
         return 1
+    if not plans:  # every layout was skipped: the batch cannot be shared by this many GPUs
+        why = f": {skipped[0]}" if skipped else ""
+        raise UsageProblem(f"no parallel plan for {cluster.world_size} GPUs{why}")
     if args.json:
         print(to_json(params, plans))
     else:
@@ -156,7 +165,7 @@ def _write(args, spec, plans, cluster) -> int:
     overrides = {k: v for k, v in parse_set(args.set).items() if "." not in k}
 
     def check(tmp: Path) -> None:
-        checked = load(tmp, model=args.model, max_params=PLAN_MAX_PARAMS,
+        checked = load(tmp, model=args.model, max_params=args.max_params,
                        world_size=cluster.world_size, **overrides)
         checked.deepspeed_config(cluster.world_size)
 

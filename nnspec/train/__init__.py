@@ -4,7 +4,10 @@
     from nnspec.config import TrainSpec, ParallelSpec, Call
     spec = nnspec.load("specs/lenet5.nn")
     final = nnspec.train.run(spec, TrainSpec(epochs=30, optimizer=Call(name="adamw",
-                             kwargs={"lr": 3e-3})), ParallelSpec(), "out/lenet5")
+                             kwargs={"lr": 3e-3})), ParallelSpec())
+
+Without an output folder a run claims its own, runs/<model>/version_N (runs.py); a folder that
+already holds files is refused unless the run resumes the run recorded there or may overwrite.
 
 The same call trains with DeepSpeed on every rank when a launcher started the process:
 `deepspeed --num_accelerators 2 --module nnspec.train specs/lenet5.nn --out out/lenet5`.

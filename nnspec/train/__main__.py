@@ -63,14 +63,17 @@ def main(argv: list[str] | None = None) -> int:
     from .. import SpecError, load
     from ..cli import UsageError, parse_set
     from . import distributed, run
+    from ..outputs import OutputError
+    from ..resolve import root_spec_problem
     from .errors import TrainError
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     main_rank = distributed.rank() == 0
     say = (lambda text: print(text, file=sys.stderr)) if main_rank else (lambda text: None)
     try:  # the command line: bad flags, JSON or section values are usage errors
-        if not Path(args.spec).is_file():
-            raise UsageError(f"no such spec file: {args.spec}")
+        problem = root_spec_problem(args.spec)  # a FIFO would hang, a device never ends
+        if problem:
+            raise UsageError(problem)
         train, parallel = sections(args.train_json, args.parallel_json)
         overrides = parse_set(args.set)
     except (UsageError, ValueError) as err:  # ValidationError and bad JSON are ValueErrors
@@ -86,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_SPEC
     except TrainError as err:
         say(err.render())
+        return EXIT_USAGE
+    except OutputError as err:  # a non-empty --out without --resume, a file as --out
+        say(f"error: {err}")
         return EXIT_USAGE
     except KeyboardInterrupt:  # the same signal twice: no checkpoint could be agreed on
         say("interrupted")

@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .safeload import UnsafeCheckpoint, safe_load
+
 log = logging.getLogger("nnspec.train")
 NAME = re.compile(r"^step-(\d{8,})(\.pt)?$")
 MARKER = "nnspec.json"  # written last into a checkpoint folder, with the sizes of its files
@@ -143,10 +145,17 @@ class LocalCheckpoints:
         return path
 
     def load_latest(self) -> dict[str, Any] | None:
-        """The newest checkpoint that loads; a damaged one is skipped with a warning."""
+        """The newest checkpoint that loads; a damaged one is skipped with a warning.
+
+        Raises:
+            UnsafeCheckpoint: a file holds more than weights (safeload.py): a crafted file is
+                refused, not passed over for an older one.
+        """
         for step, path in steps_in(self.folder):
             try:
-                return torch.load(path, map_location="cpu", weights_only=True)
+                return safe_load(path)
+            except UnsafeCheckpoint:
+                raise
             except Exception as err:  # noqa: BLE001 - a torn or foreign file: try the previous
                 log.warning("checkpoint %s is unreadable (%s); trying an older one", path, err)
         return None

@@ -10,32 +10,25 @@ the same one.
 from __future__ import annotations
 
 import csv as _csv
-import inspect
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
 
 from ..config import Call
+from ..datafit import (FRACTIONAL_TARGETS, NEGATIVE_LABELS, NOT_BINARY, NOT_FINITE, DataProblem,
+                       Port, Want, bind, class_shape_misfit, classes_misfit, describe,
+                       fractional_misfit, images_port_misfit, input_misfit, pick_arrays,
+                       positions_misfit, synthetic_shape, text_port_misfit, unreadable_npz,
+                       value_shape_misfit, vocab_misfit, windows_misfit)
+from ..datameta import IMAGE_SUFFIXES, image_classes, npz_headers
 from .errors import DataError, did_you_mean
 
 TORCH_DTYPES = {"float": torch.float32, "long": torch.int64, "bool": torch.bool}
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
-
-
-@dataclass(frozen=True)
-class Port:
-    """A model input or output as `Spec.summary()` describes it (shape without the batch)."""
-
-    name: str
-    shape: tuple[int, ...]
-    dtype: str
-
-    def __str__(self) -> str:
-        return f"{self.dtype}{list(self.shape)}"
 
 
 @dataclass
@@ -76,35 +69,17 @@ class _Raw:
 
 
 @dataclass
-class _Context:
-    inputs: list[Port]
-    output: Port
-    target: str                         # "class", "binary" or "value": what the loss wants
-    seed: int
-    split: float
-    base: Path
-    what: str = ""                      # the data set as a user wrote it, for messages
+class _Context(Want):
+    """What the model and train section ask (`Want`: inputs, output, target, split, base,
+    what), and the seed of the split and of synthetic data."""
 
-    def only_input(self) -> Port:
-        if len(self.inputs) != 1:
-            names = ", ".join(p.name for p in self.inputs)
-            raise DataError(f"{self.what} gives one input per sample, but the model has "
-                            f"{len(self.inputs)} ({names})",
-                            "use npz(path) or pt(path) with one array named after each input")
-        return self.inputs[0]
+    seed: int = 0
 
-    def file(self, path: Any, kind: str = "file") -> Path:
-        if not isinstance(path, (str, Path)) or not str(path):
-            raise DataError(f"{self.what} needs a path, got {path!r}", f'write {kind}s as strings: '
-                            f'"data/train.csv"')
-        p = Path(path).expanduser()
-        full = p if p.is_absolute() else self.base / p
-        exists = full.is_dir() if kind == "folder" else full.is_file()
-        if not exists:
-            where = "" if p.is_absolute() else f" (relative paths start at {self.base})"
-            raise DataError(f"data {kind} not found: {path}{where}",
-                            f"check the path; the {kind} must exist before training starts")
-        return full
+
+def _check(problem: Optional[DataProblem]) -> None:
+    """Raise a fit rule's problem (shared with `nnspec check`) as the DataError train reports."""
+    if problem is not None:
+        raise DataError(problem.message, problem.hint)
 
 
 def ports(summary: dict) -> tuple[list[Port], Port]:
@@ -113,14 +88,6 @@ def ports(summary: dict) -> tuple[list[Port], Port]:
               for name, info in summary["inputs"].items()]
     out = summary["outputs"][0]
     return inputs, Port("output", tuple(out["shape"]), out["dtype"])
-
-
-def describe(call: Call) -> str:
-    """`csv("a.csv", target="y")`: a data setting as it would be written in a spec."""
-    parts = [repr(a) if isinstance(a, str) else str(a) for a in call.args]
-    parts += [f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in call.kwargs.items()]
-    parts = [p.replace("'", '"') for p in parts]
-    return f"{call.name}({', '.join(parts)})" if parts else call.name
 
 
 def load_data(call: Call, summary: dict, *, split: float = 0.8, seed: int = 0,
@@ -139,12 +106,16 @@ def load_data(call: Call, summary: dict, *, split: float = 0.8, seed: int = 0,
         DataError: the data is missing or malformed, or does not fit the model.
     """
     inputs, output = ports(summary)
-    ctx = _Context(inputs, output, target, seed, split, Path(base_dir or Path.cwd()),
-                   what=describe(call))
+    ctx = _Context(inputs, output, target, split, Path(base_dir or Path.cwd()),
+                   what=describe(call), seed=seed)
     loader = LOADERS.get(call.name)
     if loader is None:
         raise DataError(f"unknown data set `{call.name}`", did_you_mean(call.name, LOADERS))
-    raw = _call_loader(loader, ctx, call)
+    try:
+        bind(loader, call.name, ctx.what, call)
+        raw = loader(ctx, *call.args, **call.kwargs)
+    except DataProblem as problem:  # from the rules and helpers shared with `nnspec check`
+        raise DataError(problem.message, problem.hint) from None
     if raw.test is None:
         train, test = _split(raw, ctx)
     else:
@@ -153,17 +124,6 @@ def load_data(call: Call, summary: dict, *, split: float = 0.8, seed: int = 0,
         _standardize(train, test)
     return Data(ctx.what, _shape(train, ctx), _shape(test, ctx),
                 raw.classes if target == "class" else None, raw.vocab)
-
-
-def _call_loader(loader: Callable, ctx: _Context, call: Call) -> _Raw:
-    sig = inspect.signature(loader)
-    try:
-        sig.bind(ctx, *call.args, **call.kwargs)
-    except TypeError as err:
-        params = list(sig.parameters)[1:]
-        raise DataError(f"{ctx.what}: {err}".replace(loader.__name__ + "()", call.name),
-                        f"{call.name} takes: {', '.join(params) or 'no arguments'}") from None
-    return loader(ctx, *call.args, **call.kwargs)
 
 
 def _split(raw: _Raw, ctx: _Context) -> tuple[_Raw, _Raw]:
@@ -198,20 +158,13 @@ def _shape(raw: _Raw, ctx: _Context) -> Split:
 
 
 def _fit_input(x: np.ndarray, port: Port, ctx: _Context) -> torch.Tensor:
-    sample = x.shape[1:]
-    if math.prod(sample) != math.prod(port.shape):
-        raise DataError(f"{ctx.what} gives samples of shape {list(sample)} "
-                        f"({math.prod(sample)} values), but input `{port.name}` of the model is "
-                        f"{port} ({math.prod(port.shape)} values)",
-                        f"declare the input as `input {port.name}: {port.dtype}{list(sample)}` or "
-                        "choose data of that shape")
+    _check(input_misfit(ctx.what, x.shape[1:], port))
     x = x.reshape(len(x), *port.shape)
     if port.dtype in ("long", "bool") and np.issubdtype(x.dtype, np.floating):
         if not np.all(np.isfinite(x)) or not np.all(x == np.round(x)):
-            raise DataError(f"{ctx.what} gives fractional values, but input `{port.name}` of the "
-                            f"model is {port}", f"declare the input as `float{list(port.shape)}`")
+            _check(fractional_misfit(ctx.what, port))
     if port.dtype == "float" and not np.all(np.isfinite(x)):
-        raise DataError(f"{ctx.what} contains NaN or infinite values", "clean the data first")
+        raise DataError(f"{ctx.what} {NOT_FINITE[0]}", NOT_FINITE[1])
     return torch.as_tensor(np.ascontiguousarray(x)).to(TORCH_DTYPES[port.dtype])
 
 
@@ -219,37 +172,22 @@ def _fit_target(y: np.ndarray, ctx: _Context) -> torch.Tensor:
     out = ctx.output
     if ctx.target == "class":
         return _class_targets(y, ctx)
-    per_sample = math.prod(y.shape[1:])
-    if per_sample != math.prod(out.shape):
-        raise DataError(f"{ctx.what} has targets of shape {list(y.shape[1:])}, but the model's "
-                        f"output is {list(out.shape)}",
-                        "make the last layer's output match the targets")
+    _check(value_shape_misfit(ctx.what, y.shape[1:], out))
     y = y.reshape(len(y), *out.shape).astype(np.float32)
     if ctx.target == "binary" and not np.all((y == 0) | (y == 1)):
-        raise DataError(f"{ctx.what} has targets other than 0 and 1, which the bce loss needs",
-                        "use cross_entropy for class indices, or mse for values")
+        raise DataError(f"{ctx.what} {NOT_BINARY[0]}", NOT_BINARY[1])
     return torch.from_numpy(np.ascontiguousarray(y))
 
 
 def _class_targets(y: np.ndarray, ctx: _Context) -> torch.Tensor:
     out = ctx.output
     if np.issubdtype(y.dtype, np.floating) and not np.all(y == np.round(y)):
-        raise DataError(f"{ctx.what} has fractional targets, but the loss wants class indices",
-                        "use the mse loss for regression")
-    want = out.shape[:-1]
-    if y.shape[1:] != want and not (want == () and y.shape[1:] == (1,)):
-        raise DataError(f"{ctx.what} has targets of shape {list(y.shape[1:])}, but a model whose "
-                        f"output is {list(out.shape)} needs class indices of shape {list(want)}",
-                        "the last output dimension holds one score per class")
-    y = y.reshape(len(y), *want).astype(np.int64)
-    units = out.shape[-1] if out.shape else 1
-    hi = int(y.max()) if y.size else 0
+        raise DataError(f"{ctx.what} {FRACTIONAL_TARGETS[0]}", FRACTIONAL_TARGETS[1])
+    _check(class_shape_misfit(ctx.what, y.shape[1:], out))
+    y = y.reshape(len(y), *out.shape[:-1]).astype(np.int64)
     if y.size and int(y.min()) < 0:
-        raise DataError(f"{ctx.what} has negative class labels", "number classes from 0")
-    if hi >= units:
-        raise DataError(f"{ctx.what} has {hi + 1} classes, but the model's output has {units} "
-                        "units", f"give the last layer {hi + 1} outputs (in the example specs: "
-                        f"--set num_classes={hi + 1})")
+        raise DataError(f"{ctx.what} {NEGATIVE_LABELS[0]}", NEGATIVE_LABELS[1])
+    _check(classes_misfit(ctx.what, int(y.max()) + 1 if y.size else 0, out))
     return torch.from_numpy(np.ascontiguousarray(y))
 
 
@@ -281,12 +219,13 @@ def _synthetic(ctx: _Context, shape: Any = None, classes: int | None = None,
     """Random inputs with a learnable target: the argmax of a fixed random projection (float
     inputs) or the next token of a counting sequence (token inputs)."""
     port = ctx.only_input()
-    shape = tuple(shape) if shape is not None else port.shape
-    if not isinstance(size, int) or size < 2 or any(not isinstance(d, int) or d < 1 for d in shape):
-        raise DataError(f"{ctx.what}: size and shape must be positive integers",
-                        "e.g. synthetic(shape=[3, 32, 32], classes=10, size=2048)")
+    shape = synthetic_shape(ctx.what, port, shape, classes, size)
     out = ctx.output
     classes = classes or (out.shape[-1] if out.shape else 1)
+    width = math.prod(shape)  # the samples, and the projection that labels them (float inputs)
+    projection = 0 if port.dtype == "long" else width * max(classes, math.prod(out.shape))
+    _fits_in_memory(12 * (size * (width + 1) + projection),
+                    f"{ctx.what} ({size} samples of {list(shape)})")
     rng = np.random.default_rng(np.random.SeedSequence([ctx.seed, 2]))
     if port.dtype == "long":
         start = rng.integers(0, classes, size=(size, 1))
@@ -304,34 +243,34 @@ def _synthetic(ctx: _Context, shape: Any = None, classes: int | None = None,
     return _Raw({"": x}, (y > 0).astype(np.float32) if ctx.target == "binary" else y)
 
 
+def _fits_in_memory(nbytes: int, what: str) -> None:
+    """MemoryError with the sizes, before numpy tries (and fails with "455 PiB") or the machine
+    starts swapping; 12 bytes an element: float64 draws beside their float32 copy."""
+    try:
+        available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (OSError, ValueError):
+        return
+    if nbytes > available:
+        raise MemoryError(f"{what} needs about {_bytes(nbytes)}, more than this machine's "
+                          f"{_bytes(available)} of memory")
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
 # ---- user files --------------------------------------------------------------------------------
 
 def _arrays(ctx: _Context, found: dict[str, np.ndarray], x: str, y: str, path: Any) -> _Raw:
-    names = sorted(found)
-    if y not in found:
-        raise DataError(f"{path} has no array `{y}` (it has: {', '.join(names) or 'none'})",
-                        f'name the arrays: {ctx.what.split("(")[0]}(path, x="...", y="...")')
-    if len(ctx.inputs) > 1:
-        missing = [p.name for p in ctx.inputs if p.name not in found]
-        if missing:
-            raise DataError(f"{path} has no array for input `{missing[0]}` of the model "
-                            f"(it has: {', '.join(names)})", "store one array per model input, "
-                            "named after the input")
-        xs = {p.name: found[p.name] for p in ctx.inputs}
-    elif x in found:
-        xs = {"": found[x]}
-    else:
-        raise DataError(f"{path} has no array `{x}` (it has: {', '.join(names)})",
-                        f'name the arrays: {ctx.what.split("(")[0]}(path, x="...", y="...")')
+    found = {k: np.asarray(v) for k, v in found.items()}
+    chosen = pick_arrays(ctx, {k: (v.shape, v.dtype) for k, v in found.items()}, x, y, path)
     target = found[y]
-    for key, arr in xs.items():
-        if arr.ndim < 1 or len(arr) != len(target):
-            raise DataError(f"{path}: `{key or x}` has {len(arr) if arr.ndim else 0} samples but "
-                            f"`{y}` has {len(target)}", "the first dimension counts samples")
-        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-            raise DataError(f"{path}: `{key or x}` is not numeric ({arr.dtype})",
-                            "store numbers")
-    return _Raw(xs, target, classes=int(target.max()) + 1 if target.size and
+    return _Raw({key: found[name] for key, name in chosen.items()}, target,
+                classes=int(target.max()) + 1 if target.size and
                 np.issubdtype(target.dtype, np.integer) else None)
 
 
@@ -339,11 +278,11 @@ def _npz(ctx: _Context, path: Any, x: str = "x", y: str = "y") -> _Raw:
     """`x` and `y` arrays in a NumPy .npz file (or one array per model input)."""
     full = ctx.file(path)
     try:
+        npz_headers(full)  # refuses what is not an npz as check does, in the same words
         with np.load(full, allow_pickle=False) as f:
             found = {k: f[k] for k in f.files}
     except Exception as err:  # noqa: BLE001 - any reader failure is the user's file
-        raise DataError(f"{path} is not a readable .npz file ({type(err).__name__}: {err})",
-                        "write it with numpy.savez(path, x=..., y=...)") from None
+        raise unreadable_npz(path, err) from None
     return _arrays(ctx, found, x, y, path)
 
 
@@ -435,12 +374,10 @@ def _images(ctx: _Context, folder: Any) -> _Raw:
     """One sub-folder per class (sorted names are classes 0, 1, ...), resized to the input."""
     port = ctx.only_input()
     root = ctx.file(folder, "folder")
-    if len(port.shape) != 3 or port.shape[0] not in (1, 3) or port.dtype != "float":
-        raise DataError(f"images() needs an input of shape float[C, H, W] with C = 1 or 3, but "
-                        f"input `{port.name}` is {port}", "declare `input x: float[3, 32, 32]`")
+    _check(images_port_misfit(port))
     from PIL import Image, UnidentifiedImageError
     c, h, w = port.shape
-    classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    classes = image_classes(root)
     xs, ys = [], []
     for label, sub in enumerate(classes):
         for file in sorted(sub.iterdir()):
@@ -467,25 +404,17 @@ def _text(ctx: _Context, path: Any, stride: int | None = None, encoding: str = "
     by one. The first `split` of the text trains, the rest tests (no window straddles both)."""
     port = ctx.only_input()
     out = ctx.output
-    if port.dtype != "long" or len(port.shape) != 1:
-        raise DataError(f"text() feeds token ids, but input `{port.name}` is {port}",
-                        "declare the input as `long[seq]`")
+    _check(text_port_misfit(port))
     full = ctx.file(path)
     try:
         text = full.read_text(encoding=encoding)
     except (UnicodeDecodeError, LookupError) as err:
         raise DataError(f"{path} is not {encoding} text ({err})", "pass encoding=...") from None
     vocab = sorted(set(text))
-    units = out.shape[-1] if out.shape else 0
-    if len(vocab) > units:
-        raise DataError(f"{path} has {len(vocab)} distinct characters, but the model's output has "
-                        f"{units} units", f"give the model a vocabulary of at least {len(vocab)} "
-                        f"(in char_lstm: --set vocab={len(vocab)})")
+    _check(vocab_misfit(path, len(vocab), out))
     seq = port.shape[0]
     per_position = len(out.shape) == 2
-    if per_position and out.shape[0] != seq:
-        raise DataError(f"text() needs one prediction per position, but the model maps {seq} "
-                        f"tokens to an output of {list(out.shape)}", "output [seq, vocab]")
+    _check(positions_misfit(seq, out))
     stride = stride or seq
     index = {ch: i for i, ch in enumerate(vocab)}
     ids = np.asarray([index[ch] for ch in text], dtype=np.int64)
@@ -493,9 +422,7 @@ def _text(ctx: _Context, path: Any, stride: int | None = None, encoding: str = "
     parts = [_windows(ids[:cut], seq, stride, per_position), _windows(ids[cut:], seq, stride,
                                                                       per_position)]
     if min(len(p[1]) for p in parts) < 1:
-        raise DataError(f"{path} has {len(text)} characters: too short for windows of {seq} in "
-                        f"both a training and a test part (split {ctx.split})",
-                        "use a longer text or a model with a shorter input")
+        _check(windows_misfit(path, len(text), seq, ctx.split))
     train, test = (_Raw({"": x}, y, classes=len(vocab), vocab=vocab) for x, y in parts)
     train.test = test
     return train

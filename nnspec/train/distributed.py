@@ -21,6 +21,7 @@ from ..config import TrainSpec
 from .checkpoint import (MARKER, atomic_save, atomic_write_json, capture_rng, complete_folders,
                          manifest, restore_rng, tag)
 from .errors import TrainError
+from .safeload import UnsafeCheckpoint, safe_load, verify_folder
 from .optim import build_optimizer, plateau
 
 
@@ -166,13 +167,14 @@ class DeepSpeedBackend:
         choice = broadcast(choice)
         if choice is None:
             return None
+        _verify_on_every_rank(folder / choice)
         path, _ = self.engine.load_checkpoint(str(folder), tag=choice,
                                               load_optimizer_states=True,
                                               load_lr_scheduler_states=True)
         if path is None:
             raise TrainError(f"DeepSpeed could not load checkpoint {folder / choice}",
                              "start without --resume, or remove the damaged checkpoint")
-        mine = torch.load(folder / choice / f"rank{self.rank}.pt", weights_only=True)
+        mine = safe_load(folder / choice / f"rank{self.rank}.pt")
         restore_rng(mine["rng"])
         state = json.loads((folder / choice / MARKER).read_text())["state"]
         return dict(state, window_loss=mine["window_loss"])
@@ -191,6 +193,29 @@ class DeepSpeedBackend:
         """Drop the engine and optimizer, collect them, and leave the process group."""
         self.engine = self.optimizer = self.scheduler = self.plateau = None
         shutdown()
+
+
+def _verify_on_every_rank(folder: Path) -> None:
+    """Every rank checks every file of the checkpoint with the weights-only unpickler
+    (safeload.py) before DeepSpeed's load_checkpoint, which unpickles, opens any of them; the
+    ranks then raise the first refusal together, so none is left waiting in the load's
+    collectives. A file that does not load at all (torn after the marker was checked) is
+    refused too: DeepSpeed only ever opens files the check has read."""
+    try:
+        verify_folder(folder)
+        mine = None
+    except UnsafeCheckpoint as err:
+        mine = ("unsafe", err.message, err.hint)
+    except Exception as err:  # noqa: BLE001 - torn, or not a torch file
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        mine = ("damaged", f"checkpoint {folder} is damaged ({first})",
+                "start without --resume, or remove the damaged checkpoint")
+    refusals = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(refusals, mine)
+    first = next((r for r in refusals if r is not None), None)
+    if first is not None:
+        kind, message, hint = first
+        raise (UnsafeCheckpoint if kind == "unsafe" else TrainError)(message, hint)
 
 
 def _cpu_float(sd: dict) -> dict[str, torch.Tensor]:

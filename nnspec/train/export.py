@@ -8,21 +8,23 @@ weights. The result loads into `spec.build()` with `strict=True`.
 
 A DeepSpeed folder is complete only with its `nnspec.json` marker, which rank 0 writes after every
 rank has saved (distributed.py); a folder without it is a save that was cut short, and one whose
-files no longer have the sizes the marker lists is damaged (checkpoint.is_complete). DeepSpeed
-folders are read with pickle, as DeepSpeed reads them: export only checkpoints you trust.
+files no longer have the sizes the marker lists is damaged (checkpoint.is_complete). Every file
+is loaded with the weights-only unpickler (safeload.py) before DeepSpeed's `zero_to_fp32`, which
+unpickles, opens it: a file that holds more than weights is refused, and no code in it runs.
 """
 from __future__ import annotations
 
 import contextlib
 import io
 import logging
-import os
 from pathlib import Path
 
 import torch
 
-from .checkpoint import MARKER, atomic_save, is_complete, steps_in
+from ..outputs import replace_file
+from .checkpoint import MARKER, is_complete, steps_in
 from .errors import TrainError
+from .safeload import UnsafeCheckpoint, safe_load, verify_folder
 
 log = logging.getLogger("nnspec.train")
 FORMATS = {".safetensors": "safetensors", ".pt": "torch", ".pth": "torch", ".bin": "torch"}
@@ -46,15 +48,18 @@ def export_weights(ckpt: str | Path, out: str | Path, spec=None) -> tuple[Path, 
         The checkpoint used, and the number of tensors written.
 
     Raises:
-        ExportError: a missing, foreign, incomplete or damaged checkpoint, a bad output name, or
-            weights that do not fit `spec`. Nothing is written then.
+        ExportError: a missing, foreign, incomplete, damaged or unsafe (safeload.py) checkpoint,
+            a bad output name, or weights that do not fit `spec`. Nothing is written then.
     """
     out = Path(out)
     kind = FORMATS.get(out.suffix.lower())
     if kind is None:
         raise ExportError(f"cannot tell the format of `{out}` from its extension",
                           "name the output *.safetensors or *.pt")
-    path, weights = load_checkpoint_weights(Path(ckpt), spec)
+    try:
+        path, weights = load_checkpoint_weights(Path(ckpt), spec)
+    except UnsafeCheckpoint as err:
+        raise ExportError(err.message, err.hint) from None
     model = spec.build() if spec is not None else None
     weights = _unwrap(weights, set(model.state_dict()) if model is not None else set())
     if model is not None:
@@ -65,7 +70,12 @@ def export_weights(ckpt: str | Path, out: str | Path, spec=None) -> tuple[Path, 
 
 def load_checkpoint_weights(ckpt: Path, spec=None) -> tuple[Path, dict[str, torch.Tensor]]:
     """(the checkpoint used, its weights as fp32 tensors of their own) for any CKPT form; a
-    pipeline checkpoint needs the spec, whose partition names its layers."""
+    pipeline checkpoint needs the spec, whose partition names its layers.
+
+    Raises:
+        ExportError: no usable checkpoint; a damaged one is passed over for an older one.
+        UnsafeCheckpoint: a file that holds more than weights, which is never passed over.
+    """
     if not ckpt.exists():
         raise ExportError(f"no such checkpoint: {ckpt}")
     if ckpt.is_file():
@@ -103,7 +113,9 @@ def load_checkpoint_weights(ckpt: Path, spec=None) -> tuple[Path, dict[str, torc
 def _local_weights(path: Path) -> dict[str, torch.Tensor]:
     """A one-process checkpoint: {"model": state_dict, "optimizer": ..., "rng": ...}."""
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = safe_load(path)
+    except UnsafeCheckpoint:
+        raise
     except Exception as err:  # noqa: BLE001 - torn, foreign or not a torch file at all
         raise ExportError(f"{path} is not a readable checkpoint ({_first_line(err)})") from None
     model = payload.get("model") if isinstance(payload, dict) else None
@@ -128,11 +140,10 @@ def _deepspeed_weights(folder: Path, spec=None) -> dict[str, torch.Tensor]:
         return _pipeline_weights(folder, spec)
     try:
         if any(folder.glob("*optim_states.pt")):
+            verify_folder(folder)  # zero_to_fp32 unpickles every model and optimizer file
             return _plain(_zero_fp32(folder))
-        states = torch.load(folder / "mp_rank_00_model_states.pt", map_location="cpu",
-                            weights_only=False)
-        return _plain(_with_masters(states))
-    except ExportError:
+        return _plain(_with_masters(safe_load(folder / "mp_rank_00_model_states.pt")))
+    except (ExportError, UnsafeCheckpoint):
         raise
     except Exception as err:  # noqa: BLE001 - truncated shards, missing ranks, foreign files
         raise ExportError(f"{folder} is damaged ({_first_line(err)})",
@@ -153,7 +164,9 @@ def _pipeline_weights(folder: Path, spec) -> dict[str, torch.Tensor]:
     for path in sorted(folder.glob("layer_*-model_states.pt")):
         index = int(path.name[len("layer_"):].split("-")[0])
         try:
-            sd = torch.load(path, map_location="cpu", weights_only=True)
+            sd = safe_load(path)
+        except UnsafeCheckpoint:
+            raise
         except Exception as err:  # noqa: BLE001 - a torn file
             raise ExportError(f"{path} is damaged ({_first_line(err)})",
                               "export an older checkpoint") from None
@@ -249,18 +262,11 @@ def _fit(sd: dict[str, torch.Tensor], model: torch.nn.Module, name: str
 
 def _write(sd: dict[str, torch.Tensor], out: Path, kind: str) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
-    if kind == "torch":
-        atomic_save(sd, out)
+    if kind == "torch":  # a temporary file of its own, so concurrent exports never mix
+        replace_file(out, lambda tmp: torch.save(sd, tmp))
         return
     from safetensors.torch import save_file
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        save_file(sd, str(tmp), metadata={"format": "pt"})
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    replace_file(out, lambda tmp: save_file(sd, str(tmp), metadata={"format": "pt"}))
 
 
 def _first_line(err: BaseException) -> str:

@@ -8,12 +8,11 @@ what makes a resumed run land exactly where an uninterrupted one does.
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import random
-import shutil
 import signal
+import sys
 import threading
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -25,8 +24,9 @@ import torch
 
 from ..config import (ParallelSpec, TrainSpec, check_parallel, optimizer_lr, resolve_layout,
                       total_steps_for)
-from . import distributed, pipe
-from .checkpoint import atomic_write_json, capture_rng, restore_rng, steps_in
+from ..outputs import replace_file
+from . import distributed, pipe, runs
+from .checkpoint import atomic_write_json, capture_rng, restore_rng
 from .data import Data, Split, load_data
 from .errors import TrainError
 from .local import LocalBackend
@@ -36,7 +36,6 @@ log = logging.getLogger("nnspec.train")
 LOG_EVERY = 20        # optimizer steps between train rows in metrics.csv
 AGREE_EVERY = 10      # steps between the ranks' checks for a stop signal
 EVAL_BATCH = 256      # samples per rank per evaluation forward
-OUTPUTS = ("metrics.csv", "final.json", "model.safetensors", "vocab.json")
 
 
 def seed_everything(seed: int) -> None:
@@ -347,9 +346,9 @@ class Trainer:
         weights = self.b.state_dict()
         if self.b.is_main:
             from safetensors.torch import save_file
-            tmp = self.out / ".model.safetensors.tmp"
-            save_file({k: v.contiguous() for k, v in weights.items()}, str(tmp))
-            tmp.replace(self.out / "model.safetensors")
+            tensors = {k: v.contiguous() for k, v in weights.items()}
+            # the weights first: a final.json beside them says they are whole
+            replace_file(self.out / "model.safetensors", lambda tmp: save_file(tensors, str(tmp)))
             atomic_write_json(self.out / "final.json", final)
         return final
 
@@ -370,15 +369,12 @@ def check_settings(train: TrainSpec, parallel: ParallelSpec, world: int) -> Obje
             raise TrainError(text, problem.help)
         if distributed.rank() == 0:
             log.warning("%s%s", text, f" ({problem.help})" if problem.help else "")
-    if train.early_stopping and not train.eval_every and not train.epochs:
-        raise TrainError("early_stopping counts evaluations, but a run without epochs has none "
-                         "before the end", "set eval_every")
     return objective
 
 
 def run(spec, train: TrainSpec | None = None, parallel: ParallelSpec | None = None,
-        out_dir: str | Path = "out", resume: bool = False, progress: bool = True,
-        stop_at: int | None = None) -> dict[str, Any]:
+        out_dir: str | Path | None = None, resume: bool = False, progress: bool = True,
+        stop_at: int | None = None, overwrite: bool = False) -> dict[str, Any]:
     """Train a spec's model and return its final evaluation.
 
     Runs in this process (CPU, or the GPU if there is one) unless a distributed launcher started
@@ -390,9 +386,12 @@ def run(spec, train: TrainSpec | None = None, parallel: ParallelSpec | None = No
         train: the train section (default `TrainSpec()`: digits, one epoch, adamw).
         parallel: the parallel section (default `ParallelSpec()`).
         out_dir: where metrics.csv, tensorboard/, checkpoints/, final.json and model.safetensors
-            go (rank 0 writes them).
-        resume: continue from the latest checkpoint in out_dir/checkpoints. Without it, the
-            outputs of an earlier run in out_dir are removed first.
+            go (rank 0 writes them). None: a new folder runs/<model>/version_N (under the
+            runner, rank 0 claims it and tells the others), printed when the run starts.
+        resume: continue the run in out_dir from its latest checkpoint; out_dir must be a run of
+            this spec's model (its run.json says so).
+        overwrite: let a run that starts over replace the files an earlier run wrote in out_dir
+            (other files there are kept). Without it, a non-empty out_dir is refused.
         progress: show a progress bar (rank 0).
         stop_at: stop after this many steps and save a checkpoint, as an interruption would.
 
@@ -407,10 +406,15 @@ def run(spec, train: TrainSpec | None = None, parallel: ParallelSpec | None = No
     Raises:
         TrainError: a setting that cannot work; DataError (a TrainError) for missing, malformed or
             ill-fitting data. Both are raised before training starts, on every rank.
+        OutputError (a ValueError): an out_dir that cannot be used (see runs.check_out_dir),
+            raised before anything else, on every rank.
     """
     train = train or TrainSpec()
     parallel = parallel or ParallelSpec()
-    out_dir = Path(out_dir)
+    if out_dir is not None:
+        out_dir = runs.check_out_dir(out_dir, spec, resume, overwrite)
+    elif resume:
+        raise runs.OutputError("--resume needs --out: the folder of the run to continue")
     multi = distributed.launched()
     world, rank = (distributed.world_size(), distributed.rank()) if multi else (1, 0)
     if not multi and parallel.pipeline_stages > 1:
@@ -430,9 +434,9 @@ def run(spec, train: TrainSpec | None = None, parallel: ParallelSpec | None = No
     if multi:
         distributed.init_process_group()
     backend = trainer = None
+    created: list[Path] = []  # what the run made before its first output, undone on failure
     try:
-        if rank == 0:
-            _prepare_out_dir(out_dir, resume, data)
+        out_dir, created = _claim_out_dir(out_dir, spec, resume, data, multi, rank)
         distributed.barrier()
         seed_everything(train.seed)
         if multi and stages > 1:
@@ -453,10 +457,14 @@ def run(spec, train: TrainSpec | None = None, parallel: ParallelSpec | None = No
             log.warning("no checkpoint in %s: starting from scratch", trainer.ckpt_dir)
         state = state or LoopState()
         trainer.open(state)
+        created = []  # the run's outputs begin: from here on its folder is kept
         status = trainer.fit(state, stop_at)
         if status in ("interrupted", "stopped"):
             return {"status": status, "step": state.step, **state.last_eval}
         return trainer.finish(state, status)
+    except BaseException:
+        runs.abandon(created)
+        raise
     finally:
         if trainer is not None:
             trainer.close()
@@ -487,18 +495,21 @@ def _emit(train: TrainSpec, parallel: ParallelSpec, world: int, total: int) -> d
         raise TrainError(f"cannot configure DeepSpeed: {err}") from None
 
 
-def _prepare_out_dir(out_dir: Path, resume: bool, data: Data) -> None:
-    """Create out_dir; unless resuming, remove what an earlier run wrote there (only files of
-    nnspec's own names, so a folder shared with other things keeps them)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if not resume or not steps_in(out_dir / "checkpoints"):
-        for name in OUTPUTS:
-            (out_dir / name).unlink(missing_ok=True)
-        for _, path in steps_in(out_dir / "checkpoints"):
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
-        for pattern in ("checkpoints/.step-*", "checkpoints/zero_to_*.py",
-                        "tensorboard/events.out.tfevents.*"):
-            for path in out_dir.glob(pattern):
-                path.unlink()
-    if data.vocab is not None:
-        (out_dir / "vocab.json").write_text(json.dumps(data.vocab) + "\n", encoding="utf-8")
+def _claim_out_dir(out_dir: Path | None, spec, resume: bool, data: Data, multi: bool,
+                   rank: int) -> tuple[Path, list[Path]]:
+    """The run's folder, the same on every rank: rank 0 claims a new one when none was given
+    (and tells the others), clears an earlier run's files when starting over, records the run.
+    Also returns what rank 0 created (for runs.abandon)."""
+    created: list[Path] = []
+    if rank == 0:
+        if out_dir is None:
+            parent = runs.RUNS_ROOT / spec.name
+            created = [p for p in (*reversed(parent.parents), parent)
+                       if p.name and not p.exists()]
+            out_dir = runs.new_run_folder(spec.name)
+            created.append(out_dir)
+            print(f"run folder: {out_dir}", file=sys.stderr, flush=True)
+        created += runs.prepare(out_dir, spec, resume, data.vocab)
+    if multi:
+        out_dir = Path(distributed.broadcast(None if out_dir is None else str(out_dir)))
+    return out_dir, created

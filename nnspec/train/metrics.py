@@ -16,13 +16,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..config import Call, TrainSpec
-from .errors import TrainError, did_you_mean
+from ..config import LOSS_TARGETS as TARGETS
+from ..config import Call, TrainSpec, objective_problems, top_k
+from .errors import TrainError
 
-TARGETS = {"cross_entropy": "class", "lm": "class", "mse": "value", "bce": "binary"}
-LOSS_ARGS = {"cross_entropy": {"label_smoothing"}, "lm": {"label_smoothing"}, "mse": set(),
-             "bce": {"pos_weight"}}
-METRIC_ARGS = {"accuracy": set(), "top_k": {"k"}, "perplexity": set(), "loss": set()}
 LOWER_IS_BETTER = {"loss", "perplexity"}
 
 
@@ -100,46 +97,25 @@ def build_objective(train: TrainSpec) -> Objective:
         TrainError: an unknown loss or metric, an unknown argument, or a metric that does not
             apply to the loss (accuracy of a regression).
     """
-    loss = train.loss
-    if loss.name not in TARGETS:
-        raise TrainError(f"unknown loss `{loss.name}`", did_you_mean(loss.name, TARGETS))
-    _check_kwargs(loss, LOSS_ARGS[loss.name], "loss")
-    target = TARGETS[loss.name]
-    explicit = "metrics" in train.model_fields_set
+    problems = [p for p in objective_problems(train) if p.key != "early_stopping"]
+    if problems:  # the same rules `nnspec check` reports, located, all at once
+        raise TrainError(problems[0].message, problems[0].help)
+    loss, target = train.loss, TARGETS[train.loss.name]
     metrics: list[Metric] = []
     for item in train.metrics:
         call = item if isinstance(item, Call) else Call(name=item)
-        if call.name not in METRIC_ARGS:
-            raise TrainError(f"unknown metric `{call.name}`", did_you_mean(call.name, METRIC_ARGS))
-        _check_kwargs(call, METRIC_ARGS[call.name], "metric")
-        if call.name == "loss":
-            continue
-        if target == "value" or (target == "binary" and call.name != "accuracy"):
-            if not explicit:
-                continue  # the default `accuracy` quietly does not apply to a regression
-            raise TrainError(f"metric `{call.name}` does not apply to the {loss.name} loss",
-                             "use metrics that fit the loss, or only `loss`")
+        if call.name == "loss" or target == "value" or (target == "binary"
+                                                         and call.name != "accuracy"):
+            continue  # the default `accuracy` quietly does not apply to a regression
         metrics.append(_metric(call))
     return Objective(loss.name, dict(loss.kwargs), tuple(dict.fromkeys(metrics)))
 
 
 def _metric(call: Call) -> Metric:
     if call.name == "top_k":
-        k = call.kwargs.get("k", call.args[0] if call.args else 5)
-        if not isinstance(k, int) or k < 1:
-            raise TrainError(f"top_k needs a positive integer k, got {k!r}", "top_k(k=5)")
+        k = top_k(call)
         return Metric(f"top{k}_accuracy", "top_k", k)
     return Metric(call.name, call.name)
-
-
-def _check_kwargs(call: Call, allowed: set[str], what: str) -> None:
-    if call.args and call.name != "top_k":
-        raise TrainError(f"{what} `{call.name}` takes keyword arguments only",
-                         f"write {call.name}(name=value)")
-    for key in call.kwargs:
-        if key not in allowed:
-            hint = did_you_mean(key, allowed) if allowed else f"{call.name} takes no arguments"
-            raise TrainError(f"{what} `{call.name}` has no argument `{key}`", hint)
 
 
 class MetricsLog:

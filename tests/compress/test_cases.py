@@ -135,14 +135,14 @@ def test_cli_writes_the_folder_and_prints_the_table(root, tmp_path, capsys, prun
                                                      "model.safetensors"}
 
 
-@pytest.mark.parametrize("argv, needle", [
-    (["--weights", "missing.safetensors"], "no such weights file"),
-    (["--set", "compress.prune=magnitud"], "unknown prune method"),
+@pytest.mark.parametrize("argv, needle, code", [
+    (["--weights", "missing.safetensors"], "--weights missing.safetensors: no such file", 2),
+    (["--set", "compress.prune=magnitud"], "unknown prune method", 1),
 ])
 def test_bad_input_exits_nonzero_without_a_traceback_or_a_folder(root, tmp_path, capsys, argv,
-                                                                 needle):
+                                                                 needle, code):
     out = tmp_path / "out"
-    assert main(["compress", "specs/digits_pruned.nn", "-o", str(out), *argv]) == 1
+    assert main(["compress", "specs/digits_pruned.nn", "-o", str(out), *argv]) == code
     err = capsys.readouterr().err
     assert needle in err and "Traceback" not in err
     assert not out.exists()
@@ -150,7 +150,9 @@ def test_bad_input_exits_nonzero_without_a_traceback_or_a_folder(root, tmp_path,
 
 def test_a_spec_without_compress_directives_is_refused(root, tmp_path, capsys):
     out = tmp_path / "out"
-    assert main(["compress", "specs/lenet5.nn", "-o", str(out), "--weights", "x.pt"]) == 1
+    weights = tmp_path / "x.pt"
+    weights.write_bytes(b"")
+    assert main(["compress", "specs/lenet5.nn", "-o", str(out), "--weights", str(weights)]) == 1
     assert "no compress directives" in capsys.readouterr().err
     assert not out.exists()
 

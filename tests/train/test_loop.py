@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 
 import nnspec
 from nnspec.config import Call, ParallelSpec
+from nnspec.outputs import OutputError
 from nnspec.train import run
 from nnspec.train.data import load_data
 
@@ -183,13 +184,16 @@ def test_reduce_on_plateau_state_survives_a_resume(tmp_path):
     assert resumed == whole and rows(tmp_path / "cut") == rows(tmp_path / "whole")
 
 
-def test_a_fresh_run_clears_an_earlier_one(tmp_path):
+def test_overwrite_clears_only_the_earlier_runs_files(tmp_path):
     train, parallel = sections(steps=30, checkpoint_every=10)
     run(spec("digits_mlp"), train, parallel, tmp_path, progress=False)
     assert len(list((tmp_path / "checkpoints").iterdir())) == 3
     train, parallel = sections(steps=5)
     (tmp_path / "checkpoints" / "notes.txt").write_text("not nnspec's")
-    run(spec("digits_mlp"), train, parallel, tmp_path, progress=False)
+    with pytest.raises(OutputError, match="--overwrite"):  # never without consent
+        run(spec("digits_mlp"), train, parallel, tmp_path, progress=False)
+    assert len(list((tmp_path / "checkpoints").iterdir())) == 4
+    run(spec("digits_mlp"), train, parallel, tmp_path, progress=False, overwrite=True)
     assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["notes.txt"]
     assert [r[0] for r in rows(tmp_path)[1:]] == ["5", "5"]  # train row, final eval row
 

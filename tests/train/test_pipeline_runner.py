@@ -88,6 +88,7 @@ def test_two_stage_pipeline_with_tied_layer_trains_like_one_process(tmp_path):
     shutil.copytree(tmp_path / "pipe" / "checkpoints" / "step-00000030",
                     again / "checkpoints" / "step-00000030")
     shutil.copy(tmp_path / "pipe" / "metrics.csv", again / "metrics.csv")
+    shutil.copy(tmp_path / "pipe" / "run.json", again / "run.json")  # what --resume checks
     resumed = train(again, "--num_accelerators", "2", "--resume")
     assert_clean_exit(resumed)
     assert (again / "metrics.csv").read_text() == (tmp_path / "pipe" / "metrics.csv").read_text()
