@@ -110,6 +110,8 @@ class BlockDrawing:
         in_names = ["x", "y"][:len(ins)]
         env = Env(dict(zip(in_names, ins)), dict(bind))
         body = type(self)(b, env, self.depth + 1, in_helper, kinds)
+        if self.draw(st.integers(0, 2)) == 0:
+            body.projection()   # a named weight that a model can tie to as name.layer
         body.write(self.draw(st.integers(1, 3)))
         out_lines, out_vars = body.finish(block=True)
         lines = [f"  in {', '.join(in_names)}"] + [f"  {line}" for line in body.lines] + out_lines

@@ -206,7 +206,7 @@ class Body(BlockDrawing):
             count, seq = 1, items
         # `layer * n` repeats one layer (its `when`, if any, needs the brackets of a list)
         bare = len(items) == 1 and count > 1 and items[0].cond is None and not items[0].spliced \
-            and self.draw(st.booleans())
+            and self.draw(st.integers(0, 3)) > 0
         if bare:
             text = f"{items[0].full()} * {count}"
         else:
@@ -250,11 +250,12 @@ class Body(BlockDrawing):
                 raise Invalid("sequence")
         return ins
 
-    def reuse_stage(self, t: T, env: Env) -> Stage | None:
-        """Call a named layer or block of this body again, sharing its weights."""
+    def reuse_stage(self, t: T, env: Env, name: str | None = None) -> Stage | None:
+        """Call a named layer or block of this body (`name`, or one that fits) again, sharing
+        its weights."""
         fitting = [n for n, info in env.layers.items() if self.fits_reuse(info, t, env)]
         if fitting:
-            name = self.draw(st.sampled_from(fitting))
+            name = name if name in fitting else self.draw(st.sampled_from(fitting))
             kind = "shared_layer" if env.layers[name][0] == "leaf" else "shared_block"
 
             def apply(ins, e, name=name, kind=kind):
@@ -276,8 +277,10 @@ class Body(BlockDrawing):
                  if self.fits_reuse(info, t, self.env)]
         if not pairs:
             return
-        src, name = self.draw(st.sampled_from(pairs))
-        stage = self.reuse_stage(self.env.vars[src], self.env)
+        # blocks and layers inside them (blk.l) are the rarer, so half the time one of them
+        rare = [(v, n) for v, n in pairs if "." in n or self.env.layers[n][0] == "mod"]
+        src, name = self.draw(st.sampled_from(rare if rare and self.draw(st.booleans()) else pairs))
+        stage = self.reuse_stage(self.env.vars[src], self.env, name)
         if stage is None:
             return
         out = self.b.fresh("h")
@@ -377,26 +380,38 @@ class Body(BlockDrawing):
         out = self.b.fresh("h")
         ins_vars = tensors + list(keywords.values())
         kw_names = list(keywords)
-        name = self.b.fresh("l") if RECIPES[call.kind].sequential and self.draw(st.booleans()) \
-            else None
-        as_call = name is None and self.draw(st.booleans())
+        # a module kind named, in a flow, or in a list or repeat with its tensors bound to each
+        # item ([kind(e, k=m)] * n); a functional one in a flow or called with all its tensors
+        forms = ["named", "flow", "list"] if RECIPES[call.kind].sequential else ["flow", "call"]
+        form = self.draw(st.sampled_from(forms))
+        name = self.b.fresh("l") if form == "named" else None
+        as_call, listed = form == "call", form == "list"
+        repeat = self.draw(st.integers(1, 2)) if listed else 1
         if as_call:
             line = f"{out} = {render(call, [src, *tensors], keywords)}"
+        elif listed:
+            line = f"{out} = {src} -> [{render(call, tensors, keywords)}]"
+            line += f" * {repeat}" if repeat > 1 else ""
         else:
             named = f"{name}: " if name else ""
             line = f"{out} = {src} -> {named}{render(call, tensors, keywords)}"
 
         def effect(e):
-            ins = [e.vars[src]] + [e.vars[v] for v in ins_vars]
-            outs = infer(call, ins, e.bind, kw_names)
-            if len(outs) != 1:
-                raise Invalid("several results")
-            e.vars[out] = outs[0]
+            x = e.vars[src]
+            for _ in range(repeat):
+                ins = [x] + [e.vars[v] for v in ins_vars]
+                outs = infer(call, ins, e.bind, kw_names)
+                if len(outs) != 1:
+                    raise Invalid("several results")
+                (x,) = outs
+            e.vars[out] = x
             e.drawn.add(call.kind)
             if kw_names:
                 e.drawn.add("keyword_tensor")
             if as_call:
                 e.drawn.add("tensor_call")
+            if listed:
+                e.drawn.add("tensors_in_list")
             if name:
                 e.layers[name] = ("leaf", call, ins)
         self.emit(line, effect)

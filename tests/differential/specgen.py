@@ -44,7 +44,8 @@ CONSTRUCTS = frozenset({
     "const", "local_const", "model_param", "tie", "shared_layer", "shared_block", "split", "chunk",
     "cat", "add", "sub", "mul", "div", "matmul", "several_inputs", "several_outputs",
     "implicit_output", "include", "keyword_tensor", "tensor_call", "tensor_number", "out_flow",
-    "block_several_outputs", "repeat_in_list", "shared_inner_layer", "tie_inner_layer"})
+    "block_several_outputs", "repeat_in_list", "shared_inner_layer", "tie_inner_layer",
+    "tensors_in_list"})
 
 
 # ---- the generator ------------------------------------------------------------------------
