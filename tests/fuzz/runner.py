@@ -30,7 +30,6 @@ HARD_SECONDS = 10.0    # past this a case counts as a hang and is stopped
 MEMORY_CAP = 2 << 30   # address space a case may add to the process
 
 DIAG_HEAD = re.compile(r"^error\[E\d{4}\]: ", re.M)
-LOCATION = re.compile(r"^ *--> (.*):(\d+):(\d+)$", re.M)
 
 
 class Hang(BaseException):
@@ -137,17 +136,25 @@ def judge(outcome: Outcome, sources: dict[str, str] | None = None) -> None:
 
 
 def _judge_diagnostics(outcome: Outcome, sources: dict[str, str]) -> None:
-    text = outcome.stderr
-    if not DIAG_HEAD.search(text) or not re.search(r"\d+ errors? found\s*$", text):
+    # line by line, not with one regex over the text: a diagnostic may quote a 100,000-digit
+    # literal, and a backtracking pattern over that takes minutes
+    lines = outcome.stderr.rstrip().split("\n")
+    last = lines[-1].split(" ")
+    if not DIAG_HEAD.search(outcome.stderr) or last[1:] not in (["error", "found"],
+                                                              ["errors", "found"]):
         outcome.problems.append("output: exit 1 without rendered `error[E....]` diagnostics")
         return
-    for match in LOCATION.finditer(text):
-        name, line, col = match.group(1), int(match.group(2)), int(match.group(3))
-        if line < 1 or col < 1:
-            outcome.problems.append(f"output: location {name}:{line}:{col} is before the file")
-        source = sources.get(name)
-        if source is not None and line > source.count("\n") + 1:
-            outcome.problems.append(f"output: location {name}:{line}:{col} is past the end")
+    for line in lines:
+        head, sep, rest = line.partition("--> ")
+        if not sep or head.strip():
+            continue
+        name, line_no, col = (rest.rsplit(":", 2) + ["", ""])[:3]
+        if not (line_no.isdigit() and col.isdigit()):
+            outcome.problems.append(f"output: a location without line and column: {rest[:200]}")
+        elif int(line_no) < 1 or int(col) < 1:
+            outcome.problems.append(f"output: location {rest[:200]} is before the file")
+        elif name in sources and int(line_no) > sources[name].count("\n") + 1:
+            outcome.problems.append(f"output: location {rest[:200]} is past the end")
 
 
 def _time_again(outcome: Outcome, argv: list[str], sources) -> None:
