@@ -34,12 +34,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.fuzz.engine import fifo_safe_remove, make_tree, run_file_case, run_mutant  # noqa: E402
+from tests.fuzz.engine import (fifo_safe_remove, make_tree, run_file_case, run_mutant,  # noqa: E402
+                               warm_up)
 from tests.fuzz.hostile import FILE_CASES  # noqa: E402
 from tests.fuzz.mutate import mutant  # noqa: E402
-from tests.fuzz.runner import HARD_SECONDS  # noqa: E402
+from tests.fuzz.runner import WAIT_SECONDS  # noqa: E402
 
-WATCHDOG_SECONDS = 3 * HARD_SECONDS + 30  # a slow case is timed twice before it is judged
+WATCHDOG_SECONDS = 2 * WAIT_SECONDS + 60  # a slow case is run twice before it is judged
 KINDS = ["traceback", "hang", "slow", "exit", "output", "written", "leak"]
 
 
@@ -57,11 +58,16 @@ def worker(args) -> None:
     items = work_items(args)
     tmp = Path(tempfile.mkdtemp(prefix="nnspec-fuzz-"))
     tree = make_tree(tmp / "tree")
+    warm_up(tree)
     try:
         for position in range(args.position, len(items)):
             print(json.dumps({"start": position}), flush=True)
-            print(json.dumps(run_item(items[position], tree, tmp) | {"position": position}),
-                  flush=True)
+            result = run_item(items[position], tree, tmp)
+            print(json.dumps(result | {"position": position}), flush=True)
+            if {"hang", "traceback"} & set(result["kinds"]):
+                # a case stopped mid-way may have left a module half-imported: start afresh
+                print(json.dumps({"restart": position + 1}), flush=True)
+                return
     finally:
         fifo_safe_remove(tmp)
 
@@ -125,6 +131,8 @@ def watch_worker(args, items, position, tally, tracebacks, out: Path) -> int:
                     return current + 1
                 return len(items)
             message = json.loads(line)
+            if "restart" in message:
+                return message["restart"]
             if "start" in message:
                 current = message["start"]
             else:

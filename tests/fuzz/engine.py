@@ -23,6 +23,19 @@ def make_tree(dest: Path) -> Path:
     return dest
 
 
+def warm_up(tree: Path) -> None:
+    """Check every shipped spec and compile one before fuzzing: nnspec and torch import modules
+    lazily (an optimizer's first use imports torch._dynamo), and an import cut short by a case's
+    time limit would leave a half-made module behind that breaks every case after it."""
+    from .runner import call_cli
+
+    for spec in sorted((tree / "specs").glob("*.nn")):
+        call_cli(["check", str(spec)], seconds=600)
+    out = tree / "warm-up-out"
+    call_cli(["compile", str(tree / "specs" / "digits_mlp.nn"), "-o", str(out)], seconds=600)
+    shutil.rmtree(out, ignore_errors=True)
+
+
 def commands(spec: str, out: Path | None) -> list[tuple[list[str], Path | None]]:
     """The CLI calls made on one spec: check, and compile -o when `out` is given."""
     calls: list[tuple[list[str], Path | None]] = [(["check", spec], None)]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .engine import make_tree, run_file_case, run_mutant
+from .engine import make_tree, run_file_case, run_mutant, warm_up
 from .hostile import FILE_CASES
 from .mutate import mutant
 from .runner import Outcome, run_case
@@ -42,7 +42,14 @@ MUTANTS = ci_mutants()
 
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory) -> Path:
-    return make_tree(tmp_path_factory.mktemp("fuzz-tree"))
+    tree = make_tree(tmp_path_factory.mktemp("fuzz-tree"))
+    warm_up(tree)
+    return tree
+
+
+@pytest.fixture(scope="module", autouse=True)
+def warm(tree):
+    """Every test here runs after the warm-up, the hostile files and crash fixtures too."""
 
 
 def failures(outcomes: list[tuple[str, Outcome]]) -> str:
