@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from . import syntax as S
 from .diagnostics import Reporter, SpecError, Span, did_you_mean
-from .ir import Leaf, ModuleDef, Op, Seq, Value, child_ins, count_params
+from .ir import Leaf, ModuleDef, Op, Seq, Value, child_ins, clone, count_params, verify_identities
 from .layers import REGISTRY, Layer, ShapeError, T, fmt_shape
 from .layers.base import numel
 from .resolve import Program
@@ -112,6 +112,7 @@ class Scope:
     locals: dict[str, Any] = field(default_factory=dict)    # constants and tensors by name
     layers: dict[str, Any] = field(default_factory=dict)    # named children by name
     cursor: Any = None
+    read: set[int] = field(default_factory=set)              # ids of tensors read by name
     instantiated_at: list[tuple[str, Span]] = field(default_factory=list)
 
 
@@ -202,6 +203,8 @@ class Checker:
                              notes=[(f"`{defn.name}` declares its inputs here",
                                      declared[0][1] if declared else defn.span)])
         outputs_seen = False
+        errors_before = len(self.reporter.diagnostics)
+        results: list[tuple[S.ExprStmt, list[Value]]] = []  # what each expression statement made
         for stmt in defn.body:
             try:
                 if isinstance(stmt, S.Inputs):
@@ -221,10 +224,14 @@ class Checker:
                     self.assign(stmt, scope)
                 elif isinstance(stmt, S.ExprStmt):
                     cursor = scope.cursor
+                    ops_before = len(module.ops)
                     result = self.statement_value(
                         stmt.value, scope, hint=cursor.hint if isinstance(cursor, Value) else None)
                     if result is not None:
                         scope.cursor = result
+                        made = {id(v) for op in module.ops[ops_before:] for v in op.outs}
+                        values = list(result) if isinstance(result, tuple) else [result]
+                        results.append((stmt, [v for v in values if id(v) in made]))
             except _Abort:
                 for name in _names_defined(stmt):
                     if name not in scope.layers:
@@ -236,6 +243,26 @@ class Checker:
             module.outputs = [self.tensor(scope.cursor, defn.span)]
         if any(o is POISON for o in module.outputs):
             raise _Abort()
+        if len(self.reporter.diagnostics) == errors_before:  # a failed use would look like none
+            self.check_used(results, scope)
+
+    def check_used(self, results: list[tuple[S.ExprStmt, list[Value]]], scope: Scope) -> None:
+        """An expression statement whose tensor nothing reads is an error: it is most often a line
+        meant to continue the one above it, and it would compute something and throw it away."""
+        module = scope.module
+        read = set(scope.read) | {id(v) for v in module.outputs}
+        for op in module.ops:
+            read.update(id(v) for v in op.args)
+            read.update(id(v) for v in op.kwargs.values())
+        seqs = [c for _, c in module.children if isinstance(c, Seq)]
+        while seqs:  # tensors passed to list items (a mask) are read there
+            seq = seqs.pop()
+            read.update(id(v) for extra in seq.extras for v in extra)
+            seqs += [c for c in seq.items if isinstance(c, Seq)]
+        for stmt, values in results:
+            if values and not any(id(v) in read for v in values):
+                self.error("E0333", "the result of this statement is never used", stmt.span,
+                           "assign it (`h = ...`) and use it, list it in `out`, or delete the line")
 
     def declare_input(self, decl: S.InputDecl, scope: Scope, inputs, defn: S.Definition) -> None:
         module = scope.module
@@ -368,6 +395,10 @@ class Checker:
             v = scope.locals[name]
             if v is POISON:
                 raise _Abort()
+            if isinstance(v, Value):
+                scope.read.add(id(v))
+            elif isinstance(v, tuple):
+                scope.read.update(id(x) for x in v)
             return v
         if name in scope.layers:
             child = scope.layers[name]
@@ -738,7 +769,8 @@ class Checker:
         return self.emit(child, child.layer if isinstance(child, Leaf) else None, ins, kw, scope,
                          tmpl.span, hint or name)
 
-    def emit(self, target, layer, ins, kw, scope: Scope, span: Span, hint: str | None):
+    def emit(self, target, layer, ins, kw, scope: Scope, span: Span, hint: str | None,
+             reuse: bool = False):
         outs = self.infer(target, layer, ins, kw, span)
         if kw and layer is not None:
             # keyword tensors bind by name in the generated call; make sure that binding works
@@ -756,7 +788,7 @@ class Checker:
             raise self.error("E0501", f"the model has more than {MAX_OPS} operations", span)
         hint = hint or (layer.kind if layer is not None else "x")
         values = [Value(t, hint) for t in outs]
-        scope.module.ops.append(Op(target, layer, list(ins), dict(kw), values, span))
+        scope.module.ops.append(Op(target, layer, list(ins), dict(kw), values, span, reuse))
         return values[0] if len(values) == 1 else tuple(values)
 
     def infer(self, target, layer, ins: list[Value], kw: dict[str, Value], span: Span) -> list[T]:
@@ -773,7 +805,7 @@ class Checker:
         if kw:
             raise self.error("E0323", f"unexpected keyword tensor `{next(iter(kw))}`", span)
         if isinstance(target, Seq):
-            return [self.seq_out(target)]
+            return [target.out]
         return [v.type for v in target.outputs]
 
     def layer_inputs(self, layer: Layer, ins: list[Value], kw: dict[str, Value], span: Span):
@@ -800,20 +832,25 @@ class Checker:
                              f"{type(layer).input_dtypes[0]} values")
         return types
 
-    def seq_out(self, seq: Seq) -> T:
-        return self._seq_types[id(seq)]
-
     # instantiate: build a child module for a template and input types (nothing is emitted)
     def instantiate(self, tmpl: Template, ins: list[T], kw: dict[str, Value], scope: Scope,
-                    name: str | None):
+                    name: str | None, in_list: bool = False):
         if isinstance(tmpl, NamedT):
             raise self.error("E0311", "layers in a list are numbered, not named", tmpl.name_span)
         tmpl = self.expand_alias(tmpl)
         if isinstance(tmpl, KindT):
             layer = self.make_layer(tmpl)
-            if getattr(type(layer), "functional_only", False) or getattr(type(layer), "bare_parameter", False):
+            if in_list and getattr(type(layer), "functional_only", False):
                 raise self.error("E0324", f"{layer.kind} cannot stand in a list or repeat",
-                                 tmpl.span, "apply it in the flow instead")
+                                 tmpl.span, "it is a function, not a module: apply it in the flow "
+                                 f"before or after the list, e.g. `x -> [...] -> {layer.kind}`")
+            if in_list and getattr(type(layer), "bare_parameter", False):
+                # nn.Sequential holds modules, and a parameter is a bare tensor; as a list item
+                # it would also throw away everything before it (it keeps only the batch size)
+                raise self.error("E0324", f"{layer.kind} cannot stand in a list or repeat",
+                                 tmpl.span, "name it in a flow, `t = x -> cls: parameter([1, 8])`, "
+                                 "or put it in a block: a list or repeat of blocks gives each "
+                                 "block its own parameter")
             leaf = Leaf(layer, list(ins), tmpl.span)
             outs = self.infer(leaf, layer, [Value(t, "x") for t in ins],
                               {k: v for k, v in kw.items()}, tmpl.span)
@@ -829,15 +866,14 @@ class Checker:
             for item in items:
                 extra = list(item.bound)
                 child, outs = self.instantiate(item, cur + [v.type for v in extra],
-                                               dict(item.bound_kw), scope, None)
+                                               dict(item.bound_kw), scope, None, in_list=True)
                 if len(outs) != 1:
                     raise self.error("E0325", "layers in a sequence must each give one tensor",
                                      item.span)
                 children.append(child)
                 extras.append(extra + list(item.bound_kw.values()))
                 cur = outs
-            seq = Seq(children, extras, list(ins), tmpl.span)
-            self._seq_types[id(seq)] = cur[0]
+            seq = Seq(children, extras, list(ins), tmpl.span, cur[0])
             return seq, cur
         if isinstance(tmpl, ModRef):
             raise self.error("E0326", f"`{'.'.join(tmpl.path)}` is an existing layer and cannot be "
@@ -940,7 +976,9 @@ class Checker:
                 if self.ops > MAX_OPS:
                     raise self.error("E0501", f"the model has more than {MAX_OPS} operations",
                                      tmpl.span)
-                return cached
+                # a copy, not the cached module: each call is its own module with its own
+                # weights, and the passes after check tell modules apart by identity
+                return clone(cached)
             module = ModuleDef(defn.name, _signature(defn.name, params), defn.span)
             inner = Scope(module, params)
             before = len(self.reporter.diagnostics)
@@ -991,7 +1029,7 @@ class Checker:
                                  f"(it was built for {child.ins[0]})", ref.span,
                                  f"for a new layer with its own weights, give it a new name, e.g. "
                                  f"`{ref.path[-1]}2: ...`")
-            return self.emit(child, child.layer, ins, kw, scope, ref.span, hint)
+            return self.emit(child, child.layer, ins, kw, scope, ref.span, hint, reuse=True)
         want = child_ins(child)
         got = [v.type for v in ins]
         if want != got:
@@ -999,7 +1037,7 @@ class Checker:
                              f"{', '.join(map(str, want))}, not {', '.join(map(str, got))}", ref.span,
                              f"for a new layer with its own weights, give it a new name, e.g. "
                              f"`{ref.path[-1]}2: ...`")
-        return self.emit(child, None, ins, kw, scope, ref.span, hint)
+        return self.emit(child, None, ins, kw, scope, ref.span, hint, reuse=True)
 
     def tie(self, leaf: Leaf, tie: tuple[ModRef, Span], scope: Scope) -> None:
         ref, span = tie
@@ -1043,8 +1081,6 @@ class Checker:
     def apply_kind(self, kind: str, ins, kw_args: dict, scope: Scope, span: Span, hint):
         tmpl = KindT(span, cls=REGISTRY[kind], kw=kw_args)
         return self.apply(tmpl, ins, scope, hint)
-
-    _seq_types: dict = {}
 
 
 @functools.lru_cache(maxsize=None)
@@ -1196,7 +1232,6 @@ def check(program: Program, model: str | None = None, overrides: dict[str, Any] 
           max_params: int = DEFAULT_MAX_PARAMS) -> ModuleDef:
     """Elaborate the root model of `program` into the IR; raises SpecError with every error."""
     checker = Checker(program, max_params)
-    checker._seq_types = {}
     defn = _pick_model(program, model, checker.reporter)
     try:
         root = checker.check_model(defn, dict(overrides or {}))
@@ -1208,6 +1243,7 @@ def check(program: Program, model: str | None = None, overrides: dict[str, Any] 
         root = None
     checker.reporter.check()
     assert root is not None
+    verify_identities(root)
     return root
 
 
@@ -1240,7 +1276,6 @@ def _pick_model(program: Program, name: str | None, reporter: Reporter) -> S.Def
 def const_values(program: Program) -> dict[str, Any]:
     """Every top-level constant of the program, evaluated (for the train/parallel sections)."""
     checker = Checker(program, DEFAULT_MAX_PARAMS)
-    checker._seq_types = {}
     values = {}
     for name, node in program.consts.items():
         try:

@@ -38,6 +38,7 @@ class Seq:
     extras: list[list[Value]]  # per item: tensors passed after the chained one (e.g. a mask)
     ins: list[T]
     span: Span
+    out: T | None = None       # the last item's output type, set by check
 
 
 @dataclass(eq=False)
@@ -50,6 +51,7 @@ class Op:
     kwargs: dict[str, Value]
     outs: list[Value]
     span: Span
+    reuse: bool = False            # the spec applied an existing named layer again (shared weights)
 
 
 @dataclass(eq=False)
@@ -76,6 +78,78 @@ class ModuleDef:
 
 
 Child = Union[Leaf, Seq, ModuleDef]
+
+
+def clone(child: Child, memo: dict[int, object] | None = None) -> Child:
+    """A copy of `child` with its own modules and tensor values (layers and spans are shared: they
+    are never changed after check). Every call of a block is its own module, because the passes
+    after check tell modules apart by identity; objects shared inside `child` stay shared."""
+    memo = {} if memo is None else memo
+    found = memo.get(id(child))
+    if found is not None:
+        return found  # type: ignore[return-value]
+    if isinstance(child, Leaf):
+        new: Child = Leaf(child.layer, list(child.ins), child.span)
+    elif isinstance(child, Seq):
+        new = Seq([clone(c, memo) for c in child.items],
+                  [[_clone_value(v, memo) for v in e] for e in child.extras],
+                  list(child.ins), child.span, child.out)
+    else:
+        new = ModuleDef(child.name, child.signature, child.span)
+        memo[id(child)] = new  # before the children: a tie or an op may refer back
+        new.children = [(n, clone(c, memo)) for n, c in child.children]
+        new.inputs = [_clone_value(v, memo) for v in child.inputs]
+        new.input_names = list(child.input_names)
+        new.ops = [Op(None if op.target is None else clone(op.target, memo), op.layer,
+                      [_clone_value(v, memo) for v in op.args],
+                      {k: _clone_value(v, memo) for k, v in op.kwargs.items()},
+                      [_clone_value(v, memo) for v in op.outs], op.span, op.reuse)
+                   for op in child.ops]
+        new.outputs = [_clone_value(v, memo) for v in child.outputs]
+        new.ties = [(clone(leaf, memo), param, list(src), span)  # type: ignore[misc]
+                    for leaf, param, src, span in child.ties]
+    memo[id(child)] = new
+    return new
+
+
+def _clone_value(v: Value, memo: dict[int, object]) -> Value:
+    found = memo.get(id(v))
+    if found is None:
+        found = memo[id(v)] = Value(v.type, v.hint)
+    return found  # type: ignore[return-value]
+
+
+def verify_identities(root: ModuleDef) -> None:
+    """The invariant the passes after check rely on, checked: no module object is reachable twice
+    through children (each block call is its own instance), and a module's ops call one child
+    more than once only where the spec reused that named layer. A violation is a compiler bug:
+    it would compile two layers into one, silently."""
+    seen: set[int] = set()
+
+    def walk(child: Child) -> None:
+        if id(child) in seen:
+            raise AssertionError(f"internal error: {_what(child)} is a child twice")
+        seen.add(id(child))
+        if isinstance(child, Seq):
+            for item in child.items:
+                walk(item)
+        elif isinstance(child, ModuleDef):
+            for _, c in child.children:
+                walk(c)
+            called: set[int] = set()
+            for op in child.ops:
+                if op.target is None:
+                    continue
+                if id(op.target) in called and not op.reuse:
+                    raise AssertionError(f"internal error: {_what(op.target)} is called twice in "
+                                         f"{child.signature} without being reused by name")
+                called.add(id(op.target))
+
+    walk(root)
+
+
+def _what(child: Child) -> str:
+    return child.signature if isinstance(child, ModuleDef) else type(child).__name__.lower()
 
 
 def child_ins(child: Child) -> list[T]:

@@ -35,20 +35,37 @@ def grammar_text() -> str:
     return (Path(__file__).resolve().parent.parent / "grammar" / GRAMMAR_NAME).read_text("utf-8")
 
 
+class _SignStart(Exception):
+    """A statement in a body starts with `+` or `-` (raised by the post-lexer)."""
+
+    def __init__(self, tok: Token):
+        self.tok = tok
+
+
 class _BracketNewlines:
-    """Post-lexer: newlines inside (...) and [...] are white space, not statement ends."""
+    """Post-lexer: newlines inside (...) and [...] are white space, not statement ends; and a
+    statement in a body may not start with a sign (see the grammar's comment)."""
 
     always_accept = ("_NL",)
 
     def process(self, stream):
-        depth = 0
+        depth = braces = 0
+        prev = None
         for tok in stream:
             if tok.type in ("LPAR", "LSQB"):
                 depth += 1
             elif tok.type in ("RPAR", "RSQB"):
                 depth = max(0, depth - 1)
+            elif tok.type == "LBRACE":
+                braces += 1
+            elif tok.type == "RBRACE":
+                braces = max(0, braces - 1)
             elif tok.type == "_NL" and depth:
                 continue
+            elif (tok.type == "ADD_OP" and braces and not depth
+                  and prev in ("_NL", "SEMICOLON", "LBRACE")):
+                raise _SignStart(tok)
+            prev = tok.type
             yield tok
 
 
@@ -66,6 +83,11 @@ def parse(text: str, name: str = "<string>") -> S.File:
         tree = _parser().parse(text if text.endswith("\n") else text + "\n")
     except UnexpectedInput as err:
         raise SpecError([_syntax_diagnostic(err, source)]) from None
+    except _SignStart as err:
+        raise SpecError([Diagnostic(
+            "E0108", f"a statement cannot start with `{err.tok.value}`", _token_span(err.tok, source),
+            "a new line ends the statement above it: wrap an expression that spans lines in "
+            "parentheses, e.g. `y = (x -> relu) + x`, or end the line before with `\\`")]) from None
     _check_nesting(tree, source)
     try:
         return _ToSyntax(source).transform(tree)

@@ -52,7 +52,10 @@ def _unit_source(unit: Unit, before: list[Value], after: list[Value], low: Lower
              f'    """Pipeline layer {unit.index}: {unit.label} ({unit.kind}), from {where}."""',
              "", "    def __init__(self, model):", "        super().__init__()"]
     if unit.target is not None:
-        lines.append(f'        self.m = model.get_submodule("{unit.path}")')
+        # a `parameter` layer is an nn.Parameter attribute, not a module
+        bare = getattr(getattr(unit.target, "layer", None), "bare_parameter", False)
+        getter = "get_parameter" if bare else "get_submodule"
+        lines.append(f'        self.m = model.{getter}("{unit.path}")')
     lines += ["", "    def forward(self, live):"]
     if len(before) == 1:
         lines.append(f"        {var(before[0])} = live  # {_shape(before[0].type)}")

@@ -1,0 +1,96 @@
+"""The `parameter` layer: a learned tensor in flows, blocks and repeats (issue 9, defect 3).
+
+Every form used to fail with E0324. The golden fixture tests/golden/valid/learned_tensors.nn has
+a class token, a position table and a layer scale in a block called twice and repeated; here it is
+built and its output compared with the same computation done by hand from the state_dict.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+import nnspec
+from nnspec.emit.module import load_module
+
+LEARNED = Path(__file__).resolve().parent / "golden" / "valid" / "learned_tensors.nn"
+
+
+def _randomize(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    torch.manual_seed(0)
+    state = {k: torch.randn_like(v) for k, v in model.state_dict().items()}
+    model.load_state_dict(state, strict=True)
+    return {k: v.double() for k, v in state.items()}
+
+
+def test_the_issue_spec_checks_and_keys_the_parameter_by_its_name():
+    spec = nnspec.loads("""
+model m() {
+  input x: float[4, 8]
+  t = x -> cls: parameter([1, 8])
+  out cat(t, x, dim=1)
+}
+""")
+    model = spec.build()
+    assert list(model.state_dict()) == ["cls"]
+    x = torch.randn(3, 4, 8)
+    out = model(x)
+    assert out.shape == (3, 5, 8)
+    assert torch.equal(out[:, 0], model.cls[0].expand(3, -1)) and torch.equal(out[:, 1:], x)
+
+
+def test_learned_tensors_compute_what_the_spec_says():
+    spec = nnspec.load(LEARNED)
+    model = spec.build().double().eval()
+    w = _randomize(model)
+    assert set(w) == {"cls_token", "pos_embed", "head.weight", "head.bias"} | {
+        f"{p}.{n}" for p in ("first", "second", "blocks.0", "blocks.1")
+        for n in ("ln.weight", "ln.bias", "fc.weight", "fc.bias", "scale")}
+    assert sum(v.numel() for v in w.values()) == spec.summary()["params"]
+    x = torch.randn(2, 4, 8, dtype=torch.float64)
+
+    def scaled_mlp(h, p):
+        y = F.layer_norm(h, (8,), w[f"{p}.ln.weight"], w[f"{p}.ln.bias"])
+        y = y @ w[f"{p}.fc.weight"].T + w[f"{p}.fc.bias"]
+        return h + y * w[f"{p}.scale"]
+
+    h = torch.cat([w["cls_token"].expand(2, 1, 8), x], dim=1) + w["pos_embed"]
+    for p in ("first", "second", "blocks.0", "blocks.1"):
+        h = scaled_mlp(h, p)
+    want = h[:, 0] @ w["head.weight"].T + w["head.bias"]
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), want, rtol=1e-12, atol=1e-12)
+
+
+def test_a_block_called_twice_has_two_independent_parameters():
+    model = nnspec.load(LEARNED).build()
+    scales = [model.first.scale, model.second.scale, model.blocks[0].scale, model.blocks[1].scale]
+    assert len({id(s) for s in scales}) == 4
+    loss = (model(torch.randn(2, 4, 8)) ** 2).sum()
+    loss.backward()
+    assert all(s.grad is not None for s in scales)
+
+
+def test_a_reused_parameter_is_shared_and_pipeline_layers_hold_it():
+    spec = nnspec.loads("""
+model m() {
+  input ids: long[6]
+  e = ids -> wte: embedding(10, 8)
+  h = e + (ids -> wpe: parameter([6, 8], init="uniform", std=0.1))
+  out h + (ids -> wpe) -> linear(3)
+}
+""")
+    generated = load_module(spec.pipeline_source())
+    model = generated.Model().eval()
+    assert sorted(model.state_dict()) == ["linear.bias", "linear.weight", "wpe", "wte.weight"]
+    assert spec.summary()["params"] == 80 + 48 + 27
+    layers = [cls(model) for cls in generated.LAYERS]
+    ids = torch.randint(0, 10, (2, 6))
+    live = ids
+    with torch.no_grad():
+        for layer in layers:
+            live = layer(live)
+        assert torch.equal(live, model(ids))
+    held = {id(p) for layer in layers for p in layer.parameters()}
+    assert held == {id(p) for p in model.parameters()}
