@@ -16,6 +16,7 @@ from . import __version__
 from .check import DEFAULT_MAX_PARAMS
 from .compile import Spec, load
 from .diagnostics import SpecError
+from .resolve import root_spec_problem
 
 EXIT_SPEC, EXIT_USAGE = 1, 2
 
@@ -62,8 +63,9 @@ def write_atomic(directory: Path, files: dict[str, str]) -> None:
 
 
 def _load(args) -> Spec:
-    if not Path(args.spec).is_file():
-        raise UsageError(f"no such spec file: {args.spec}")
+    problem = root_spec_problem(args.spec)  # a FIFO would hang, a device never ends
+    if problem:
+        raise UsageError(problem)
     values = parse_set(args.set)
     params = {k: v for k, v in values.items() if "." not in k}
     sets = {k: v for k, v in values.items() if "." in k}

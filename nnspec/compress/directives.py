@@ -169,6 +169,12 @@ def _names(v):
 
 # name -> (positional names, {arg: (default, test, what it must be)})
 Rule = tuple[Any, Callable[[Any], bool], str]
+def _nn_path(v):
+    """A teacher is a spec: only a .nn path is read (never a file whose lines a diagnostic could
+    quote), and a NUL could not name a file."""
+    return isinstance(v, str) and v.endswith(".nn") and "\x00" not in v
+
+
 _TARGET: dict[str, Rule] = {
     "on": (None, _names, "a list of layer kinds or name patterns, e.g. [linear, \"layer*.conv1\"]"),
     "skip": ((), _names, "a list of layer kinds or name patterns"),
@@ -199,7 +205,7 @@ ARGS: dict[str, tuple[tuple[str, ...], dict[str, Rule]]] = {
                                  "group_size": (32, _pos_int, "a positive integer"), **_TARGET}),
     "cast": (("dtype",), {"dtype": (None, lambda v: v in ("fp16", "bf16"), "fp16 or bf16"),
                           **_TARGET}),
-    "teacher": (("spec",), {"spec": (None, lambda v: isinstance(v, str), "a .nn file"),
+    "teacher": (("spec",), {"spec": (None, _nn_path, "a .nn file"),
                             "weights": (None, lambda v: isinstance(v, str), "a weights file"),
                             "temperature": (4.0, lambda v: _num(v) and v > 0, "a number > 0"),
                             "alpha": (0.9, lambda v: _num(v) and 0 <= v <= 1,

@@ -25,7 +25,8 @@ def teacher_model(d: Distill, log=print) -> tuple[nn.Module, object]:
     from ..compile import load
     from ..diagnostics import SpecError
 
-    if not d.teacher.is_file():
+    # a link named .nn must lead to a .nn file: a diagnostic may quote the teacher's lines
+    if not d.teacher.is_file() or d.teacher.resolve().suffix != ".nn":
         raise CompressError(f"no such teacher spec: {d.teacher}",
                             "distill = teacher(\"path/to/teacher.nn\", weights=...) is relative to "
                             "the spec")

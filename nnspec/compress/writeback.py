@@ -72,6 +72,9 @@ def _section_bounds(text: str) -> tuple[int, int]:
     while i < len(text):
         ch = text[i]
         if quote:
+            if ch == "\\":  # an escape such as \" or \\ stays inside the string
+                i += 2
+                continue
             quote = None if ch == quote else quote
         elif ch == '"':
             quote = ch

@@ -8,15 +8,20 @@ is appended to model.py's and executed with it (emit/module.py), like everything
 """
 from __future__ import annotations
 
+import re
+
 from ..ir import Value
 from ..lower import Lowered
 from ..pipeline import Partition, Unit
-from .source import _op_lines, _shape, _where
+from ..layers.base import py
+from .source import _doc_where, _op_lines, _shape
+from .text import doc_text
 
 
 def unit_class(unit: Unit) -> str:
     """The class name of a unit's layer (also what `checkpointable_layers` lists)."""
-    kind = "".join(p[:1].upper() + p[1:] for p in unit.kind.replace(".", "_").split("_"))
+    # kinds are identifiers or dotted layer kinds; anything else still yields an identifier
+    kind = "".join(p[:1].upper() + p[1:] for p in re.sub(r"\W", "_", unit.kind).split("_"))
     return f"Layer{unit.index}_{kind}"
 
 
@@ -47,15 +52,16 @@ def _pack(values: list[Value], var) -> str:
 
 
 def _unit_source(unit: Unit, before: list[Value], after: list[Value], low: Lowered, var) -> str:
-    where = _where(unit.span)
+    where = _doc_where(unit.span)
     lines = [f"class {unit_class(unit)}(nn.Module):",
-             f'    """Pipeline layer {unit.index}: {unit.label} ({unit.kind}), from {where}."""',
+             f'    """Pipeline layer {unit.index}: {doc_text(f"{unit.label} ({unit.kind})")}, '
+             f'from {where}."""',
              "", "    def __init__(self, model):", "        super().__init__()"]
     if unit.target is not None:
         # a `parameter` layer is an nn.Parameter attribute, not a module
         bare = getattr(getattr(unit.target, "layer", None), "bare_parameter", False)
         getter = "get_parameter" if bare else "get_submodule"
-        lines.append(f'        self.m = model.{getter}("{unit.path}")')
+        lines.append(f"        self.m = model.{getter}({py(unit.path)})")
     lines += ["", "    def forward(self, live):"]
     if len(before) == 1:
         lines.append(f"        {var(before[0])} = live  # {_shape(before[0].type)}")

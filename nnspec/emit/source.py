@@ -1,7 +1,9 @@
 """Emit `model.py`: readable, standalone PyTorch source for a lowered spec.
 
-Only literals from the spec reach this text (through `layers.base.py`) and every name in it was
-checked to be an identifier, so generated code never carries spec content as code.
+Only literals from the spec reach this text (through `layers.base.py`'s `py()`), every name in it
+was checked to be an identifier, and user text in comments and docstrings (file names, block
+signatures with their string arguments) goes through `emit/text.py`, so generated code never
+carries spec content as code. `emit/module.py` verifies that before it runs the text.
 """
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from ..ir import Leaf, ModuleDef, Op, Seq
 from ..layers.base import fmt_shape
 from ..lower import Lowered, class_name
 from ..runtime import helper_source
+from .text import comment_text, doc_text
 
 HEADER = '''"""{title}
 
@@ -45,7 +48,8 @@ def emit_source(low: Lowered, source_name: str) -> str:
         classes[id(module)] = name
         texts.append(body.replace("@CLASS@", name, 1))
     root = classes[id(low.root)]
-    parts = [HEADER.format(title=f"{low.root.signature} as PyTorch modules.", source=source_name)]
+    parts = [HEADER.format(title=doc_text(f"{low.root.signature} as PyTorch modules."),
+                           source=doc_text(source_name))]
     parts += [helper_source(h) for h in _ordered(helpers)]
     parts += texts
     parts.append(f"Model = {root}\n")
@@ -61,16 +65,22 @@ def _ordered(helpers: list[str]) -> list[str]:
 
 
 def _where(span) -> str:
-    return f"{span.source.name}:{span.line}"
+    """`file:line` of a span, for a comment (the file name is user text)."""
+    return comment_text(f"{span.source.name}:{span.line}")
+
+
+def _doc_where(span) -> str:
+    """`file:line` of a span, for a docstring."""
+    return doc_text(f"{span.source.name}:{span.line}")
 
 
 def _class_body(module: ModuleDef, low: Lowered, classes, helpers: list[str]) -> str:
     lines = [f"class @CLASS@(nn.Module):",
-             f'    """{module.signature}, from {_where(module.span)}."""', "",
+             f'    """{doc_text(module.signature)}, from {_doc_where(module.span)}."""', "",
              "    def __init__(self):", "        super().__init__()"]
     for name, child in module.children:
         lines.append(f"        self.{name} = {_construct(child, classes, helpers)}"
-                     f"  # {_where(child.span) if not isinstance(child, ModuleDef) else child.signature}")
+                     f"  # {_child_comment(child)}")
     for leaf, param, src, span in module.ties:
         lines.append(f"        self.{module.child_name(leaf)}.{param} = self.{'.'.join(src)}"
                      f"  # tied, {_where(span)}")
@@ -85,6 +95,10 @@ def _class_body(module: ModuleDef, low: Lowered, classes, helpers: list[str]) ->
     outs = ", ".join(low.var(v) for v in module.outputs)
     lines.append(f"        return {outs}")
     return "\n".join(lines) + "\n"
+
+
+def _child_comment(child) -> str:
+    return comment_text(child.signature) if isinstance(child, ModuleDef) else _where(child.span)
 
 
 def _shape(t) -> str:

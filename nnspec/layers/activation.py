@@ -6,7 +6,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, PositiveInt
 
-from .base import Layer, T, norm_dim, register
+from .base import Layer, T, norm_dim, py, register
 
 
 class _Activation(Layer):
@@ -135,10 +135,10 @@ class _SoftmaxLike(_Activation):
         return ins[0]
 
     def init_source(self, ins):
-        return f"{self.torch_name}(dim={self.dim})"
+        return f"{self.torch_name}(dim={py(self.dim)})"
 
     def functional_source(self, args, ins):
-        return f"{self.functional}({args[0]}, dim={self.dim})"
+        return f"{self.functional}({args[0]}, dim={py(self.dim)})"
 
 
 @register

@@ -174,8 +174,8 @@ class MultiheadAttention(Layer):
         e = q.shape[1]
         rest = self.kwargs_source(["causal", "dropout", "bias"])
         if (k.shape[1], v.shape[1]) != (e, e):
-            rest += (", " if rest else "") + f"kdim={k.shape[1]}, vdim={v.shape[1]}"
-        return f"MultiheadAttentionLayer({e}, {self.num_heads}{', ' + rest if rest else ''})"
+            rest += (", " if rest else "") + f"kdim={py(k.shape[1])}, vdim={py(v.shape[1])}"
+        return f"MultiheadAttentionLayer({py(e)}, {py(self.num_heads)}{', ' + rest if rest else ''})"
 
     def call_source(self, module, args, ins):
         bound = _call_roles(self.kind, args, self._roles(ins))
@@ -237,7 +237,7 @@ class Sdpa(FunctionalOnly):
 
     def functional_source(self, args, ins):
         q, k, v = args[:3]
-        split = [f"{a}.unflatten(-1, ({self.heads}, -1)).transpose(1, 2)" for a in (q, k, v)]
+        split = [f"{a}.unflatten(-1, ({py(self.heads)}, -1)).transpose(1, 2)" for a in (q, k, v)]
         kw = []
         if len(args) == 4:
             # padding adds the dtype's min to the scores, as transformers' eager attention does;
@@ -292,7 +292,7 @@ class _TransformerLayer(Layer):
     def _init(self, helper: str, e: int) -> str:
         rest = self.kwargs_source(["dim_feedforward", "dropout", "activation", "layer_norm_eps",
                                    "norm_first", "bias", "causal"])
-        return f"{helper}({e}, {self.nhead}{', ' + rest if rest else ''})"
+        return f"{helper}({py(e)}, {py(self.nhead)}{', ' + rest if rest else ''})"
 
 
 @register

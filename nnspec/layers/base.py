@@ -136,6 +136,8 @@ def py(value: Any) -> str:
     if isinstance(value, float):
         if math.isinf(value):
             return "float('inf')" if value > 0 else "float('-inf')"
+        if math.isnan(value):
+            return "float('nan')"
         return repr(float(value))
     if isinstance(value, str):
         return repr(str(value))

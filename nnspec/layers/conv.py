@@ -69,7 +69,7 @@ class _ConvNd(Layer):
 
     def init_source(self, ins):
         rest = self.kwargs_source(["stride", "padding", "dilation", "groups", "bias", "padding_mode"])
-        return (f"{self.torch_name}({ins[0].shape[0]}, {self.out_channels}, "
+        return (f"{self.torch_name}({py(ins[0].shape[0])}, {py(self.out_channels)}, "
                 f"kernel_size={py(self.kernel_size)}{', ' + rest if rest else ''})")
 
 
@@ -160,7 +160,7 @@ class _ConvTransposeNd(Layer):
 
     def init_source(self, ins):
         rest = self.kwargs_source(["stride", "padding", "output_padding", "groups", "bias", "dilation"])
-        return (f"{self.torch_name}({ins[0].shape[0]}, {self.out_channels}, "
+        return (f"{self.torch_name}({py(ins[0].shape[0])}, {py(self.out_channels)}, "
                 f"kernel_size={py(self.kernel_size)}{', ' + rest if rest else ''})")
 
 
@@ -244,5 +244,5 @@ class SeparableConv2d(Layer):
 
     def init_source(self, ins):
         rest = self.kwargs_source(["stride", "padding", "dilation", "bias", "depth_multiplier"])
-        return (f"SeparableConv2d({ins[0].shape[0]}, {self.out_channels}, "
+        return (f"SeparableConv2d({py(ins[0].shape[0])}, {py(self.out_channels)}, "
                 f"kernel_size={py(self.kernel_size)}{', ' + rest if rest else ''})")

@@ -6,7 +6,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from .base import Layer, expect_rank, register
+from .base import Layer, expect_rank, py, register
 
 
 class _Random(Layer):
@@ -92,5 +92,5 @@ class StochasticDepth(_Random):
                                           "'batch': one draw for the whole batch")
 
     def init_source(self, ins):
-        mode = "" if self.mode == "row" else f", mode={self.mode!r}"
-        return f"StochasticDepth({self.p!r}{mode})"
+        mode = "" if self.mode == "row" else f", mode={py(self.mode)}"
+        return f"StochasticDepth({py(self.p)}{mode})"

@@ -42,7 +42,7 @@ class Embedding(Layer):
 
     def init_source(self, ins):
         rest = self.kwargs_source(["padding_idx"])
-        return (f"nn.Embedding({self.num_embeddings}, {self.embedding_dim}"
+        return (f"nn.Embedding({py(self.num_embeddings)}, {py(self.embedding_dim)}"
                 f"{', ' + rest if rest else ''})")
 
 
@@ -82,7 +82,7 @@ class PositionEmbedding(Layer):
 
     def init_source(self, ins):
         rest = self.kwargs_source(["offset"])
-        return (f"PositionEmbedding({self.num_positions}, {self.embedding_dim}"
+        return (f"PositionEmbedding({py(self.num_positions)}, {py(self.embedding_dim)}"
                 f"{', ' + rest if rest else ''})")
 
 
@@ -117,7 +117,7 @@ class SinusoidalPositionEncoding(Layer):
 
     def init_source(self, ins):
         rest = self.kwargs_source(["max_len"])
-        return f"SinusoidalPositionEncoding({ins[0].shape[1]}{', ' + rest if rest else ''})"
+        return f"SinusoidalPositionEncoding({py(ins[0].shape[1])}{', ' + rest if rest else ''})"
 
 
 @register

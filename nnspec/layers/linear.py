@@ -5,7 +5,7 @@ from typing import ClassVar
 
 from pydantic import Field, PositiveInt
 
-from .base import Layer, ShapeError, T, fmt_shape, numel, register
+from .base import Layer, ShapeError, T, fmt_shape, numel, py, register
 
 
 @register
@@ -36,7 +36,7 @@ class Linear(Layer):
 
     def init_source(self, ins):
         bias = "" if self.bias else ", bias=False"
-        return f"nn.Linear({ins[0].shape[-1]}, {self.out_features}{bias})"
+        return f"nn.Linear({py(ins[0].shape[-1])}, {py(self.out_features)}{bias})"
 
 
 @register
@@ -69,7 +69,7 @@ class Bilinear(Layer):
 
     def init_source(self, ins):
         bias = "" if self.bias else ", bias=False"
-        return f"nn.Bilinear({ins[0].shape[-1]}, {ins[1].shape[-1]}, {self.out_features}{bias})"
+        return f"nn.Bilinear({py(ins[0].shape[-1])}, {py(ins[1].shape[-1])}, {py(self.out_features)}{bias})"
 
 
 @register

@@ -5,7 +5,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from .base import Layer, ShapeError, T, expect_rank, fmt_shape, register
+from .base import Layer, ShapeError, T, expect_rank, fmt_shape, py, register
 
 
 class _BatchNorm(Layer):
@@ -32,7 +32,7 @@ class _BatchNorm(Layer):
 
     def init_source(self, ins):
         rest = self.kwargs_source(["eps", "momentum", "affine", "track_running_stats"])
-        return f"{self.torch_name}({ins[0].shape[0]}{', ' + rest if rest else ''})"
+        return f"{self.torch_name}({py(ins[0].shape[0])}{', ' + rest if rest else ''})"
 
 
 @register
@@ -93,8 +93,7 @@ class LayerNorm(Layer):
     def init_source(self, ins):
         shape = self._shape(ins[0])
         rest = self.kwargs_source(["eps", "elementwise_affine", "bias"])
-        norm = shape[0] if len(shape) == 1 else list(shape)
-        return f"nn.LayerNorm({norm}{', ' + rest if rest else ''})"
+        return f"nn.LayerNorm({_normalized_shape(shape)}{', ' + rest if rest else ''})"
 
 
 # ---- group, instance and RMS norm -----------------------------------------------------------
@@ -131,7 +130,7 @@ class GroupNorm(Layer):
 
     def init_source(self, ins):
         rest = self.kwargs_source(["eps", "affine"])
-        return f"nn.GroupNorm({self.num_groups}, {ins[0].shape[0]}{', ' + rest if rest else ''})"
+        return f"nn.GroupNorm({py(self.num_groups)}, {py(ins[0].shape[0])}{', ' + rest if rest else ''})"
 
 
 class _InstanceNorm(_BatchNorm):
@@ -197,5 +196,11 @@ class RMSNorm(Layer):
     def init_source(self, ins):
         shape = self._shape(ins[0])
         rest = self.kwargs_source(["eps", "elementwise_affine"])
-        norm = shape[0] if len(shape) == 1 else list(shape)
-        return f"nn.RMSNorm({norm}{', ' + rest if rest else ''})"
+        return f"nn.RMSNorm({_normalized_shape(shape)}{', ' + rest if rest else ''})"
+
+
+def _normalized_shape(shape) -> str:
+    """torch's normalized_shape: one int, or a list of them (as torchvision writes it)."""
+    if len(shape) == 1:
+        return py(shape[0])
+    return "[" + ", ".join(py(s) for s in shape) + "]"

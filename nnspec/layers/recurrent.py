@@ -6,7 +6,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, PositiveInt
 
-from .base import Layer, ShapeError, T, fmt_shape, register
+from .base import Layer, ShapeError, T, fmt_shape, py, register
 
 
 class _Recurrent(Layer):
@@ -59,7 +59,7 @@ class _Recurrent(Layer):
 
     def init_source(self, ins):
         rest = self.kwargs_source(self._ctor_args())
-        return (f"{self.prelude[0]}({ins[0].shape[1]}, {self.hidden_size}"
+        return (f"{self.prelude[0]}({py(ins[0].shape[1])}, {py(self.hidden_size)}"
                 f"{', ' + rest if rest else ''})")
 
     def _ctor_args(self) -> list[str]:

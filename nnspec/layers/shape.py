@@ -114,7 +114,7 @@ class Transpose(FunctionalOnly):
         return T(tuple(s), ins[0].dtype)
 
     def functional_source(self, args, ins):
-        return f"torch.transpose({args[0]}, {self.dim0}, {self.dim1})"
+        return f"torch.transpose({args[0]}, {py(self.dim0)}, {py(self.dim1)})"
 
 
 @register
@@ -153,7 +153,7 @@ class Unsqueeze(FunctionalOnly):
         return T(s[:d] + (1,) + s[d:], ins[0].dtype)
 
     def functional_source(self, args, ins):
-        return f"torch.unsqueeze({args[0]}, {self.dim})"
+        return f"torch.unsqueeze({args[0]}, {py(self.dim)})"
 
 
 @register
@@ -182,7 +182,7 @@ class Split(FunctionalOnly):
         return tuple(T(s[:d] + (k,) + s[d + 1:], ins[0].dtype) for k in sizes)
 
     def functional_source(self, args, ins):
-        return f"torch.split({args[0]}, {py(self.split_size_or_sections)}, dim={self.dim})"
+        return f"torch.split({args[0]}, {py(self.split_size_or_sections)}, dim={py(self.dim)})"
 
 
 @register
@@ -205,7 +205,7 @@ class Chunk(FunctionalOnly):
         return tuple(T(s[:d] + (k,) + s[d + 1:], ins[0].dtype) for k in sizes)
 
     def functional_source(self, args, ins):
-        return f"torch.chunk({args[0]}, {self.chunks}, dim={self.dim})"
+        return f"torch.chunk({args[0]}, {py(self.chunks)}, dim={py(self.dim)})"
 
 
 @register
@@ -227,7 +227,7 @@ class Select(FunctionalOnly):
         return T(s[:d] + s[d + 1:], ins[0].dtype)
 
     def functional_source(self, args, ins):
-        return f"torch.select({args[0]}, {self.dim}, {self.index})"
+        return f"torch.select({args[0]}, {py(self.dim)}, {py(self.index)})"
 
 
 @register
@@ -253,7 +253,7 @@ class Narrow(FunctionalOnly):
         return T(s[:d] + (self.length,) + s[d + 1:], ins[0].dtype)
 
     def functional_source(self, args, ins):
-        return f"torch.narrow({args[0]}, {self.dim}, {self.start}, {self.length})"
+        return f"torch.narrow({args[0]}, {py(self.dim)}, {py(self.start)}, {py(self.length)})"
 
 
 class _Reduce(FunctionalOnly):
@@ -310,7 +310,7 @@ class Stack(FunctionalOnly):
         return T(s[:d] + (len(ins),) + s[d:], ins[0].dtype)
 
     def functional_source(self, args, ins):
-        return f"torch.stack([{', '.join(args)}], dim={self.dim})"
+        return f"torch.stack([{', '.join(args)}], dim={py(self.dim)})"
 
 
 @register

@@ -6,7 +6,7 @@ from typing import ClassVar, Optional
 
 from pydantic import Field
 
-from .base import Layer, ShapeError, T, fmt_shape, norm_dim, numel, register
+from .base import Layer, ShapeError, T, fmt_shape, norm_dim, numel, py, register
 
 
 def broadcast(a: T, b: T, what: str) -> T:
@@ -53,7 +53,7 @@ class _Arith(FunctionalOnly):
         return T(ins[0].shape, "float" if isinstance(self.other, float) else ins[0].dtype)
 
     def functional_source(self, args, ins):
-        right = args[1] if len(args) == 2 else repr(self.other)
+        right = args[1] if len(args) == 2 else py(self.other)
         return f"{args[0]} {self.symbol} {right}"
 
 
@@ -138,7 +138,7 @@ class Cat(FunctionalOnly):
         return T(ins[0].shape[:d] + (size,) + ins[0].shape[d + 1:], ins[0].dtype)
 
     def functional_source(self, args, ins):
-        return f"torch.cat([{', '.join(args)}], dim={self.dim})"
+        return f"torch.cat([{', '.join(args)}], dim={py(self.dim)})"
 
 
 @register
@@ -164,5 +164,5 @@ class Flatten(Layer):
 
     def functional_source(self, args, ins):
         if self.end_dim == -1:
-            return f"torch.flatten({args[0]}, {self.start_dim})"
-        return f"torch.flatten({args[0]}, {self.start_dim}, {self.end_dim})"
+            return f"torch.flatten({args[0]}, {py(self.start_dim)})"
+        return f"torch.flatten({args[0]}, {py(self.start_dim)}, {py(self.end_dim)})"

@@ -5,7 +5,7 @@ from typing import ClassVar
 
 from pydantic import Field, PositiveInt
 
-from .base import Layer, ShapeError, fmt_shape, register
+from .base import Layer, ShapeError, fmt_shape, py, register
 
 
 @register
@@ -28,7 +28,7 @@ class ChannelShuffle(Layer):
         return x
 
     def init_source(self, ins):
-        return f"nn.ChannelShuffle({self.groups})"
+        return f"nn.ChannelShuffle({py(self.groups)})"
 
     def functional_source(self, args, ins):
-        return f"F.channel_shuffle({args[0]}, {self.groups})"
+        return f"F.channel_shuffle({args[0]}, {py(self.groups)})"

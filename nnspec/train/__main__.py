@@ -63,14 +63,16 @@ def main(argv: list[str] | None = None) -> int:
     from .. import SpecError, load
     from ..cli import UsageError, parse_set
     from . import distributed, run
+    from ..resolve import root_spec_problem
     from .errors import TrainError
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     main_rank = distributed.rank() == 0
     say = (lambda text: print(text, file=sys.stderr)) if main_rank else (lambda text: None)
     try:  # the command line: bad flags, JSON or section values are usage errors
-        if not Path(args.spec).is_file():
-            raise UsageError(f"no such spec file: {args.spec}")
+        problem = root_spec_problem(args.spec)  # a FIFO would hang, a device never ends
+        if problem:
+            raise UsageError(problem)
         train, parallel = sections(args.train_json, args.parallel_json)
         overrides = parse_set(args.set)
     except (UsageError, ValueError) as err:  # ValidationError and bad JSON are ValueErrors

@@ -1,0 +1,172 @@
+"""emit/verify.py: build() runs generated source only when its tree is what the emitters write.
+
+Every shipped spec's and valid golden's source passes; a source with any construct the emitters
+never write is refused before it runs (a canary file the payload would create never appears).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import nnspec
+from nnspec.emit.module import load_source
+from nnspec.emit.verify import GeneratedSourceError, verify_source
+
+ROOT = Path(__file__).resolve().parents[2]
+SHIPPED = sorted(p for p in (ROOT / "specs").glob("*.nn")) + sorted(
+    (ROOT / "tests" / "golden" / "valid").glob("*.nn"))
+
+TINY = """
+block Res(n) {
+  in x
+  h = x -> fc: linear(n) -> relu
+  out x + h
+}
+model tiny(width = 8) {
+  input x: float[8]
+  y = x -> a: Res(width) -> b: Res(width)
+  z = y -> drop: dropout(0.1) -> norm: layernorm
+  out z -> head: linear(3)
+}
+"""
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_every_shipped_source_passes(path: Path):
+    spec = nnspec.load(path, max_params=10**13)  # gpt3_13b is over the default limit
+    verify_source(spec.source)
+    if spec.partition.stages > 1:
+        verify_source(spec.pipeline_source())
+
+
+def _tiny_source() -> str:
+    return nnspec.loads(TINY).source
+
+
+def test_the_tiny_source_builds_and_passes():
+    source = _tiny_source()
+    verify_source(source)
+    assert load_source(source)()(__import__("torch").zeros(2, 8)).shape == (2, 3)
+
+
+# each edit inserts one construct the emitters never write, with a payload that would create
+# the canary file; {canary} is its path
+FORWARD = "    def forward(self, x):\n"
+HOSTILE_FORWARD = [
+    "__import__('os').system('touch {canary}')",
+    "eval(\"open('{canary}', 'w')\")",
+    "exec(\"open('{canary}', 'w')\")",
+    "open('{canary}', 'w')",
+    "getattr(torch, 'load')",
+    "setattr(self, 'x', 1)",
+    "globals()",
+    "vars(self)",
+    "breakpoint()",
+    "compile('1', 's', 'eval')",
+    "().__class__.__bases__[0].__subclasses__()",
+    "x.__dict__",
+    "__builtins__",
+    "torch.load('{canary}')",
+    "torch.save(x, '{canary}')",
+    "torch.hub",
+    "torch._C",
+    "(lambda: open('{canary}', 'w'))()",
+    "[open('{canary}', 'w') for _ in range(1)]",
+    "f\"{{open('{canary}', 'w')}}\"",
+    "print('hello')",
+]
+
+
+def _with_line(source: str, line: str) -> str:
+    """The source with `line` as the first statement of the first forward."""
+    at = source.index(FORWARD) + len(FORWARD)
+    return source[:at] + f"        {line}\n" + source[at:]
+
+
+@pytest.mark.parametrize("expr", HOSTILE_FORWARD)
+def test_a_forbidden_expression_is_refused_and_never_runs(expr: str, tmp_path):
+    canary = tmp_path / "canary"
+    source = _with_line(_tiny_source(), "v = " + expr.format(canary=canary))
+    with pytest.raises(GeneratedSourceError, match="internal error"):
+        load_source(source)
+    assert not canary.exists()
+
+
+HOSTILE_STATEMENTS = {
+    "top-level import": "import os\n",
+    "top-level from-import": "from os import system\n",
+    "top-level call": "__import__('os').system('touch {canary}')\n",
+    "top-level assignment": "x = open('{canary}', 'w')\n",
+    "Model bound to a call": "Model = __import__('os').system('touch {canary}')\n",
+    "decorated class": "@__import__('os').system\nclass Evil(nn.Module):\n    pass\n",
+    "metaclass": "class Evil(nn.Module, metaclass=type):\n    pass\n",
+    "other base": "class Evil(object):\n    pass\n",
+    "method default": ("class Evil(nn.Module):\n    def forward(self, x=open('{canary}', 'w')):\n"
+                       "        return x\n"),
+    "other method": "class Evil(nn.Module):\n    def __reduce__(self):\n        return 1\n",
+    "class attribute": "class Evil(nn.Module):\n    a = open('{canary}', 'w')\n",
+    "while loop": "while False:\n    pass\n",
+    "try": "try:\n    pass\nexcept Exception:\n    pass\n",
+    "with": "with open('{canary}', 'w'):\n    pass\n",
+    "function": "def evil():\n    return 1\n",
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_STATEMENTS))
+def test_a_forbidden_statement_is_refused_and_never_runs(name: str, tmp_path):
+    canary = tmp_path / "canary"
+    source = _tiny_source()
+    at = source.index("\nimport math")
+    text = HOSTILE_STATEMENTS[name].format(canary=canary)
+    for hostile in (source[:at] + "\n" + text + source[at:], source + "\n" + text):
+        with pytest.raises(GeneratedSourceError):
+            load_source(hostile)
+        assert not canary.exists()
+
+
+@pytest.mark.parametrize("line", [
+    "import os", "global torch", "del self.fc", "assert open('{canary}', 'w')",
+    "self.fc.weight.data += 1", "if True:\n            pass", "raise ValueError()",
+    "super().__init__(open('{canary}', 'w'))", "x.__init__()",
+])
+def test_a_forbidden_statement_in_a_method_is_refused(line: str, tmp_path):
+    canary = tmp_path / "canary"
+    with pytest.raises(GeneratedSourceError):
+        load_source(_with_line(_tiny_source(), line.format(canary=canary)))
+    assert not canary.exists()
+
+
+def test_a_changed_helper_class_is_refused(tmp_path):
+    """Runtime helpers are trusted only as their exact text: one edited line is checked like
+    generated code, and refused."""
+    spec = nnspec.loads("model m {\n  input x: float[3, 8, 8]\n  out x -> sep: "
+                        "separable_conv2d(4, 3)\n}\n")
+    source = spec.source
+    assert "class SeparableConv2d(nn.Module)" in source
+    canary = tmp_path / "canary"
+    evil = source.replace("        mid = in_channels * depth_multiplier",
+                          f"        mid = in_channels * depth_multiplier\n"
+                          f"        open({str(canary)!r}, 'w')")
+    assert evil != source
+    with pytest.raises(GeneratedSourceError):
+        load_source(evil)
+    load_source(source)
+    assert not canary.exists()
+
+
+def test_the_old_docstring_injection_is_refused(tmp_path):
+    """The text main emitted for issue 9's spec: the docstring ended early and a call ran."""
+    canary = tmp_path / "pwned"
+    source = (f'"""m(p="x"""+str(__import__(\'os\').system(\'touch {canary}\'))+"""") as PyTorch '
+              'modules.\n"""\nimport torch\nimport torch.nn as nn\n\n\nclass M(nn.Module):\n'
+              '    def forward(self, x):\n        return x\n\n\nModel = M\n')
+    compile(source, "<old>", "exec")  # it was valid Python
+    with pytest.raises(GeneratedSourceError):
+        load_source(source)
+    assert not canary.exists()
+
+
+def test_a_source_that_does_not_parse_is_refused():
+    with pytest.raises(GeneratedSourceError, match="does not parse"):
+        verify_source('"""unterminated\n')
