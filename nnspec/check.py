@@ -23,6 +23,7 @@ from .diagnostics import Reporter, SpecError, Span, did_you_mean
 from .ir import Leaf, ModuleDef, Op, Seq, Value, child_ins, clone, count_params, verify_identities
 from .layers import REGISTRY, Layer, ShapeError, T, fmt_shape
 from .layers.base import numel
+from .lower import name_children
 from .resolve import Program
 
 DEFAULT_MAX_PARAMS = 10_000_000_000
@@ -1244,6 +1245,7 @@ def check(program: Program, model: str | None = None, overrides: dict[str, Any] 
     checker.reporter.check()
     assert root is not None
     verify_identities(root)
+    name_children(root)
     return root
 
 

@@ -69,12 +69,26 @@ class ModuleDef:
     ties: list[tuple["Leaf", str, list[str], Span]] = field(default_factory=list)  # (leaf, param, src path)
 
     def child_name(self, child: "Child") -> str:
+        """The attribute path of a child, or of a layer inside a child block that the spec reused
+        by its path (`x -> a.fc`): "a.fc". Names are settled by lower.name_children."""
         names = self.__dict__.get("_names")
         if names is None or len(names) != len(self.children):
             names = self.__dict__["_names"] = {id(c): n for n, c in self.children}
-        name = names[id(child)]
-        assert name is not None, "names are assigned by lower()"
+        name = names.get(id(child))
+        if name is None:
+            name = self._descendant_path(child)
+        assert name is not None, "every child is named when check() returns"
         return name
+
+    def _descendant_path(self, child: "Child") -> str | None:
+        for name, c in self.children:
+            if isinstance(c, ModuleDef) and name is not None:
+                if any(x is child for _, x in c.children):
+                    return f"{name}.{c.child_name(child)}"
+                inner = c._descendant_path(child)
+                if inner is not None:
+                    return f"{name}.{inner}"
+        return None
 
 
 Child = Union[Leaf, Seq, ModuleDef]

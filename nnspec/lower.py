@@ -35,6 +35,20 @@ def lower(root: ModuleDef) -> Lowered:
     return out
 
 
+def name_children(root: ModuleDef) -> None:
+    """Give every unnamed child its attribute name, in every module of the tree. check() calls
+    this as soon as the IR is built, so that the passes that run before lower() (pipeline
+    placement, activation checkpointing, compress directives) see the same names."""
+    stack: list[Child] = [root]
+    while stack:
+        child = stack.pop()
+        if isinstance(child, Seq):
+            stack.extend(child.items)
+        elif isinstance(child, ModuleDef):
+            _name_children(child)
+            stack.extend(c for _, c in child.children)
+
+
 def _walk(child: Child, out: Lowered, seen: set[int]) -> None:
     if id(child) in seen:
         return

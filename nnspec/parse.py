@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import warnings
 from functools import lru_cache
 from importlib import resources
@@ -15,6 +16,8 @@ from . import syntax as S
 from .diagnostics import Diagnostic, Source, Span, SpecError
 
 GRAMMAR_NAME = "nnspec.lark"
+MAX_NESTING = 100  # a tree deeper than this is refused: the passes after parsing recurse on it
+MAX_INT_DIGITS = 18  # literals beyond this are refused: no spec needs 10**18 of anything
 
 # What a user would call each terminal in "expected ..." hints.
 _TOKEN_WORDS = {
@@ -79,6 +82,8 @@ def parse(text: str, name: str = "<string>") -> S.File:
     """Parse one .nn source into a `syntax.File`; raises SpecError with one located diagnostic."""
     text = text[1:] if text.startswith("\ufeff") else text  # a byte-order mark some editors write
     source = Source(name, text)
+    _check_brackets(source)
+    _check_signs(source)
     try:
         tree = _parser().parse(text if text.endswith("\n") else text + "\n")
     except UnexpectedInput as err:
@@ -97,6 +102,49 @@ def parse(text: str, name: str = "<string>") -> S.File:
         if isinstance(err.orig_exc, _LiteralError):
             raise SpecError([err.orig_exc.diag]) from None
         raise
+
+
+_BRACKETS = re.compile(r'[()\[\]]|"(?:[^"\\\n]|\\.)*"?|#[^\n]*')
+
+
+def _check_brackets(source: Source) -> None:
+    """Refuse brackets nested deeper than MAX_NESTING before parsing: the parser's stack and
+    the positions it records grow with the nesting, and a few MB of `(` ran it out of memory."""
+    text = source.text
+    if text.count("(") + text.count("[") <= MAX_NESTING:
+        return
+    depth = 0
+    for m in _BRACKETS.finditer(text):
+        ch = m.group()
+        if ch in "([":
+            depth += 1
+            if depth > MAX_NESTING:
+                line = text.count("\n", 0, m.start()) + 1
+                col = m.start() - (text.rfind("\n", 0, m.start()) + 1) + 1
+                raise SpecError([Diagnostic(
+                    "E0107", "brackets nested too deeply", Span(source, line, col, line, col + 1),
+                    f"expressions and flows nest at most {MAX_NESTING} deep; split this one over "
+                    "several statements")])
+        elif ch in ")]":
+            depth = max(0, depth - 1)
+
+
+# a run of more than MAX_NESTING signs or `not`s nests as deep (strings and comments are skipped)
+_SIGNS = re.compile(r'"(?:[^"\\\n]|\\.)*"?|#[^\n]*|(?:(?:[-+]|\bnot\b)[ \t]*){%d,}' % (MAX_NESTING + 1))
+
+
+def _check_signs(source: Source) -> None:
+    text = source.text
+    if text.count("-") + text.count("+") + text.count("not") <= MAX_NESTING:
+        return
+    for m in _SIGNS.finditer(text):
+        if m.group()[:1] in "-+n":
+            line = text.count("\n", 0, m.start()) + 1
+            col = m.start() - (text.rfind("\n", 0, m.start()) + 1) + 1
+            raise SpecError([Diagnostic(
+                "E0107", "expression nested too deeply", Span(source, line, col, line, col + 1),
+                f"expressions and flows nest at most {MAX_NESTING} deep; split this one over "
+                "several statements")])
 
 
 def _check_nesting(tree: Tree, source: Source) -> None:
@@ -285,8 +333,6 @@ class _LiteralError(Exception):
         self.diag = diag
 
 
-MAX_NESTING = 100  # a tree deeper than this is refused: the passes after parsing recurse on it
-MAX_INT_DIGITS = 18  # literals beyond this are refused: no spec needs 10**18 of anything
 
 
 # binary operators from loosest to tightest
@@ -415,8 +461,9 @@ class _ToSyntax(Transformer):
         return S.Name(self._span(meta), str(ch[0]))
 
     def int(self, meta, ch):
-        text = str(ch[0]).replace("_", "")
-        if len(text.lstrip("0")) > MAX_INT_DIGITS:
+        # leading zeros are dropped before int(): Python refuses to convert over 4,300 digits
+        text = str(ch[0]).replace("_", "").lstrip("0") or "0"
+        if len(text) > MAX_INT_DIGITS:
             raise _LiteralError(Diagnostic("E0104", "integer literal too large", self._span(meta),
                                            f"integers have at most {MAX_INT_DIGITS} digits"))
         return S.Literal(self._span(meta), int(text))

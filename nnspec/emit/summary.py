@@ -52,7 +52,7 @@ def _module_rows(module: ModuleDef, prefix: str, depth: int, rows: list) -> int:
             total += f
             continue
         name = prefix + module.child_name(target)
-        shared = id(target) in called
+        shared = id(target) in called or op.reuse  # op.reuse: e.g. `a.fc`, first called in `a`
         called.add(id(target))
         p = 0 if shared else _own_params(target)
         if isinstance(target, Leaf):
