@@ -90,7 +90,12 @@ def _read_spec(path: Path, use: S.Use | None, reporter: Reporter) -> str | None:
                        "included paths are relative to the file that includes them" if use else None)
         return None
     except (OSError, ValueError) as err:
-        reporter.error("E0602", f"cannot read `{shown}`: {_reason(err)}", where)
+        # a link loop (Python 3.13's resolve() no longer raises on one; 3.11's does)
+        if isinstance(err, OSError) and err.errno == errno.ELOOP:
+            reporter.error("E0606", f"`{shown}` leads into a symbolic link loop", where,
+                           NOT_A_PATH_HELP)
+        else:
+            reporter.error("E0602", f"cannot read `{shown}`: {_reason(err)}", where)
         return None
     if not stat.S_ISREG(info.st_mode):
         reporter.error("E0605", f"`{shown}` is {_file_kind(info.st_mode)}, not a spec file",

@@ -7,10 +7,12 @@ carries spec content as code. `emit/module.py` verifies that before it runs the 
 """
 from __future__ import annotations
 
+import re
+
 from ..ir import Leaf, ModuleDef, Op, Seq
 from ..layers.base import fmt_shape
 from ..lower import Lowered, class_name
-from ..runtime import helper_source
+from ..runtime import HELPERS, helper_source
 from .text import comment_text, doc_text
 
 HEADER = '''"""{title}
@@ -26,12 +28,17 @@ import torch.nn.functional as F
 '''
 
 
+# module-level names of model.py that a block's class must not rebind: a block named `f` or
+# `Model` would otherwise shadow torch.nn.functional or the root class
+RESERVED_NAMES = ("Model", "LAYERS", "F", "nn", "torch", "math")
+
+
 def emit_source(low: Lowered, source_name: str) -> str:
     """The complete text of model.py; `Model` names the root class."""
     classes: dict[int, str] = {}
     bodies: dict[str, str] = {}   # class text with a placeholder name -> class name
     texts: list[str] = []
-    used_names: set[str] = set()
+    used_names: set[str] = set(RESERVED_NAMES) | set(HELPERS)
     helpers: list[str] = []
     for module in low.modules:
         body = _class_body(module, low, classes, helpers)
@@ -39,6 +46,8 @@ def emit_source(low: Lowered, source_name: str) -> str:
             classes[id(module)] = bodies[body]
             continue
         name = class_name(module.name)
+        if re.match(r"Layer\d+_", name):  # the pipeline's layer classes (emit/pipeline.py)
+            name = "Block" + name
         base, i = name, 1
         while name in used_names:
             i += 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 from ..ir import Leaf, ModuleDef, Seq, child_ins, count_params, iter_params
 from ..layers.base import fmt_shape, numel
 from ..lower import Lowered
+from .text import comment_text
 
 
 def summarize(low: Lowered) -> dict:
@@ -131,7 +132,8 @@ def render_table(summary: dict) -> str:
     def fmt(r):
         return "  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
 
-    out = [summary["model"], line, fmt(header), line, *map(fmt, rows), line,
+    # the signature holds spec strings: one line, no terminal control characters
+    out = [comment_text(summary["model"]), line, fmt(header), line, *map(fmt, rows), line,
            f"Total params: {summary['params']:,}",
            f"Trainable params: {summary['trainable_params']:,}",
            f"Forward FLOPs per sample: {summary['flops']:,} ({_si(summary['flops'])})",

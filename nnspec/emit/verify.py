@@ -34,6 +34,12 @@ FORBIDDEN_NAMES = {
     "__import__", "eval", "exec", "compile", "open", "getattr", "setattr", "delattr", "hasattr",
     "globals", "locals", "vars", "dir", "breakpoint", "input", "help", "exit", "quit", "type",
     "object", "memoryview", "classmethod", "staticmethod", "property", "print",
+    "super",  # only in super().__init__(), which is matched whole
+}
+# methods that reach files or processes, on whatever object: the emitters call none of them
+FORBIDDEN_ATTRS = {
+    "system", "popen", "spawn", "fork", "exec", "eval", "open", "tofile", "save", "load",
+    "write", "unlink", "remove", "rmdir", "rename", "mkdir", "chmod", "import_module",
 }
 # torch entry points that reach files, the network, native code or other processes; the
 # emitters never call them
@@ -193,7 +199,8 @@ def _check_identifier(name: str, node: ast.AST) -> None:
 def _check_attribute(node: ast.Attribute) -> None:
     if node.attr == "__init__":
         _refuse(node, "a __init__ attribute outside super().__init__()")
-    _require(not node.attr.startswith("__"), node, f"the attribute {node.attr}")
+    _require(not node.attr.startswith("__") and node.attr not in FORBIDDEN_ATTRS, node,
+             f"the attribute {node.attr}")
     if isinstance(node.value, ast.Name) and node.value.id in MODULE_NAMES:
         _require(not node.attr.startswith("_") and node.attr not in FORBIDDEN_MODULE_ATTRS, node,
                  f"{node.value.id}.{node.attr}")

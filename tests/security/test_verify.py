@@ -75,6 +75,9 @@ HOSTILE_FORWARD = [
     "[open('{canary}', 'w') for _ in range(1)]",
     "f\"{{open('{canary}', 'w')}}\"",
     "print('hello')",
+    "super().forward(x)",
+    "x.numpy().tofile('{canary}')",
+    "self.fc.weight.data.numpy().tofile('{canary}')",
 ]
 
 
@@ -170,3 +173,19 @@ def test_the_old_docstring_injection_is_refused(tmp_path):
 def test_a_source_that_does_not_parse_is_refused():
     with pytest.raises(GeneratedSourceError, match="does not parse"):
         verify_source('"""unterminated\n')
+
+
+@pytest.mark.parametrize("block", ["f", "Model", "LAYERS", "nn", "torch", "math", "SeparableConv2d",
+                                   "Layer0_Linear"])
+def test_a_block_cannot_rebind_a_name_of_model_py(block: str):
+    """A block named `f` became `class F`, shadowing torch.nn.functional; one named `Model`
+    replaced the root class (infinite recursion at build). Their classes are renamed."""
+    spec = nnspec.loads(f"block {block}(n) {{\n  in x\n  out x -> fc: linear(n) -> relu\n}}\n"
+                        f"model m {{\n  input x: float[3, 4, 4]\n  y = x -> sep: "
+                        f"separable_conv2d(3, 1) -> flatten -> gelu\n"
+                        f"  out y -> b: {block}(4)\n}}\n")
+    import torch
+    assert spec.build()(torch.zeros(2, 3, 4, 4)).shape == (2, 4)
+    classes = [line.split("(")[0][6:] for line in spec.source.splitlines()
+               if line.startswith("class ")]
+    assert len(classes) == len(set(classes)) and "F" not in classes and "Model" not in classes
