@@ -172,8 +172,9 @@ def _deep(rng: random.Random, text: str) -> bytes:
 
 def _huge(rng: random.Random, text: str) -> bytes:
     digits = rng.choice([4300, 4301, 10 ** 5])
-    value = rng.choice(["1e999", "-1e999", "9" * digits, "0" * digits + "4", "1" + "0" * digits + ".5", "1e" + "9" * 50,
-                        "0." + "0" * digits + "1", "1_" * (digits // 2) + "1"])
+    value = rng.choice(["1e999", "-1e999", "9" * digits, "0" * digits + "4",
+                        "1" + "0" * digits + ".5", "1e" + "9" * 50, "0." + "0" * digits + "1",
+                        "1_" * (digits // 2) + "1"])
     long_string = '"' + rng.choice(["a", "\\\\", "\\n", "é"]) * rng.choice([10 ** 4, 10 ** 6]) + '"'
     name = "n" * rng.choice([1000, 10 ** 5])
     line = rng.choice([
