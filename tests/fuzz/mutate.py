@@ -30,7 +30,8 @@ PUNCT = ["(", ")", "[", "]", "{", "}", ",", ":", "=", "->", ".", ";", "+", "-", 
          "%", "@", "==", "!=", "<", ">=", "\n", "\\\n", "#", '"', "'", "\t", "\r", "\x00", "\x0c"]
 NUMBERS = ["0", "1", "-1", "2", "3", "64", "1000", "1_000", "0.5", "1e-5", "1e308", "1e999",
            "-1e999", "2.", ".5", "99999999999999999", "999999999999999999999", "65536", "0007",
-           "0x10", "1__0", "9" * 5000, "0" * 5000 + "4", "1" + "0" * 400 + ".0", "1e-999", "nan", "inf"]
+           "0x10", "1__0", "9" * 5000, "0" * 5000 + "4", "1" + "0" * 400 + ".0", "1e-999", "nan",
+           "inf"]
 STRINGS = ['"same"', '"valid"', '"zeros"', '"tanh"', '""', '"blocks/resnet.nn"', '"missing.nn"',
            '"\\q"', '"\\x4"', '"\\x00"', '"."', '"/"', '"../"', '"' + "a" * 5000 + '"',
            '"\\u2028"', '"\\N{bogus}"', '"""', '"\\"']
@@ -175,11 +176,13 @@ def _huge(rng: random.Random, text: str) -> bytes:
     value = rng.choice(["1e999", "-1e999", "9" * digits, "0" * digits + "4",
                         "1" + "0" * digits + ".5", "1e" + "9" * 50, "0." + "0" * digits + "1",
                         "1_" * (digits // 2) + "1"])
-    long_string = '"' + rng.choice(["a", "\\\\", "\\n", "é"]) * rng.choice([10 ** 4, 10 ** 6]) + '"'
+    piece = rng.choice(["a", "\\\\", "\\n", "é"])
+    long_string = '"' + piece * rng.choice([10 ** 4, 10 ** 6]) + '"'
     name = "n" * rng.choice([1000, 10 ** 5])
     line = rng.choice([
         f"  fc: linear({value})", f"  input x: float[{value}]", f"const K = {value}",
-        f"  y = x -> dropout({value})", f"use {long_string}", f"  fc: conv2d(4, 3, padding={long_string})",
+        f"  y = x -> dropout({value})", f"use {long_string}",
+        f"  fc: conv2d(4, 3, padding={long_string})",
         f"  {name} = x", f"  fc: {name}(4)", "  y = x" + " -> relu" * 20000,
         "# " + "x" * 10 ** 6, "  " + " " * 10 ** 6 + "y = x", f"model {name}() {{",
         f"  input x: float[{', '.join(['2'] * 5000)}]",

@@ -61,7 +61,8 @@ class Outcome:
 
     def report(self) -> str:
         return (f"$ nnspec {' '.join(a[:200] for a in self.argv)}\n"
-                f"exit {self.code} after {self.seconds:.2f} s of CPU, {self.wall:.2f} s of wall time\n"
+                f"exit {self.code} after {self.seconds:.2f} s of CPU, "
+                f"{self.wall:.2f} s of wall time\n"
                 + "".join(f"problem: {p}\n" for p in self.problems)
                 + f"--- stderr (first 3000 chars)\n{self.stderr[:3000]}")
 
