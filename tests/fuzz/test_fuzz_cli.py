@@ -86,3 +86,20 @@ def test_crashes_found_by_the_fuzzer(tmp_path, fixture):
                       (["compile", str(spec), "-o", str(tmp_path / "out")], tmp_path / "out")]:
         outcome = run_case(argv, tmp_path, {str(spec): text}, out)
         assert not outcome.problems, outcome.report()
+
+
+def test_on_demand_script_prints_the_tally(tmp_path):
+    """scripts/fuzz.py runs its cases in a watched worker and prints the tally."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "fuzz.py"
+    run = subprocess.run([sys.executable, str(script), "--count", "3", "--seed", str(CI_SEED),
+                          "--no-files", "--out", str(tmp_path / "failures")],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0].startswith(f"ran 3 cases (3 mutants, seed {CI_SEED}) in ")
+    assert lines[1] == ("  traceback: 0, hang: 0, slow: 0, exit: 0, output: 0, written: 0, "
+                        "leak: 0")
+    assert not (tmp_path / "failures").exists()
