@@ -170,10 +170,10 @@ def record(item: list, result: dict, args, tally: Counter, tracebacks: Counter, 
 
 def summarize_traceback(first: str) -> str:
     """`ExcType: message` plus the innermost nnspec frame, to group repeats of one bug."""
-    head = first.splitlines()[0][len("traceback: "):][:120]
+    head = first.splitlines()[0][len("traceback: "):]
     frames = re.findall(r'File "[^"]*/(nnspec/[^"]+)", line (\d+), in (\w+)', first)
     where = f" at {frames[-1][0]}:{frames[-1][1]} ({frames[-1][2]})" if frames else ""
-    head = re.sub(r"'/[^']*'|`/[^`]*`", "PATH", head)  # one bug, whatever file it was in
+    head = re.sub(r"'/[^']*'?|`/[^`]*`?", "PATH", head)  # one bug, whatever file it was in
     return re.sub(r"\d{3,}", "N", head)[:100] + where
 
 
