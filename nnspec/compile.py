@@ -8,7 +8,6 @@ from typing import Any
 
 from .check import DEFAULT_MAX_PARAMS, check, const_values
 from .checkpointing import checkpointed
-from .datameta import SKLEARN
 from .diagnostics import Reporter, SpecError, display_path
 from .emit.module import load_source
 from .emit.source import emit_source
@@ -18,11 +17,6 @@ from .lower import Lowered, lower
 from .pipeline import Partition
 from .resolve import Program, resolve_file, resolve_text
 from .sections import Settings, evaluate_sections
-
-# training samples of the data sets that ship with scikit-learn, for schedules that need the
-# run's length at compile time
-KNOWN_SIZES = {name: known.samples for name, known in SKLEARN.items()}
-
 
 @dataclass
 class Spec:
@@ -97,13 +91,9 @@ class Spec:
 
     def total_steps(self) -> int | None:
         """Optimizer steps of the whole run, when they can be known before loading data."""
-        from .config import total_steps_for
+        from .config import known_total_steps
 
-        train = self.settings.train
-        if train.steps is not None:
-            return train.steps
-        size = KNOWN_SIZES.get(train.data.name)
-        return total_steps_for(train, int(size * train.split)) if size else None
+        return known_total_steps(self.settings.train)
 
     def deepspeed_config(self, world_size: int | None = None) -> dict:
         """The DeepSpeed config for `world_size` processes (default: the spec's own)."""

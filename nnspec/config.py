@@ -433,10 +433,12 @@ def check_train(train: TrainSpec, parallel: Optional[ParallelSpec] = None) -> li
             out.append(Problem("schedule", f"schedule {sched.name}: {k} must be {what}, got {v!r}",
                                None))
     warmup = sched.kwargs.get("warmup", 0)
-    if _is_int(warmup) and warmup > 0 and train.steps is not None and warmup >= train.steps:
-        out.append(Problem("schedule", f"schedule {sched.name}: warmup {warmup} >= steps "
-                           f"{train.steps}, so the lr never reaches its peak",
-                           f"use a warmup below {train.steps}"))
+    total = known_total_steps(train)
+    if _is_int(warmup) and warmup > 0 and total is not None and warmup >= total:
+        # the DeepSpeed config cannot be written for such a run: say so here, not in compile
+        what = f"steps {total}" if train.steps is not None else f"the run's {total} steps"
+        out.append(Problem("schedule", f"schedule {sched.name}: warmup {warmup} >= {what}, so "
+                           "the lr never reaches its peak", f"use a warmup below {total}"))
     return out + objective_problems(train)
 
 
@@ -496,6 +498,19 @@ def _argument_problems(call: Call, allowed: set[str], what: str) -> list[Problem
                                    f"{call.name} takes " + ", ".join(sorted(allowed)) if allowed
                                    else f"{call.name} takes no arguments")))
     return out
+
+
+def known_total_steps(train: TrainSpec) -> Optional[int]:
+    """The run's optimizer steps when they are known before loading data: `steps`, or epochs of
+    a data set that ships with scikit-learn (the same count the DeepSpeed config is written for)."""
+    if train.steps is not None:
+        return train.steps
+    from .datameta import SKLEARN  # datameta reads this module's Call; import at call time
+
+    known = SKLEARN.get(getattr(train.data, "name", None))
+    if known is None or not _is_int(train.batch_size) or train.batch_size < 1:
+        return None
+    return total_steps_for(train, int(known.samples * train.split))
 
 
 def _plain(value: Any) -> Any:

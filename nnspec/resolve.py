@@ -20,6 +20,7 @@ from . import syntax as S
 from .diagnostics import did_you_mean, Reporter, Source, SpecError, Span, display_path
 from .parse import parse
 
+MAX_INCLUDE_DEPTH = 64  # files including files; a chain of 1,000 overflowed Python's stack
 MAX_FILE_BYTES = 4 * 1024 * 1024  # a spec is a short text; refuse anything larger
 MAX_PATH_CHARS = 1024             # a `use` path longer than this is not a path a person wrote
 MAX_NAME_BYTES = 255              # the longest file name common file systems allow (NAME_MAX)
@@ -217,6 +218,11 @@ def _add_file(tree: S.File, base: Path, stack, program: Program, reporter: Repor
                 reporter.error("E0603", f"include cycle: `{_escaped(item.path)}` includes itself",
                                item.span, "move the shared blocks into a file both can include",
                                notes)
+                continue
+            if len(stack) >= MAX_INCLUDE_DEPTH:  # _load and _add_file recurse once per level
+                reporter.error("E0607", f"includes nest more than {MAX_INCLUDE_DEPTH} files deep",
+                               item.span, "include the files a spec needs from fewer levels, e.g. "
+                               "all of them from the spec itself")
                 continue
             _load(target, item, stack, program, reporter, done)
         elif isinstance(item, S.Definition):

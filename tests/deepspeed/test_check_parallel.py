@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from nnspec.config import (SCHEDULE_ARGS, SCHEDULES, Call, Layout, ParallelConfigError, ParallelSpec, Problem, TrainSpec,
-                           check_parallel, resolve_layout, total_steps_for)
+                           check_parallel, check_train, resolve_layout, total_steps_for)
 from nnspec.emit.deepspeed import client_optimizer, emit_deepspeed_config
 
 E, W = "error", "warning"
@@ -230,6 +230,16 @@ def test_total_steps_for():
 
 
 def test_warmup_longer_than_total_steps():
-    train = TrainSpec(epochs=2, schedule=C("warmup_cosine", warmup=50))
-    with pytest.raises(ValueError, match="warmup 50 >= total steps 40"):
+    # 2 epochs of digits are 46 steps: check_train accepts 42, the emitter told 40 refuses it
+    train = TrainSpec(epochs=2, schedule=C("warmup_cosine", warmup=42))
+    with pytest.raises(ValueError, match="warmup 42 >= total steps 40"):
         emit_deepspeed_config(train, ParallelSpec(), 1, total_steps=40)
+
+
+def test_warmup_longer_than_the_run_of_a_known_data_set():
+    """Found by the fuzzer: check passed, then compile's emitter raised (epochs, no steps)."""
+    train = TrainSpec(epochs=2, schedule=C("warmup_cosine", warmup=50))
+    problems = [p for p in check_train(train, ParallelSpec()) if p.severity == "error"]
+    assert [(p.key, p.message, p.help) for p in problems] == [
+        ("schedule", "schedule warmup_cosine: warmup 50 >= the run's 46 steps, so the lr never "
+         "reaches its peak", "use a warmup below 46")]

@@ -168,3 +168,19 @@ def test_a_good_include_still_works(tmp_path):
     spec.write_text('use "blocks.nn"\nmodel m {\n  input x: float[4]\n  out x -> b: Lin(4)\n}\n',
                     encoding="utf-8")
     assert nnspec.load(spec).summary()["params"] == 20
+
+
+def test_includes_nested_deeper_than_the_limit_are_a_located_error(tmp_path):
+    from nnspec.resolve import MAX_INCLUDE_DEPTH
+
+    depth = 1_000  # 600 levels overflowed Python's stack before the limit
+    for i in range(depth):
+        (tmp_path / f"c{i}.nn").write_text(f'use "c{i + 1}.nn"\nblock B{i}(n) = relu\n')
+    (tmp_path / f"c{depth}.nn").write_text("block Last(n) = relu\n")
+    (tmp_path / "main.nn").write_text('use "c0.nn"\n' + MODEL)
+    with pytest.raises(SpecError) as err:
+        nnspec.load(tmp_path / "main.nn")
+    (diag,) = err.value.diagnostics
+    assert diag.code == "E0607" and f"more than {MAX_INCLUDE_DEPTH} files deep" in diag.message
+    # main.nn and c0 .. c62 are 64 files: the `use` in the 64th is refused
+    assert diag.span.source.name.endswith(f"c{MAX_INCLUDE_DEPTH - 2}.nn")

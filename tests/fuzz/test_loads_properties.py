@@ -4,7 +4,9 @@ spec or a `SpecError` whose every diagnostic renders, and none takes more than a
 The cases are the valid specs of the repository mutated token by token and line by line,
 grammar-shaped specs that put random layer kinds with random arguments on random input shapes, and
 deeply nested or very long expressions. Hypothesis runs derandomized, so a failure here fails the
-same way everywhere; a case it finds belongs in tests/golden/invalid/ once fixed.
+same way everywhere; a case it finds belongs in tests/fuzz/crashes/ (or tests/golden/invalid/
+once fixed). test_fuzz_cli.py runs the command line on mutants the same way, and
+scripts/fuzz.py at any count.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from hypothesis import strategies as st
 import nnspec
 from nnspec.layers import REGISTRY
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SEEDS = [(p, p.read_text(encoding="utf-8")) for p in sorted((ROOT / "specs").rglob("*.nn"))
          + sorted((ROOT / "tests" / "golden" / "valid").glob("*.nn"))]
 MAX_SECONDS = 1.0
