@@ -1047,6 +1047,13 @@ class Checker:
                                  f"(it was built for {child.ins[0]})", ref.span,
                                  f"for a new layer with its own weights, give it a new name, e.g. "
                                  f"`{ref.path[-1]}2: ...`")
+            if child.layer.init_source(types) != child.layer.init_source(child.ins):
+                # no weights differ, but the module is constructed for its first input's shape
+                # (a layernorm without affine): the built model would refuse the new one
+                raise self.error("E0404", f"`{'.'.join(ref.path)}` is shared, but it was built "
+                                 f"for input {child.ins[0]} and cannot take {types[0]}", ref.span,
+                                 f"for a layer of its own, give it a new name, e.g. "
+                                 f"`{ref.path[-1]}2: ...`")
             return self.emit(child, child.layer, ins, kw, scope, ref.span, hint, reuse=True)
         want = child_ins(child)
         got = [v.type for v in ins]

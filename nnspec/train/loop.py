@@ -417,6 +417,8 @@ def run(spec, train: TrainSpec | None = None, parallel: ParallelSpec | None = No
         raise runs.OutputError("--resume needs --out: the folder of the run to continue")
     multi = distributed.launched()
     world, rank = (distributed.world_size(), distributed.rank()) if multi else (1, 0)
+    if multi:  # every rank checks the folder before rank 0 claims it: when an earlier run left
+        distributed.barrier()  # the process group up, no rendezvous below holds rank 0 back
     if not multi and parallel.pipeline_stages > 1:
         log.warning("pipeline stages apply under the deepspeed runner; one process trains the "
                     "whole model")

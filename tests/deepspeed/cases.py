@@ -49,7 +49,7 @@ CASES: dict[str, Case] = {
     "comm_fp16_ws2": case(2, comm_dtype="fp16"),
     "fp16_gpus_ws8": case(8, zero=2, precision="fp16", train={"batch_size": 256,
                                                               "clip_grad_norm": 0.5}),
-    "schedule_constant_warmup_ws2": case(2, train={"schedule": opt("constant", warmup=50)}),
+    "schedule_constant_warmup_ws2": case(2, train={"schedule": opt("constant", warmup=10)}),
     "schedule_warmup_linear_ws2": case(2, train={"steps": 1000, "schedule": opt(
         "warmup_linear", warmup=100)}),
     "schedule_warmup_cosine_epochs_ws2": case(2, total_steps=450, train={

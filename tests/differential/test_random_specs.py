@@ -58,7 +58,7 @@ def test_random_specs_agree_with_the_interpreter():
 # bugs the generator found that are not fixed on this branch: the fixture states what is right
 # (here: a located error at check), and the strict xfail turns red once the owner fixes it, so that
 # the fix adds NAME.err and removes the entry
-OPEN = {"reuse_other_constructor": "check.py's reuse() compares weight shapes only (owner: core)"}
+OPEN: dict[str, str] = {}  # fixtures of bugs not fixed yet: stem -> why (a strict xfail)
 
 
 @pytest.mark.parametrize("path", [
