@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import torch.nn.functional as F
 
 from ..config import LOSS_TARGETS as TARGETS
 from ..config import Call, TrainSpec, objective_problems, top_k
+from ..outputs import replace_file
 from .errors import TrainError
 
 LOWER_IS_BETTER = {"loss", "perplexity"}
@@ -157,10 +157,10 @@ class MetricsLog:
 
 
 def _write_rows(path: Path, rows: list[list[Any]]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
-        csv.writer(fh).writerows(rows)
-    os.replace(tmp, path)
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            csv.writer(fh).writerows(rows)
+    replace_file(path, write)
 
 
 def _truncate_after(path: Path, columns: list[str], step: int) -> None:
