@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..config import ParallelSpec
 from ..diagnostics import Span
+from ..emit.text import doc_text
 
 # the settings a plan decides, in the order new ones are written
 PLAN_KEYS = ("data_parallel", "zero", "offload_optimizer", "offload_param", "pipeline_stages",
@@ -41,7 +42,7 @@ def format_value(value) -> str:
     if isinstance(value, (tuple, list)):
         return "[" + ", ".join(format_value(v) for v in value) + "]"
     if isinstance(value, str) and not value.isidentifier():
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return '"' + doc_text(value) + '"'  # escapes quotes, backslashes and line breaks
     return str(value)
 
 

@@ -255,3 +255,16 @@ def test_missing_gpus_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["plan", str(ROOT / "specs/lenet5.nn")])
     assert exc.value.code == 2
+
+
+def test_a_string_written_back_into_a_spec_reads_back_as_the_same_value():
+    """`plan --write` writes setting values as spec text: quotes, backslashes and line breaks of
+    every kind are escaped, so the rewritten spec holds the same string and no extra line."""
+    from nnspec.parse import parse
+    from nnspec.plan.rewrite import format_value
+
+    value = 'layer"1\\\n\r\u2028\x85 #'
+    text = format_value([value, "layer.2"])
+    assert "\n" not in text and "\u2028" not in text
+    const = parse(f"const K = {text}\n").items[0]
+    assert [item.value for item in const.value.items] == [value, "layer.2"]
