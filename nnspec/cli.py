@@ -74,7 +74,10 @@ def _load(args) -> Spec:
 def cmd_check(args) -> int:
     spec = _load(args)
     s = spec.summary()
-    print(f"ok: {spec.ir.signature}: {s['params']:,} parameters, {s['flops']:,} FLOPs per sample")
+    from .emit.text import comment_text  # a string argument may hold terminal control codes
+
+    print(f"ok: {comment_text(spec.ir.signature)}: {s['params']:,} parameters, "
+          f"{s['flops']:,} FLOPs per sample")
     return 0
 
 

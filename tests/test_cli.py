@@ -155,3 +155,14 @@ def test_a_spec_cannot_smuggle_code(in_root, tmp_path):
     with pytest.raises(nnspec.SpecError) as err:
         nnspec.loads('model m {\n  input x: float[4]\n  __import__("os")\n}\n')
     assert "unknown name `__import__`" in str(err.value)
+
+
+def test_check_prints_spec_strings_escaped(tmp_path, capsys):
+    """A string argument reaches the terminal as data: an escape sequence (here one that clears
+    the screen) and a line break are printed as their escapes."""
+    spec = tmp_path / "esc.nn"
+    spec.write_text('model m(p = "a\\x1b[2J\\nb") {\n  input x: float[4]\n  out x -> relu\n}\n')
+    assert main(["check", str(spec)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and out.count("\n") == 1
+    assert 'p="a\\x1b[2J\\nb"' in out
