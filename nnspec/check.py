@@ -631,7 +631,28 @@ class Checker:
             func = ModRef(node.span, path=func.path, child=func.child, scope=func.scope)
             func.bound = [t for t, _ in tensors if not isinstance(t, str)]
             return func
-        raise self.error("E0320", f"{_describe(func)} cannot be called", node.func.span)
+        raise self.error("E0320", f"{_describe(func)} cannot be called", node.func.span,
+                         self.shadow_help(node.func, scope))
+
+    def shadow_help(self, node: S.Node, scope: Scope) -> str | None:
+        """When a local name, parameter or constant hides a layer kind or block of that name
+        (a model parameter `dropout = 0.5` hides the layer `dropout`), say so."""
+        if not isinstance(node, S.Name):
+            return None
+        name = node.id
+        hidden = ("layer kind" if name in REGISTRY else
+                  "block" if name in self.program.definitions else None)
+        if hidden is None:
+            return None
+        if name in scope.locals or name in scope.layers:
+            by = "a name defined in this block"
+        elif name in scope.params:
+            by = "a parameter"
+        elif name in self.program.consts:
+            by = "a constant"
+        else:
+            return None
+        return f"`{name}` here is {by}, which hides the {hidden} `{name}`: rename one of them"
 
     def split_args(self, node: S.Call, scope: Scope):
         """(tensor args as (value, name|None)), (other args as (name|None, value, span))."""
