@@ -212,42 +212,14 @@ def _pt(want: Want, path: Any, x: str = "x", y: str = "y") -> Optional[Meta]:
 def _csv_table(want: Want, path: Any, target: Optional[str] = None, standardize: bool = True,
          delimiter: str = ",") -> Meta:
     want.only_input()
-    full = want.file(path)
-    rows = []
-    try:
-        with open(full, newline="", encoding="utf-8") as fh:
-            for i, row in enumerate(_csv.reader(fh, delimiter=delimiter)):
-                if any(c.strip() for c in row):
-                    rows.append((i + 1, row))
-                    if len(rows) > CSV_ROWS:
-                        break
-    except (UnicodeDecodeError, _csv.Error) as err:
-        raise DataProblem(f"{path} is not a readable CSV file ({err})",
-                          "save it as UTF-8 text") from None
-    if len(rows) <= CSV_ROWS:
-        raise DataProblem(f"{path} has {max(len(rows) - 1, 0)} data rows",
-                          "a CSV needs a header row and at least two rows of data")
-    header = [c.strip() for c in rows[0][1]]
-    if all(_is_number(c) for c in header):
-        raise DataProblem(f"{path} has no header row (its first row is all numbers)",
-                          "add a first row naming the columns")
-    target = header[-1] if target is None else target
-    if target not in header:
-        raise DataProblem(f"{path} has no column `{target}`", did_you_mean(target, header))
-    t = header.index(target)
+    rows = csv_rows(want.file(path), path, delimiter, limit=CSV_ROWS + 1)
+    header, t = csv_columns(rows, path, target)
     labels = []
     for lineno, row in rows[1:]:
-        if len(row) != len(header):
-            raise DataProblem(f"{path}:{lineno}: expected {len(header)} fields, got {len(row)}",
-                              "every row needs one value per column of the header")
-        for j, cell in enumerate(row):
-            if j != t and not _is_number(cell):
-                raise DataProblem(f"{path}:{lineno}: column `{header[j]}` holds "
-                                  f"{cell.strip()!r}, not a number",
-                                  "feature columns must be numeric")
+        csv_features(row, lineno, header, t, path)
         labels.append(row[t].strip())
     # the labels of the first rows tell the shape; classes need them all
-    bad = next((v for v in labels if not _is_number(v)), None)
+    bad = next((v for v in labels if not is_number(v)), None)
     if bad is not None and want.target not in (None, "class"):
         raise DataProblem(f"{path}: target {bad!r} is not a number, which this loss needs",
                           "use cross_entropy to treat the target column as class names",
@@ -255,7 +227,59 @@ def _csv_table(want: Want, path: Any, target: Optional[str] = None, standardize:
     return Meta({"": (len(header) - 1,)}, Labels((), None))
 
 
-def _is_number(text: str) -> bool:
+# ---- CSV tables, read the same way by `check` (the first rows) and by train (all of them) ------
+
+def csv_rows(full: Path, path: Any, delimiter: str,
+             limit: Optional[int] = None) -> list[tuple[int, list[str]]]:
+    """The non-blank rows of a CSV file with their line numbers: all, or the first `limit`."""
+    rows = []
+    try:
+        with open(full, newline="", encoding="utf-8") as fh:
+            for i, row in enumerate(_csv.reader(fh, delimiter=delimiter)):
+                if any(c.strip() for c in row):
+                    rows.append((i + 1, row))
+                    if limit is not None and len(rows) >= limit:
+                        break
+    except (UnicodeDecodeError, _csv.Error) as err:
+        raise DataProblem(f"{path} is not a readable CSV file ({err})",
+                          "save it as UTF-8 text") from None
+    if len(rows) <= CSV_ROWS:
+        raise DataProblem(f"{path} has {max(len(rows) - 1, 0)} data rows",
+                          "a CSV needs a header row and at least two rows of data")
+    return rows
+
+
+def csv_columns(rows: list[tuple[int, list[str]]], path: Any,
+                target: Optional[str]) -> tuple[list[str], int]:
+    """The header row's column names, and the index of the target column (default: the last)."""
+    header = [c.strip() for c in rows[0][1]]
+    if all(is_number(c) for c in header):
+        raise DataProblem(f"{path} has no header row (its first row is all numbers)",
+                          "add a first row naming the columns")
+    target = header[-1] if target is None else target
+    if target not in header:
+        raise DataProblem(f"{path} has no column `{target}`", did_you_mean(target, header))
+    return header, header.index(target)
+
+
+def csv_features(row: list[str], lineno: int, header: list[str], t: int, path: Any) -> list[float]:
+    """A data row's feature values (every column but the target's), which must be numbers."""
+    if len(row) != len(header):
+        raise DataProblem(f"{path}:{lineno}: expected {len(header)} fields, got {len(row)}",
+                          "every row needs one value per column of the header")
+    values = []
+    for j, cell in enumerate(row):
+        if j == t:
+            continue
+        try:
+            values.append(float(cell))
+        except ValueError:
+            raise DataProblem(f"{path}:{lineno}: column `{header[j]}` holds {cell.strip()!r}, "
+                              "not a number", "feature columns must be numeric") from None
+    return values
+
+
+def is_number(text: str) -> bool:
     try:
         float(text)
         return True

@@ -9,7 +9,6 @@ the same one.
 """
 from __future__ import annotations
 
-import csv as _csv
 import math
 import os
 from dataclasses import dataclass
@@ -25,7 +24,8 @@ from ..datafit import (FRACTIONAL_TARGETS, NEGATIVE_LABELS, NOT_BINARY, NOT_FINI
                        fractional_misfit, images_port_misfit, input_misfit, pick_arrays,
                        positions_misfit, synthetic_shape, text_port_misfit, unreadable_npz,
                        value_shape_misfit, vocab_misfit, windows_misfit)
-from ..datameta import IMAGE_SUFFIXES, image_classes, npz_headers
+from ..datameta import (IMAGE_SUFFIXES, csv_columns, csv_features, csv_rows, image_classes,
+                        is_number, npz_headers)
 from .errors import DataError, did_you_mean
 
 TORCH_DTYPES = {"float": torch.float32, "long": torch.int64, "bool": torch.bool}
@@ -307,62 +307,23 @@ def _csv_file(ctx: _Context, path: Any, target: str | None = None, standardize: 
     """A table with a header row; `target` names the label column (default: the last one).
     Labels that are not numbers are class names, numbered in sorted order."""
     ctx.only_input()
-    full = ctx.file(path)
-    try:
-        with open(full, newline="", encoding="utf-8") as fh:
-            rows = list(_csv.reader(fh, delimiter=delimiter))
-    except (UnicodeDecodeError, _csv.Error) as err:
-        raise DataError(f"{path} is not a readable CSV file ({err})",
-                        "save it as UTF-8 text") from None
-    rows = [(i + 1, r) for i, r in enumerate(rows) if any(c.strip() for c in r)]
-    if len(rows) < 3:
-        raise DataError(f"{path} has {max(len(rows) - 1, 0)} data rows",
-                        "a CSV needs a header row and at least two rows of data")
-    header = [c.strip() for c in rows[0][1]]
-    if all(_is_number(c) for c in header):
-        raise DataError(f"{path} has no header row (its first row is all numbers)",
-                        "add a first row naming the columns")
-    target = header[-1] if target is None else target
-    if target not in header:
-        raise DataError(f"{path} has no column `{target}`", did_you_mean(target, header))
-    t = header.index(target)
-    features, labels = [], []
-    for lineno, row in rows[1:]:
-        if len(row) != len(header):
-            raise DataError(f"{path}:{lineno}: expected {len(header)} fields, got {len(row)}",
-                            "every row needs one value per column of the header")
-        values = []
-        for j, cell in enumerate(row):
-            if j == t:
-                continue
-            try:
-                values.append(float(cell))
-            except ValueError:
-                raise DataError(f"{path}:{lineno}: column `{header[j]}` holds {cell.strip()!r}, "
-                                "not a number", "feature columns must be numeric") from None
-        features.append(values)
-        labels.append(row[t].strip())
+    rows = csv_rows(ctx.file(path), path, delimiter)
+    header, t = csv_columns(rows, path, target)
+    features = [csv_features(row, lineno, header, t, path) for lineno, row in rows[1:]]
+    labels = [row[t].strip() for _, row in rows[1:]]
     y, classes = _labels(labels, ctx, path)
     return _Raw({"": np.asarray(features, dtype=np.float32)}, y, standardize=standardize,
                 classes=classes)
 
 
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return False
-
-
 def _labels(labels: list[str], ctx: _Context, path: Any) -> tuple[np.ndarray, int | None]:
-    if all(_is_number(v) for v in labels):
+    if all(is_number(v) for v in labels):
         y = np.asarray([float(v) for v in labels])
         if ctx.target == "class" and np.all(y == np.round(y)):
             return y.astype(np.int64), int(y.max()) + 1
         return y.astype(np.float32), None
     if ctx.target != "class":
-        bad = next(v for v in labels if not _is_number(v))
+        bad = next(v for v in labels if not is_number(v))
         raise DataError(f"{path}: target {bad!r} is not a number, which this loss needs",
                         "use cross_entropy to treat the target column as class names")
     names = sorted(set(labels))
