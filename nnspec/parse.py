@@ -108,6 +108,17 @@ def parse(text: str, name: str = "<string>") -> S.File:
         raise
 
 
+def _too_deep(source: Source, pos: int, message: str, help: str | None = None) -> SpecError:
+    """E0107 at character offset `pos`, found by a scan of the text before parsing."""
+    text = source.text
+    line = text.count("\n", 0, pos) + 1
+    col = pos - (text.rfind("\n", 0, pos) + 1) + 1
+    return SpecError([Diagnostic(
+        "E0107", message, Span(source, line, col, line, col + 1),
+        help or f"expressions and flows nest at most {MAX_NESTING} deep; split this one over "
+        "several statements")])
+
+
 # statement ends (a new line, `;`, braces) and tokens; a line that starts with `->` or `when`
 # continues the statement above it, and strings and comments are one token
 _STATEMENT_TOKENS = re.compile(r'"(?:[^"\\\n]|\\.)*"?|#[^\n]*|\n[ \t]*(?:->|when\b)|[\n;{}]|'
@@ -132,12 +143,9 @@ def _check_statement_length(source: Source) -> None:
             depth = max(0, depth - 1)
         count += 1
         if count > MAX_STATEMENT_TOKENS:
-            line = text.count("\n", 0, start) + 1
-            col = start - (text.rfind("\n", 0, start) + 1) + 1
-            raise SpecError([Diagnostic(
-                "E0107", f"statement too long (more than {MAX_STATEMENT_TOKENS:,} tokens)",
-                Span(source, line, col, line, col + 1),
-                "split it into several statements, naming the intermediate results")])
+            raise _too_deep(source, start, f"statement too long (more than "
+                            f"{MAX_STATEMENT_TOKENS:,} tokens)", "split it into several "
+                            "statements, naming the intermediate results")
 
 
 _BRACKETS = re.compile(r'[()\[\]]|"(?:[^"\\\n]|\\.)*"?|#[^\n]*')
@@ -155,12 +163,7 @@ def _check_brackets(source: Source) -> None:
         if ch in "([":
             depth += 1
             if depth > MAX_NESTING:
-                line = text.count("\n", 0, m.start()) + 1
-                col = m.start() - (text.rfind("\n", 0, m.start()) + 1) + 1
-                raise SpecError([Diagnostic(
-                    "E0107", "brackets nested too deeply", Span(source, line, col, line, col + 1),
-                    f"expressions and flows nest at most {MAX_NESTING} deep; split this one over "
-                    "several statements")])
+                raise _too_deep(source, m.start(), "brackets nested too deeply")
         elif ch in ")]":
             depth = max(0, depth - 1)
 
@@ -175,12 +178,7 @@ def _check_signs(source: Source) -> None:
         return
     for m in _SIGNS.finditer(text):
         if m.group()[:1] in "-+n":
-            line = text.count("\n", 0, m.start()) + 1
-            col = m.start() - (text.rfind("\n", 0, m.start()) + 1) + 1
-            raise SpecError([Diagnostic(
-                "E0107", "expression nested too deeply", Span(source, line, col, line, col + 1),
-                f"expressions and flows nest at most {MAX_NESTING} deep; split this one over "
-                "several statements")])
+            raise _too_deep(source, m.start(), "expression nested too deeply")
 
 
 def _check_nesting(tree: Tree, source: Source) -> None:
