@@ -12,6 +12,8 @@ from typing import Any, Literal, NamedTuple, Optional, Union
 from pydantic import (BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt,
                       field_validator)
 
+from .sklearn_sets import SKLEARN
+
 
 class Call(BaseModel):
     """A named choice with arguments, as written `adamw(lr=3e-4)` (or a bare `adamw`)."""
@@ -505,8 +507,6 @@ def known_total_steps(train: TrainSpec) -> Optional[int]:
     a data set that ships with scikit-learn (the same count the DeepSpeed config is written for)."""
     if train.steps is not None:
         return train.steps
-    from .datameta import SKLEARN  # datameta reads this module's Call; import at call time
-
     known = SKLEARN.get(getattr(train.data, "name", None))
     if known is None or not _is_int(train.batch_size) or train.batch_size < 1:
         return None

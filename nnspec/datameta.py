@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv as _csv
 import math
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -22,6 +21,7 @@ from .datafit import (NOT_OUTPUT, DataProblem, Labels, Meta, Want, bind, images_
                       pick_arrays, positions_misfit, synthetic_shape, text_port_misfit,
                       unreadable_npz, vocab_misfit, windows_misfit)
 from .diagnostics import did_you_mean
+from .sklearn_sets import SKLEARN
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
@@ -35,19 +35,6 @@ TEXT_BYTES = 4 << 20     # text files up to this size are read for their charact
 CSV_ROWS = 2             # data rows a CSV must have, and the ones check reads
 
 
-@dataclass(frozen=True)
-class Known:
-    """One of scikit-learn's offline sets, as its loader returns it."""
-
-    samples: int
-    shape: tuple[int, ...]
-    classes: int
-
-
-# load_digits, load_iris, load_wine, load_breast_cancer (tests/test_datameta.py checks these
-# against the real loaders)
-SKLEARN = {"digits": Known(1797, (8, 8), 10), "iris": Known(150, (4,), 3),
-           "wine": Known(178, (13,), 3), "breast_cancer": Known(569, (30,), 2)}
 
 
 def unknown_data_set(call: Call) -> Optional[DataProblem]:
