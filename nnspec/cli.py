@@ -9,7 +9,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from . import __version__
 from .check import DEFAULT_MAX_PARAMS
@@ -17,31 +17,13 @@ from .compile import Spec, load
 from .diagnostics import SpecError
 from .outputs import OutputError, check_file, check_folder, owned_files, write_folder
 from .resolve import root_spec_problem
+from .sections import parse_set
 
 EXIT_SPEC, EXIT_USAGE = 1, 2
 
 
 class UsageError(Exception):
     pass
-
-
-def parse_set(items: list[str]) -> dict[str, Any]:
-    """`--set a=1 --set train.data=npz("d.npz") --set parallel.stage_boundaries=[layer3]` ->
-    {"a": 1, "train.data": Call(npz, ...), ...}: values are written as in a spec (numbers,
-    true/false, strings, words, lists, calls)."""
-    from .sections import override_value
-
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or not all(part.isidentifier() for part in key.split(".")):
-            raise UsageError(f"--set expects NAME=VALUE, got `{item}`")
-        try:
-            out[key] = override_value(raw.strip())
-        except ValueError as err:
-            raise UsageError(f"--set {key}: cannot read `{raw.strip()}`: {err}") from None
-    return out
 
 
 def output_folder(path: str, flag: str, kind: str) -> Path:
@@ -64,7 +46,10 @@ def _load(args) -> Spec:
     problem = root_spec_problem(args.spec)  # a FIFO would hang, a device never ends
     if problem:
         raise UsageError(problem)
-    values = parse_set(args.set)
+    try:
+        values = parse_set(args.set)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
     params = {k: v for k, v in values.items() if "." not in k}
     sets = {k: v for k, v in values.items() if "." in k}
     return load(args.spec, model=args.model, max_params=args.max_params, sets=sets,

@@ -93,6 +93,28 @@ def _override(raw: dict[str, Any], path: str, value: Any) -> None:
     raw[key] = Call(name=call.name, args=call.args, kwargs={**call.kwargs, sub: value})
 
 
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """`--set a=1 --set train.data=npz("d.npz") --set parallel.stage_boundaries=[layer3]` ->
+    {"a": 1, "train.data": Call(npz, ...), ...}: values are written as in a spec (numbers,
+    true/false, strings, words, lists, calls).
+
+    Raises:
+        ValueError: an item is not NAME=VALUE or its value cannot be read; the message is the
+            command line's usage error.
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not all(part.isidentifier() for part in key.split(".")):
+            raise ValueError(f"--set expects NAME=VALUE, got `{item}`")
+        try:
+            out[key] = override_value(raw.strip())
+        except ValueError as err:
+            raise ValueError(f"--set {key}: cannot read `{raw.strip()}`: {err}") from None
+    return out
+
+
 def override_value(text: str) -> Any:
     """The value of a command-line override (`--set train.data=npz("d.npz")`), read with the
     spec's own syntax: numbers, strings, words, lists and calls.

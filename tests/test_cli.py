@@ -105,6 +105,31 @@ def test_set_reads_values_as_the_spec_does(in_root, tmp_path, capsys):
     assert "no layer `layer9`" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("sets,message", [
+    (["novalue"], "--set expects NAME=VALUE, got `novalue`"),
+    (["1a=2"], "--set expects NAME=VALUE, got `1a=2`"),
+    (["num_classes=10", "train.data=npz("], "--set train.data: cannot read `npz(`: unclosed `(`"),
+])
+@pytest.mark.parametrize("command", [["check"], ["plan", "--gpus", "2"]])
+def test_set_usage_errors_name_the_item(command, sets, message, in_root, capsys):
+    """A bad --set is a one-line usage error, the same from every command that reads them."""
+    argv = [command[0], "specs/resnet18.nn", *command[1:]]
+    for item in sets:
+        argv += ["--set", item]
+    assert run(*argv) == 2
+    assert capsys.readouterr().err == f"nnspec: error: {message}\n"
+
+
+def test_parse_set_reads_items_as_values():
+    from nnspec.config import Call
+    from nnspec.sections import parse_set
+
+    assert parse_set(["a=1", " b = [x, 2] ", 'train.data=npz("d.npz")']) == {
+        "a": 1, "b": ("x", 2), "train.data": Call(name="npz", args=("d.npz",))}
+    with pytest.raises(ValueError, match="^--set b: cannot read `1 2`: "):
+        parse_set(["a=1", "b=1 2"])
+
+
 @pytest.mark.parametrize("argv", [
     ["check", "specs/missing.nn"],
     ["check", "specs/resnet18.nn", "--set", "novalue"],

@@ -142,6 +142,7 @@ def _print_auto(plans, skipped, explain, why_not) -> None:
 
 def _write(args, spec, plans, cluster) -> int:
     from ..compile import load
+    from ..sections import parse_set
     from .rewrite import RewriteError, plan_settings, rewrite_parallel, write_spec
 
     best = next((p for p in plans if p["fits"]), None)
@@ -160,9 +161,10 @@ def _write(args, spec, plans, cluster) -> int:
         print(f"nnspec: error: {err}", file=sys.stderr)
         return 1
 
-    from ..cli import parse_set
-
-    overrides = {k: v for k, v in parse_set(args.set).items() if "." not in k}
+    try:
+        overrides = {k: v for k, v in parse_set(args.set).items() if "." not in k}
+    except ValueError as err:
+        raise UsageProblem(str(err)) from None
 
     def check(tmp: Path) -> None:
         checked = load(tmp, model=args.model, max_params=args.max_params,

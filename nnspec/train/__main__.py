@@ -61,7 +61,8 @@ def _tuples(value):
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from .. import SpecError, load
-    from ..cli import UsageError, parse_set
+    from ..cli import UsageError
+    from ..sections import parse_set
     from . import distributed, run
     from ..outputs import OutputError
     from ..resolve import root_spec_problem
