@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from ..diagnostics import Reporter, Span, did_you_mean
 from ..ir import Leaf, ModuleDef, Op, Seq
-from .directives import Prune, Target, _Located, model_layers
+from .checked import Located, Prune, Target, model_layers
 
 # kinds whose heads cannot be pruned: nn.MultiheadAttention keeps its inner width at embed_dim
 FIXED_WIDTH_KINDS = ("multihead_attention", "transformer_encoder_layer",
@@ -149,7 +149,7 @@ def _with(base: Attention, **changes) -> Attention:
 
 # ---- the check of heads(...) --------------------------------------------------------------------
 
-def check_heads(values: dict, ir: ModuleDef, loc: _Located, index: int,
+def check_heads(values: dict, ir: ModuleDef, loc: Located, index: int,
                 reporter: Reporter) -> Prune | None:
     """The heads directive with the attentions it prunes; None after reporting a problem."""
     attentions = find_attentions(ir)
@@ -200,7 +200,7 @@ def check_heads(values: dict, ir: ModuleDef, loc: _Located, index: int,
                  layers=tuple(a.name for a in chosen))
 
 
-def check_written_once(ir: ModuleDef, heads: list[tuple[int, Prune]], loc: _Located,
+def check_written_once(ir: ModuleDef, heads: list[tuple[int, Prune]], loc: Located,
                        reporter: Reporter) -> bool:
     """Attentions written by one block must keep the same number of heads of the same width, as
     the smaller spec says it once: a block used with different head counts, or pruned in one

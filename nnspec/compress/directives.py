@@ -1,4 +1,4 @@
-"""The `compress` section's directives as checked data, and the compile-time checks on them.
+"""The compile-time checks on the `compress` section's directives (their data is in checked.py).
 
 `compress { prune = magnitude(0.9, on=[linear]) ... }` is validated in two steps: the section's
 Pydantic model (config.CompressSpec) checks the keys and value shapes; `read_directives` then
@@ -8,61 +8,16 @@ Each problem is a located diagnostic under the argument that causes it. Torch-fr
 """
 from __future__ import annotations
 
-import fnmatch
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from .. import syntax as S
 from ..config import Call, CompressSpec
 from ..diagnostics import Reporter, Span, did_you_mean
-from ..ir import Leaf, ModuleDef, Seq
-
-# ---- the model's layers ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LayerInfo:
-    """A named leaf module of the model: its dotted name (as in state_dict), kind and params."""
-
-    name: str
-    kind: str
-    params: dict[str, tuple]
-    tied: bool = False
-    span: Span | None = field(default=None, compare=False, repr=False)  # the layer's call
-
-
-def model_layers(ir: ModuleDef) -> list[LayerInfo]:
-    """Every leaf module, in definition order, with the dotted names nn.Module gives them."""
-    tied: set[str] = set()
-    out: list[LayerInfo] = []
-
-    def walk(child, prefix: str, ties_of: ModuleDef | None) -> None:
-        if isinstance(child, Leaf):
-            out.append(LayerInfo(prefix, child.kind, dict(child.layer.params(child.ins)),
-                                 span=child.span))
-        elif isinstance(child, Seq):
-            for i, item in enumerate(child.items):
-                walk(item, f"{prefix}.{i}" if prefix else str(i), None)
-        else:
-            for leaf, _param, src, _span in child.ties:
-                own = next((n for n, c in child.children if c is leaf), None)
-                if own is not None:
-                    tied.add(f"{prefix}.{own}" if prefix else own)
-                tied.add(".".join(([prefix] if prefix else []) + list(src[:-1])))
-            for name, c in child.children:
-                if name is not None:
-                    walk(c, f"{prefix}.{name}" if prefix else name, child)
-
-    walk(ir, "", None)
-    seen, unique = set(), []
-    for layer in out:  # a shared layer appears once per use
-        if layer.name not in seen:
-            seen.add(layer.name)
-            unique.append(LayerInfo(layer.name, layer.kind, layer.params, layer.name in tied,
-                                    layer.span))
-    return unique
-
+from ..ir import ModuleDef
+from .attention import check_heads, check_written_once
+from .checked import (Distill, LayerInfo, Located, Plan, Prune, Quantize, Target, matches_pattern,
+                      model_layers)
 
 # ---- directives --------------------------------------------------------------------------------
 
@@ -75,78 +30,6 @@ STATIC_KINDS = ("linear", "conv1d", "conv2d", "conv3d", "separable_conv2d")
 WEIGHT_ONLY_KINDS = ("linear", "embedding")
 CHANNEL_KINDS = ("conv1d", "conv2d", "conv3d", "linear")
 NM_KINDS = ("linear", "conv1d", "conv2d", "conv3d")
-
-
-@dataclass(frozen=True)
-class Target:
-    """Which layers a directive applies to: kinds or name patterns, minus the skipped ones."""
-
-    on: tuple[str, ...]
-    skip: tuple[str, ...] = ()
-
-    def select(self, layers: list[LayerInfo], kinds: tuple[str, ...]) -> list[LayerInfo]:
-        chosen = [layer for layer in layers if layer.kind in kinds
-                  and any(_matches(p, layer) for p in self.on)]
-        return [layer for layer in chosen if not any(_matches(p, layer) for p in self.skip)]
-
-
-def _matches(pattern: str, layer: LayerInfo) -> bool:
-    return pattern == layer.kind or fnmatch.fnmatchcase(layer.name, pattern)
-
-
-@dataclass(frozen=True)
-class Prune:
-    method: str                 # magnitude, random, channels (= filters), heads, nm
-    amount: float               # fraction removed (nm: 1 - n/m)
-    target: Target
-    scope: str = "layer"        # magnitude/random: per layer or one threshold over all
-    schedule: tuple = ("oneshot",)   # or ("cubic", start_step, end_step, every)
-    norm: float = 2.0           # channels, heads: the Ln norm that ranks them
-    n: int = 2
-    m: int = 4
-    layers: tuple[str, ...] = ()     # the layers it selects (filled in by the check)
-
-
-@dataclass(frozen=True)
-class Quantize:
-    method: str                 # dynamic, static, qat, weight_only, cast
-    dtype: str                  # int8, int4, fp16, bf16
-    target: Target
-    calibrate: int = 8          # static: training batches run through the observers
-    group_size: int = 32        # weight_only int4: weights per scale
-    backend: str = "x86"
-    layers: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Distill:
-    teacher: Path               # the teacher's .nn file (relative to the spec)
-    weights: Path               # its weights (trained there and saved when missing)
-    temperature: float = 4.0
-    alpha: float = 0.9          # weight of the soft-target loss
-    features: tuple[tuple[str, str], ...] = ()   # (student layer, teacher layer)
-    feature_weight: float = 1.0
-    seeds: int = 1
-    epochs: int | None = None   # default: the train section's epochs
-    mixup: float = 0.0          # > 0: also distill on mixup pairs, Beta(mixup, mixup)
-
-
-@dataclass(frozen=True)
-class Plan:
-    """The compress section, checked: what runs, in which order."""
-
-    prune: tuple[Prune, ...] = ()
-    quantize: tuple[Quantize, ...] = ()
-    distill: Distill | None = None
-    settings: CompressSpec = field(default_factory=CompressSpec)
-
-    @property
-    def empty(self) -> bool:
-        return not (self.prune or self.quantize or self.distill)
-
-    @property
-    def order(self) -> tuple[str, ...]:
-        return self.settings.order
 
 
 # ---- argument tables ---------------------------------------------------------------------------
@@ -225,45 +108,9 @@ ARGS["heads"] = (("amount",), {**ARGS["channels"][1], "on": (
     None, _names, "a list of attention name patterns, e.g. [\"transformer.h.*.attn\"]")})
 
 
-class _Located:
-    """Finds the span of a setting's n-th call and of its arguments, for precise carets."""
-
-    def __init__(self, section: S.Section | None, fallback: Span | None):
-        self.section, self.fallback = section, fallback
-
-    def call(self, key: str, index: int) -> S.Node | None:
-        if self.section is None:
-            return None
-        for s in self.section.settings:
-            if s.key == key:
-                node = s.value
-                if isinstance(node, S.ListExpr):
-                    return node.items[index] if index < len(node.items) else node
-                return node
-        return None
-
-    def span(self, key: str, index: int, arg: str | None = None, pos: int | None = None,
-             item: str | None = None) -> Span | None:
-        node = self.call(key, index)
-        if node is None:
-            return self.fallback
-        if isinstance(node, S.Call) and (arg is not None or pos is not None):
-            positional = [a for a in node.args if a.name is None]
-            found = next((a for a in node.args if a.name == arg), None)
-            if found is None and pos is not None and pos < len(positional):
-                found = positional[pos]
-            if found is not None:
-                value = found.value
-                if item is not None and isinstance(value, S.ListExpr):
-                    for i in value.items:
-                        if (isinstance(i, S.Name) and i.id == item) or \
-                                (isinstance(i, S.Literal) and i.value == item):
-                            return i.span
-                return found.span
-        return node.span
 
 
-def _args(call: Call, key: str, index: int, loc: _Located, reporter: Reporter) -> dict | None:
+def _args(call: Call, key: str, index: int, loc: Located, reporter: Reporter) -> dict | None:
     """The call's arguments by name, defaults filled in; None after reporting a problem."""
     if call.name not in ARGS or (key == "distill") != (call.name == "teacher"):
         allowed = {"prune": PRUNE_METHODS, "quantize": QUANT_METHODS, "distill": ("teacher",)}[key]
@@ -311,7 +158,7 @@ def _args(call: Call, key: str, index: int, loc: _Located, reporter: Reporter) -
     return values if ok else None
 
 
-def _schedule(value: Any, loc: _Located, index: int, reporter: Reporter) -> tuple | None:
+def _schedule(value: Any, loc: Located, index: int, reporter: Reporter) -> tuple | None:
     if value in ("oneshot", Call(name="oneshot")):
         return ("oneshot",)
     if isinstance(value, Call) and value.name == "cubic" and not value.args:
@@ -333,15 +180,13 @@ def read_directives(settings: CompressSpec, ir: ModuleDef, section: S.Section | 
                     section_span: Span | None, reporter: Reporter,
                     spec_dir: Path | None = None) -> Plan:
     """Check the compress section against the model; problems go to `reporter`."""
-    loc = _Located(section, section_span)
+    loc = Located(section, section_span)
     layers = model_layers(ir)
     prunes, quants, distill, heads = [], [], None, []
     for i, call in enumerate(settings.prune):
         values = _args(call, "prune", i, loc, reporter)
         if values is not None:
             if call.name == "heads":
-                from .attention import check_heads
-
                 p = check_heads(values, ir, loc, i, reporter)
                 heads += [(i, p)] if p is not None else []
             else:
@@ -349,8 +194,6 @@ def read_directives(settings: CompressSpec, ir: ModuleDef, section: S.Section | 
             if p is not None:
                 prunes.append(p)
     if heads:
-        from .attention import check_written_once
-
         check_written_once(ir, heads, loc, reporter)
     for i, call in enumerate(settings.quantize):
         values = _args(call, "quantize", i, loc, reporter)
@@ -382,13 +225,13 @@ def read_directives(settings: CompressSpec, ir: ModuleDef, section: S.Section | 
 
 
 def _check_patterns(target: Target, layers: list[LayerInfo], kinds: tuple[str, ...], what: str,
-                    key: str, index: int, loc: _Located, reporter: Reporter,
+                    key: str, index: int, loc: Located, reporter: Reporter,
                     explicit: bool = True) -> bool:
     ok = True
     given = target.on if explicit else ()
     for arg, patterns in (("on", given), ("skip", target.skip)):
         for p in patterns:
-            hits = [layer for layer in layers if _matches(p, layer)]
+            hits = [layer for layer in layers if matches_pattern(p, layer)]
             if not hits:
                 hint = did_you_mean(p, {la.kind for la in layers} | {la.name for la in layers})
                 reporter.error("E0723", f"`{p}` matches no layer of the model",
@@ -407,7 +250,7 @@ def _check_patterns(target: Target, layers: list[LayerInfo], kinds: tuple[str, .
     return ok
 
 
-def _prune(method: str, v: dict, layers, loc: _Located, i: int, reporter: Reporter):
+def _prune(method: str, v: dict, layers, loc: Located, i: int, reporter: Reporter):
     method = "channels" if method == "filters" else method
     kinds = {"channels": CHANNEL_KINDS, "nm": NM_KINDS}.get(
         method, tuple(sorted({la.kind for la in layers if _prunable(la)})))
@@ -456,7 +299,7 @@ def _in_features(layer: LayerInfo) -> int:
     return n
 
 
-def _quantize(method: str, v: dict, layers, loc: _Located, i: int, reporter: Reporter):
+def _quantize(method: str, v: dict, layers, loc: Located, i: int, reporter: Reporter):
     kinds = {"dynamic": DYNAMIC_KINDS, "static": STATIC_KINDS, "qat": STATIC_KINDS,
              "weight_only": WEIGHT_ONLY_KINDS}.get(method)
     if method == "cast":

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .directives import Distill
+from .checked import Distill
 from .errors import CompressError, load_weights
 from .finetune import Session, _first
 

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from .attention import Attention, find_attentions
-from .directives import Prune
+from .checked import Prune
 from .errors import CompressError
 from .writeback import _offset, _section_bounds, _set_width, arg_end
 

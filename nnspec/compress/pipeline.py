@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from . import finetune, quantize, report
-from .directives import Plan
+from .checked import Plan
 from .distill import DistillLoss, teacher_model
 from .errors import CompressError, load_weights
 from .prune import Pruner

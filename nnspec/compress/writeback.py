@@ -8,7 +8,7 @@ from pathlib import Path
 
 from torch import nn
 
-from .directives import model_layers
+from .checked import model_layers
 from .errors import CompressError
 
 
