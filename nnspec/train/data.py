@@ -26,7 +26,8 @@ from ..datafit import (FRACTIONAL_TARGETS, NEGATIVE_LABELS, NOT_BINARY, NOT_FINI
                        value_shape_misfit, vocab_misfit, windows_misfit)
 from ..datameta import (IMAGE_SUFFIXES, csv_columns, csv_features, csv_rows, image_classes,
                         is_number, npz_headers)
-from .errors import DataError, did_you_mean
+from ..diagnostics import did_you_mean
+from .errors import DataError
 
 TORCH_DTYPES = {"float": torch.float32, "long": torch.int64, "bool": torch.bool}
 
@@ -110,7 +111,8 @@ def load_data(call: Call, summary: dict, *, split: float = 0.8, seed: int = 0,
                    what=describe(call), seed=seed)
     loader = LOADERS.get(call.name)
     if loader is None:
-        raise DataError(f"unknown data set `{call.name}`", did_you_mean(call.name, LOADERS))
+        raise DataError(f"unknown data set `{call.name}`", did_you_mean(call.name, LOADERS)
+                        or "choose one of: " + ", ".join(sorted(LOADERS)))
     try:
         bind(loader, call.name, ctx.what, call)
         raw = loader(ctx, *call.args, **call.kwargs)

@@ -1,8 +1,6 @@
 """Errors a user can act on: what went wrong and how to fix it, raised before training starts."""
 from __future__ import annotations
 
-import difflib
-
 
 class TrainError(Exception):
     """A training setting that cannot work (unknown optimizer, bad argument, impossible batch).
@@ -29,12 +27,3 @@ class TrainError(Exception):
 
 class DataError(TrainError):
     """Data that is missing, malformed or does not fit the model's inputs and outputs."""
-
-
-def did_you_mean(name: str, choices) -> str | None:
-    """`did you mean `adamw`?` for a near miss, else a list of the choices."""
-    choices = sorted(choices)
-    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
-    if close:
-        return f"did you mean `{close[0]}`?"
-    return "choose one of: " + ", ".join(choices)

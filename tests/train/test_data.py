@@ -187,6 +187,8 @@ def test_data_that_cannot_fit_the_model(lenet5):
     assert "10 classes" in err.message and "num_classes=10" in err.hint
     err = error(Call(name="digts"), lenet5)
     assert "did you mean `digits`" in err.hint
+    err = error(Call(name="qqqqq"), lenet5)  # nothing close: the hint lists the data sets
+    assert err.hint.startswith("choose one of: ") and "digits, " in err.hint
     err = error(Call(name="digits", kwargs={"size": 3}), lenet5)
     assert "size" in err.message
 
