@@ -9,13 +9,21 @@ imports are resolved against the importing module's package, and
 `from pkg import name` where `pkg.name` is a submodule counts as importing
 that submodule (and not `pkg` itself, unless some other name is taken from it).
 
-Rule for packages: a package's `__init__` importing its own submodules (or
-names from them) is how a package presents its API, so edges from
-`pkg/__init__.py` to modules inside `pkg` are ignored.  The opposite edge
-counts: a submodule that imports its package's `__init__` API depends on
-everything that `__init__` imports.  Since `import pkg.sub` runs
-`pkg/__init__.py` first, importing a submodule is recorded only as an edge to
-that submodule; the package's own `__init__` is a node like any other.
+Rule for packages: an edge is an import as written, nothing more. A package's
+`__init__` importing its own submodules (nnspec/layers/__init__.py imports every
+layer module, nnspec/__init__.py re-exports the API) counts like any other
+import, and so does a submodule importing names from its package's `__init__`;
+both together are a cycle, the one that leaves a half-initialised package at
+run time. What is not an edge is the implicit one: `import pkg.sub` runs
+`pkg/__init__.py` first, but recording that would make every package that
+re-exports its submodules a cycle, so importing a submodule is an edge to that
+submodule alone.
+
+A package that imports all its modules by walking itself
+(`for info in pkgutil.iter_modules(__path__): importlib.import_module(...)`,
+as nnspec.layers, nnspec.interp and nnspec.runtime do to fill their
+registries) has an edge to each module directly in it: `ast` cannot read the
+names, but the dependency is as real as a written import.
 
 Only modules inside nnspec are nodes; imports of other libraries are ignored.
 """
@@ -74,10 +82,18 @@ def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
                     took_name = True
             if took_name:
                 found.add(base_name)
-    if _is_package(path):
-        found = {m for m in found if not m.startswith(name + ".")}
+    if _is_package(path) and _walks_itself(tree):
+        found |= {m for m in modules if m.rpartition(".")[0] == name}
     found.discard(name)
     return found
+
+
+def _walks_itself(tree: ast.Module) -> bool:
+    """Whether a package's __init__ lists its own modules (`pkgutil.iter_modules(__path__)`)."""
+    return any(isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+               and node.func.attr == "iter_modules"
+               and any(isinstance(a, ast.Name) and a.id == "__path__" for a in node.args)
+               for node in ast.walk(tree))
 
 
 def import_graph() -> dict[str, set[str]]:
@@ -140,7 +156,12 @@ def _chain(graph: dict[str, set[str]], component: set[str]) -> list[str]:
 def test_graph_sees_the_imports_it_must():
     # Guards the walker itself: a graph that found nothing would pass trivially.
     graph = import_graph()
-    assert "nnspec.diagnostics" in graph["nnspec.parse"]
+    assert "nnspec.diagnostics" in graph["nnspec.parse"]          # from .diagnostics import ...
+    assert "nnspec.syntax" in graph["nnspec.sections"]            # from . import syntax as S
+    assert "nnspec.parse" in graph["nnspec.sections"]             # inside override_value
+    assert "nnspec.compile" in graph["nnspec.plan.command"]       # from ..compile, in a function
+    assert "nnspec.layers.base" in graph["nnspec.layers"]         # a package's own submodules
+    assert "nnspec.layers.linear" in graph["nnspec.layers"]       # ... imported by walking it
     assert len(graph) > 50
     assert sum(len(v) for v in graph.values()) > 100
 
