@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import nnspec  # noqa: E402
-from nnspec.compress.pipeline import compress  # noqa: E402
+from nnspec.compress.command import compress  # noqa: E402
 
 
 def _drop(r):

@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import nnspec  # noqa: E402
-from nnspec.config import Call, ParallelSpec, TrainSpec  # noqa: E402
+from nnspec.lang.config import Call, ParallelSpec, TrainSpec  # noqa: E402
 
 WIDE = """model wide_mlp(num_classes = 10, hidden = 2048) {
   input x: float[1, 8, 8]

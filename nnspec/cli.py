@@ -11,13 +11,13 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from . import __version__
-from .check import DEFAULT_MAX_PARAMS
-from .compile import Spec, load
-from .diagnostics import SpecError
-from .outputs import OutputError, check_file, check_folder, owned_files, write_folder
-from .resolve import root_spec_problem
-from .sections import parse_set
+from nnspec import __version__
+from nnspec.lang.check import DEFAULT_MAX_PARAMS
+from nnspec.compile import Spec, load
+from nnspec.lang.diagnostics import SpecError
+from nnspec.outputs import OutputError, check_file, check_folder, owned_files, write_folder
+from nnspec.lang.resolve import root_spec_problem
+from nnspec.lang.sections import parse_set
 
 EXIT_SPEC, EXIT_USAGE = 1, 2
 
@@ -59,7 +59,7 @@ def _load(args) -> Spec:
 def cmd_check(args) -> int:
     spec = _load(args)
     s = spec.summary()
-    from .emit.text import comment_text  # a string argument may hold terminal control codes
+    from nnspec.emit.text import comment_text  # a string argument may hold terminal control codes
 
     print(f"ok: {comment_text(spec.ir.signature)}: {s['params']:,} parameters, "
           f"{s['flops']:,} FLOPs per sample")
@@ -76,8 +76,8 @@ def cmd_summary(args) -> int:
 
 
 def cmd_compile(args) -> int:
-    from .emit.deepspeed import dumps
-    from .emit.launch import launch_script
+    from nnspec.emit.deepspeed import dumps
+    from nnspec.emit.launch import launch_script
 
     positive("--world-size", args.world_size)
     out = output_folder(args.output, "-o", "compile")
@@ -95,8 +95,8 @@ def cmd_compile(args) -> int:
 
 def cmd_train(args) -> int:
     """Train in this process, or on every rank when the deepspeed runner started it."""
-    from .train import DataError, TrainError, run
-    from .train.safeload import UnsafeCheckpoint
+    from nnspec.train import DataError, TrainError, run
+    from nnspec.train.safeload import UnsafeCheckpoint
 
     if args.out is not None:
         check_folder(args.out, "--out", replaced=False)
@@ -131,7 +131,7 @@ def cmd_launch(args) -> int:
     import shlex
     import subprocess
 
-    from .train.runs import check_out_dir, new_run_folder
+    from nnspec.train.runs import check_out_dir, new_run_folder
 
     positive("--num-accelerators", args.num_accelerators)
     positive("--num-gpus", args.num_gpus)
@@ -167,7 +167,7 @@ def cmd_launch(args) -> int:
 
 def cmd_export_weights(args) -> int:
     """Consolidate a training checkpoint (ZeRO shards too) into one fp32 state_dict file."""
-    from .train.export import ExportError, export_weights
+    from nnspec.train.export import ExportError, export_weights
 
     check_file(args.output, "-o")
     spec = None
@@ -185,10 +185,10 @@ def cmd_export_weights(args) -> int:
 
 def cmd_compress(args) -> int:
     """Train (unless --weights), compress as the spec's compress section says, write DIR."""
-    from .compress.errors import CompressError
-    from .compress.pipeline import compress, summary_table
-    from .train import DataError, TrainError
-    from .train.safeload import UnsafeCheckpoint
+    from nnspec.compress.errors import CompressError
+    from nnspec.compress.command import compress, summary_table
+    from nnspec.train import DataError, TrainError
+    from nnspec.train.safeload import UnsafeCheckpoint
 
     out = output_folder(args.output, "-o", "compress")
     if args.weights is not None and not Path(args.weights).is_file():
@@ -207,7 +207,7 @@ def cmd_compress(args) -> int:
 
 def cmd_plan(args) -> int:
     """Per-GPU memory, FLOPs and step time of the parallel plan, before launch."""
-    from .plan.command import UsageProblem, cluster_of, run
+    from nnspec.plan.command import UsageProblem, cluster_of, run
 
     try:
         cluster_of(args)  # bad flags are usage errors, whatever the spec holds
@@ -217,7 +217,7 @@ def cmd_plan(args) -> int:
 
 
 def cmd_layers(args) -> int:
-    from .reference import reference_markdown
+    from nnspec.emit.reference import reference_markdown
     print(reference_markdown(), end="")
     return 0
 
@@ -287,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", help="trained weights (default: train the spec first)")
     p = _spec_parser(sub, "plan", "per-GPU memory, FLOPs and step time of the parallel plan; "
                      "--auto finds the fastest that fits", cmd_plan)
-    from .plan.command import add_arguments
+    from nnspec.plan.command import add_arguments
     add_arguments(p)
     sub.add_parser("layers", help="print the reference of every layer kind").set_defaults(func=cmd_layers)
     return parser

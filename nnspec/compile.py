@@ -6,17 +6,17 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from .check import DEFAULT_MAX_PARAMS, check, const_values
-from .checkpointing import checkpointed
-from .diagnostics import Reporter, SpecError, display_path
-from .emit.module import load_source
-from .emit.source import emit_source
-from .emit.summary import render_table, summarize
-from .ir import ModuleDef
-from .lower import Lowered, lower
-from .pipeline import Partition
-from .resolve import Program, resolve_file, resolve_text
-from .sections import Settings, evaluate_sections
+from nnspec.lang.check import DEFAULT_MAX_PARAMS, check, const_values
+from nnspec.place.checkpointing import checkpointed
+from nnspec.lang.diagnostics import Reporter, SpecError, display_path
+from nnspec.emit.module import load_source
+from nnspec.emit.source import emit_source
+from nnspec.emit.summary import render_table, summarize
+from nnspec.ir import ModuleDef
+from nnspec.ir.lower import Lowered, lower
+from nnspec.place.partition import Partition
+from nnspec.lang.resolve import Program, resolve_file, resolve_text
+from nnspec.lang.sections import Settings, evaluate_sections
 
 @dataclass
 class Spec:
@@ -45,12 +45,12 @@ class Spec:
     def partition(self) -> "Partition":
         """The pipeline layers and stages of the parallel section (one stage without a pipeline);
         the same placement the runtime builds, the planner counts and the summary reports."""
-        from .pipeline import partition
+        from nnspec.place.partition import partition
         return partition(self.ir, self.settings.parallel)
 
     def pipeline_source(self) -> str:
         """model.py's text plus one class per pipeline layer (`LAYERS`), for PipelineModule."""
-        from .emit.pipeline import emit_pipeline_source
+        from nnspec.emit.stages import emit_pipeline_source
         return self.source + "\n\n" + emit_pipeline_source(self.partition, self.lowered)
 
     def summary(self) -> dict:
@@ -91,13 +91,13 @@ class Spec:
 
     def total_steps(self) -> int | None:
         """Optimizer steps of the whole run, when they can be known before loading data."""
-        from .config import known_total_steps
+        from nnspec.lang.config import known_total_steps
 
         return known_total_steps(self.settings.train)
 
     def deepspeed_config(self, world_size: int | None = None) -> dict:
         """The DeepSpeed config for `world_size` processes (default: the spec's own)."""
-        from .emit.deepspeed import emit_deepspeed_config
+        from nnspec.emit.deepspeed import emit_deepspeed_config
 
         return emit_deepspeed_config(self.settings.train, self.settings.parallel,
                                      world_size or self.world_size, total_steps=self.total_steps())
@@ -160,14 +160,14 @@ def _checked(program: Program, name: str, model, max_params, sets, world_size, o
         placement_ok = _check_placement(settings, world_size or default_world_size(settings),
                                         reporter)
     if "train" not in settings.invalid and _names_data(settings):
-        from .datacheck import check_data
+        from nnspec.data.check import check_data
 
         check_data(ir, program, settings, reporter)
     if ir is None:
         reporter.check()
     spec = Spec(program, ir, name, settings)
     if "compress" in program.sections and "compress" not in settings.invalid:
-        from .compress.directives import read_directives
+        from nnspec.compress.directives import read_directives
 
         root = program.root if program.root.is_dir() else program.root.parent
         spec.compress_plan = read_directives(settings.compress, ir, program.sections["compress"],
@@ -175,7 +175,7 @@ def _checked(program: Program, name: str, model, max_params, sets, world_size, o
     if "parallel" not in settings.invalid:
         placement_ok &= _check_checkpointing(ir, settings, reporter)
     if placement_ok and settings.parallel.pipeline_stages > 1:
-        from .pipeline import PipelineError
+        from nnspec.place.partition import PipelineError
         try:
             spec.partition
         except PipelineError as err:
@@ -193,7 +193,7 @@ def _names_data(settings: Settings) -> bool:
 
 def _check_placement(settings: Settings, world_size: int, reporter: Reporter) -> bool:
     """The train + parallel settings for this world size (E0710); True when they fit."""
-    from .config import check_parallel
+    from nnspec.lang.config import check_parallel
 
     ok = True
     for problem in check_parallel(settings.train, settings.parallel, world_size):

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import nnspec
-from nnspec.diagnostics import SpecError
-from nnspec.parse import parse
+from nnspec.lang.diagnostics import SpecError
+from nnspec.lang.parse import parse
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 HEAD = "model m() {\n  input x: float[4]\n"

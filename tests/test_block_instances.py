@@ -13,7 +13,7 @@ import torch
 import nnspec
 from nnspec.ir import Leaf, ModuleDef, Op, Value, verify_identities
 from nnspec.layers import T
-from nnspec.pipeline import units_of
+from nnspec.place.partition import units_of
 
 TWICE = """
 block Lin(n) {

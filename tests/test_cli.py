@@ -121,8 +121,8 @@ def test_set_usage_errors_name_the_item(command, sets, message, in_root, capsys)
 
 
 def test_parse_set_reads_items_as_values():
-    from nnspec.config import Call
-    from nnspec.sections import parse_set
+    from nnspec.lang.config import Call
+    from nnspec.lang.sections import parse_set
 
     assert parse_set(["a=1", " b = [x, 2] ", 'train.data=npz("d.npz")']) == {
         "a": 1, "b": ("x", 2), "train.data": Call(name="npz", args=("d.npz",))}

@@ -7,7 +7,7 @@ import pytest
 
 import nnspec
 from nnspec.cli import main
-from nnspec.diagnostics import MAX_ERRORS, SpecError
+from nnspec.lang.diagnostics import MAX_ERRORS, SpecError
 
 MODEL = "model m {\n  input x: float[4]\n  fc: linear(3)\n}\n"
 

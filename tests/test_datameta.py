@@ -1,4 +1,4 @@
-"""The data facts `nnspec check` reads (nnspec.datameta) against the loaders `nnspec train` runs.
+"""The data facts `nnspec check` reads (nnspec.data.meta) against the loaders `nnspec train` runs.
 
 For every data set kind, on small generated files, and every model and loss below: when train's
 loader accepts the data, check reports nothing; when the loader refuses it, check reports the
@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 import nnspec
-from nnspec.config import Call
-from nnspec.datafit import DataProblem, Want, describe, fit_problems
-from nnspec.datameta import READERS, SKLEARN, npz_headers, read_meta
+from nnspec.lang.config import Call
+from nnspec.data.fit import DataProblem, Want, describe, fit_problems
+from nnspec.data.meta import READERS, SKLEARN, npz_headers, read_meta
 from nnspec.train.data import LOADERS, ports
 from nnspec.train.errors import DataError
 
@@ -206,7 +206,7 @@ def test_npz_headers_read_no_data(files, monkeypatch):
 
 def test_large_npz_labels_are_not_read(files, monkeypatch):
     """Over LABEL_BYTES the labels stay unknown: shapes are checked, classes are left to train."""
-    import nnspec.datameta as meta
+    import nnspec.data.meta as meta
 
     monkeypatch.setattr(meta, "LABEL_BYTES", 8)
     monkeypatch.setattr(np, "load", lambda *a, **k: pytest.fail("np.load called"))
@@ -221,8 +221,8 @@ def test_large_npz_labels_are_not_read(files, monkeypatch):
 
 def test_the_check_modules_do_not_import_torch():
     """`nnspec check` is meant to answer without torch (a later issue tests the whole path)."""
-    for module in ("nnspec/datafit.py", "nnspec/datameta.py", "nnspec/datacheck.py",
-                   "nnspec/torchfile.py"):
+    for module in ("nnspec/data/fit.py", "nnspec/data/meta.py", "nnspec/data/check.py",
+                   "nnspec/data/torchfile.py"):
         tree = ast.parse((ROOT / module).read_text())
         names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
         names += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]

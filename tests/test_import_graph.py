@@ -156,10 +156,10 @@ def _chain(graph: dict[str, set[str]], component: set[str]) -> list[str]:
 def test_graph_sees_the_imports_it_must():
     # Guards the walker itself: a graph that found nothing would pass trivially.
     graph = import_graph()
-    assert "nnspec.diagnostics" in graph["nnspec.parse"]          # from .diagnostics import ...
-    assert "nnspec.syntax" in graph["nnspec.sections"]            # from . import syntax as S
-    assert "nnspec.parse" in graph["nnspec.sections"]             # inside override_value
-    assert "nnspec.compile" in graph["nnspec.plan.command"]       # from ..compile, in a function
+    assert "nnspec.lang.diagnostics" in graph["nnspec.lang.parse"]   # from nnspec.lang.diagnostics import
+    assert "nnspec.lang.syntax" in graph["nnspec.lang.sections"]     # from nnspec.lang import syntax as S
+    assert "nnspec.lang.parse" in graph["nnspec.lang.sections"]      # inside override_value
+    assert "nnspec.compile" in graph["nnspec.plan.command"]          # in a function
     assert "nnspec.layers.base" in graph["nnspec.layers"]         # a package's own submodules
     assert "nnspec.layers.linear" in graph["nnspec.layers"]       # ... imported by walking it
     assert len(graph) > 50

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from nnspec import outputs
-from nnspec.check import DEFAULT_MAX_PARAMS
+from nnspec.lang.check import DEFAULT_MAX_PARAMS
 from nnspec.cli import build_parser, main
 
 ROOT = Path(__file__).resolve().parent.parent

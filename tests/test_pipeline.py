@@ -1,4 +1,4 @@
-"""Pipeline placement (nnspec/pipeline.py) and the layers emitted for it (emit/pipeline.py).
+"""Pipeline placement (nnspec/place/partition.py) and the layers emitted for it (emit/pipeline.py).
 
 The layers chained one after another must compute exactly what the model computes; stages start
 only where one tensor is live; balancing is optimal; weights shared across stages are found; the
@@ -15,10 +15,10 @@ import pytest
 import torch
 
 import nnspec
-from nnspec.checkpointing import apply, checkpointed
-from nnspec.config import ParallelSpec
+from nnspec.place.checkpointing import apply, checkpointed
+from nnspec.lang.config import ParallelSpec
 from nnspec.emit.module import load_module
-from nnspec.pipeline import partition, units_of
+from nnspec.place.partition import partition, units_of
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 CHAINED = ["digits_mlp", "lenet5", "resnet18", "digits_mobilenet", "char_lstm", "tiny_gpt_pipe",

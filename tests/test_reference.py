@@ -3,7 +3,7 @@ from pathlib import Path
 
 from nnspec.cli import main
 from nnspec.layers import REGISTRY
-from nnspec.reference import BEGIN, END, reference_markdown
+from nnspec.emit.reference import BEGIN, END, reference_markdown
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_readme_reference_is_generated_from_the_registry():
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     section = text.split(BEGIN, 1)[1].split(END, 1)[0]
-    assert section == "\n" + reference_markdown(), "run: python -m nnspec.reference README.md"
+    assert section == "\n" + reference_markdown(), "run: python -m nnspec.emit.reference README.md"
 
 
 def test_every_kind_is_documented():

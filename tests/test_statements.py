@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import nnspec
-from nnspec.diagnostics import SpecError
+from nnspec.lang.diagnostics import SpecError
 
 
 def _codes(text: str) -> list[str]:

@@ -1,4 +1,4 @@
-"""nnspec.torchfile reads what torch.load(weights_only=True) reads of plain tensors, without torch,
+"""nnspec.data.torchfile reads what torch.load(weights_only=True) reads of plain tensors, without torch,
 and builds nothing else: a file that names any other global is refused before anything runs."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from nnspec.torchfile import TensorHeader, TorchFile, Unsupported
+from nnspec.data.torchfile import TensorHeader, TorchFile, Unsupported
 
 
 def test_headers_and_values_are_torch_loads(tmp_path):

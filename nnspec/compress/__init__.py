@@ -12,10 +12,10 @@ This package's __init__ imports nothing heavy: the compiler imports `directives`
 
 def __getattr__(name):
     if name == "compress":
-        from .pipeline import compress
+        from nnspec.compress.command import compress
         return compress
     if name == "CompressError":
-        from .errors import CompressError
+        from nnspec.compress.errors import CompressError
         return CompressError
     raise AttributeError(name)
 

@@ -17,9 +17,9 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass
 
-from ..diagnostics import Reporter, Span, did_you_mean
-from ..ir import Leaf, ModuleDef, Op, Seq
-from .checked import Located, Prune, Target, model_layers
+from nnspec.lang.diagnostics import Reporter, Span, did_you_mean
+from nnspec.ir import Leaf, ModuleDef, Op, Seq
+from nnspec.compress.checked import Located, Prune, Target, model_layers
 
 # kinds whose heads cannot be pruned: nn.MultiheadAttention keeps its inner width at embed_dim
 FIXED_WIDTH_KINDS = ("multihead_attention", "transformer_encoder_layer",

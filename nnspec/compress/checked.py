@@ -13,10 +13,10 @@ import fnmatch
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import syntax as S
-from ..config import CompressSpec
-from ..diagnostics import Span
-from ..ir import Leaf, ModuleDef, Seq
+from nnspec.lang import syntax as S
+from nnspec.lang.config import CompressSpec
+from nnspec.lang.diagnostics import Span
+from nnspec.ir import Leaf, ModuleDef, Seq
 
 # ---- the model's layers ------------------------------------------------------------------------
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from .. import syntax as S
-from ..config import Call, CompressSpec
-from ..diagnostics import Reporter, Span, did_you_mean
-from ..ir import ModuleDef
-from .attention import check_heads, check_written_once
-from .checked import (Distill, LayerInfo, Located, Plan, Prune, Quantize, Target, matches_pattern,
-                      model_layers)
+from nnspec.lang import syntax as S
+from nnspec.lang.config import Call, CompressSpec
+from nnspec.lang.diagnostics import Reporter, Span, did_you_mean
+from nnspec.ir import ModuleDef
+from nnspec.compress.attention import check_heads, check_written_once
+from nnspec.compress.checked import (
+    Distill, LayerInfo, Located, Plan, Prune, Quantize, Target, matches_pattern, model_layers
+)
 
 # ---- directives --------------------------------------------------------------------------------
 

@@ -15,15 +15,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checked import Distill
-from .errors import CompressError, load_weights
-from .finetune import Session, _first
+from nnspec.compress.checked import Distill
+from nnspec.compress.errors import CompressError, load_weights
+from nnspec.compress.finetune import Session, _first
 
 
 def teacher_model(d: Distill, log=print) -> tuple[nn.Module, object]:
     """The teacher module with its weights (trained and saved first when the file is missing)."""
-    from ..compile import load
-    from ..diagnostics import SpecError
+    from nnspec.compile import load
+    from nnspec.lang.diagnostics import SpecError
 
     # a link named .nn must lead to a .nn file: a diagnostic may quote the teacher's lines
     if not d.teacher.is_file() or d.teacher.resolve().suffix != ".nn":
@@ -37,7 +37,7 @@ def teacher_model(d: Distill, log=print) -> tuple[nn.Module, object]:
     model = spec.build()
     if not d.weights.exists():
         log(f"training the teacher {d.teacher} (no weights at {d.weights})")
-        from ..train import run
+        from nnspec.train import run
 
         with tempfile.TemporaryDirectory() as tmp:
             run(spec, spec.settings.train, spec.settings.parallel, tmp, progress=False)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from torch import nn
 
-from ..train.safeload import UnsafeCheckpoint, safe_load
+from nnspec.train.safeload import UnsafeCheckpoint, safe_load
 
 
 class CompressError(Exception):

@@ -15,10 +15,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import Call, TrainSpec, optimizer_lr
-from ..train.data import Data, load_data
-from ..train.metrics import Objective, build_objective
-from ..train.optim import build_optimizer
+from nnspec.lang.config import Call, TrainSpec, optimizer_lr
+from nnspec.train.data import Data, load_data
+from nnspec.train.metrics import Objective, build_objective
+from nnspec.train.optim import build_optimizer
 
 EVAL_BATCH = 256
 

@@ -17,10 +17,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .attention import Attention, find_attentions
-from .checked import Prune
-from .errors import CompressError
-from .writeback import _offset, _section_bounds, _set_width, arg_end
+from nnspec.compress.attention import Attention, find_attentions
+from nnspec.compress.checked import Prune
+from nnspec.compress.errors import CompressError
+from nnspec.compress.writeback import _offset, _section_bounds, _set_width, arg_end
 
 
 def head_scores(model: nn.Module, a: Attention, norm: float = 2.0) -> torch.Tensor:
@@ -171,8 +171,8 @@ def _base(spec) -> Path:
 
 
 def _load(text: str, spec):
-    from ..compile import loads
-    from ..diagnostics import SpecError
+    from nnspec.compile import loads
+    from nnspec.lang.diagnostics import SpecError
 
     name = f"{Path(spec.source_name).stem}_pruned.nn"
     try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .checked import Prune
+from nnspec.compress.checked import Prune
 
 Masks = dict[str, torch.Tensor]   # parameter name -> bool mask (True = kept)
 

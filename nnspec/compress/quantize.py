@@ -20,7 +20,7 @@ import warnings
 import torch
 from torch import nn
 
-from .checked import Quantize
+from nnspec.compress.checked import Quantize
 
 STATIC_MODULES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 

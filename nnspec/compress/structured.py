@@ -18,8 +18,8 @@ import torch
 import torch.fx as fx
 from torch import nn
 
-from .checked import Prune
-from .errors import CompressError
+from nnspec.compress.checked import Prune
+from nnspec.compress.errors import CompressError
 
 PASS_MODULES = (nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.Hardswish,
                 nn.Hardsigmoid, nn.LeakyReLU, nn.ELU, nn.Mish, nn.Softplus, nn.Identity,
@@ -227,7 +227,7 @@ def prune_channels(model: nn.Module, spec, directives: tuple[Prune, ...], exampl
     """
     import copy
 
-    from .writeback import write_back
+    from nnspec.compress.writeback import write_back
 
     model = copy.deepcopy(model).eval()
     g, consumers, modules = _analyze(model, example)

@@ -8,14 +8,14 @@ from pathlib import Path
 
 from torch import nn
 
-from .checked import model_layers
-from .errors import CompressError
+from nnspec.compress.checked import model_layers
+from nnspec.compress.errors import CompressError
 
 
 def write_back(spec, model: nn.Module):
     """(new spec text, its checked Spec) for a pruned copy of `spec`'s model."""
-    from ..compile import loads
-    from ..diagnostics import SpecError
+    from nnspec.compile import loads
+    from nnspec.lang.diagnostics import SpecError
 
     source = spec.program.root_source
     text = source.text

@@ -40,9 +40,11 @@ from __future__ import annotations
 import json
 from typing import Any, Optional
 
-from ..config import (JSON_OPTIMIZERS, Layout, ParallelConfigError, ParallelSpec, Problem,
-                      TrainSpec, _plain, check_parallel, check_train, optimizer_lr,
-                      resolve_layout, schedule_args, torch_optimizer_class, total_steps_for)
+from nnspec.lang.config import (
+    JSON_OPTIMIZERS, Layout, ParallelConfigError, ParallelSpec, Problem, TrainSpec, _plain,
+    check_parallel, check_train, optimizer_lr, resolve_layout, schedule_args,
+    torch_optimizer_class, total_steps_for
+)
 
 __all__ = ["emit_deepspeed_config", "dumps", "check_parallel", "check_train", "check_keys",
            "client_optimizer", "client_scheduler", "Problem", "ParallelConfigError", "Layout",
@@ -166,7 +168,7 @@ def _scheduler_block(train: TrainSpec, total_steps: Optional[int]) -> Optional[d
     total = total_steps if total_steps is not None else train.steps
     if total is None:
         raise ValueError(f"schedule {sched.name} needs the total number of optimizer steps: set "
-                         "train steps, or pass total_steps (see nnspec.config.total_steps_for)")
+                         "train steps, or pass total_steps (see nnspec.lang.config.total_steps_for)")
     if args.get("warmup", 0) >= total:
         raise ValueError(f"schedule {sched.name}: warmup {args['warmup']} >= total steps {total}")
     if sched.name == "warmup_linear":

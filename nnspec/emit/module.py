@@ -13,7 +13,7 @@ import types
 
 import torch.nn as nn
 
-from .verify import verify_source
+from nnspec.emit.verify import verify_source
 
 
 def load_source(source: str) -> type[nn.Module]:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import re
 
-from ..ir import Leaf, ModuleDef, Op, Seq
-from ..layers.base import fmt_shape
-from ..lower import Lowered, class_name
-from ..runtime import HELPERS, helper_source
-from .text import comment_text, doc_text
+from nnspec.ir import Leaf, ModuleDef, Op, Seq
+from nnspec.layers.base import fmt_shape
+from nnspec.ir.lower import Lowered, class_name
+from nnspec.runtime import HELPERS, helper_source
+from nnspec.emit.text import comment_text, doc_text
 
 HEADER = '''"""{title}
 

@@ -1,10 +1,10 @@
 """Emit the per-layer summary: name, kind, output shape, parameters and FLOPs, then totals."""
 from __future__ import annotations
 
-from ..ir import Leaf, ModuleDef, Seq, child_ins, count_params, iter_params
-from ..layers.base import fmt_shape, numel
-from ..lower import Lowered
-from .text import comment_text
+from nnspec.ir import Leaf, ModuleDef, Seq, child_ins, count_params, iter_params
+from nnspec.layers.base import fmt_shape, numel
+from nnspec.ir.lower import Lowered
+from nnspec.emit.text import comment_text
 
 
 def summarize(low: Lowered) -> dict:
@@ -76,7 +76,7 @@ def _module_rows(module: ModuleDef, prefix: str, depth: int, rows: list) -> int:
 
 
 def _seq_rows(seq: Seq, prefix: str, depth: int, rows: list) -> int:
-    from ..layers.base import T
+    from nnspec.layers.base import T
     total = 0
     cur = seq.ins
     for i, (item, extra) in enumerate(zip(seq.items, seq.extras)):

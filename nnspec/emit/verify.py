@@ -98,7 +98,7 @@ def _is_docstring(stmt: ast.stmt) -> bool:
 @lru_cache(maxsize=None)
 def _helper_trees() -> dict[str, str]:
     """The dumped tree of every runtime helper class, by class name."""
-    from ..runtime import HELPERS, helper_source
+    from nnspec.runtime import HELPERS, helper_source
     return {name: ast.dump(ast.parse(helper_source(name)).body[0]) for name in HELPERS}
 
 

@@ -10,9 +10,9 @@ from typing import Mapping, Sequence
 
 import torch
 
-from ..ir import ModuleDef
-from .execute import InterpError, StateError, Trace, execute
-from .registry import KINDS, Ctx, kind
+from nnspec.ir import ModuleDef
+from nnspec.interp.execute import InterpError, StateError, Trace, execute
+from nnspec.interp.registry import KINDS, Ctx, kind
 
 for _info in pkgutil.iter_modules(__path__):
     if _info.name.startswith("kinds_"):

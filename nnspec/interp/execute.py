@@ -8,10 +8,10 @@ from typing import Callable, Mapping, Sequence
 
 import torch
 
-from ..ir import Child, Leaf, ModuleDef, Seq, child_ins
-from ..layers.base import T
-from ..lower import lower
-from .registry import KINDS, Ctx
+from nnspec.ir import Child, Leaf, ModuleDef, Seq, child_ins
+from nnspec.layers.base import T
+from nnspec.ir.lower import lower
+from nnspec.interp.registry import KINDS, Ctx
 
 Trace = Callable[[str, Child, list], None]
 

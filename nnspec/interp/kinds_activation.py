@@ -5,7 +5,7 @@ import math
 
 import torch
 
-from .registry import kind
+from nnspec.interp.registry import kind
 
 
 @kind("identity", "dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout",

@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from .registry import kind
+from nnspec.interp.registry import kind
 
 NEG_INF = float("-inf")
 

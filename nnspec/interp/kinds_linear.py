@@ -4,8 +4,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..layers.base import ntuple
-from .registry import kind
+from nnspec.layers.base import ntuple
+from nnspec.interp.registry import kind
 
 
 @kind("linear")

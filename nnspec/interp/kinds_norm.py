@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .registry import kind
+from nnspec.interp.registry import kind
 
 
 def _per_channel(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from .registry import kind
+from nnspec.interp.registry import kind
 
 
 def _affine(x, w, name, sfx, layer_index):

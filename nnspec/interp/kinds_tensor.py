@@ -7,7 +7,7 @@ import operator
 import torch
 import torch.nn.functional as F
 
-from .registry import kind
+from nnspec.interp.registry import kind
 
 _ARITH = {"add": operator.add, "sub": operator.sub, "mul": operator.mul, "div": operator.truediv}
 

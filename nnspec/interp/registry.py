@@ -12,7 +12,7 @@ from typing import Callable, Mapping
 
 import torch
 
-from ..layers.base import T
+from nnspec.layers.base import T
 
 KINDS: dict[str, Callable] = {}
 

@@ -3,7 +3,7 @@ own kinds when imported; all of them are imported here)."""
 import importlib
 import pkgutil
 
-from .base import REGISTRY, Layer, ShapeError, T, fmt_shape
+from nnspec.layers.base import REGISTRY, Layer, ShapeError, T, fmt_shape
 
 for _info in pkgutil.iter_modules(__path__):
     if _info.name != "base":

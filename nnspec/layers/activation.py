@@ -6,7 +6,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, PositiveInt
 
-from .base import Layer, T, norm_dim, py, register
+from nnspec.layers.base import Layer, T, norm_dim, py, register
 
 
 class _Activation(Layer):
@@ -117,7 +117,7 @@ class Prelu(_Activation):
     def infer(self, ins):
         (x,) = ins
         if self.num_parameters != 1 and (not x.shape or x.shape[0] != self.num_parameters):
-            from .base import ShapeError, fmt_shape
+            from nnspec.layers.base import ShapeError, fmt_shape
             raise ShapeError(f"prelu with num_parameters={self.num_parameters} needs that many "
                              f"channels (dim 1), got {fmt_shape(x.shape)}")
         return x

@@ -21,8 +21,8 @@ from typing import ClassVar, Literal, Optional
 
 from pydantic import Field, PositiveInt
 
-from .base import Layer, ShapeError, T, fmt_shape, py, register
-from .tensor import FunctionalOnly
+from nnspec.layers.base import Layer, ShapeError, T, fmt_shape, py, register
+from nnspec.layers.tensor import FunctionalOnly
 
 MASK_DTYPES = ("bool", "long", "float")
 _BATCH_FIRST = "always true: nnspec tensors lead with the batch"

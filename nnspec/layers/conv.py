@@ -5,7 +5,9 @@ from typing import ClassVar, Literal, Union
 
 from pydantic import Field, AliasChoices, NonNegativeInt, PositiveInt
 
-from .base import Layer, ShapeError, T, conv_out, expect_rank, fmt_shape, ntuple, numel, py, register
+from nnspec.layers.base import (
+    Layer, ShapeError, T, conv_out, expect_rank, fmt_shape, ntuple, numel, py, register
+)
 
 Size = Union[PositiveInt, tuple[PositiveInt, ...]]
 Pad = Union[NonNegativeInt, tuple[NonNegativeInt, ...], Literal["same", "valid"]]

@@ -6,7 +6,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from .base import Layer, expect_rank, py, register
+from nnspec.layers.base import Layer, expect_rank, py, register
 
 
 class _Random(Layer):

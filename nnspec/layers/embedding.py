@@ -6,8 +6,8 @@ from typing import ClassVar, Literal, Optional
 
 from pydantic import Field, NonNegativeInt, PositiveInt
 
-from .base import Layer, ShapeError, T, fmt_shape, py, register
-from .tensor import FunctionalOnly
+from nnspec.layers.base import Layer, ShapeError, T, fmt_shape, py, register
+from nnspec.layers.tensor import FunctionalOnly
 
 ANY_DTYPE = ("float", "long", "bool")
 

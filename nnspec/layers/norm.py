@@ -5,7 +5,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from .base import Layer, ShapeError, T, expect_rank, fmt_shape, py, register
+from nnspec.layers.base import Layer, ShapeError, T, expect_rank, fmt_shape, py, register
 
 
 class _BatchNorm(Layer):

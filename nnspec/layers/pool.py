@@ -5,7 +5,7 @@ from typing import ClassVar, Optional, Union
 
 from pydantic import AliasChoices, Field, NonNegativeInt, PositiveInt
 
-from .base import Layer, ShapeError, T, expect_rank, fmt_shape, ntuple, py, register
+from nnspec.layers.base import Layer, ShapeError, T, expect_rank, fmt_shape, ntuple, py, register
 
 Size = Union[PositiveInt, tuple[PositiveInt, ...]]
 Pad = Union[NonNegativeInt, tuple[NonNegativeInt, ...]]

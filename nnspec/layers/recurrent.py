@@ -6,7 +6,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, PositiveInt
 
-from .base import Layer, ShapeError, T, fmt_shape, py, register
+from nnspec.layers.base import Layer, ShapeError, T, fmt_shape, py, register
 
 
 class _Recurrent(Layer):

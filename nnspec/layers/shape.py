@@ -11,8 +11,8 @@ from typing import ClassVar, Literal, Optional, Union
 
 from pydantic import Field, PositiveFloat, PositiveInt, field_validator
 
-from .base import Layer, ShapeError, T, fmt_shape, norm_dim, numel, py, register
-from .tensor import FunctionalOnly, promote
+from nnspec.layers.base import Layer, ShapeError, T, fmt_shape, norm_dim, numel, py, register
+from nnspec.layers.tensor import FunctionalOnly, promote
 
 ANY_DTYPE = ("float", "long", "bool")
 

@@ -6,7 +6,7 @@ from typing import ClassVar, Optional
 
 from pydantic import Field
 
-from .base import Layer, ShapeError, T, fmt_shape, norm_dim, numel, py, register
+from nnspec.layers.base import Layer, ShapeError, T, fmt_shape, norm_dim, numel, py, register
 
 
 def broadcast(a: T, b: T, what: str) -> T:

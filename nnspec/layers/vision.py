@@ -5,7 +5,7 @@ from typing import ClassVar
 
 from pydantic import Field, PositiveInt
 
-from .base import Layer, ShapeError, fmt_shape, py, register
+from nnspec.layers.base import Layer, ShapeError, fmt_shape, py, register
 
 
 @register

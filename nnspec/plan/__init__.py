@@ -11,10 +11,10 @@ configuration that fits a cluster.
     report.py    the table and JSON output
     command.py   `nnspec plan`
 """
-from .estimate import Choice, Cluster, Model, PlanError, evaluate
-from .memory import model_states, optimizer_state_bytes
-from .profiles import Profile, ProfileError, load_profile
-from .search import auto, spec_choice
+from nnspec.plan.estimate import Choice, Cluster, Model, PlanError, evaluate
+from nnspec.plan.memory import model_states, optimizer_state_bytes
+from nnspec.plan.profiles import Profile, ProfileError, load_profile
+from nnspec.plan.search import auto, spec_choice
 
 __all__ = ["Choice", "Cluster", "Model", "PlanError", "evaluate", "model_states",
            "optimizer_state_bytes", "Profile", "ProfileError", "load_profile", "auto",

@@ -52,8 +52,8 @@ class UsageProblem(ValueError):
 
 
 def cluster_of(args):
-    from .estimate import Cluster
-    from .profiles import ProfileError, load_profile
+    from nnspec.plan.estimate import Cluster
+    from nnspec.plan.profiles import ProfileError, load_profile
 
     if args.gpus is None or args.gpus < 1:
         raise UsageProblem(f"--gpus must be at least 1, got {args.gpus}")
@@ -79,10 +79,10 @@ def cluster_of(args):
 
 def run(args, spec) -> int:
     """Plan `spec` (already loaded) as the flags say; returns the exit code."""
-    from .estimate import Model, PlanError, evaluate
-    from .memory import optimizer_state_bytes
-    from .report import explain, header, table, to_json
-    from .search import alternatives, auto, spec_choice, why_not
+    from nnspec.plan.estimate import Model, PlanError, evaluate
+    from nnspec.plan.memory import optimizer_state_bytes
+    from nnspec.plan.report import explain, header, table, to_json
+    from nnspec.plan.search import alternatives, auto, spec_choice, why_not
 
     cluster, profile = cluster_of(args)
     s = spec.settings
@@ -141,9 +141,9 @@ def _print_auto(plans, skipped, explain, why_not) -> None:
 
 
 def _write(args, spec, plans, cluster) -> int:
-    from ..compile import load
-    from ..sections import parse_set
-    from .rewrite import RewriteError, plan_settings, rewrite_parallel, write_spec
+    from nnspec.compile import load
+    from nnspec.lang.sections import parse_set
+    from nnspec.plan.rewrite import RewriteError, plan_settings, rewrite_parallel, write_spec
 
     best = next((p for p in plans if p["fits"]), None)
     if best is None:

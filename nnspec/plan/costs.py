@@ -1,7 +1,7 @@
 """What each pipeline unit of a model costs, read off the IR: parameters, the largest single layer,
 forward FLOPs, and the activations its forward pass keeps for the backward pass.
 
-The units are the pipeline partitioner's (nnspec.pipeline.units_of: `conv1`, `layer1.0`,
+The units are the pipeline partitioner's (nnspec.place.partition.units_of: `conv1`, `layer1.0`,
 `transformer.h.3`), so the per-stage figures use the same cut as the emitted PipelineModule and
 activation checkpointing works on the blocks people name.
 
@@ -16,8 +16,8 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass
 
-from ..ir import Leaf, ModuleDef, Op, Seq, count_params
-from ..layers.base import T, numel
+from nnspec.ir import Leaf, ModuleDef, Op, Seq, count_params
+from nnspec.layers.base import T, numel
 
 # layer kinds whose outputs are views of their inputs (no new memory)
 VIEW_KINDS = frozenset({"flatten", "reshape", "split", "chunk", "narrow", "select", "squeeze",
@@ -64,7 +64,7 @@ class ModelCosts:
 
 def model_costs(root: ModuleDef) -> ModelCosts:
     """Per-unit costs of a model's IR."""
-    from ..pipeline import units_of
+    from nnspec.place.partition import units_of
 
     part = units_of(root)
     units = []

@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Optional
 
-from ..config import ParallelSpec, TrainSpec
-from .costs import ModelCosts, UnitCost, model_costs, recomputed_flops, regions
-from .memory import (PRECISION_BYTES, model_states, optimizer_state_bytes, per_node_cpu_bytes,
-                     temporary_buffers)
-from .profiles import Profile
+from nnspec.lang.config import ParallelSpec, TrainSpec
+from nnspec.plan.costs import ModelCosts, UnitCost, model_costs, recomputed_flops, regions
+from nnspec.plan.memory import (
+    PRECISION_BYTES, model_states, optimizer_state_bytes, per_node_cpu_bytes, temporary_buffers
+)
+from nnspec.plan.profiles import Profile
 
 
 @dataclass(frozen=True)
@@ -83,13 +84,13 @@ class Model:
         return optimizer_state_bytes(self.train.optimizer.name, self.train.optimizer.kwargs)[0]
 
     def stages(self, n: int) -> list[tuple[int, list[UnitCost]]]:
-        """(parameters, units) of each of n pipeline stages, as nnspec.pipeline places them."""
+        """(parameters, units) of each of n pipeline stages, as nnspec.place.partition places them."""
         if n not in self._stages:
             units = list(self.costs.units)
             if n == 1:
                 self._stages[n] = [(self.costs.params, units)]
             else:
-                from ..pipeline import PipelineError, partition
+                from nnspec.place.partition import PipelineError, partition
 
                 try:
                     part = partition(self.ir, self.parallel.model_copy(

@@ -67,7 +67,7 @@ def load_profile(name_or_path: str | None) -> Profile:
     else:
         resource = resources.files("nnspec.plan") / "profiles" / f"{name.lower()}.json"
         if not resource.is_file():
-            from ..diagnostics import did_you_mean
+            from nnspec.lang.diagnostics import did_you_mean
 
             names = shipped_profiles()
             hint = did_you_mean(name.lower(), names)

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import json
 
-from .estimate import gib
-from .search import describe
+from nnspec.plan.estimate import gib
+from nnspec.plan.search import describe
 
 COLUMNS = ("#", "zero", "offload", "stages", "dp", "micro x accum", "ckpt", "params", "grads",
            "optim", "activ", "buffers", "GPU total", "CPU/node", "PFLOP/step", "step s", "fits")

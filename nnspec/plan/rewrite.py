@@ -13,9 +13,9 @@ import os
 import tempfile
 from pathlib import Path
 
-from ..config import ParallelSpec
-from ..diagnostics import Span
-from ..emit.text import doc_text
+from nnspec.lang.config import ParallelSpec
+from nnspec.lang.diagnostics import Span
+from nnspec.emit.text import doc_text
 
 # the settings a plan decides, in the order new ones are written
 PLAN_KEYS = ("data_parallel", "zero", "offload_optimizer", "offload_param", "pipeline_stages",

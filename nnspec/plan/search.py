@@ -3,10 +3,10 @@ whole space of ZeRO stage x offload x pipeline stages x micro-batch x gradient a
 activation checkpointing for the spec's global batch size, ranked fastest-that-fits first."""
 from __future__ import annotations
 
-from ..config import ParallelConfigError, ParallelSpec, resolve_layout
-from .costs import block_patterns
-from .estimate import Choice, Cluster, Model, PlanError, evaluate
-from .profiles import Profile
+from nnspec.lang.config import ParallelConfigError, ParallelSpec, resolve_layout
+from nnspec.plan.costs import block_patterns
+from nnspec.plan.estimate import Choice, Cluster, Model, PlanError, evaluate
+from nnspec.plan.profiles import Profile
 
 # (zero, offload_optimizer, offload_param) a search tries; nvme only when the spec names a path
 ZERO_OPTIONS = [(0, "none", "none"), (1, "none", "none"), (1, "cpu", "none"),

@@ -41,7 +41,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def sections(train_json: str, parallel_json: str):
     """TrainSpec and ParallelSpec from JSON (lists become tuples, as the sections hold them)."""
-    from ..config import ParallelSpec, TrainSpec
+    from nnspec.lang.config import ParallelSpec, TrainSpec
     train = _tuples(json.loads(train_json))
     for key in CALL_FIELDS:  # "adamw" is short for {"name": "adamw"}
         if isinstance(train.get(key), str):
@@ -60,13 +60,13 @@ def _tuples(value):
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from .. import SpecError, load
-    from ..cli import UsageError
-    from ..sections import parse_set
-    from . import distributed, run
-    from ..outputs import OutputError
-    from ..resolve import root_spec_problem
-    from .errors import TrainError
+    from nnspec import SpecError, load
+    from nnspec.cli import UsageError
+    from nnspec.lang.sections import parse_set
+    from nnspec.train import distributed, run
+    from nnspec.outputs import OutputError
+    from nnspec.lang.resolve import root_spec_problem
+    from nnspec.train.errors import TrainError
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     main_rank = distributed.rank() == 0

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..outputs import replace_file
-from .safeload import UnsafeCheckpoint, safe_load
+from nnspec.outputs import replace_file
+from nnspec.train.safeload import UnsafeCheckpoint, safe_load
 
 log = logging.getLogger("nnspec.train")
 NAME = re.compile(r"^step-(\d{8,})(\.pt)?$")

@@ -18,16 +18,18 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
-from ..config import Call
-from ..datafit import (FRACTIONAL_TARGETS, NEGATIVE_LABELS, NOT_BINARY, NOT_FINITE, DataProblem,
-                       Port, Want, bind, class_shape_misfit, classes_misfit, describe,
-                       fractional_misfit, images_port_misfit, input_misfit, pick_arrays,
-                       positions_misfit, synthetic_shape, text_port_misfit, unreadable_npz,
-                       value_shape_misfit, vocab_misfit, windows_misfit)
-from ..datameta import (IMAGE_SUFFIXES, csv_columns, csv_features, csv_rows, image_classes,
-                        is_number, npz_headers)
-from ..diagnostics import did_you_mean
-from .errors import DataError
+from nnspec.lang.config import Call
+from nnspec.data.fit import (
+    FRACTIONAL_TARGETS, NEGATIVE_LABELS, NOT_BINARY, NOT_FINITE, DataProblem, Port, Want, bind,
+    class_shape_misfit, classes_misfit, describe, fractional_misfit, images_port_misfit,
+    input_misfit, pick_arrays, positions_misfit, synthetic_shape, text_port_misfit, unreadable_npz,
+    value_shape_misfit, vocab_misfit, windows_misfit
+)
+from nnspec.data.meta import (
+    IMAGE_SUFFIXES, csv_columns, csv_features, csv_rows, image_classes, is_number, npz_headers
+)
+from nnspec.lang.diagnostics import did_you_mean
+from nnspec.train.errors import DataError
 
 TORCH_DTYPES = {"float": torch.float32, "long": torch.int64, "bool": torch.bool}
 

@@ -17,12 +17,14 @@ from typing import Any
 
 import torch
 
-from ..config import TrainSpec
-from .checkpoint import (MARKER, atomic_save, atomic_write_json, capture_rng, complete_folders,
-                         manifest, restore_rng, tag)
-from .errors import TrainError
-from .safeload import UnsafeCheckpoint, safe_load, verify_folder
-from .optim import build_optimizer, plateau
+from nnspec.lang.config import TrainSpec
+from nnspec.train.checkpoint import (
+    MARKER, atomic_save, atomic_write_json, capture_rng, complete_folders, manifest, restore_rng,
+    tag
+)
+from nnspec.train.errors import TrainError
+from nnspec.train.safeload import UnsafeCheckpoint, safe_load, verify_folder
+from nnspec.train.optim import build_optimizer, plateau
 
 
 def launched() -> bool:
@@ -95,7 +97,7 @@ class DeepSpeedBackend:
         Optimizers the config cannot name are built here and handed to DeepSpeed, as the
         emitter's `client_optimizer` asks."""
         import deepspeed
-        from ..emit.deepspeed import client_optimizer
+        from nnspec.emit.deepspeed import client_optimizer
 
         self.rank, self.world = torch.distributed.get_rank(), torch.distributed.get_world_size()
         self.data_rank, self.data_world = self.rank, self.world

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import torch
 
-from ..outputs import replace_file
-from .checkpoint import MARKER, is_complete, steps_in
-from .errors import TrainError
-from .safeload import UnsafeCheckpoint, safe_load, verify_folder
+from nnspec.outputs import replace_file
+from nnspec.train.checkpoint import MARKER, is_complete, steps_in
+from nnspec.train.errors import TrainError
+from nnspec.train.safeload import UnsafeCheckpoint, safe_load, verify_folder
 
 log = logging.getLogger("nnspec.train")
 FORMATS = {".safetensors": "safetensors", ".pt": "torch", ".pth": "torch", ".bin": "torch"}
@@ -153,7 +153,7 @@ def _deepspeed_weights(folder: Path, spec=None) -> dict[str, torch.Tensor]:
 def _pipeline_weights(folder: Path, spec) -> dict[str, torch.Tensor]:
     """A pipeline checkpoint: one file per pipeline layer (`layer_07-model_states.pt`, the
     layer's own state_dict, `m.` + the names inside the module it calls), saved by the stage
-    that holds it. The spec's partition (nnspec/pipeline.py) says which module layer 7 is. A
+    that holds it. The spec's partition (nnspec/place/partition.py) says which module layer 7 is. A
     tied layer is saved by the first stage-local holder; the others share its weights. bf16 runs
     export the saved (bf16) module weights."""
     if spec is None:

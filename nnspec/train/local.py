@@ -11,10 +11,10 @@ from pathlib import Path
 
 import torch
 
-from ..config import TrainSpec
-from .checkpoint import LocalCheckpoints, capture_rng, restore_rng
-from .errors import TrainError
-from .optim import build_optimizer, lr_factor, plateau
+from nnspec.lang.config import TrainSpec
+from nnspec.train.checkpoint import LocalCheckpoints, capture_rng, restore_rng
+from nnspec.train.errors import TrainError
+from nnspec.train.optim import build_optimizer, lr_factor, plateau
 
 HALF = {"bf16": torch.bfloat16, "fp16": torch.float16}
 

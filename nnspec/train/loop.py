@@ -22,15 +22,16 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from ..config import (ParallelSpec, TrainSpec, check_parallel, optimizer_lr, resolve_layout,
-                      total_steps_for)
-from ..outputs import replace_file
-from . import distributed, pipe, runs
-from .checkpoint import atomic_write_json, capture_rng, restore_rng
-from .data import Data, Split, load_data
-from .errors import TrainError
-from .local import LocalBackend
-from .metrics import MetricsLog, Objective, build_objective
+from nnspec.lang.config import (
+    ParallelSpec, TrainSpec, check_parallel, optimizer_lr, resolve_layout, total_steps_for
+)
+from nnspec.outputs import replace_file
+from nnspec.train import distributed, pipeline_module as pipe, runs
+from nnspec.train.checkpoint import atomic_write_json, capture_rng, restore_rng
+from nnspec.train.data import Data, Split, load_data
+from nnspec.train.errors import TrainError
+from nnspec.train.local import LocalBackend
+from nnspec.train.metrics import MetricsLog, Objective, build_objective
 
 log = logging.getLogger("nnspec.train")
 LOG_EVERY = 20        # optimizer steps between train rows in metrics.csv
@@ -479,7 +480,7 @@ def run(spec, train: TrainSpec | None = None, parallel: ParallelSpec | None = No
 
 def _model(spec, parallel: ParallelSpec) -> torch.nn.Module:
     """The spec's model, with activation checkpointing on the blocks the parallel section names."""
-    from ..checkpointing import apply, checkpointed
+    from nnspec.place.checkpointing import apply, checkpointed
 
     model = spec.build()
     apply(model, checkpointed(spec.ir, parallel.activation_checkpointing)[0])
@@ -488,8 +489,8 @@ def _model(spec, parallel: ParallelSpec) -> torch.nn.Module:
 
 def _emit(train: TrainSpec, parallel: ParallelSpec, world: int, total: int) -> dict:
     """The DeepSpeed config for this run; one process uses its scheduler block."""
-    from ..config import ParallelConfigError
-    from ..emit.deepspeed import emit_deepspeed_config
+    from nnspec.lang.config import ParallelConfigError
+    from nnspec.emit.deepspeed import emit_deepspeed_config
     try:
         return emit_deepspeed_config(train, parallel, world, total_steps=total,
                                      steps_per_print=1 << 30)

@@ -15,10 +15,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..config import LOSS_TARGETS as TARGETS
-from ..config import Call, TrainSpec, objective_problems, top_k
-from ..outputs import replace_file
-from .errors import TrainError
+from nnspec.lang.config import LOSS_TARGETS as TARGETS
+from nnspec.lang.config import Call, TrainSpec, objective_problems, top_k
+from nnspec.outputs import replace_file
+from nnspec.train.errors import TrainError
 
 LOWER_IS_BETTER = {"loss", "perplexity"}
 

@@ -15,8 +15,8 @@ from typing import Any, Callable, Iterable
 
 import torch
 
-from ..config import Call, TrainSpec, _plain, schedule_args, torch_optimizer_class
-from .errors import TrainError
+from nnspec.lang.config import Call, TrainSpec, _plain, schedule_args, torch_optimizer_class
+from nnspec.train.errors import TrainError
 
 
 def build_optimizer(call: Call, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:

@@ -14,8 +14,8 @@ import re
 import shutil
 from pathlib import Path
 
-from ..outputs import OutputError, check_folder
-from .checkpoint import atomic_write_json, atomic_write_text, steps_in
+from nnspec.outputs import OutputError, check_folder
+from nnspec.train.checkpoint import atomic_write_json, atomic_write_text, steps_in
 
 RUNS_ROOT = Path("runs")
 RECORD = "run.json"

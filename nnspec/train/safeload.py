@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from .errors import TrainError
+from nnspec.train.errors import TrainError
 
 DEEPSPEED_TYPES = (
     "deepspeed.runtime.fp16.loss_scaler.LossScaler",

@@ -8,7 +8,7 @@ import torch
 
 import nnspec
 from nnspec.cli import main
-from nnspec.compress.pipeline import compress
+from nnspec.compress.command import compress
 from nnspec.compress.report import unpack_state
 
 

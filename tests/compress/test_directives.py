@@ -4,7 +4,7 @@ import pytest
 
 import nnspec
 from nnspec.compress.directives import model_layers
-from nnspec.diagnostics import SpecError
+from nnspec.lang.diagnostics import SpecError
 
 NET = """
 model net {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple, Optional
 
-from nnspec.config import Call, ParallelSpec, TrainSpec
+from nnspec.lang.config import Call, ParallelSpec, TrainSpec
 
 
 class Case(NamedTuple):

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from nnspec.config import (SCHEDULE_ARGS, SCHEDULES, Call, Layout, ParallelConfigError, ParallelSpec, Problem, TrainSpec,
-                           check_parallel, check_train, resolve_layout, total_steps_for)
+from nnspec.lang.config import (
+    SCHEDULE_ARGS, SCHEDULES, Call, Layout, ParallelConfigError, ParallelSpec, Problem, TrainSpec,
+    check_parallel, check_train, resolve_layout, total_steps_for
+)
 from nnspec.emit.deepspeed import client_optimizer, emit_deepspeed_config
 
 E, W = "error", "warning"

@@ -7,7 +7,7 @@ import itertools
 import pytest
 import torch
 
-from nnspec.config import Call, ParallelSpec, TrainSpec, check_parallel
+from nnspec.lang.config import Call, ParallelSpec, TrainSpec, check_parallel
 from nnspec.emit.deepspeed import client_optimizer, emit_deepspeed_config
 
 from .cases import CASES

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from nnspec.config import check_parallel
+from nnspec.lang.config import check_parallel
 from nnspec.emit.launch import launch_script
 
 from .cases import CASES

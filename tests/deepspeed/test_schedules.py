@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nnspec.config import Call, ParallelSpec, TrainSpec
+from nnspec.lang.config import Call, ParallelSpec, TrainSpec
 from nnspec.emit.deepspeed import client_scheduler, emit_deepspeed_config
 
 from .dsvalidate import build_optimizer, build_scheduler

@@ -260,7 +260,7 @@ def test_missing_gpus_is_a_usage_error(capsys):
 def test_a_string_written_back_into_a_spec_reads_back_as_the_same_value():
     """`plan --write` writes setting values as spec text: quotes, backslashes and line breaks of
     every kind are escaped, so the rewritten spec holds the same string and no extra line."""
-    from nnspec.parse import parse
+    from nnspec.lang.parse import parse
     from nnspec.plan.rewrite import format_value
 
     value = 'layer"1\\\n\r\u2028\x85 #'

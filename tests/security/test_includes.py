@@ -16,8 +16,8 @@ import pytest
 
 import nnspec
 from nnspec.cli import main
-from nnspec.diagnostics import SpecError
-from nnspec.resolve import MAX_FILE_BYTES
+from nnspec.lang.diagnostics import SpecError
+from nnspec.lang.resolve import MAX_FILE_BYTES
 
 SECRET = "root:SECRET-LINE-THAT-MUST-NOT-BE-QUOTED:19000:0:99999:7:::"
 MODEL = "model m {\n  input x: float[4]\n  out x -> fc: linear(4)\n}\n"
@@ -171,7 +171,7 @@ def test_a_good_include_still_works(tmp_path):
 
 
 def test_includes_nested_deeper_than_the_limit_are_a_located_error(tmp_path):
-    from nnspec.resolve import MAX_INCLUDE_DEPTH
+    from nnspec.lang.resolve import MAX_INCLUDE_DEPTH
 
     depth = 1_000  # 600 levels overflowed Python's stack before the limit
     for i in range(depth):

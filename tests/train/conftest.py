@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from nnspec.config import Call, ParallelSpec, TrainSpec
+from nnspec.lang.config import Call, ParallelSpec, TrainSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 

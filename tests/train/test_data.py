@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import nnspec
-from nnspec.config import Call
+from nnspec.lang.config import Call
 from nnspec.train import DataError, load_data, run
 
 from .conftest import PYTHON, ROOT, sections, subprocess_env

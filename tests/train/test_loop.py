@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 import nnspec
-from nnspec.config import Call, ParallelSpec
+from nnspec.lang.config import Call, ParallelSpec
 from nnspec.outputs import OutputError
 from nnspec.train import run
 from nnspec.train.data import load_data

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from nnspec.config import Call, TrainSpec
+from nnspec.lang.config import Call, TrainSpec
 from nnspec.train.metrics import MetricsLog, build_objective
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nnspec.config import Call, ParallelSpec, TrainSpec
+from nnspec.lang.config import Call, ParallelSpec, TrainSpec
 from nnspec.emit.deepspeed import emit_deepspeed_config
 from nnspec.train import TrainError
 from nnspec.train.loop import check_settings

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .diagnostics import Span
+from nnspec.lang.diagnostics import Span
 
 
 @dataclass(frozen=True)

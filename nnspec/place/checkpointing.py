@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from fnmatch import fnmatchcase
 
-from .ir import Child, Leaf, ModuleDef, Seq
+from nnspec.ir import Child, Leaf, ModuleDef, Seq
 
 
 def submodules(root: ModuleDef):

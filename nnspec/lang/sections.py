@@ -13,9 +13,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from . import syntax as S
-from .config import SECTIONS, Call, CompressSpec, ParallelSpec, TrainSpec
-from .diagnostics import Reporter, Span, did_you_mean
+from nnspec.lang import syntax as S
+from nnspec.lang.config import SECTIONS, Call, CompressSpec, ParallelSpec, TrainSpec
+from nnspec.lang.diagnostics import Reporter, Span, did_you_mean
 
 MAX_VALUE = 2 ** 62
 
@@ -122,8 +122,8 @@ def override_value(text: str) -> Any:
     Raises:
         ValueError: the text is not a setting value (the message says why).
     """
-    from .diagnostics import SpecError
-    from .parse import parse
+    from nnspec.lang.diagnostics import SpecError
+    from nnspec.lang.parse import parse
 
     try:
         file = parse(f"train {{\n  value = {text}\n}}\n", "--set")

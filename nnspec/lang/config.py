@@ -12,7 +12,7 @@ from typing import Any, Literal, NamedTuple, Optional, Union
 from pydantic import (BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt,
                       field_validator)
 
-from .sklearn_sets import SKLEARN
+from nnspec.data.sklearn_sets import SKLEARN
 
 
 class Call(BaseModel):
@@ -360,7 +360,7 @@ def check_train(train: TrainSpec, parallel: Optional[ParallelSpec] = None) -> li
     """Problems with the optimizer, schedule, loss and metrics: names, arguments, values."""
     import inspect
 
-    from .diagnostics import did_you_mean
+    from nnspec.lang.diagnostics import did_you_mean
 
     out: list[Problem] = []
     opt = train.optimizer
@@ -447,7 +447,7 @@ def check_train(train: TrainSpec, parallel: Optional[ParallelSpec] = None) -> li
 def objective_problems(train: TrainSpec) -> list[Problem]:
     """Problems with the loss and metrics: names, arguments, metrics that do not fit the loss
     (train.metrics.build_objective raises the first; check reports them all)."""
-    from .diagnostics import did_you_mean
+    from nnspec.lang.diagnostics import did_you_mean
 
     out: list[Problem] = []
     loss = train.loss
@@ -486,7 +486,7 @@ def top_k(call: Call) -> Any:
 
 
 def _argument_problems(call: Call, allowed: set[str], what: str) -> list[Problem]:
-    from .diagnostics import did_you_mean
+    from nnspec.lang.diagnostics import did_you_mean
 
     key = "loss" if what == "loss" else "metrics"
     out = []

@@ -21,11 +21,11 @@ from typing import Callable
 import torch
 from torch import nn
 
-from . import finetune, quantize, report
-from .checked import Plan
-from .distill import DistillLoss, teacher_model
-from .errors import CompressError, load_weights
-from .prune import Pruner
+from nnspec.compress import finetune, quantize, report
+from nnspec.compress.checked import Plan
+from nnspec.compress.distill import DistillLoss, teacher_model
+from nnspec.compress.errors import CompressError, load_weights
+from nnspec.compress.prune import Pruner
 
 
 @dataclass
@@ -92,7 +92,7 @@ def _compress(spec, plan: Plan, out_dir: Path, weights, log) -> dict:
 
 
 def _train(spec, log) -> nn.Module:
-    from ..train import run
+    from nnspec.train import run
 
     log(f"training {spec.name} first (no --weights): {spec.settings.train.epochs or 1} epochs")
     with tempfile.TemporaryDirectory() as tmp:
@@ -105,7 +105,7 @@ def _train(spec, log) -> nn.Module:
 # ---- the steps ---------------------------------------------------------------------------------
 
 def _finetune_lr(plan: Plan, session) -> float:
-    from ..config import optimizer_lr
+    from nnspec.lang.config import optimizer_lr
 
     return plan.settings.finetune_lr or optimizer_lr(session.train.optimizer) / 10
 
@@ -115,13 +115,13 @@ def _prune(state: State, plan: Plan, session) -> None:
     heads = tuple(p for p in plan.prune if p.method == "heads")
     masked = tuple(p for p in plan.prune if p.method not in ("channels", "heads"))
     if structured:
-        from .structured import prune_channels
+        from nnspec.compress.structured import prune_channels
 
         state.model, state.spec_text, state.spec = prune_channels(
             state.model, state.spec, structured, report.example_batch(session, 2))
         state.log(f"pruned channels: {report.count_params(state.model)[0]:,} parameters left")
     if heads:
-        from .heads import prune_heads
+        from nnspec.compress.heads import prune_heads
 
         state.model, state.spec_text, state.spec = prune_heads(state.model, state.spec, heads)
         state.log(f"pruned heads: {report.count_params(state.model)[0]:,} parameters left")
@@ -257,7 +257,7 @@ def _safetensors(model: nn.Module) -> bytes:
 def _write_folder(out_dir: Path, files: dict[str, bytes]) -> None:
     """Write every file into a staging folder, then move it onto `out_dir` in one step (an
     earlier compress output there is replaced whole; a folder with other files is refused)."""
-    from ..outputs import write_folder
+    from nnspec.outputs import write_folder
 
     write_folder(Path(out_dir), files, "compress")
 

@@ -1,7 +1,7 @@
 """How data must fit a model, as `nnspec train` loads it and `nnspec check` foresees it.
 
 The rules here are shared: train's loaders (nnspec.train.data) apply them to the arrays they
-load, and check (nnspec.datacheck) to the facts nnspec.datameta reads without loading, so the two
+load, and check (nnspec.data.check) to the facts nnspec.data.meta reads without loading, so the two
 refuse the same data in the same words. A rule returns a `DataProblem` (message, hint, code) or
 None; nothing here reads files or imports torch.
 """
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from .config import Call
+from nnspec.lang.config import Call
 
 # where a problem is reported: the data itself, its fit to the model's inputs, to its output
 CANNOT_READ, NOT_INPUT, NOT_OUTPUT = "E0731", "E0732", "E0733"

@@ -6,14 +6,13 @@ import re
 import warnings
 from functools import lru_cache
 from importlib import resources
-from pathlib import Path
 
 from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import (UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken,
                              VisitError)
 
-from . import syntax as S
-from .diagnostics import Diagnostic, Source, Span, SpecError
+from nnspec.lang import syntax as S
+from nnspec.lang.diagnostics import Diagnostic, Source, Span, SpecError
 
 GRAMMAR_NAME = "nnspec.lark"
 MAX_NESTING = 100  # a tree deeper than this is refused: the passes after parsing recurse on it
@@ -34,11 +33,8 @@ _TOKEN_WORDS = {
 
 
 def grammar_text() -> str:
-    """The grammar: from the package's data when installed, else from the repository's grammar/."""
-    packaged = resources.files("nnspec").joinpath("grammar").joinpath(GRAMMAR_NAME)
-    if packaged.is_file():
-        return packaged.read_text(encoding="utf-8")
-    return (Path(__file__).resolve().parent.parent / "grammar" / GRAMMAR_NAME).read_text("utf-8")
+    """The grammar, package data next to this module."""
+    return resources.files("nnspec.lang").joinpath(GRAMMAR_NAME).read_text(encoding="utf-8")
 
 
 class _SignStart(Exception):

@@ -1,10 +1,10 @@
 """What a data set is, known without loading it: samples, per-sample shapes, labels, classes.
 
 `nnspec check` reads these facts to refuse a train section whose data cannot feed the model, by
-the rules of nnspec.datafit that train's loaders apply too. Nothing here imports torch or reads
+the rules of nnspec.data.fit that train's loaders apply too. Nothing here imports torch or reads
 more than headers and small arrays: scikit-learn's sets are known constants (tested against the
 real loaders), npz files give their array headers, a torch file its tensor headers (read without
-torch, nnspec.torchfile), a CSV its header and first rows, an image folder its class folders, a
+torch, nnspec.data.torchfile), a CSV its header and first rows, an image folder its class folders, a
 text file its characters (when small). What cannot be known cheaply (a large CSV's labels, a
 torch file holding Parameters) is left unknown, and unknown facts raise no errors.
 """
@@ -16,12 +16,14 @@ import zipfile
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from .config import Call
-from .datafit import (NOT_OUTPUT, DataProblem, Labels, Meta, Want, bind, images_port_misfit,
-                      pick_arrays, positions_misfit, synthetic_shape, text_port_misfit,
-                      unreadable_npz, vocab_misfit, windows_misfit)
-from .diagnostics import did_you_mean
-from .sklearn_sets import SKLEARN
+from nnspec.lang.config import Call
+from nnspec.data.fit import (
+    NOT_OUTPUT, DataProblem, Labels, Meta, Want, bind, images_port_misfit, pick_arrays,
+    positions_misfit, synthetic_shape, text_port_misfit, unreadable_npz, vocab_misfit,
+    windows_misfit
+)
+from nnspec.lang.diagnostics import did_you_mean
+from nnspec.data.sklearn_sets import SKLEARN
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
@@ -172,11 +174,11 @@ def _label_stats(y) -> Labels:
 
 
 def _pt(want: Want, path: Any, x: str = "x", y: str = "y") -> Optional[Meta]:
-    """What a torch file holds, read without torch (nnspec.torchfile); None where only
+    """What a torch file holds, read without torch (nnspec.data.torchfile); None where only
     torch.load could tell (a Parameter, bfloat16, a file of another format)."""
     import numpy as np
 
-    from .torchfile import TensorHeader, TorchFile
+    from nnspec.data.torchfile import TensorHeader, TorchFile
 
     full = want.file(path)
     try:

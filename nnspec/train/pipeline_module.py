@@ -1,6 +1,6 @@
 """Pipeline training under the runner: a DeepSpeed PipelineModule built from the spec's partition.
 
-The compiler places the model (nnspec/pipeline.py): one pipeline layer per unit, stage bounds on
+The compiler places the model (nnspec/place/partition.py): one pipeline layer per unit, stage bounds on
 single-tensor edges, tied layers for weights shared across stages. Here each unit's emitted class
 (emit/pipeline.py) becomes a `LayerSpec`, or a `TiedLayerSpec` when its weights are shared with a
 unit on another stage; the PipelineModule takes the compiler's bounds instead of partitioning
@@ -14,9 +14,9 @@ from __future__ import annotations
 from functools import partial
 import torch
 
-from ..config import ParallelSpec, TrainSpec
-from .distributed import DeepSpeedBackend
-from .errors import TrainError
+from nnspec.lang.config import ParallelSpec, TrainSpec
+from nnspec.train.distributed import DeepSpeedBackend
+from nnspec.train.errors import TrainError
 
 
 def data_rank(rank: int, world: int, stages: int) -> tuple[int, int]:
@@ -41,8 +41,8 @@ class PipelineBackend(DeepSpeedBackend):
     def __init__(self, spec, train: TrainSpec, parallel: ParallelSpec, config: dict, objective):
         from deepspeed.pipe import LayerSpec, PipelineModule, TiedLayerSpec
 
-        from ..emit.module import load_module
-        from ..emit.pipeline import unit_class
+        from nnspec.emit.module import load_module
+        from nnspec.emit.stages import unit_class
 
         part = spec.partition
         generated = load_module(spec.pipeline_source())
@@ -62,7 +62,7 @@ class PipelineBackend(DeepSpeedBackend):
             builder = builds[(tie.key, part.stage_of(unit.index))] == unit.index
             layers.append(TiedLayerSpec(tie.key, cls, model, tied_weight_attr=tie.attrs[unit.index],
                                         forward_fn=None if builder else partial(_run, cls(model))))
-        from ..checkpointing import checkpointed
+        from nnspec.place.checkpointing import checkpointed
         paths, _ = checkpointed(spec.ir, parallel.activation_checkpointing)
         recompute = [unit_class(u) for u in part.units if u.path and any(
             u.path == p or u.path.startswith(p + ".") or p.startswith(u.path + ".") for p in paths)]
@@ -127,7 +127,7 @@ class PipelineBackend(DeepSpeedBackend):
     def state_dict(self) -> dict[str, torch.Tensor] | None:
         """The whole model's fp32 weights under the spec's names, gathered on rank 0 from the
         first data-parallel replica of every stage."""
-        from .distributed import _cpu_float
+        from nnspec.train.distributed import _cpu_float
         local = {}
         if self.data_rank == 0:
             start = self.part.bounds[self.stage]

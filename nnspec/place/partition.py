@@ -23,10 +23,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from .config import ParallelSpec
-from .diagnostics import Span
-from .ir import Child, Leaf, ModuleDef, Op, Seq, Value, count_params, iter_params
-from .layers.base import T, numel
+from nnspec.lang.config import ParallelSpec
+from nnspec.lang.diagnostics import Span
+from nnspec.ir import Child, Leaf, ModuleDef, Op, Seq, Value, count_params, iter_params
+from nnspec.layers.base import T, numel
 
 
 class PipelineError(Exception):
@@ -333,7 +333,7 @@ def partition(root: ModuleDef, parallel: ParallelSpec) -> Partition:
 def _start_of(part: Partition, name: str, cuts: list[int]) -> int:
     matches = [u for u in part.units if u.path == name or u.path.startswith(name + ".")]
     if not matches:
-        from .diagnostics import did_you_mean
+        from nnspec.lang.diagnostics import did_you_mean
         names = [u.path for u in part.units if u.path]
         raise PipelineError("stage_boundaries", f"stage_boundaries: no layer `{name}` at the top "
                             "level of the model", did_you_mean(name, names) or

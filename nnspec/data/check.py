@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import syntax as S
-from .config import LOSS_TARGETS
-from .datafit import NOT_INPUT, NOT_OUTPUT, DataProblem, Port, Want, describe, fit_problems
-from .datameta import read_meta, unknown_data_set
-from .diagnostics import Reporter, Span
-from .ir import ModuleDef
-from .resolve import Program
-from .sections import Settings
+from nnspec.lang import syntax as S
+from nnspec.lang.config import LOSS_TARGETS
+from nnspec.data.fit import NOT_INPUT, NOT_OUTPUT, DataProblem, Port, Want, describe, fit_problems
+from nnspec.data.meta import read_meta, unknown_data_set
+from nnspec.lang.diagnostics import Reporter, Span
+from nnspec.ir import ModuleDef
+from nnspec.lang.resolve import Program
+from nnspec.lang.sections import Settings
 
 
 def check_data(ir: ModuleDef | None, program: Program, settings: Settings, reporter: Reporter,

@@ -18,13 +18,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from . import syntax as S
-from .diagnostics import Reporter, SpecError, Span, did_you_mean
-from .ir import Leaf, ModuleDef, Op, Seq, Value, child_ins, clone, count_params, verify_identities
-from .layers import REGISTRY, Layer, ShapeError, T, fmt_shape
-from .layers.base import numel
-from .lower import name_children
-from .resolve import Program
+from nnspec.lang import syntax as S
+from nnspec.lang.diagnostics import Reporter, SpecError, Span, did_you_mean
+from nnspec.ir import (
+    Leaf, ModuleDef, Op, Seq, Value, child_ins, clone, count_params, verify_identities
+)
+from nnspec.layers import REGISTRY, Layer, ShapeError, T, fmt_shape
+from nnspec.layers.base import numel
+from nnspec.ir.lower import name_children
+from nnspec.lang.resolve import Program
 
 DEFAULT_MAX_PARAMS = 10_000_000_000
 MAX_REPEAT = 10_000
@@ -722,7 +724,7 @@ class Checker:
             if not isinstance(dim, int) or isinstance(dim, bool):
                 raise self.error("E0302", "`size` takes an integer dim", node.args[1].span)
             try:
-                from .layers.base import norm_dim
+                from nnspec.layers.base import norm_dim
                 return shape[norm_dim(dim, len(shape), "size")]
             except ShapeError as err:
                 raise self.error("E0402", err.message, node.args[1].span, err.help) from None

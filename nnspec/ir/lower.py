@@ -7,7 +7,7 @@ import keyword
 import re
 from dataclasses import dataclass, field
 
-from .ir import Child, Leaf, ModuleDef, Seq, Value
+from nnspec.ir import Child, Leaf, ModuleDef, Seq, Value
 
 RESERVED = set(keyword.kwlist) | {"self", "torch", "nn", "F", "math", "super", "print", "len",
                                   "range", "forward", "training", "m"}

@@ -16,9 +16,9 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import syntax as S
-from .diagnostics import did_you_mean, Reporter, Source, SpecError, Span, display_path
-from .parse import parse
+from nnspec.lang import syntax as S
+from nnspec.lang.diagnostics import did_you_mean, Reporter, Source, SpecError, Span, display_path
+from nnspec.lang.parse import parse
 
 MAX_INCLUDE_DEPTH = 64  # files including files; a chain of 1,000 overflowed Python's stack
 MAX_FILE_BYTES = 4 * 1024 * 1024  # a spec is a short text; refuse anything larger

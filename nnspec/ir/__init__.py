@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Union
 
-from .diagnostics import Span
-from .layers.base import Layer, T, numel
+from nnspec.lang.diagnostics import Span
+from nnspec.layers.base import Layer, T, numel
 
 
 @dataclass(eq=False)

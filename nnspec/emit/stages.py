@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import re
 
-from ..ir import Value
-from ..lower import Lowered
-from ..pipeline import Partition, Unit
-from ..layers.base import py
-from .source import _doc_where, _item_call, _op_lines, _shape
-from .text import doc_text
+from nnspec.ir import Value
+from nnspec.ir.lower import Lowered
+from nnspec.place.partition import Partition, Unit
+from nnspec.layers.base import py
+from nnspec.emit.source import _doc_where, _item_call, _op_lines, _shape
+from nnspec.emit.text import doc_text
 
 
 def unit_class(unit: Unit) -> str:
