@@ -11,9 +11,6 @@ from __future__ import annotations
 import copy
 import functools
 import keyword
-import types
-import typing
-from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
@@ -21,102 +18,23 @@ from pydantic import ValidationError
 from nnspec.lang import syntax as S
 from nnspec.lang.diagnostics import Reporter, SpecError, Span, did_you_mean
 from nnspec.ir import (
-    Leaf, ModuleDef, Op, Seq, Value, child_ins, clone, count_params, verify_identities
+    Leaf, ModuleDef, Op, Seq, Value, child_ins, clone, verify_identities
 )
 from nnspec.layers import REGISTRY, Layer, ShapeError, T, fmt_shape
 from nnspec.layers.base import numel
 from nnspec.ir.lower import name_children
 from nnspec.lang.resolve import Program
+from nnspec.lang.check.templates import (
+    BlockT, KindT, ModRef, NamedT, RepeatT, SeqT, Template, required_inputs as _required_inputs,
+    unrolled_size as _size,
+)
+from nnspec.lang.check.values import (
+    BUILTINS, DTYPES, MAX_DEPTH, MAX_INT, MAX_OPS, MAX_REPEAT, POISON, Abort as _Abort, Builtin,
+    Scope, describe as _describe, freeze as _freeze, is_plain as _is_plain, show as _show,
+    signature as _signature, type_hint as _type_hint,
+)
 
 DEFAULT_MAX_PARAMS = 10_000_000_000
-MAX_REPEAT = 10_000
-MAX_OPS = 200_000
-MAX_DEPTH = 64
-MAX_INT = 2 ** 62
-DTYPES = {"float": "float", "long": "long", "int": "long", "bool": "bool"}
-
-
-class _Abort(Exception):
-    """Unwinds one statement after its error has been reported (or silently for a poisoned value)."""
-
-
-class _Poison:
-    """Stands for a value whose statement failed, so later uses do not report again."""
-
-
-POISON = _Poison()
-
-
-# ---- values of the elaboration ------------------------------------------------------------
-@dataclass(eq=False)
-class Template:
-    """A layer not yet applied: a layer kind or block with arguments, a list, or a repeat."""
-
-    span: Span
-    bound: list[Value] = field(default_factory=list)        # tensors given positionally
-    bound_kw: dict[str, Value] = field(default_factory=dict)  # tensors given by keyword
-
-
-@dataclass(eq=False)
-class KindT(Template):
-    cls: type[Layer] = None  # type: ignore[assignment]
-    pos: list[tuple[Any, Span]] = field(default_factory=list)
-    kw: dict[str, tuple[Any, Span]] = field(default_factory=dict)
-    tie: tuple["ModRef", Span] | None = None
-
-
-@dataclass(eq=False)
-class BlockT(Template):
-    defn: S.Definition = None  # type: ignore[assignment]
-    pos: list[tuple[Any, Span]] = field(default_factory=list)
-    kw: dict[str, tuple[Any, Span]] = field(default_factory=dict)
-
-
-@dataclass(eq=False)
-class SeqT(Template):
-    items: list[Template] = field(default_factory=list)
-
-
-@dataclass(eq=False)
-class RepeatT(Template):
-    item: Template = None  # type: ignore[assignment]
-    count: int = 1
-
-
-@dataclass(eq=False)
-class NamedT(Template):
-    name: str = ""
-    name_span: Span = None  # type: ignore[assignment]
-    item: Template = None  # type: ignore[assignment]
-
-
-@dataclass(eq=False)
-class ModRef(Template):
-    """An existing child module, by name: applying it again shares its weights."""
-
-    path: list[str] = field(default_factory=list)
-    child: Any = None
-    scope: "Scope" = None  # type: ignore[assignment]
-
-
-@dataclass(eq=False)
-class Builtin:
-    name: str
-
-
-BUILTINS = {"channels", "size", "ndim", "min", "max", "int", "float"}
-
-
-# ---- scopes -------------------------------------------------------------------------------
-@dataclass(eq=False)
-class Scope:
-    module: ModuleDef
-    params: dict[str, Any]
-    locals: dict[str, Any] = field(default_factory=dict)    # constants and tensors by name
-    layers: dict[str, Any] = field(default_factory=dict)    # named children by name
-    cursor: Any = None
-    read: set[int] = field(default_factory=set)              # ids of tensors read by name
-    instantiated_at: list[tuple[str, Span]] = field(default_factory=list)
 
 
 class Checker:
@@ -1140,23 +1058,6 @@ def _input_spec(cls: type[Layer]) -> tuple[list[str], list[str], bool]:
     return required, optional, any(n.startswith("*") for n in spec)
 
 
-def _required_inputs(t: Template) -> int:
-    if isinstance(t, NamedT):
-        return _required_inputs(t.item)
-    if isinstance(t, KindT):
-        return sum(1 for n in t.cls.inputs if not n.endswith("?"))
-    if isinstance(t, BlockT):
-        if t.defn.alias is not None:
-            return 1
-        return sum(len(st.decls) for st in t.defn.body if isinstance(st, S.Inputs))
-    if isinstance(t, ModRef):
-        child = t.child
-        if isinstance(child, Leaf):
-            return sum(1 for n in type(child.layer).inputs if not n.endswith("?"))
-        return len(child.inputs) if isinstance(child, ModuleDef) else 1
-    return 1
-
-
 def _names_defined(stmt: S.Node) -> list[str]:
     """Names a failed statement would have defined, so later uses stay quiet."""
     if isinstance(stmt, S.Assign):
@@ -1167,113 +1068,11 @@ def _names_defined(stmt: S.Node) -> list[str]:
     return [node.name] if isinstance(node, S.Named) else []
 
 
-def _size(tmpl) -> int:
-    """How many layers a template unrolls to (a block counts as one)."""
-    if isinstance(tmpl, RepeatT):
-        return tmpl.count * _size(tmpl.item)
-    if isinstance(tmpl, SeqT):
-        return sum(_size(i) for i in tmpl.items)
-    if isinstance(tmpl, NamedT):
-        return _size(tmpl.item)
-    return 1
-
-
 def _within(inner: Span | None, outer: Span) -> bool:
     """Whether `inner` lies inside `outer` (same file)."""
     return (inner is not None and inner.source is outer.source
             and (outer.line, outer.col) <= (inner.line, inner.col)
             and (inner.end_line, inner.end_col) <= (outer.end_line, outer.end_col))
-
-
-def _is_plain(v) -> bool:
-    if isinstance(v, tuple):
-        return all(_is_plain(x) for x in v)
-    return isinstance(v, (int, float, str, bool))
-
-
-def _freeze(params: dict) -> tuple:
-    return tuple(sorted((k, (type(v).__name__, v)) for k, v in params.items()))
-
-
-def _signature(name: str, params: dict) -> str:
-    return f"{name}({', '.join(f'{k}={_show(v)}' for k, v in params.items())})"
-
-
-def _show(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, str):
-        return f'"{v}"'
-    if isinstance(v, tuple):
-        return "[" + ", ".join(_show(x) for x in v) + "]"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    return _describe(v)
-
-
-def _describe(v) -> str:
-    if isinstance(v, Value):
-        return f"a tensor {v.type}"
-    if isinstance(v, ModRef):
-        return f"the layer `{'.'.join(v.path)}`"
-    if isinstance(v, KindT):
-        return f"the layer kind `{v.cls.kind}`"
-    if isinstance(v, BlockT):
-        return f"the block `{v.defn.name}`"
-    if isinstance(v, Template):
-        return "a layer"
-    if isinstance(v, Builtin):
-        return f"the function `{v.name}`"
-    if isinstance(v, bool):
-        return "a boolean"
-    if isinstance(v, int):
-        return f"the integer {v}"
-    if isinstance(v, float):
-        return f"the number {v}"
-    if isinstance(v, str):
-        return f'the string "{v}"'
-    if isinstance(v, tuple):
-        return f"a list of {len(v)}"
-    return "a value"
-
-
-def _type_hint(cls: type[Layer], fname: str) -> str | None:
-    f = cls.model_fields.get(fname)
-    if f is None:
-        return None
-    ann = _type_words(f.annotation, f.metadata)
-    desc = f": {f.description}" if f.description else ""
-    return f"`{fname}` is {ann}{desc}"
-
-
-def _type_words(ann, metadata=()) -> str:
-    """A field's type in a user's words: `a positive integer or a list of positive integers`."""
-    origin, args = typing.get_origin(ann), typing.get_args(ann)
-    if origin is typing.Annotated:
-        return _type_words(args[0], list(metadata) + list(ann.__metadata__))
-    if origin in (typing.Union, types.UnionType):
-        words = [_type_words(a, metadata) for a in args if a is not type(None)]
-        return " or ".join(dict.fromkeys(words))
-    if origin is typing.Literal:
-        return ("one of " if len(args) > 1 else "") + ", ".join(_show(a) for a in args)
-    if origin is tuple:
-        item = _type_words(args[0]) if args else "a value"
-        for old, new in (("a ", ""), ("an ", ""), ("integer", "integers"), ("number", "numbers")):
-            item = item.replace(old, new)
-        return "a list of " + item
-    if ann is bool:
-        return "true or false"
-    if ann not in (int, float):
-        return getattr(ann, "__name__", str(ann))
-    noun = "integer" if ann is int else "number"
-    low = {type(m).__name__: m for m in metadata}
-    if "Ge" in low and "Le" in low:
-        return f"a number from {low['Ge'].ge} to {low['Le'].le}"
-    if "Gt" in low and low["Gt"].gt == 0:
-        return f"a positive {noun}"
-    if "Ge" in low and low["Ge"].ge == 0:
-        return f"a non-negative {noun}"
-    return f"an {noun}" if noun == "integer" else f"a {noun}"
 
 
 def check(program: Program, model: str | None = None, overrides: dict[str, Any] | None = None,
