@@ -94,3 +94,8 @@ def unrolled_size(tmpl) -> int:
     if isinstance(tmpl, NamedT):
         return unrolled_size(tmpl.item)
     return 1
+
+
+def satisfied(t: Template) -> bool:
+    """Whether a template's bound tensors cover every input it requires."""
+    return len(t.bound) >= required_inputs(t) if (t.bound or t.bound_kw) else False
