@@ -29,6 +29,8 @@ class LayerApplier:
 
     def emit(self, target, layer, ins, kw, scope: Scope, span: Span, hint: str | None,
              reuse: bool = False):
+        """Record the op applying `target` (a child module, or None for a function) to `ins` and
+        keyword tensors `kw`; returns its output tensor, or a tuple of them."""
         outs = self.infer(target, layer, ins, kw, span)
         if kw and layer is not None:
             self.check_keywords(layer, target is None, [v.type for v in ins],

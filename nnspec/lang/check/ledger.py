@@ -42,11 +42,13 @@ class ParamLedger:
             raise self.error("E0501", f"the model has more than {MAX_OPS} operations", span)
 
     def add_op(self, span: Span) -> None:
+        """Count one emitted operation."""
         self.ops += 1
         if self.ops > MAX_OPS:
             raise self.error("E0501", f"the model has more than {MAX_OPS} operations", span)
 
     def count(self, leaf: Leaf, span: Span) -> None:
+        """Count a new layer's parameters (and the layer itself) against the limits."""
         try:
             params = leaf.layer.params(leaf.ins)
         except MemoryError:  # e.g. a recurrent layer asked for 10**17 stacked layers
@@ -98,6 +100,7 @@ class ParamLedger:
                              f"`{ref.path[-1]}2: ...`")
 
     def tie(self, leaf: Leaf, tie: tuple[ModRef, Span], scope: Scope) -> None:
+        """`tie=other`: `leaf` uses `other`'s weight, which must have the same shape."""
         ref, span = tie
         target = ref.child
         mine = leaf.layer.params(leaf.ins).get("weight")
