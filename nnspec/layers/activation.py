@@ -6,7 +6,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, PositiveInt
 
-from nnspec.layers.base import Layer, T, norm_dim, py, register
+from nnspec.layers.base import Layer, ShapeError, fmt_shape, norm_dim, py, register, variant
 
 
 class _Activation(Layer):
@@ -26,13 +26,10 @@ class _Activation(Layer):
         return f"{self.functional}({args[0]}{', ' + kw if kw else ''})"
 
 
-def _simple(kind: str, torch_name: str, functional: str, doc: str) -> type[_Activation]:
-    cls = type(kind.title().replace("_", ""), (_Activation,), {
-        "__doc__": doc, "__module__": __name__,
-        "__annotations__": {"kind": ClassVar[str], "torch_name": ClassVar[str],
-                            "functional": ClassVar[str]},
-        "kind": kind, "torch_name": torch_name, "functional": functional})
-    return register(cls)
+def _simple(kind: str, torch_name: str, functional: str, doc: str) -> type[Layer]:
+    """An activation without arguments, named as the seed named its classes (`Relu6`)."""
+    return variant(_Activation, kind, torch_name, doc, name=kind.title().replace("_", ""),
+                   functional=functional)
 
 
 _simple("relu", "nn.ReLU", "torch.relu", "max(0, x).")
@@ -117,7 +114,6 @@ class Prelu(_Activation):
     def infer(self, ins):
         (x,) = ins
         if self.num_parameters != 1 and (not x.shape or x.shape[0] != self.num_parameters):
-            from nnspec.layers.base import ShapeError, fmt_shape
             raise ShapeError(f"prelu with num_parameters={self.num_parameters} needs that many "
                              f"channels (dim 1), got {fmt_shape(x.shape)}")
         return x
@@ -141,19 +137,7 @@ class _SoftmaxLike(_Activation):
         return f"{self.functional}({args[0]}, dim={py(self.dim)})"
 
 
-@register
-class Softmax(_SoftmaxLike):
-    """Softmax over `dim` (torch dims: 0 is the batch)."""
-
-    kind: ClassVar[str] = "softmax"
-    torch_name: ClassVar[str] = "nn.Softmax"
-    functional: ClassVar[str] = "torch.softmax"
-
-
-@register
-class LogSoftmax(_SoftmaxLike):
-    """log(softmax(x)) over `dim`."""
-
-    kind: ClassVar[str] = "log_softmax"
-    torch_name: ClassVar[str] = "nn.LogSoftmax"
-    functional: ClassVar[str] = "torch.log_softmax"
+Softmax = variant(_SoftmaxLike, "softmax", "nn.Softmax",
+                  "Softmax over `dim` (torch dims: 0 is the batch).", functional="torch.softmax")
+LogSoftmax = variant(_SoftmaxLike, "log_softmax", "nn.LogSoftmax", "log(softmax(x)) over `dim`.",
+                     functional="torch.log_softmax")
