@@ -10,19 +10,19 @@ from nnspec.layers.base import Layer, ShapeError, fmt_shape, norm_dim, py, regis
 
 
 class _Activation(Layer):
-    """An elementwise function; `functional` is the torch function for an unnamed use."""
+    """An elementwise function; `functional` is the torch function for an unnamed use. Its
+    arguments are the torch class's keyword arguments, under the same names."""
 
     category: ClassVar[str] = "activation"
     functional: ClassVar[str] = ""
-    ctor_args: ClassVar[tuple[str, ...]] = ()
 
     def init_source(self, ins):
-        return f"{self.torch_name}({self.kwargs_source(list(self.ctor_args))})"
+        return f"{self.torch_name}({self.kwargs_source(self.arg_names())})"
 
     def functional_source(self, args, ins):
         if not self.functional:
             return None
-        kw = self.kwargs_source(list(self.ctor_args))
+        kw = self.kwargs_source(self.arg_names())
         return f"{self.functional}({args[0]}{', ' + kw if kw else ''})"
 
 
@@ -51,7 +51,6 @@ class Gelu(_Activation):
     kind: ClassVar[str] = "gelu"
     torch_name: ClassVar[str] = "nn.GELU"
     functional: ClassVar[str] = "F.gelu"
-    ctor_args: ClassVar[tuple[str, ...]] = ("approximate",)
     approximate: Literal["none", "tanh"] = Field("none", description="'tanh' for the tanh approximation")
 
 
@@ -62,7 +61,6 @@ class LeakyRelu(_Activation):
     kind: ClassVar[str] = "leaky_relu"
     torch_name: ClassVar[str] = "nn.LeakyReLU"
     functional: ClassVar[str] = "F.leaky_relu"
-    ctor_args: ClassVar[tuple[str, ...]] = ("negative_slope",)
     negative_slope: float = Field(0.01, description="slope for negative inputs")
 
 
@@ -73,7 +71,6 @@ class Elu(_Activation):
     kind: ClassVar[str] = "elu"
     torch_name: ClassVar[str] = "nn.ELU"
     functional: ClassVar[str] = "F.elu"
-    ctor_args: ClassVar[tuple[str, ...]] = ("alpha",)
     alpha: float = Field(1.0, description="saturation value for negative inputs")
 
 
@@ -84,7 +81,6 @@ class Softplus(_Activation):
     kind: ClassVar[str] = "softplus"
     torch_name: ClassVar[str] = "nn.Softplus"
     functional: ClassVar[str] = "F.softplus"
-    ctor_args: ClassVar[tuple[str, ...]] = ("beta", "threshold")
     beta: float = Field(1.0, description="sharpness")
     threshold: float = Field(20.0, description="above beta*x > threshold the function is linear")
 
@@ -96,7 +92,6 @@ class Hardtanh(_Activation):
     kind: ClassVar[str] = "hardtanh"
     torch_name: ClassVar[str] = "nn.Hardtanh"
     functional: ClassVar[str] = "F.hardtanh"
-    ctor_args: ClassVar[tuple[str, ...]] = ("min_val", "max_val")
     min_val: float = Field(-1.0, description="lower clamp")
     max_val: float = Field(1.0, description="upper clamp")
 
@@ -107,7 +102,6 @@ class Prelu(_Activation):
 
     kind: ClassVar[str] = "prelu"
     torch_name: ClassVar[str] = "nn.PReLU"
-    ctor_args: ClassVar[tuple[str, ...]] = ("num_parameters", "init")
     num_parameters: PositiveInt = Field(1, description="1 (shared slope) or the channel count")
     init: float = Field(0.25, description="initial slope")
 
@@ -123,7 +117,6 @@ class Prelu(_Activation):
 
 
 class _SoftmaxLike(_Activation):
-    ctor_args: ClassVar[tuple[str, ...]] = ("dim",)
     dim: int = Field(-1, description="the dim to normalize over (0 is the batch)")
 
     def infer(self, ins):
