@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict
 
 Shape = tuple[int, ...]
+ANY_DTYPE = ("float", "long", "bool")  # input_dtypes of a kind that takes every dtype
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from typing import ClassVar
 
 from pydantic import Field, PositiveInt
 
-from nnspec.layers.base import Layer, ShapeError, T, fmt_shape, numel, py, register
+from nnspec.layers.base import ANY_DTYPE, Layer, ShapeError, T, fmt_shape, numel, py, register
 
 
 class _Affine(Layer):
@@ -79,7 +79,7 @@ class Identity(Layer):
     kind: ClassVar[str] = "identity"
     torch_name: ClassVar[str] = "nn.Identity"
     category: ClassVar[str] = "activation"
-    input_dtypes: ClassVar[tuple[str, ...]] = ("float", "long", "bool")
+    input_dtypes: ClassVar[tuple[str, ...]] = ANY_DTYPE
 
     def init_source(self, ins):
         return "nn.Identity()"

@@ -11,11 +11,9 @@ from typing import ClassVar, Literal, Optional, Union
 
 from pydantic import Field, PositiveFloat, PositiveInt, field_validator
 
-from nnspec.layers.base import (Layer, ShapeError, T, fmt_shape, norm_dim, numel, py, register,
-                                variant)
+from nnspec.layers.base import (ANY_DTYPE, Layer, ShapeError, T, fmt_shape, norm_dim, numel, py,
+                                register, variant)
 from nnspec.layers.tensor import FunctionalOnly, promote
-
-ANY_DTYPE = ("float", "long", "bool")
 
 
 def _dims(dim: Union[int, tuple[int, ...]], rank: int, what: str) -> list[int]:
