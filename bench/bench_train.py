@@ -78,7 +78,7 @@ class NnspecSteps:
 
     def __init__(self, spec, data, batch: int):
         from nnspec.train.local import LocalBackend
-        from nnspec.train.loop import BatchPlan
+        from nnspec.train.batches import BatchPlan
         from nnspec.train.metrics import build_objective
 
         self.train = TrainSpec(steps=10_000, batch_size=batch,

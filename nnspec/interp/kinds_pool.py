@@ -11,22 +11,24 @@ _MAX = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
 _AVG = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}
 
 
-@kind("maxpool1d", "maxpool2d", "maxpool3d")
-def max_pool(layer, w, args, kwargs, ctx):
+def _window(layer) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """kernel, stride (the kernel when not given) and padding, one per spatial dim."""
     dims = layer.dims
     k = ntuple(layer.kernel_size, dims)
     s = k if layer.stride is None else ntuple(layer.stride, dims)
-    return _MAX[dims](args[0], k, s, ntuple(layer.padding, dims), ntuple(layer.dilation, dims),
-                      ceil_mode=layer.ceil_mode)
+    return k, s, ntuple(layer.padding, dims)
+
+
+@kind("maxpool1d", "maxpool2d", "maxpool3d")
+def max_pool(layer, w, args, kwargs, ctx):
+    return _MAX[layer.dims](args[0], *_window(layer), ntuple(layer.dilation, layer.dims),
+                            ceil_mode=layer.ceil_mode)
 
 
 @kind("avgpool1d", "avgpool2d", "avgpool3d")
 def avg_pool(layer, w, args, kwargs, ctx):
-    dims = layer.dims
-    k = ntuple(layer.kernel_size, dims)
-    s = k if layer.stride is None else ntuple(layer.stride, dims)
-    return _AVG[dims](args[0], k, s, ntuple(layer.padding, dims), ceil_mode=layer.ceil_mode,
-                      count_include_pad=layer.count_include_pad)
+    return _AVG[layer.dims](args[0], *_window(layer), ceil_mode=layer.ceil_mode,
+                            count_include_pad=layer.count_include_pad)
 
 
 def _adaptive_windows(x: torch.Tensor, out: tuple, reduce):

@@ -1,25 +1,27 @@
-"""Parse: .nn source text -> syntax nodes with spans (Lark, LALR)."""
+"""Parse: .nn source text -> syntax nodes with spans (Lark, LALR).
+
+Here: the scans that refuse too-deep or too-long input before Lark sees it, the parse itself, and
+syntax errors turned into diagnostics with hints. The Lark tree -> syntax nodes step is
+nnspec.lang.to_syntax.
+"""
 from __future__ import annotations
 
-import ast
 import re
-import warnings
 from functools import lru_cache
 from importlib import resources
 
-from lark import Lark, Token, Transformer, Tree, v_args
-from lark.exceptions import (UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken,
-                             VisitError)
+from lark import Lark, Token, Tree
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from nnspec.lang import syntax as S
 from nnspec.lang.diagnostics import Diagnostic, Source, Span, SpecError
+from nnspec.lang.to_syntax import to_syntax
 
 GRAMMAR_NAME = "nnspec.lark"
 MAX_NESTING = 100  # a tree deeper than this is refused: the passes after parsing recurse on it
 # tokens in one statement: Lark spends tens of microseconds a token, so a 100,000-term sum took
 # seconds to refuse; real statements (a long list of layers included) stay far below this
 MAX_STATEMENT_TOKENS = 10_000
-MAX_INT_DIGITS = 18  # literals beyond this are refused: no spec needs 10**18 of anything
 
 # What a user would call each terminal in "expected ..." hints.
 _TOKEN_WORDS = {
@@ -94,14 +96,7 @@ def parse(text: str, name: str = "<string>") -> S.File:
             "a new line ends the statement above it: wrap an expression that spans lines in "
             "parentheses, e.g. `y = (x -> relu) + x`, or end the line before with `\\`")]) from None
     _check_nesting(tree, source)
-    try:
-        return _ToSyntax(source).transform(tree)
-    except _LiteralError as err:
-        raise SpecError([err.diag]) from None
-    except VisitError as err:  # Lark wraps what a transformer method raises
-        if isinstance(err.orig_exc, _LiteralError):
-            raise SpecError([err.orig_exc.diag]) from None
-        raise
+    return to_syntax(tree, source)
 
 
 def _too_deep(source: Source, pos: int, message: str, help: str | None = None) -> SpecError:
@@ -356,175 +351,3 @@ def _expected_hint(expected) -> str | None:
         words = words[:6] + ["..."]
     return "expected " + (" or ".join(words) if len(words) <= 2 else
                           ", ".join(words[:-1]) + " or " + words[-1])
-
-
-class _LiteralError(Exception):
-    def __init__(self, diag: Diagnostic):
-        self.diag = diag
-
-
-
-
-# binary operators from loosest to tightest
-_PRECEDENCE = [{"or"}, {"and"}, {"==", "!=", "<", "<=", ">", ">="}, {"+", "-"},
-               {"*", "/", "//", "%", "@"}]
-
-
-@v_args(meta=True)
-class _ToSyntax(Transformer):
-    def __init__(self, source: Source):
-        super().__init__()
-        self.source = source
-
-    def _span(self, meta) -> Span:
-        if getattr(meta, "empty", False):
-            return Span(self.source, 1, 1, 1, 2)
-        return Span(self.source, meta.line, meta.column, meta.end_line, meta.end_column)
-
-    def _tok_span(self, tok: Token) -> Span:
-        return Span(self.source, tok.line, tok.column, tok.end_line, tok.end_column)
-
-    # top level
-    def start(self, meta, items):
-        return S.File(self._span(meta), tuple(items))
-
-    def use(self, meta, ch):
-        return S.Use(self._span(meta), _string(ch[0], self, ch[0]))
-
-    def const(self, meta, ch):
-        return S.Const(self._span(meta), str(ch[0]), ch[1])
-
-    def model(self, meta, ch):
-        return S.Definition(self._span(meta), True, str(ch[0]), ch[1] or (), ch[2])
-
-    def block(self, meta, ch):
-        return S.Definition(self._span(meta), False, str(ch[0]), ch[1] or (), ch[2])
-
-    def block_alias(self, meta, ch):
-        return S.Definition(self._span(meta), False, str(ch[0]), ch[1] or (), (), ch[2])
-
-    def section(self, meta, ch):
-        return S.Section(self._span(meta), str(ch[0]), self._tok_span(ch[0]), tuple(ch[1:]))
-
-    def setting(self, meta, ch):
-        return S.Setting(self._span(meta), str(ch[0]), self._tok_span(ch[0]), ch[1])
-
-    def params(self, meta, ch):
-        return tuple(p for p in ch if p is not None)
-
-    def param(self, meta, ch):
-        return S.Param(self._span(meta), str(ch[0]), ch[1])
-
-    def body(self, meta, ch):
-        return tuple(ch)
-
-    # statements
-    def inputs(self, meta, ch):
-        return S.Inputs(self._span(meta), tuple(ch))
-
-    def input(self, meta, ch):
-        return S.InputDecl(self._span(meta), str(ch[0]), ch[1])
-
-    def outputs(self, meta, ch):
-        return S.Outputs(self._span(meta), tuple(ch))
-
-    def assign(self, meta, ch):
-        return S.Assign(self._span(meta), tuple(str(c) for c in ch[:-1]), ch[-1])
-
-    def expr_stmt(self, meta, ch):
-        return S.ExprStmt(self._span(meta), ch[0])
-
-    # expressions
-    def pipe(self, meta, ch):
-        return S.Pipe(self._span(meta), ch[0], ch[1])
-
-    def when(self, meta, ch):
-        return S.When(self._span(meta), ch[0], ch[1])
-
-    def named(self, meta, ch):
-        return S.Named(self._span(meta), str(ch[0]), self._tok_span(ch[0]), ch[1])
-
-    def operators(self, meta, ch):
-        """`a op b op c ...` arrives flat; fold it by precedence, left to right within a level."""
-        operands, ops = ch[0::2], [str(t) for t in ch[1::2]]
-
-        def fold(lo: int, hi: int, level: int):
-            if level == len(_PRECEDENCE):
-                return operands[lo]
-            node, start = None, lo
-            for i in range(lo, hi):
-                if ops[i] in _PRECEDENCE[level]:
-                    right = fold(start, i, level + 1)
-                    node = right if node is None else self._binop(node, ops[start - 1], right)
-                    start = i + 1
-            right = fold(start, hi, level + 1)
-            return right if node is None else self._binop(node, ops[start - 1], right)
-
-        return fold(0, len(ops), 0)
-
-    def _binop(self, left: S.Node, op: str, right: S.Node) -> S.BinOp:
-        a, b = left.span, right.span
-        return S.BinOp(Span(self.source, a.line, a.col, b.end_line, b.end_col), op, left, right)
-
-    def not_(self, meta, ch):
-        return S.Unary(self._span(meta), "not", ch[1])
-
-    def sign(self, meta, ch):
-        return ch[1] if str(ch[0]) == "+" else S.Unary(self._span(meta), "-", ch[1])
-
-    def call(self, meta, ch):
-        return S.Call(self._span(meta), ch[0], tuple(ch[1] or ()))
-
-    def args(self, meta, ch):
-        return tuple(a if isinstance(a, S.Arg) else S.Arg(a.span, None, a) for a in ch if a is not None)
-
-    def kwarg(self, meta, ch):
-        return S.Arg(self._span(meta), str(ch[0]), ch[1])
-
-    def index(self, meta, ch):
-        return S.Index(self._span(meta), ch[0], tuple(c for c in ch[1:] if c is not None))
-
-    def attr(self, meta, ch):
-        return S.Attr(self._span(meta), ch[0], str(ch[1]))
-
-    def name(self, meta, ch):
-        return S.Name(self._span(meta), str(ch[0]))
-
-    def int(self, meta, ch):
-        # leading zeros are dropped before int(): Python refuses to convert over 4,300 digits
-        text = str(ch[0]).replace("_", "").lstrip("0") or "0"
-        if len(text) > MAX_INT_DIGITS:
-            raise _LiteralError(Diagnostic("E0104", "integer literal too large", self._span(meta),
-                                           f"integers have at most {MAX_INT_DIGITS} digits"))
-        return S.Literal(self._span(meta), int(text))
-
-    def float(self, meta, ch):
-        value = float(str(ch[0]).replace("_", ""))
-        if value != value or value in (float("inf"), float("-inf")):
-            raise _LiteralError(Diagnostic("E0104", "number literal out of range", self._span(meta)))
-        return S.Literal(self._span(meta), value)
-
-    def string(self, meta, ch):
-        return S.Literal(self._span(meta), _string(ch[0], self, ch[0]))
-
-    def true(self, meta, ch):
-        return S.Literal(self._span(meta), True)
-
-    def false(self, meta, ch):
-        return S.Literal(self._span(meta), False)
-
-    def list(self, meta, ch):
-        return S.ListExpr(self._span(meta), tuple(c for c in ch if c is not None))
-
-
-def _string(tok: Token, owner: _ToSyntax, where: Token) -> str:
-    try:
-        with warnings.catch_warnings():  # an unknown escape such as \q is only a warning in Python
-            warnings.simplefilter("error")
-            value = ast.literal_eval(str(tok))
-    except (ValueError, SyntaxError, Warning):
-        raise _LiteralError(Diagnostic("E0105", "invalid escape in string", owner._tok_span(where),
-                                       'use \\\\ for a backslash and \\" for a quote')) from None
-    if not isinstance(value, str):  # pragma: no cover - the STRING regexp only admits strings
-        raise _LiteralError(Diagnostic("E0105", "invalid string", owner._tok_span(where)))
-    return value

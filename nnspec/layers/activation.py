@@ -6,33 +6,30 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, PositiveInt
 
-from nnspec.layers.base import Layer, T, norm_dim, py, register
+from nnspec.layers.base import Layer, ShapeError, fmt_shape, norm_dim, py, register, variant
 
 
 class _Activation(Layer):
-    """An elementwise function; `functional` is the torch function for an unnamed use."""
+    """An elementwise function; `functional` is the torch function for an unnamed use. Its
+    arguments are the torch class's keyword arguments, under the same names."""
 
     category: ClassVar[str] = "activation"
     functional: ClassVar[str] = ""
-    ctor_args: ClassVar[tuple[str, ...]] = ()
 
     def init_source(self, ins):
-        return f"{self.torch_name}({self.kwargs_source(list(self.ctor_args))})"
+        return f"{self.torch_name}({self.kwargs_source(self.arg_names())})"
 
     def functional_source(self, args, ins):
         if not self.functional:
             return None
-        kw = self.kwargs_source(list(self.ctor_args))
+        kw = self.kwargs_source(self.arg_names())
         return f"{self.functional}({args[0]}{', ' + kw if kw else ''})"
 
 
-def _simple(kind: str, torch_name: str, functional: str, doc: str) -> type[_Activation]:
-    cls = type(kind.title().replace("_", ""), (_Activation,), {
-        "__doc__": doc, "__module__": __name__,
-        "__annotations__": {"kind": ClassVar[str], "torch_name": ClassVar[str],
-                            "functional": ClassVar[str]},
-        "kind": kind, "torch_name": torch_name, "functional": functional})
-    return register(cls)
+def _simple(kind: str, torch_name: str, functional: str, doc: str) -> type[Layer]:
+    """An activation without arguments, named as the seed named its classes (`Relu6`)."""
+    return variant(_Activation, kind, torch_name, doc, name=kind.title().replace("_", ""),
+                   functional=functional)
 
 
 _simple("relu", "nn.ReLU", "torch.relu", "max(0, x).")
@@ -54,7 +51,6 @@ class Gelu(_Activation):
     kind: ClassVar[str] = "gelu"
     torch_name: ClassVar[str] = "nn.GELU"
     functional: ClassVar[str] = "F.gelu"
-    ctor_args: ClassVar[tuple[str, ...]] = ("approximate",)
     approximate: Literal["none", "tanh"] = Field("none", description="'tanh' for the tanh approximation")
 
 
@@ -65,7 +61,6 @@ class LeakyRelu(_Activation):
     kind: ClassVar[str] = "leaky_relu"
     torch_name: ClassVar[str] = "nn.LeakyReLU"
     functional: ClassVar[str] = "F.leaky_relu"
-    ctor_args: ClassVar[tuple[str, ...]] = ("negative_slope",)
     negative_slope: float = Field(0.01, description="slope for negative inputs")
 
 
@@ -76,7 +71,6 @@ class Elu(_Activation):
     kind: ClassVar[str] = "elu"
     torch_name: ClassVar[str] = "nn.ELU"
     functional: ClassVar[str] = "F.elu"
-    ctor_args: ClassVar[tuple[str, ...]] = ("alpha",)
     alpha: float = Field(1.0, description="saturation value for negative inputs")
 
 
@@ -87,7 +81,6 @@ class Softplus(_Activation):
     kind: ClassVar[str] = "softplus"
     torch_name: ClassVar[str] = "nn.Softplus"
     functional: ClassVar[str] = "F.softplus"
-    ctor_args: ClassVar[tuple[str, ...]] = ("beta", "threshold")
     beta: float = Field(1.0, description="sharpness")
     threshold: float = Field(20.0, description="above beta*x > threshold the function is linear")
 
@@ -99,7 +92,6 @@ class Hardtanh(_Activation):
     kind: ClassVar[str] = "hardtanh"
     torch_name: ClassVar[str] = "nn.Hardtanh"
     functional: ClassVar[str] = "F.hardtanh"
-    ctor_args: ClassVar[tuple[str, ...]] = ("min_val", "max_val")
     min_val: float = Field(-1.0, description="lower clamp")
     max_val: float = Field(1.0, description="upper clamp")
 
@@ -110,14 +102,12 @@ class Prelu(_Activation):
 
     kind: ClassVar[str] = "prelu"
     torch_name: ClassVar[str] = "nn.PReLU"
-    ctor_args: ClassVar[tuple[str, ...]] = ("num_parameters", "init")
     num_parameters: PositiveInt = Field(1, description="1 (shared slope) or the channel count")
     init: float = Field(0.25, description="initial slope")
 
     def infer(self, ins):
         (x,) = ins
         if self.num_parameters != 1 and (not x.shape or x.shape[0] != self.num_parameters):
-            from nnspec.layers.base import ShapeError, fmt_shape
             raise ShapeError(f"prelu with num_parameters={self.num_parameters} needs that many "
                              f"channels (dim 1), got {fmt_shape(x.shape)}")
         return x
@@ -127,7 +117,6 @@ class Prelu(_Activation):
 
 
 class _SoftmaxLike(_Activation):
-    ctor_args: ClassVar[tuple[str, ...]] = ("dim",)
     dim: int = Field(-1, description="the dim to normalize over (0 is the batch)")
 
     def infer(self, ins):
@@ -141,19 +130,7 @@ class _SoftmaxLike(_Activation):
         return f"{self.functional}({args[0]}, dim={py(self.dim)})"
 
 
-@register
-class Softmax(_SoftmaxLike):
-    """Softmax over `dim` (torch dims: 0 is the batch)."""
-
-    kind: ClassVar[str] = "softmax"
-    torch_name: ClassVar[str] = "nn.Softmax"
-    functional: ClassVar[str] = "torch.softmax"
-
-
-@register
-class LogSoftmax(_SoftmaxLike):
-    """log(softmax(x)) over `dim`."""
-
-    kind: ClassVar[str] = "log_softmax"
-    torch_name: ClassVar[str] = "nn.LogSoftmax"
-    functional: ClassVar[str] = "torch.log_softmax"
+Softmax = variant(_SoftmaxLike, "softmax", "nn.Softmax",
+                  "Softmax over `dim` (torch dims: 0 is the batch).", functional="torch.softmax")
+LogSoftmax = variant(_SoftmaxLike, "log_softmax", "nn.LogSoftmax", "log(softmax(x)) over `dim`.",
+                     functional="torch.log_softmax")

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict
 
 Shape = tuple[int, ...]
+ANY_DTYPE = ("float", "long", "bool")  # input_dtypes of a kind that takes every dtype
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,28 @@ def register(cls: type[Layer]) -> type[Layer]:
     return cls
 
 
+def variant(base: type[Layer], kind: str, torch_name: str, doc: str, *, name: str = "",
+            **rules: Any) -> type[Layer]:
+    """Register a kind of a family that differs from the family's base only in class-level rules
+    (`dims`, `ranks`, `functional`, ...): the base states the rules once, each kind is one call.
+
+    Args:
+        base: the family's base class, which declares every rule as a ClassVar.
+        kind: the name a spec writes (`maxpool2d`).
+        torch_name: the torch.nn class or prelude helper it builds (`nn.MaxPool2d`).
+        doc: the one-line description `nnspec layers` and the layer reference show.
+        name: the Python class name (default: the last part of `torch_name`).
+        rules: the other ClassVars this kind sets.
+    """
+    cls_name = name or torch_name.split(".")[-1]
+    values = {"kind": kind, "torch_name": torch_name, **rules}
+    unknown = [k for k in rules if k not in base.__class_vars__]
+    assert not unknown, f"{base.__name__} declares no class variable {unknown}"
+    namespace = {"__doc__": doc, "__module__": base.__module__, "__qualname__": cls_name,
+                 "__annotations__": {k: ClassVar[Any] for k in values}, **values}
+    return register(type(cls_name, (base,), namespace))
+
+
 def py(value: Any) -> str:
     """A spec value as Python source: only literals ever reach generated code."""
     if isinstance(value, bool) or value is None:
@@ -154,6 +177,15 @@ def expect_rank(t: T, rank: int | tuple[int, ...], what: str) -> None:
         want = " or ".join(f"{r + 1}-d" for r in ranks)
         example = fmt_shape(tuple(["C", "H", "W", "D"][: ranks[0]]))  # type: ignore[arg-type]
         raise ShapeError(f"{what} expects a {want} input {example}, got {fmt_shape(t.shape)}")
+
+
+def check_lengths(layer: Layer, dims: int, names: tuple[str, ...]) -> None:
+    """Refuse a per-dim argument (kernel_size=(3, 3)) with a length other than `dims`; an
+    argument the kind does not have is skipped."""
+    for name in names:
+        v = getattr(layer, name, None)
+        if isinstance(v, tuple) and len(v) != dims:
+            raise ShapeError(f"{layer.kind}: {name} has {len(v)} values, expected {dims}")
 
 
 def ntuple(value: int | tuple[int, ...], n: int) -> tuple[int, ...]:

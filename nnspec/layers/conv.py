@@ -6,7 +6,8 @@ from typing import ClassVar, Literal, Union
 from pydantic import Field, AliasChoices, NonNegativeInt, PositiveInt
 
 from nnspec.layers.base import (
-    Layer, ShapeError, T, conv_out, expect_rank, fmt_shape, ntuple, numel, py, register
+    Layer, ShapeError, T, check_lengths, conv_out, expect_rank, fmt_shape, ntuple, numel, py,
+    register, variant
 )
 
 Size = Union[PositiveInt, tuple[PositiveInt, ...]]
@@ -31,10 +32,7 @@ class _ConvNd(Layer):
 
     def _check(self, x: T) -> None:
         expect_rank(x, self.dims + 1, self.kind)
-        for name in ("kernel_size", "stride", "dilation", "padding"):
-            v = getattr(self, name)
-            if isinstance(v, tuple) and len(v) != self.dims:
-                raise ShapeError(f"{self.kind}: {name} has {len(v)} values, expected {self.dims}")
+        check_lengths(self, self.dims, ("kernel_size", "stride", "dilation", "padding"))
         cin = x.shape[0]
         if cin % self.groups or self.out_channels % self.groups:
             raise ShapeError(f"{self.kind}: groups={self.groups} must divide in_channels={cin} "
@@ -93,41 +91,15 @@ class _ConvNd(Layer):
                 f"kernel_size={py(self.kernel_size)}{', ' + rest if rest else ''})")
 
 
-@register
-class Conv1d(_ConvNd):
-    """1-d convolution over [C, L]; in_channels is inferred."""
-
-    kind: ClassVar[str] = "conv1d"
-    torch_name: ClassVar[str] = "nn.Conv1d"
-    dims: ClassVar[int] = 1
-
-
-@register
-class Conv2d(_ConvNd):
-    """2-d convolution over [C, H, W]; in_channels is inferred. groups=C gives a depthwise conv."""
-
-    kind: ClassVar[str] = "conv2d"
-    torch_name: ClassVar[str] = "nn.Conv2d"
-    dims: ClassVar[int] = 2
-
-
-@register
-class Conv3d(_ConvNd):
-    """3-d convolution over [C, D, H, W]; in_channels is inferred."""
-
-    kind: ClassVar[str] = "conv3d"
-    torch_name: ClassVar[str] = "nn.Conv3d"
-    dims: ClassVar[int] = 3
+Conv1d = variant(_ConvNd, "conv1d", "nn.Conv1d",
+                 "1-d convolution over [C, L]; in_channels is inferred.", dims=1)
+Conv2d = variant(_ConvNd, "conv2d", "nn.Conv2d", "2-d convolution over [C, H, W]; in_channels is "
+                 "inferred. groups=C gives a depthwise conv.", dims=2)
+Conv3d = variant(_ConvNd, "conv3d", "nn.Conv3d",
+                 "3-d convolution over [C, D, H, W]; in_channels is inferred.", dims=3)
 
 
 # ---- transposed and depthwise-separable convolutions ----------------------------------------
-def _check_lengths(layer: Layer, dims: int, names: tuple[str, ...]) -> None:
-    for name in names:
-        v = getattr(layer, name)
-        if isinstance(v, tuple) and len(v) != dims:
-            raise ShapeError(f"{layer.kind}: {name} has {len(v)} values, expected {dims}")
-
-
 class _ConvTransposeNd(Layer):
     dims: ClassVar[int] = 2
     category: ClassVar[str] = "convolution"
@@ -145,7 +117,7 @@ class _ConvTransposeNd(Layer):
 
     def _spatial(self, x: T) -> tuple[int, ...]:
         expect_rank(x, self.dims + 1, self.kind)
-        _check_lengths(self, self.dims,
+        check_lengths(self, self.dims,
                        ("kernel_size", "stride", "padding", "output_padding", "dilation"))
         cin = x.shape[0]
         if cin % self.groups or self.out_channels % self.groups:
@@ -184,31 +156,15 @@ class _ConvTransposeNd(Layer):
                 f"kernel_size={py(self.kernel_size)}{', ' + rest if rest else ''})")
 
 
-@register
-class ConvTranspose1d(_ConvTransposeNd):
-    """1-d transposed convolution over [C, L] (learned upsampling); in_channels is inferred."""
-
-    kind: ClassVar[str] = "conv_transpose1d"
-    torch_name: ClassVar[str] = "nn.ConvTranspose1d"
-    dims: ClassVar[int] = 1
-
-
-@register
-class ConvTranspose2d(_ConvTransposeNd):
-    """2-d transposed convolution over [C, H, W] (learned upsampling); in_channels is inferred."""
-
-    kind: ClassVar[str] = "conv_transpose2d"
-    torch_name: ClassVar[str] = "nn.ConvTranspose2d"
-    dims: ClassVar[int] = 2
-
-
-@register
-class ConvTranspose3d(_ConvTransposeNd):
-    """3-d transposed convolution over [C, D, H, W]; in_channels is inferred."""
-
-    kind: ClassVar[str] = "conv_transpose3d"
-    torch_name: ClassVar[str] = "nn.ConvTranspose3d"
-    dims: ClassVar[int] = 3
+ConvTranspose1d = variant(_ConvTransposeNd, "conv_transpose1d", "nn.ConvTranspose1d",
+                          "1-d transposed convolution over [C, L] (learned upsampling); "
+                          "in_channels is inferred.", dims=1)
+ConvTranspose2d = variant(_ConvTransposeNd, "conv_transpose2d", "nn.ConvTranspose2d",
+                          "2-d transposed convolution over [C, H, W] (learned upsampling); "
+                          "in_channels is inferred.", dims=2)
+ConvTranspose3d = variant(_ConvTransposeNd, "conv_transpose3d", "nn.ConvTranspose3d",
+                          "3-d transposed convolution over [C, D, H, W]; in_channels is inferred.",
+                          dims=3)
 
 
 @register
@@ -236,7 +192,7 @@ class SeparableConv2d(Layer):
     def infer(self, ins):
         (x,) = ins
         expect_rank(x, 3, self.kind)
-        _check_lengths(self, 2, ("kernel_size", "stride", "padding", "dilation"))
+        check_lengths(self, 2, ("kernel_size", "stride", "padding", "dilation"))
         k, s, d = (ntuple(getattr(self, n), 2) for n in ("kernel_size", "stride", "dilation"))
         if self.padding == "same":
             if any(v != 1 for v in s):

@@ -6,7 +6,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from nnspec.layers.base import Layer, expect_rank, py, register
+from nnspec.layers.base import Layer, expect_rank, py, register, variant
 
 
 class _Random(Layer):
@@ -37,47 +37,16 @@ class _Dropout(_Random):
         return f"{self.torch_name}({self.kwargs_source(['p', 'inplace'])})"
 
 
-@register
-class Dropout(_Dropout):
-    """Zero each element with probability p while training, scaling the rest by 1/(1-p)."""
-
-    kind: ClassVar[str] = "dropout"
-    torch_name: ClassVar[str] = "nn.Dropout"
-
-
-@register
-class Dropout1d(_Dropout):
-    """Zero whole channels of [C, L] with probability p while training."""
-
-    kind: ClassVar[str] = "dropout1d"
-    torch_name: ClassVar[str] = "nn.Dropout1d"
-    rank: ClassVar[int] = 2
-
-
-@register
-class Dropout2d(_Dropout):
-    """Zero whole channels of [C, H, W] with probability p while training."""
-
-    kind: ClassVar[str] = "dropout2d"
-    torch_name: ClassVar[str] = "nn.Dropout2d"
-    rank: ClassVar[int] = 3
-
-
-@register
-class Dropout3d(_Dropout):
-    """Zero whole channels of [C, D, H, W] with probability p while training."""
-
-    kind: ClassVar[str] = "dropout3d"
-    torch_name: ClassVar[str] = "nn.Dropout3d"
-    rank: ClassVar[int] = 4
-
-
-@register
-class AlphaDropout(_Dropout):
-    """Dropout that keeps SELU's self-normalizing mean and variance."""
-
-    kind: ClassVar[str] = "alpha_dropout"
-    torch_name: ClassVar[str] = "nn.AlphaDropout"
+Dropout = variant(_Dropout, "dropout", "nn.Dropout", "Zero each element with probability p while "
+                  "training, scaling the rest by 1/(1-p).")
+Dropout1d = variant(_Dropout, "dropout1d", "nn.Dropout1d",
+                    "Zero whole channels of [C, L] with probability p while training.", rank=2)
+Dropout2d = variant(_Dropout, "dropout2d", "nn.Dropout2d",
+                    "Zero whole channels of [C, H, W] with probability p while training.", rank=3)
+Dropout3d = variant(_Dropout, "dropout3d", "nn.Dropout3d",
+                    "Zero whole channels of [C, D, H, W] with probability p while training.", rank=4)
+AlphaDropout = variant(_Dropout, "alpha_dropout", "nn.AlphaDropout",
+                       "Dropout that keeps SELU's self-normalizing mean and variance.")
 
 
 @register

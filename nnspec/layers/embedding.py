@@ -6,10 +6,8 @@ from typing import ClassVar, Literal, Optional
 
 from pydantic import Field, NonNegativeInt, PositiveInt
 
-from nnspec.layers.base import Layer, ShapeError, T, fmt_shape, py, register
+from nnspec.layers.base import ANY_DTYPE, Layer, ShapeError, T, fmt_shape, py, register
 from nnspec.layers.tensor import FunctionalOnly
-
-ANY_DTYPE = ("float", "long", "bool")
 
 
 @register

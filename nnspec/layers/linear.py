@@ -5,18 +5,39 @@ from typing import ClassVar
 
 from pydantic import Field, PositiveInt
 
-from nnspec.layers.base import Layer, ShapeError, T, fmt_shape, numel, py, register
+from nnspec.layers.base import ANY_DTYPE, Layer, ShapeError, T, fmt_shape, numel, py, register
+
+
+class _Affine(Layer):
+    """A learned map to `out_features` from the last dim of each input: weight
+    [out_features, *in_features] and an optional bias, built as torch_name(*in_features, out)."""
+
+    category: ClassVar[str] = "linear"
+    out_features: PositiveInt = Field(description="size of each output sample")
+    bias: bool = Field(True, description="add a learned bias")
+
+    @staticmethod
+    def _in_features(ins: list[T]) -> tuple[int, ...]:
+        return tuple(t.shape[-1] for t in ins)
+
+    def params(self, ins):
+        p = {"weight": (self.out_features, *self._in_features(ins))}
+        if self.bias:
+            p["bias"] = (self.out_features,)
+        return p
+
+    def init_source(self, ins):
+        sizes = ", ".join(py(n) for n in (*self._in_features(ins), self.out_features))
+        bias = "" if self.bias else ", bias=False"
+        return f"{self.torch_name}({sizes}{bias})"
 
 
 @register
-class Linear(Layer):
+class Linear(_Affine):
     """y = x W^T + b over the last dimension; in_features is inferred."""
 
     kind: ClassVar[str] = "linear"
     torch_name: ClassVar[str] = "nn.Linear"
-    category: ClassVar[str] = "linear"
-    out_features: PositiveInt = Field(description="size of each output sample")
-    bias: bool = Field(True, description="add a learned bias")
 
     def infer(self, ins):
         (x,) = ins
@@ -25,30 +46,17 @@ class Linear(Layer):
                              "flatten the input first")
         return T(x.shape[:-1] + (self.out_features,))
 
-    def params(self, ins):
-        p = {"weight": (self.out_features, ins[0].shape[-1])}
-        if self.bias:
-            p["bias"] = (self.out_features,)
-        return p
-
     def flops(self, ins, outs):
         return 2 * numel(ins[0].shape) * self.out_features
 
-    def init_source(self, ins):
-        bias = "" if self.bias else ", bias=False"
-        return f"nn.Linear({py(ins[0].shape[-1])}, {py(self.out_features)}{bias})"
-
 
 @register
-class Bilinear(Layer):
+class Bilinear(_Affine):
     """y = x1^T A x2 + b (torch.nn.Bilinear); both in_features are inferred."""
 
     kind: ClassVar[str] = "bilinear"
     torch_name: ClassVar[str] = "nn.Bilinear"
-    category: ClassVar[str] = "linear"
     inputs: ClassVar[tuple[str, ...]] = ("x1", "x2")
-    out_features: PositiveInt = Field(description="size of each output sample")
-    bias: bool = Field(True, description="add a learned bias")
 
     def infer(self, ins):
         a, b = ins
@@ -59,19 +67,9 @@ class Bilinear(Layer):
                              f"{fmt_shape(a.shape)} and {fmt_shape(b.shape)}")
         return T(a.shape[:-1] + (self.out_features,))
 
-    def params(self, ins):
-        p = {"weight": (self.out_features, ins[0].shape[-1], ins[1].shape[-1])}
-        if self.bias:
-            p["bias"] = (self.out_features,)
-        return p
-
     def flops(self, ins, outs):
         # torch computes it with a bilinear kernel that flop_counter does not count
         return 0
-
-    def init_source(self, ins):
-        bias = "" if self.bias else ", bias=False"
-        return f"nn.Bilinear({py(ins[0].shape[-1])}, {py(ins[1].shape[-1])}, {py(self.out_features)}{bias})"
 
 
 @register
@@ -81,7 +79,7 @@ class Identity(Layer):
     kind: ClassVar[str] = "identity"
     torch_name: ClassVar[str] = "nn.Identity"
     category: ClassVar[str] = "activation"
-    input_dtypes: ClassVar[tuple[str, ...]] = ("float", "long", "bool")
+    input_dtypes: ClassVar[tuple[str, ...]] = ANY_DTYPE
 
     def init_source(self, ins):
         return "nn.Identity()"

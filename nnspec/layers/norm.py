@@ -1,11 +1,17 @@
-"""Normalization layers: batch, layer, group and instance norm."""
+"""Normalization layers: batch, instance, group, layer and RMS norm."""
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Optional
 
-from pydantic import Field
+from pydantic import Field, PositiveInt
 
-from nnspec.layers.base import Layer, ShapeError, T, expect_rank, fmt_shape, py, register
+from nnspec.layers.base import Layer, ShapeError, T, expect_rank, fmt_shape, py, register, variant
+
+
+def _channel_affine(ins: list[T], affine: bool) -> dict[str, tuple[int, ...]]:
+    """A per-channel scale and shift, as batch, instance and group norm learn them."""
+    c = ins[0].shape[0]
+    return {"weight": (c,), "bias": (c,)} if affine else {}
 
 
 class _BatchNorm(Layer):
@@ -21,8 +27,7 @@ class _BatchNorm(Layer):
         return ins[0]
 
     def params(self, ins):
-        c = ins[0].shape[0]
-        return {"weight": (c,), "bias": (c,)} if self.affine else {}
+        return _channel_affine(ins, self.affine)
 
     def buffers(self, ins):
         c = ins[0].shape[0]
@@ -35,54 +40,50 @@ class _BatchNorm(Layer):
         return f"{self.torch_name}({py(ins[0].shape[0])}{', ' + rest if rest else ''})"
 
 
-@register
-class BatchNorm1d(_BatchNorm):
-    """Batch normalization over [C] or [C, L]; num_features is inferred."""
-
-    kind: ClassVar[str] = "batchnorm1d"
-    torch_name: ClassVar[str] = "nn.BatchNorm1d"
-    ranks: ClassVar[tuple[int, ...]] = (1, 2)
-
-
-@register
-class BatchNorm2d(_BatchNorm):
-    """Batch normalization over [C, H, W]; num_features is inferred."""
-
-    kind: ClassVar[str] = "batchnorm2d"
-    torch_name: ClassVar[str] = "nn.BatchNorm2d"
-    ranks: ClassVar[tuple[int, ...]] = (3,)
+BatchNorm1d = variant(_BatchNorm, "batchnorm1d", "nn.BatchNorm1d",
+                      "Batch normalization over [C] or [C, L]; num_features is inferred.",
+                      ranks=(1, 2))
+BatchNorm2d = variant(_BatchNorm, "batchnorm2d", "nn.BatchNorm2d",
+                      "Batch normalization over [C, H, W]; num_features is inferred.", ranks=(3,))
+BatchNorm3d = variant(_BatchNorm, "batchnorm3d", "nn.BatchNorm3d",
+                      "Batch normalization over [C, D, H, W]; num_features is inferred.",
+                      ranks=(4,))
 
 
-@register
-class BatchNorm3d(_BatchNorm):
-    """Batch normalization over [C, D, H, W]; num_features is inferred."""
+class _TrailingNorm(Layer):
+    """Normalization over the last `dims` dims, whose sizes are the normalized_shape."""
 
-    kind: ClassVar[str] = "batchnorm3d"
-    torch_name: ClassVar[str] = "nn.BatchNorm3d"
-    ranks: ClassVar[tuple[int, ...]] = (4,)
-
-
-@register
-class LayerNorm(Layer):
-    """Layer normalization over the last `dims` dims (default 1); their sizes are inferred."""
-
-    kind: ClassVar[str] = "layernorm"
-    torch_name: ClassVar[str] = "nn.LayerNorm"
     category: ClassVar[str] = "normalization"
-    dims: int = Field(1, description="how many trailing dims to normalize over")
-    eps: float = Field(1e-5, description="added to the variance for stability")
-    elementwise_affine: bool = Field(True, description="learn a scale (and a shift)")
-    bias: bool = Field(True, description="learn the shift as well as the scale")
+    ctor_args: ClassVar[tuple[str, ...]] = ()
 
     def _shape(self, x: T):
-        if not 1 <= self.dims <= len(x.shape):
-            raise ShapeError(f"layernorm over the last {self.dims} dims needs an input with that "
+        dims = self.dims  # type: ignore[attr-defined]  (each kind declares the field)
+        if not 1 <= dims <= len(x.shape):
+            raise ShapeError(f"{self.kind} over the last {dims} dims needs an input with that "
                              f"many, got {fmt_shape(x.shape)}")
-        return x.shape[-self.dims:]
+        return x.shape[-dims:]
 
     def infer(self, ins):
         self._shape(ins[0])
         return ins[0]
+
+    def init_source(self, ins):
+        shape = self._shape(ins[0])
+        rest = self.kwargs_source(list(self.ctor_args))
+        return f"{self.torch_name}({_normalized_shape(shape)}{', ' + rest if rest else ''})"
+
+
+@register
+class LayerNorm(_TrailingNorm):
+    """Layer normalization over the last `dims` dims (default 1); their sizes are inferred."""
+
+    kind: ClassVar[str] = "layernorm"
+    torch_name: ClassVar[str] = "nn.LayerNorm"
+    ctor_args: ClassVar[tuple[str, ...]] = ("eps", "elementwise_affine", "bias")
+    dims: int = Field(1, description="how many trailing dims to normalize over")
+    eps: float = Field(1e-5, description="added to the variance for stability")
+    elementwise_affine: bool = Field(True, description="learn a scale (and a shift)")
+    bias: bool = Field(True, description="learn the shift as well as the scale")
 
     def params(self, ins):
         if not self.elementwise_affine:
@@ -90,17 +91,8 @@ class LayerNorm(Layer):
         shape = self._shape(ins[0])
         return {"weight": shape, "bias": shape} if self.bias else {"weight": shape}
 
-    def init_source(self, ins):
-        shape = self._shape(ins[0])
-        rest = self.kwargs_source(["eps", "elementwise_affine", "bias"])
-        return f"nn.LayerNorm({_normalized_shape(shape)}{', ' + rest if rest else ''})"
-
 
 # ---- group, instance and RMS norm -----------------------------------------------------------
-from typing import Optional  # noqa: E402
-
-from pydantic import Field, PositiveInt  # noqa: E402
-
 
 @register
 class GroupNorm(Layer):
@@ -125,8 +117,7 @@ class GroupNorm(Layer):
         return x
 
     def params(self, ins):
-        c = ins[0].shape[0]
-        return {"weight": (c,), "bias": (c,)} if self.affine else {}
+        return _channel_affine(ins, self.affine)
 
     def init_source(self, ins):
         rest = self.kwargs_source(["eps", "affine"])
@@ -155,62 +146,31 @@ class _InstanceNorm(_BatchNorm):
         return x
 
 
-@register
-class InstanceNorm1d(_InstanceNorm):
-    """Instance normalization over [C, L], per sample and channel; num_features is inferred."""
-
-    kind: ClassVar[str] = "instancenorm1d"
-    torch_name: ClassVar[str] = "nn.InstanceNorm1d"
-    ranks: ClassVar[tuple[int, ...]] = (2,)
-
-
-@register
-class InstanceNorm2d(_InstanceNorm):
-    """Instance normalization over [C, H, W], per sample and channel; num_features is inferred."""
-
-    kind: ClassVar[str] = "instancenorm2d"
-    torch_name: ClassVar[str] = "nn.InstanceNorm2d"
-    ranks: ClassVar[tuple[int, ...]] = (3,)
+InstanceNorm1d = variant(_InstanceNorm, "instancenorm1d", "nn.InstanceNorm1d",
+                         "Instance normalization over [C, L], per sample and channel; "
+                         "num_features is inferred.", ranks=(2,))
+InstanceNorm2d = variant(_InstanceNorm, "instancenorm2d", "nn.InstanceNorm2d",
+                         "Instance normalization over [C, H, W], per sample and channel; "
+                         "num_features is inferred.", ranks=(3,))
+InstanceNorm3d = variant(_InstanceNorm, "instancenorm3d", "nn.InstanceNorm3d",
+                         "Instance normalization over [C, D, H, W], per sample and channel; "
+                         "num_features is inferred.", ranks=(4,))
 
 
 @register
-class InstanceNorm3d(_InstanceNorm):
-    """Instance normalization over [C, D, H, W], per sample and channel; num_features is inferred."""
-
-    kind: ClassVar[str] = "instancenorm3d"
-    torch_name: ClassVar[str] = "nn.InstanceNorm3d"
-    ranks: ClassVar[tuple[int, ...]] = (4,)
-
-
-@register
-class RMSNorm(Layer):
+class RMSNorm(_TrailingNorm):
     """Root-mean-square normalization over the last `dims` dims (default 1); sizes are inferred."""
 
     kind: ClassVar[str] = "rmsnorm"
     torch_name: ClassVar[str] = "nn.RMSNorm"
-    category: ClassVar[str] = "normalization"
+    ctor_args: ClassVar[tuple[str, ...]] = ("eps", "elementwise_affine")
     dims: PositiveInt = Field(default=1, description="how many trailing dims to normalize over")
     eps: Optional[float] = Field(default=None, description="added to the mean square (None: the "
                                  "dtype's machine epsilon)")
     elementwise_affine: bool = Field(default=True, description="learn a per-element scale")
 
-    def _shape(self, x: T):
-        if self.dims > len(x.shape):
-            raise ShapeError(f"rmsnorm over the last {self.dims} dims needs an input with that "
-                             f"many, got {fmt_shape(x.shape)}")
-        return x.shape[-self.dims:]
-
-    def infer(self, ins):
-        self._shape(ins[0])
-        return ins[0]
-
     def params(self, ins):
         return {"weight": self._shape(ins[0])} if self.elementwise_affine else {}
-
-    def init_source(self, ins):
-        shape = self._shape(ins[0])
-        rest = self.kwargs_source(["eps", "elementwise_affine"])
-        return f"nn.RMSNorm({_normalized_shape(shape)}{', ' + rest if rest else ''})"
 
 
 def _normalized_shape(shape) -> str:

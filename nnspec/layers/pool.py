@@ -5,7 +5,8 @@ from typing import ClassVar, Optional, Union
 
 from pydantic import AliasChoices, Field, NonNegativeInt, PositiveInt
 
-from nnspec.layers.base import Layer, ShapeError, T, expect_rank, fmt_shape, ntuple, py, register
+from nnspec.layers.base import (Layer, ShapeError, T, check_lengths, expect_rank, fmt_shape, ntuple,
+                                py, variant)
 
 Size = Union[PositiveInt, tuple[PositiveInt, ...]]
 Pad = Union[NonNegativeInt, tuple[NonNegativeInt, ...]]
@@ -25,6 +26,9 @@ class _Pool(Layer):
     dims: ClassVar[int] = 2
     category: ClassVar[str] = "pooling"
     functional: ClassVar[str] = ""
+    # torch's avg_pool3d (alone among the pools) refuses an input smaller than the window even
+    # when the padding would make room
+    window_fits_input: ClassVar[bool] = False
     kernel_size: Size = Field(validation_alias=AliasChoices("kernel_size", "kernel"),
                               description="window size: one int, or one per spatial dim")
     stride: Optional[Size] = Field(default=None, description="window step (default: kernel_size)")
@@ -37,19 +41,14 @@ class _Pool(Layer):
     def infer(self, ins):
         (x,) = ins
         expect_rank(x, self.dims + 1, self.kind)
-        for name in ("kernel_size", "stride", "padding", "dilation"):
-            v = getattr(self, name, None)
-            if isinstance(v, tuple) and len(v) != self.dims:
-                raise ShapeError(f"{self.kind}: {name} has {len(v)} values, expected {self.dims}")
+        check_lengths(self, self.dims, ("kernel_size", "stride", "padding", "dilation"))
         k = ntuple(self.kernel_size, self.dims)
         s = k if self.stride is None else ntuple(self.stride, self.dims)
         p = ntuple(self.padding, self.dims)
         d = self._dilation()
         if any(2 * pi > ki for pi, ki in zip(p, k)):
             raise ShapeError(f"{self.kind}: padding {p} must be at most half the kernel size {k}")
-        if self.kind == "avgpool3d" and any(x.shape[1 + i] < k[i] for i in range(self.dims)):
-            # torch's avg_pool3d (alone among the pools) refuses an input smaller than the window
-            # even when the padding would make room
+        if self.window_fits_input and any(x.shape[1 + i] < k[i] for i in range(self.dims)):
             raise ShapeError(f"{self.kind}: input {fmt_shape(x.shape)} is smaller than the window "
                              f"{k} (torch's avg_pool3d does not count the padding here)",
                              "use a smaller kernel_size, or pad the input first")
@@ -85,64 +84,19 @@ class _AvgPool(_Pool):
     count_include_pad: bool = Field(default=True, description="count padding zeros in the average")
 
 
-@register
-class MaxPool1d(_MaxPool):
-    """Max over sliding windows of [C, L]."""
-
-    kind: ClassVar[str] = "maxpool1d"
-    torch_name: ClassVar[str] = "nn.MaxPool1d"
-    functional: ClassVar[str] = "F.max_pool1d"
-    dims: ClassVar[int] = 1
-
-
-@register
-class MaxPool2d(_MaxPool):
-    """Max over sliding windows of [C, H, W]."""
-
-    kind: ClassVar[str] = "maxpool2d"
-    torch_name: ClassVar[str] = "nn.MaxPool2d"
-    functional: ClassVar[str] = "F.max_pool2d"
-    dims: ClassVar[int] = 2
-
-
-@register
-class MaxPool3d(_MaxPool):
-    """Max over sliding windows of [C, D, H, W]."""
-
-    kind: ClassVar[str] = "maxpool3d"
-    torch_name: ClassVar[str] = "nn.MaxPool3d"
-    functional: ClassVar[str] = "F.max_pool3d"
-    dims: ClassVar[int] = 3
-
-
-@register
-class AvgPool1d(_AvgPool):
-    """Mean over sliding windows of [C, L]."""
-
-    kind: ClassVar[str] = "avgpool1d"
-    torch_name: ClassVar[str] = "nn.AvgPool1d"
-    functional: ClassVar[str] = "F.avg_pool1d"
-    dims: ClassVar[int] = 1
-
-
-@register
-class AvgPool2d(_AvgPool):
-    """Mean over sliding windows of [C, H, W]."""
-
-    kind: ClassVar[str] = "avgpool2d"
-    torch_name: ClassVar[str] = "nn.AvgPool2d"
-    functional: ClassVar[str] = "F.avg_pool2d"
-    dims: ClassVar[int] = 2
-
-
-@register
-class AvgPool3d(_AvgPool):
-    """Mean over sliding windows of [C, D, H, W]."""
-
-    kind: ClassVar[str] = "avgpool3d"
-    torch_name: ClassVar[str] = "nn.AvgPool3d"
-    functional: ClassVar[str] = "F.avg_pool3d"
-    dims: ClassVar[int] = 3
+MaxPool1d = variant(_MaxPool, "maxpool1d", "nn.MaxPool1d", "Max over sliding windows of [C, L].",
+                    functional="F.max_pool1d", dims=1)
+MaxPool2d = variant(_MaxPool, "maxpool2d", "nn.MaxPool2d", "Max over sliding windows of [C, H, W].",
+                    functional="F.max_pool2d", dims=2)
+MaxPool3d = variant(_MaxPool, "maxpool3d", "nn.MaxPool3d",
+                    "Max over sliding windows of [C, D, H, W].", functional="F.max_pool3d", dims=3)
+AvgPool1d = variant(_AvgPool, "avgpool1d", "nn.AvgPool1d", "Mean over sliding windows of [C, L].",
+                    functional="F.avg_pool1d", dims=1)
+AvgPool2d = variant(_AvgPool, "avgpool2d", "nn.AvgPool2d", "Mean over sliding windows of [C, H, W].",
+                    functional="F.avg_pool2d", dims=2)
+AvgPool3d = variant(_AvgPool, "avgpool3d", "nn.AvgPool3d",
+                    "Mean over sliding windows of [C, D, H, W].", functional="F.avg_pool3d", dims=3,
+                    window_fits_input=True)
 
 
 # ---- adaptive pooling -------------------------------------------------------------------------
@@ -172,27 +126,24 @@ class _AdaptivePool(Layer):
         return f"{self.functional}({args[0]}, {py(self.output_size)})"
 
 
-def _adaptive(kind: str, torch_name: str, functional: str, dims: int, doc: str):
-    cls = type(torch_name.split(".")[-1], (_AdaptivePool,), {
-        "__doc__": doc, "__module__": __name__,
-        "__annotations__": {"kind": ClassVar[str], "torch_name": ClassVar[str],
-                            "functional": ClassVar[str], "dims": ClassVar[int]},
-        "kind": kind, "torch_name": torch_name, "functional": functional, "dims": dims})
-    return register(cls)
-
-
-AdaptiveAvgPool1d = _adaptive("adaptive_avgpool1d", "nn.AdaptiveAvgPool1d", "F.adaptive_avg_pool1d",
-                              1, "Average-pool [C, L] to a fixed length output_size.")
-AdaptiveAvgPool2d = _adaptive("adaptive_avgpool2d", "nn.AdaptiveAvgPool2d", "F.adaptive_avg_pool2d",
-                              2, "Average-pool [C, H, W] to a fixed output_size (1 = global).")
-AdaptiveAvgPool3d = _adaptive("adaptive_avgpool3d", "nn.AdaptiveAvgPool3d", "F.adaptive_avg_pool3d",
-                              3, "Average-pool [C, D, H, W] to a fixed output_size.")
-AdaptiveMaxPool1d = _adaptive("adaptive_maxpool1d", "nn.AdaptiveMaxPool1d", "F.adaptive_max_pool1d",
-                              1, "Max-pool [C, L] to a fixed length output_size.")
-AdaptiveMaxPool2d = _adaptive("adaptive_maxpool2d", "nn.AdaptiveMaxPool2d", "F.adaptive_max_pool2d",
-                              2, "Max-pool [C, H, W] to a fixed output_size.")
-AdaptiveMaxPool3d = _adaptive("adaptive_maxpool3d", "nn.AdaptiveMaxPool3d", "F.adaptive_max_pool3d",
-                              3, "Max-pool [C, D, H, W] to a fixed output_size.")
+AdaptiveAvgPool1d = variant(_AdaptivePool, "adaptive_avgpool1d", "nn.AdaptiveAvgPool1d",
+                            "Average-pool [C, L] to a fixed length output_size.",
+                            functional="F.adaptive_avg_pool1d", dims=1)
+AdaptiveAvgPool2d = variant(_AdaptivePool, "adaptive_avgpool2d", "nn.AdaptiveAvgPool2d",
+                            "Average-pool [C, H, W] to a fixed output_size (1 = global).",
+                            functional="F.adaptive_avg_pool2d", dims=2)
+AdaptiveAvgPool3d = variant(_AdaptivePool, "adaptive_avgpool3d", "nn.AdaptiveAvgPool3d",
+                            "Average-pool [C, D, H, W] to a fixed output_size.",
+                            functional="F.adaptive_avg_pool3d", dims=3)
+AdaptiveMaxPool1d = variant(_AdaptivePool, "adaptive_maxpool1d", "nn.AdaptiveMaxPool1d",
+                            "Max-pool [C, L] to a fixed length output_size.",
+                            functional="F.adaptive_max_pool1d", dims=1)
+AdaptiveMaxPool2d = variant(_AdaptivePool, "adaptive_maxpool2d", "nn.AdaptiveMaxPool2d",
+                            "Max-pool [C, H, W] to a fixed output_size.",
+                            functional="F.adaptive_max_pool2d", dims=2)
+AdaptiveMaxPool3d = variant(_AdaptivePool, "adaptive_maxpool3d", "nn.AdaptiveMaxPool3d",
+                            "Max-pool [C, D, H, W] to a fixed output_size.",
+                            functional="F.adaptive_max_pool3d", dims=3)
 
 
 # ---- global pooling ---------------------------------------------------------------------------
@@ -215,21 +166,9 @@ class _GlobalPool(Layer):
         return f"{self.reduce}({args[0]}, dim={py(dims)})"
 
 
-@register
-class GlobalAvgPool(_GlobalPool):
-    """Mean over all spatial dims: [C, *spatial] -> [C] (adaptive average to 1, then flatten)."""
-
-    kind: ClassVar[str] = "global_avgpool"
-    torch_name: ClassVar[str] = "GlobalAvgPool"
-    prelude: ClassVar[tuple[str, ...]] = ("GlobalAvgPool",)
-    reduce: ClassVar[str] = "torch.mean"
-
-
-@register
-class GlobalMaxPool(_GlobalPool):
-    """Max over all spatial dims: [C, *spatial] -> [C] (adaptive max to 1, then flatten)."""
-
-    kind: ClassVar[str] = "global_maxpool"
-    torch_name: ClassVar[str] = "GlobalMaxPool"
-    prelude: ClassVar[tuple[str, ...]] = ("GlobalMaxPool",)
-    reduce: ClassVar[str] = "torch.amax"
+GlobalAvgPool = variant(_GlobalPool, "global_avgpool", "GlobalAvgPool",
+                        "Mean over all spatial dims: [C, *spatial] -> [C] (adaptive average to 1, "
+                        "then flatten).", prelude=("GlobalAvgPool",), reduce="torch.mean")
+GlobalMaxPool = variant(_GlobalPool, "global_maxpool", "GlobalMaxPool",
+                        "Max over all spatial dims: [C, *spatial] -> [C] (adaptive max to 1, then "
+                        "flatten).", prelude=("GlobalMaxPool",), reduce="torch.amax")

@@ -6,13 +6,30 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, PositiveInt
 
-from nnspec.layers.base import Layer, ShapeError, T, fmt_shape, py, register
+from nnspec.layers.base import Layer, ShapeError, T, fmt_shape, py, register, variant
+
+
+_HIDDEN = "size of the hidden state (per direction)"
+_LAYERS = "stacked recurrent layers"
+_BIDIR = "also run the sequence backwards; the output width doubles"
+_DROPOUT = "dropout between stacked layers (training only)"
+_BIAS = "use bias_ih and bias_hh"
+_LAST = ("return only the last time step [H * directions], not the whole sequence (bidirectional: "
+         "its backward half has then seen only that step)")
+_BATCH_FIRST = "always true: nnspec tensors lead with the batch"
 
 
 class _Recurrent(Layer):
+    """The rules of rnn, lstm and gru, and the arguments all three take (in torch's order)."""
+
     category: ClassVar[str] = "recurrent"
     gates: ClassVar[int] = 1          # rows of weight_ih per hidden unit: 1 rnn, 3 gru, 4 lstm
     counted: ClassVar[bool] = True    # whether flop_counter sees its matmuls on CPU (see flops)
+    hidden_size: PositiveInt = Field(description=_HIDDEN)
+    num_layers: PositiveInt = Field(default=1, le=1000, description=_LAYERS)
+    bidirectional: bool = Field(default=False, description=_BIDIR)
+    dropout: float = Field(default=0.0, ge=0.0, le=1.0, description=_DROPOUT)
+    bias: bool = Field(default=True, description=_BIAS)
 
     def _check(self, x: T) -> None:
         if len(x.shape) != 2:
@@ -66,16 +83,6 @@ class _Recurrent(Layer):
         return ["num_layers", "bidirectional", "dropout", "bias", "last"]
 
 
-_HIDDEN = "size of the hidden state (per direction)"
-_LAYERS = "stacked recurrent layers"
-_BIDIR = "also run the sequence backwards; the output width doubles"
-_DROPOUT = "dropout between stacked layers (training only)"
-_BIAS = "use bias_ih and bias_hh"
-_LAST = ("return only the last time step [H * directions], not the whole sequence (bidirectional: "
-         "its backward half has then seen only that step)")
-_BATCH_FIRST = "always true: nnspec tensors lead with the batch"
-
-
 @register
 class RNN(_Recurrent):
     """Elman RNN h_t = tanh(W_ih x_t + W_hh h_{t-1} + b) (torch.nn.RNN, batch first)."""
@@ -84,11 +91,7 @@ class RNN(_Recurrent):
     torch_name: ClassVar[str] = "nn.RNN"
     prelude: ClassVar[tuple[str, ...]] = ("SequenceRNN",)
     gates: ClassVar[int] = 1
-    hidden_size: PositiveInt = Field(description=_HIDDEN)
-    num_layers: PositiveInt = Field(default=1, le=1000, description=_LAYERS)
-    bidirectional: bool = Field(default=False, description=_BIDIR)
-    dropout: float = Field(default=0.0, ge=0.0, le=1.0, description=_DROPOUT)
-    bias: bool = Field(default=True, description=_BIAS)
+    # after bias and before last, as positional arguments have always been ordered
     nonlinearity: Literal["tanh", "relu"] = Field(default="tanh", description="tanh or relu")
     last: bool = Field(default=False, description=_LAST)
     batch_first: Literal[True] = Field(default=True, description=_BATCH_FIRST)
@@ -97,36 +100,14 @@ class RNN(_Recurrent):
         return super()._ctor_args() + ["nonlinearity"]
 
 
-@register
-class LSTM(_Recurrent):
-    """Long short-term memory (torch.nn.LSTM, batch first); returns the output sequence."""
+class _Gated(_Recurrent):
+    """lstm and gru: the arguments after rnn's nonlinearity, which they do not take."""
 
-    kind: ClassVar[str] = "lstm"
-    torch_name: ClassVar[str] = "nn.LSTM"
-    prelude: ClassVar[tuple[str, ...]] = ("SequenceLSTM",)
-    gates: ClassVar[int] = 4
-    counted: ClassVar[bool] = False
-    hidden_size: PositiveInt = Field(description=_HIDDEN)
-    num_layers: PositiveInt = Field(default=1, le=1000, description=_LAYERS)
-    bidirectional: bool = Field(default=False, description=_BIDIR)
-    dropout: float = Field(default=0.0, ge=0.0, le=1.0, description=_DROPOUT)
-    bias: bool = Field(default=True, description=_BIAS)
     last: bool = Field(default=False, description=_LAST)
     batch_first: Literal[True] = Field(default=True, description=_BATCH_FIRST)
 
 
-@register
-class GRU(_Recurrent):
-    """Gated recurrent unit (torch.nn.GRU, batch first); returns the output sequence."""
-
-    kind: ClassVar[str] = "gru"
-    torch_name: ClassVar[str] = "nn.GRU"
-    prelude: ClassVar[tuple[str, ...]] = ("SequenceGRU",)
-    gates: ClassVar[int] = 3
-    hidden_size: PositiveInt = Field(description=_HIDDEN)
-    num_layers: PositiveInt = Field(default=1, le=1000, description=_LAYERS)
-    bidirectional: bool = Field(default=False, description=_BIDIR)
-    dropout: float = Field(default=0.0, ge=0.0, le=1.0, description=_DROPOUT)
-    bias: bool = Field(default=True, description=_BIAS)
-    last: bool = Field(default=False, description=_LAST)
-    batch_first: Literal[True] = Field(default=True, description=_BATCH_FIRST)
+LSTM = variant(_Gated, "lstm", "nn.LSTM", "Long short-term memory (torch.nn.LSTM, batch first); "
+               "returns the output sequence.", prelude=("SequenceLSTM",), gates=4, counted=False)
+GRU = variant(_Gated, "gru", "nn.GRU", "Gated recurrent unit (torch.nn.GRU, batch first); returns "
+              "the output sequence.", prelude=("SequenceGRU",), gates=3)

@@ -11,10 +11,9 @@ from typing import ClassVar, Literal, Optional, Union
 
 from pydantic import Field, PositiveFloat, PositiveInt, field_validator
 
-from nnspec.layers.base import Layer, ShapeError, T, fmt_shape, norm_dim, numel, py, register
+from nnspec.layers.base import (ANY_DTYPE, Layer, ShapeError, T, fmt_shape, norm_dim, numel, py,
+                                register, variant)
 from nnspec.layers.tensor import FunctionalOnly, promote
-
-ANY_DTYPE = ("float", "long", "bool")
 
 
 def _dims(dim: Union[int, tuple[int, ...]], rank: int, what: str) -> list[int]:
@@ -156,21 +155,44 @@ class Unsqueeze(FunctionalOnly):
         return f"torch.unsqueeze({args[0]}, {py(self.dim)})"
 
 
+def _resized(shape: tuple[int, ...], d: int, size: int) -> tuple[int, ...]:
+    """`shape` with per-sample dim `d` set to `size`."""
+    return shape[:d] + (size,) + shape[d + 1:]
+
+
+def _check_position(what: str, value: int, dim: int, shape: tuple[int, ...], d: int) -> None:
+    """Refuse a position outside per-sample dim `d` (torch `dim`); negative counts from the end."""
+    if not -shape[d] <= value < shape[d]:
+        raise ShapeError(f"{what} {value} is out of range for dim {dim} of {fmt_shape(shape)} "
+                         f"(size {shape[d]})")
+
+
+class _Pieces(FunctionalOnly):
+    """Cut `dim` into pieces, one output each; a kind says only how long the pieces are."""
+
+    input_dtypes: ClassVar[tuple[str, ...]] = ANY_DTYPE
+
+    def _sizes(self, n: int, s: tuple[int, ...]) -> tuple[int, ...]:
+        raise NotImplementedError(self.kind)
+
+    def infer(self, ins):
+        s = ins[0].shape
+        d = norm_dim(self.dim, len(s), f"{self.kind} of {fmt_shape(s)}")  # each kind has a dim
+        return tuple(T(_resized(s, d, k), ins[0].dtype) for k in self._sizes(s[d], s))
+
+
 @register
-class Split(FunctionalOnly):
+class Split(_Pieces):
     """Split along `dim` into pieces of one size (the last may be smaller) or of listed sizes."""
 
     kind: ClassVar[str] = "split"
     torch_name: ClassVar[str] = "torch.split"
-    input_dtypes: ClassVar[tuple[str, ...]] = ANY_DTYPE
     split_size_or_sections: Union[PositiveInt, tuple[PositiveInt, ...]] = Field(
         description="size of each piece, or a tuple of piece sizes summing to the dim")
     dim: int = Field(default=1, description="the dim to split (torch dims: 1 is channels)")
 
-    def infer(self, ins):
-        s = ins[0].shape
-        d = norm_dim(self.dim, len(s), f"split of {fmt_shape(s)}")
-        n, sizes = s[d], self.split_size_or_sections
+    def _sizes(self, n, s):
+        sizes = self.split_size_or_sections
         if isinstance(sizes, int):
             if -(-n // sizes) > 10_000:
                 raise ShapeError(f"split: pieces of {sizes} would cut dim {self.dim} of "
@@ -179,30 +201,25 @@ class Split(FunctionalOnly):
         elif sum(sizes) != n:
             raise ShapeError(f"split: sections {sizes} sum to {sum(sizes)}, but dim {self.dim} "
                              f"of {fmt_shape(s)} has size {n}")
-        return tuple(T(s[:d] + (k,) + s[d + 1:], ins[0].dtype) for k in sizes)
+        return sizes
 
     def functional_source(self, args, ins):
         return f"torch.split({args[0]}, {py(self.split_size_or_sections)}, dim={py(self.dim)})"
 
 
 @register
-class Chunk(FunctionalOnly):
+class Chunk(_Pieces):
     """Split along `dim` into `chunks` near-equal pieces (torch.chunk: may give fewer)."""
 
     kind: ClassVar[str] = "chunk"
     torch_name: ClassVar[str] = "torch.chunk"
-    input_dtypes: ClassVar[tuple[str, ...]] = ANY_DTYPE
     chunks: PositiveInt = Field(le=10_000, description="number of pieces (at most 10,000)")
     dim: int = Field(default=1, description="the dim to split (torch dims: 1 is channels)")
 
-    def infer(self, ins):
-        s = ins[0].shape
-        d = norm_dim(self.dim, len(s), f"chunk of {fmt_shape(s)}")
-        n = s[d]
+    def _sizes(self, n, s):
         size = -(-n // self.chunks)  # torch.chunk: pieces of ceil(n / chunks), the last smaller
         count = -(-n // size) if size else 1
-        sizes = [size] * (count - 1) + [n - size * (count - 1)]
-        return tuple(T(s[:d] + (k,) + s[d + 1:], ins[0].dtype) for k in sizes)
+        return (size,) * (count - 1) + (n - size * (count - 1),)
 
     def functional_source(self, args, ins):
         return f"torch.chunk({args[0]}, {py(self.chunks)}, dim={py(self.dim)})"
@@ -221,9 +238,7 @@ class Select(FunctionalOnly):
     def infer(self, ins):
         s = ins[0].shape
         d = norm_dim(self.dim, len(s), f"select of {fmt_shape(s)}")
-        if not -s[d] <= self.index < s[d]:
-            raise ShapeError(f"select: index {self.index} is out of range for dim {self.dim} of "
-                             f"{fmt_shape(s)} (size {s[d]})")
+        _check_position("select: index", self.index, self.dim, s, d)
         return T(s[:d] + s[d + 1:], ins[0].dtype)
 
     def functional_source(self, args, ins):
@@ -244,13 +259,11 @@ class Narrow(FunctionalOnly):
     def infer(self, ins):
         s = ins[0].shape
         d = norm_dim(self.dim, len(s), f"narrow of {fmt_shape(s)}")
-        if not -s[d] <= self.start < s[d]:
-            raise ShapeError(f"narrow: start {self.start} is out of range for dim {self.dim} of "
-                             f"{fmt_shape(s)} (size {s[d]})")
+        _check_position("narrow: start", self.start, self.dim, s, d)
         if self.start % s[d] + self.length > s[d]:
             raise ShapeError(f"narrow: start {self.start} + length {self.length} runs past dim "
                              f"{self.dim} of {fmt_shape(s)} (size {s[d]})")
-        return T(s[:d] + (self.length,) + s[d + 1:], ins[0].dtype)
+        return T(_resized(s, d, self.length), ins[0].dtype)
 
     def functional_source(self, args, ins):
         return f"torch.narrow({args[0]}, {py(self.dim)}, {py(self.start)}, {py(self.length)})"
@@ -272,23 +285,10 @@ class _Reduce(FunctionalOnly):
         return f"{self.fn}({args[0]}, dim={py(self.dim)}{keep})"
 
 
-@register
-class Mean(_Reduce):
-    """Mean over `dim` (one dim or several)."""
-
-    kind: ClassVar[str] = "mean"
-    torch_name: ClassVar[str] = "torch.mean"
-    fn: ClassVar[str] = "torch.mean"
-
-
-@register
-class Sum(_Reduce):
-    """Sum over `dim` (one dim or several); long and bool inputs sum to long."""
-
-    kind: ClassVar[str] = "sum"
-    torch_name: ClassVar[str] = "torch.sum"
-    fn: ClassVar[str] = "torch.sum"
-    input_dtypes: ClassVar[tuple[str, ...]] = ANY_DTYPE
+Mean = variant(_Reduce, "mean", "torch.mean", "Mean over `dim` (one dim or several).",
+               fn="torch.mean", name="Mean")
+Sum = variant(_Reduce, "sum", "torch.sum", "Sum over `dim` (one dim or several); long and bool "
+              "inputs sum to long.", fn="torch.sum", input_dtypes=ANY_DTYPE, name="Sum")
 
 
 @register

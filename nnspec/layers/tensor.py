@@ -6,7 +6,8 @@ from typing import ClassVar, Optional
 
 from pydantic import Field
 
-from nnspec.layers.base import Layer, ShapeError, T, fmt_shape, norm_dim, numel, py, register
+from nnspec.layers.base import (ANY_DTYPE, Layer, ShapeError, T, fmt_shape, norm_dim, numel, py,
+                                register, variant)
 
 
 def broadcast(a: T, b: T, what: str) -> T:
@@ -46,7 +47,7 @@ class FunctionalOnly(Layer):
 
 class _Arith(FunctionalOnly):
     inputs: ClassVar[tuple[str, ...]] = ("x", "y?")
-    input_dtypes: ClassVar[tuple[str, ...]] = ("float", "long", "bool")
+    input_dtypes: ClassVar[tuple[str, ...]] = ANY_DTYPE
     symbol: ClassVar[str] = "+"
     other: Optional[float] = Field(default=None, description="a number in place of the second tensor")
 
@@ -64,13 +65,8 @@ class _Arith(FunctionalOnly):
         return f"{args[0]} {self.symbol} {right}"
 
 
-@register
-class Add(_Arith):
-    """Elementwise sum (a residual connection): `a + b` in a spec."""
-
-    kind: ClassVar[str] = "add"
-    torch_name: ClassVar[str] = "torch.add"
-    symbol: ClassVar[str] = "+"
+Add = variant(_Arith, "add", "torch.add", "Elementwise sum (a residual connection): `a + b` in a "
+              "spec.", symbol="+", name="Add")
 
 
 @register
@@ -90,13 +86,8 @@ class Sub(_Arith):
         return super().infer(ins)
 
 
-@register
-class Mul(_Arith):
-    """Elementwise product (gating, per-channel scales): `a * b` in a spec."""
-
-    kind: ClassVar[str] = "mul"
-    torch_name: ClassVar[str] = "torch.mul"
-    symbol: ClassVar[str] = "*"
+Mul = variant(_Arith, "mul", "torch.mul", "Elementwise product (gating, per-channel scales): "
+              "`a * b` in a spec.", symbol="*", name="Mul")
 
 
 @register
@@ -144,7 +135,7 @@ class Cat(FunctionalOnly):
     kind: ClassVar[str] = "cat"
     torch_name: ClassVar[str] = "torch.cat"
     inputs: ClassVar[tuple[str, ...]] = ("*xs",)
-    input_dtypes: ClassVar[tuple[str, ...]] = ("float", "long", "bool")
+    input_dtypes: ClassVar[tuple[str, ...]] = ANY_DTYPE
     dim: int = Field(1, description="the dim to join along (0 is the batch)")
 
     def infer(self, ins):
@@ -172,7 +163,7 @@ class Flatten(Layer):
     kind: ClassVar[str] = "flatten"
     torch_name: ClassVar[str] = "nn.Flatten"
     category: ClassVar[str] = "tensor"
-    input_dtypes: ClassVar[tuple[str, ...]] = ("float", "long", "bool")
+    input_dtypes: ClassVar[tuple[str, ...]] = ANY_DTYPE
     start_dim: int = Field(1, description="first dim to flatten (0 is the batch)")
     end_dim: int = Field(-1, description="last dim to flatten")
 

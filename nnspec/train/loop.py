@@ -2,24 +2,20 @@
 
 `run` checks every setting and loads the data first (so a mistake is a `TrainError` before any
 work), then drives a backend step by step: `LocalBackend` (one process, CPU or one GPU) or
-`DeepSpeedBackend` (under the runner). Batches come from a plan fixed by the seed: the global
-batch of step `s` is the same whatever the number of ranks or accumulation steps, which is also
-what makes a resumed run land exactly where an uninterrupted one does.
+`DeepSpeedBackend` (under the runner). Batches come from a plan fixed by the seed
+(nnspec.train.batches); SIGINT / SIGTERM stop it after a step with a checkpoint
+(nnspec.train.stop).
 """
 from __future__ import annotations
 
 import logging
 import math
-import random
 import signal
 import sys
-import threading
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-import numpy as np
 import torch
 
 from nnspec.lang.config import (
@@ -27,69 +23,17 @@ from nnspec.lang.config import (
 )
 from nnspec.outputs import replace_file
 from nnspec.train import distributed, pipeline_module as pipe, runs
+from nnspec.train.batches import BatchPlan, eval_batches, seed_everything
 from nnspec.train.checkpoint import atomic_write_json, capture_rng, restore_rng
 from nnspec.train.data import Data, Split, load_data
 from nnspec.train.errors import TrainError
 from nnspec.train.local import LocalBackend
 from nnspec.train.metrics import MetricsLog, Objective, build_objective
+from nnspec.train.stop import Stop, stop_signals
 
 log = logging.getLogger("nnspec.train")
 LOG_EVERY = 20        # optimizer steps between train rows in metrics.csv
 AGREE_EVERY = 10      # steps between the ranks' checks for a stop signal
-EVAL_BATCH = 256      # samples per rank per evaluation forward
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-# ---- batches -------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class BatchPlan:
-    """Which samples each rank uses at each step: a fresh permutation per epoch from the seed,
-    cut into global batches, each cut into `accum` x `world` micro-batches. An epoch is
-    ceil(n / batch) steps (config.total_steps_for); the last batch is filled up with the first
-    samples of the permutation, as DistributedSampler pads, so every step has full batches."""
-
-    n: int
-    batch: int
-    micro: int
-    accum: int
-    world: int
-    rank: int
-    seed: int
-
-    @property
-    def steps_per_epoch(self) -> int:
-        return -(-self.n // self.batch)
-
-    def order(self, epoch: int) -> torch.Tensor:
-        rng = np.random.default_rng(np.random.SeedSequence([self.seed, 1, epoch]))
-        perm = torch.from_numpy(rng.permutation(self.n))
-        pad = self.steps_per_epoch * self.batch - self.n
-        return torch.cat([perm] + [perm] * (pad // self.n) + [perm[:pad % self.n]])
-
-    def micro_batches(self, step: int, order: torch.Tensor) -> list[torch.Tensor]:
-        start = (step % self.steps_per_epoch) * self.batch
-        return [order[start + (k * self.world + self.rank) * self.micro:][:self.micro]
-                for k in range(self.accum)]
-
-
-def eval_batches(n: int, world: int, rank: int, size: int = EVAL_BATCH):
-    """(indices, valid) per batch for this rank; every rank runs the same number of forwards
-    (ZeRO-3 gathers weights collectively), padding short batches with repeats not counted."""
-    mine = torch.arange(rank, n, world)
-    per_rank = math.ceil(n / world)
-    for start in range(0, per_rank, size):
-        idx = mine[start:start + size]
-        want = min(size, per_rank - start)
-        valid = len(idx)
-        if valid < want:
-            idx = torch.cat([idx, torch.zeros(want - valid, dtype=torch.long)])
-        yield idx, valid
 
 
 # ---- the loop ------------------------------------------------------------------------------------
@@ -106,41 +50,6 @@ class LoopState:
     window_steps: int = 0
     last_eval: dict = field(default_factory=dict)
     last_eval_step: int = -1
-
-
-class _Stop:
-    """SIGINT / SIGTERM ask the loop to stop after the current step and save a checkpoint.
-
-    The same signal twice (Ctrl-C, Ctrl-C) interrupts at once. A terminal's Ctrl-C reaches the
-    deepspeed runner and its ranks together, and the runner then sends each rank SIGTERM: a
-    different signal, so the ranks still finish the step and save.
-    """
-
-    def __init__(self):
-        self.requested = False
-        self.seen: set[int] = set()
-
-    def __call__(self, signum, frame):
-        if signum in self.seen:
-            raise KeyboardInterrupt
-        self.seen.add(signum)
-        if not self.requested:
-            self.requested = True
-            log.warning("stopping after this step and saving a checkpoint (again to abort)")
-
-
-@contextmanager
-def _stop_signals() -> Iterator[_Stop]:
-    stop = _Stop()
-    if threading.current_thread() is not threading.main_thread():
-        yield stop
-        return
-    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield stop
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
 
 
 class Trainer:
@@ -196,13 +105,13 @@ class Trainer:
     def fit(self, state: LoopState, stop_at: int | None = None) -> str:
         """Train until the end, early stopping, `stop_at` or a stop signal; returns the status:
         completed, early_stopping, stopped (`stop_at`) or interrupted (a signal)."""
-        with _stop_signals() as stop:
+        with stop_signals() as stop:
             try:
                 return self._steps(state, stop, stop_at)
             except KeyboardInterrupt:
                 return self._interrupted(state)
 
-    def _steps(self, state: LoopState, stop: _Stop, stop_at: int | None) -> str:
+    def _steps(self, state: LoopState, stop: Stop, stop_at: int | None) -> str:
         spe, order, order_epoch = self.plan.steps_per_epoch, None, -1
         self.b.train(True)
         while state.step < self.total:
@@ -237,7 +146,7 @@ class Trainer:
             self.bar.update(1)
         return early
 
-    def _stopping(self, state: LoopState, stop: _Stop, stop_at: int | None) -> bool:
+    def _stopping(self, state: LoopState, stop: Stop, stop_at: int | None) -> bool:
         """Whether to stop after this step. A signal reaches one rank or all at different times,
         so ranks agree (one all-reduce) every AGREE_EVERY steps; `stop_at` is the same on all."""
         if stop_at is not None and state.step >= stop_at:

@@ -203,7 +203,7 @@ def test_overwrite_clears_only_the_earlier_runs_files(tmp_path):
 def test_the_global_batch_is_the_same_for_any_layout():
     """Step s trains on the same samples whatever the ranks and accumulation; an epoch covers
     every sample, the last batch filled up from the start of the permutation."""
-    from nnspec.train.loop import BatchPlan
+    from nnspec.train.batches import BatchPlan
     one = BatchPlan(n=100, batch=16, micro=16, accum=1, world=1, rank=0, seed=3)
     assert one.steps_per_epoch == 7
     order = one.order(0)
