@@ -13,6 +13,7 @@ import nnspec
 ROOT = Path(nnspec.__file__).resolve().parent
 LIMIT = 500
 
+
 def _lines(path: Path) -> int:
     return path.read_bytes().count(b"\n")
 
