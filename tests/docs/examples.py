@@ -10,7 +10,8 @@ tests/docs/test_examples.py, by exactly one of these rules (a block that fits no
 3. **A fragment**: `<!-- fragment: BEFORE ... AFTER -->` before the fence (the comment may span
    lines). The block, put in place of the `...`, must pass `nnspec check`: e.g.
    `<!-- fragment: model m() { input x: float[3, 32, 32] ... } -->` for statements of a body, or
-   `<!-- fragment: ... model m() { input x: float[64] fc: linear(10) } -->` for a `train` section.
+   `<!-- fragment: ... model m() { input x: float[64]; fc: linear(10) } -->` for a `train` section
+   (`;` separates statements on one line).
 4. **A file**: a block whose first line is a comment naming a `.nn` file (`# blocks/mine.nn`,
    `# specs/resnet18.nn`) is written to that path before any block of its page is checked, so the
    page's other blocks can `use` it. If it has no `model`, a block of its page must `use` it.
