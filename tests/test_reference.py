@@ -28,7 +28,7 @@ def test_cli_page_is_generated_from_the_parser():
 def test_cli_page_lists_every_subcommand_and_option():
     page = cli_markdown(build_parser())
     for name, command in build_parser()._subparsers._group_actions[0].choices.items():
-        assert f"## nnspec {name}\n" in page
+        assert f"### nnspec {name}\n" in page
         for action in command._actions:
             for flag in action.option_strings:
                 assert flag in ("-h", "--help") or f"`{flag}" in page, (name, flag)

@@ -74,7 +74,7 @@ def cli_markdown(parser: argparse.ArgumentParser) -> str:
         command.formatter_class = functools.partial(argparse.HelpFormatter, width=88)
         first, *rest = command.format_usage().removeprefix("usage: ").rstrip().splitlines()
         usage = "\n".join([first] + [line[len("usage: "):] for line in rest])
-        out += [f"## nnspec {name}\n", f"{helps[name][0].upper()}{helps[name][1:]}.\n",
+        out += [f"### nnspec {name}\n", f"{helps[name][0].upper()}{helps[name][1:]}.\n",
                 "```text", usage, "```\n", "| argument | meaning |", "|---|---|"]
         for action in command._actions:
             if isinstance(action, argparse._HelpAction):
