@@ -48,7 +48,7 @@ def reference_markdown() -> str:
     cats = [c for c in CATEGORY_ORDER if c in by_cat] + sorted(set(by_cat) - set(CATEGORY_ORDER))
     out = []
     for cat in cats:
-        out.append(f"### {cat.capitalize()}\n")
+        out.append(f"## {cat.capitalize()}\n")
         for cls in by_cat[cat]:
             doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
             inputs = ", ".join(cls.inputs)
