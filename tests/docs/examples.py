@@ -20,6 +20,11 @@ Blocks are checked in a temporary folder holding a copy of specs/ (as `specs/`) 
 specs/blocks/ (as `blocks/`), so `use "blocks/resnet.nn"` finds the shipped blocks; a block that is
 not a named file is written as `example.nn`. Diagnostics name files relative to that folder.
 
+In ```console blocks, the lines `$ nnspec check|summary|compile|layers ...` are run the same way
+(in the page's folder, one folder per block, in order, like a shell session) and must print
+exactly the lines below them, up to the next `$` line. Other commands (train, plan, python, ...)
+are shown as they were run by hand and are not re-run: they take minutes or need a GPU.
+
 A fence that is not tagged `nn` but holds a whole spec (it parses, with a `model`) fails too: tag
 it ```nn so it is checked. Tag other blocks for what they hold: `text`, `console`, `python`, `json`.
 """
@@ -136,3 +141,28 @@ def shown_diagnostic(page_fences: list[Fence], fence: Fence) -> str | None:
     if later and later[0].tag == "text" and later[0].text.startswith("error["):
         return later[0].text
     return None
+
+
+RUN_SUBCOMMANDS = {"check", "summary", "compile", "layers"}
+
+
+def console_runs(fence: Fence) -> list[tuple[list[str], str]]:
+    """The `nnspec` commands of a console block that the tests run: (argv, the output shown)."""
+    import shlex
+
+    runs, lines = [], fence.text.rstrip("\n").split("\n")
+    for i, line in enumerate(lines):
+        if not line.startswith("$ "):
+            continue
+        argv = shlex.split(line[2:])
+        if argv and argv[0].endswith("/nnspec"):  # .venv/bin/nnspec
+            argv[0] = "nnspec"
+        if len(argv) < 2 or argv[0] != "nnspec" or argv[1] not in RUN_SUBCOMMANDS:
+            continue
+        shown = []
+        for later in lines[i + 1:]:
+            if later.startswith("$ "):
+                break
+            shown.append(later)
+        runs.append((argv[1:], "\n".join(shown) + "\n" if shown else ""))
+    return runs

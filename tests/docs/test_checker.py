@@ -69,3 +69,20 @@ def test_an_unused_file_block_fails(tmp_path, capsys):
         _run(tmp_path, capsys, f"```nn\n{block}```\n")
     used = f'use "blocks/mine.nn"\nmodel m() {{\n  input x: float[4]\n  y: Mine(3)\n}}\n'
     _run(tmp_path / "b", capsys, f"```nn\n{block}```\n\n```nn\n{used}```\n")
+
+
+def test_a_console_example_must_print_what_it_shows(tmp_path, capsys):
+    from tests.docs.test_examples import test_console_example
+
+    page = tmp_path / "page.md"
+    spec = "# net.nn\nmodel m() {\n  input x: float[4]\n  fc: linear(2)\n}\n"
+    shown = "$ nnspec check net.nn\nok: m(): 10 parameters, 16 FLOPs per sample\n$ nnspec train net.nn\nanything\n"
+    page.write_text(f"```nn\n{spec}```\n\n```console\n{shown}```\n", encoding="utf-8")
+    console = [f for f in examples.fences(page) if f.tag == "console"][0]
+    assert [argv for argv, _ in examples.console_runs(console)] == [["check", "net.nn"]]
+    test_console_example(console, tmp_path / "ok", capsys)
+    page.write_text(page.read_text(encoding="utf-8").replace("10 parameters", "11 parameters"),
+                    encoding="utf-8")
+    console = [f for f in examples.fences(page) if f.tag == "console"][0]
+    with pytest.raises(AssertionError, match="printed"):
+        test_console_example(console, tmp_path / "bad", capsys)

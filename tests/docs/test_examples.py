@@ -11,12 +11,13 @@ import pytest
 from nnspec.cli import main
 from nnspec.lang.diagnostics import SpecError
 from nnspec.lang.parse import parse
-from tests.docs.examples import (ROOT, Fence, doc_pages, expected_code, fences, fragment_text,
-                                 rule_of, shown_diagnostic)
+from tests.docs.examples import (ROOT, Fence, console_runs, doc_pages, expected_code, fences,
+                                 fragment_text, rule_of, shown_diagnostic)
 
 EXAMPLE = "example.nn"  # the file name of a block that names none
 NN_FENCES = [f for page in doc_pages() for f in fences(page) if f.tag == "nn"]
 OTHER_FENCES = [f for page in doc_pages() for f in fences(page) if f.tag != "nn"]
+CONSOLE_FENCES = [f for f in OTHER_FENCES if f.tag == "console" and console_runs(f)]
 
 
 def _workspace(tmp: Path, page_fences: list[Fence]) -> None:
@@ -33,11 +34,18 @@ def _check(tmp: Path, name: str, text: str, capsys) -> tuple[int, str]:
     """`nnspec check NAME` in `tmp` with `text` as the file: the exit code and what it printed."""
     (tmp / name).parent.mkdir(parents=True, exist_ok=True)
     (tmp / name).write_text(text, encoding="utf-8")
+    return _nnspec(tmp, ["check", name], capsys)
+
+
+def _nnspec(tmp: Path, argv: list[str], capsys) -> tuple[int, str]:
+    """`nnspec ARGV` run in `tmp`: the exit code and what it printed (stdout, then stderr)."""
     capsys.readouterr()
     cwd = os.getcwd()
     os.chdir(tmp)
     try:
-        code = main(["check", name])
+        code = main(argv)
+    except SystemExit as stop:  # argparse's usage errors
+        code = stop.code
     finally:
         os.chdir(cwd)
     captured = capsys.readouterr()
@@ -89,3 +97,12 @@ def test_no_spec_outside_an_nn_fence(fence):
         return
     assert not fence.has_model or not tree.items, \
         f"{fence.where}: this block is a spec: tag its fence ```nn so the tests check it"
+
+
+@pytest.mark.parametrize("fence", CONSOLE_FENCES, ids=[f.where for f in CONSOLE_FENCES])
+def test_console_example(fence, tmp_path, capsys):
+    """A shown `nnspec check|summary|compile` prints what the page says it prints."""
+    _workspace(tmp_path, fences(fence.page))
+    for argv, shown in console_runs(fence):
+        _, printed = _nnspec(tmp_path, argv, capsys)
+        assert printed == shown, f"{fence.where}: `nnspec {' '.join(argv)}` printed:\n{printed}"
