@@ -69,3 +69,14 @@ def test_every_kind_is_documented():
 def test_layers_command_prints_the_reference(capsys):
     assert main(["layers"]) == 0
     assert capsys.readouterr().out == reference_markdown()
+
+
+def test_module_command_regenerates_a_layer_page(tmp_path, capsys):
+    from nnspec.emit.reference import main as reference_main
+
+    page = tmp_path / "layers.md"
+    page.write_text(f"# Layers\n{LAYERS[0]}\n{LAYERS[1]}\n", encoding="utf-8")
+    assert reference_main([str(page)]) == 0
+    assert between_markers(page.read_text(encoding="utf-8"), LAYERS) == "\n" + reference_markdown()
+    assert capsys.readouterr().out == "updated\n"
+    assert reference_main([]) == 2
