@@ -531,10 +531,11 @@ class Checker:
         return RepeatT(node.span, item=item, count=count)
 
     def tensor_binop(self, op, left, right, node: S.BinOp, scope: Scope, hint):
-        kinds = {"+": "add", "-": "sub", "*": "mul", "/": "div", "@": "matmul"}
+        kinds = {"+": "add", "-": "sub", "*": "mul", "/": "div", "@": "matmul", "==": "eq",
+                 "!=": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge"}
         if op not in kinds:
             raise self.error("E0314", f"`{op}` is not defined on tensors", node.span,
-                             "tensors support + - * / and @")
+                             "tensors support + - * / @ and the comparisons == != < <= > >=")
         for side, sspan in ((left, node.left.span), (right, node.right.span)):
             if not isinstance(side, (Value, int, float)) or isinstance(side, bool):
                 raise self.error("E0314", f"cannot combine a tensor with {_describe(side)} by `{op}`",
@@ -544,10 +545,12 @@ class Checker:
         if op == "@":
             raise self.error("E0314", "`@` needs two tensors", node.span)
         tensor, number = (left, right) if isinstance(left, Value) else (right, left)
-        if op in "-/" and tensor is right:
-            raise self.error("E0314", f"`number {op} tensor` is not supported", node.span,
-                             "write it with the tensor on the left")
-        return self.apply_kind(kinds[op], [tensor], {"other": (float(number), node.span)},
+        if kinds[op] in _COMPARE:   # `0 < x` is `x > 0`; a number keeps its type (`ids != 0`)
+            kind = _COMPARE_SWAPPED[kinds[op]] if tensor is right else kinds[op]
+            return self.apply_kind(kind, [tensor], {"other": (number, node.span)}, scope,
+                                   node.span, hint)
+        kind = {"-": "rsub", "/": "rdiv"}[op] if op in "-/" and tensor is right else kinds[op]
+        return self.apply_kind(kind, [tensor], {"other": (float(number), node.span)},
                                scope, node.span, hint)
 
     def scalar_binop(self, op, a, b, node: S.BinOp):
@@ -1129,6 +1132,10 @@ class Checker:
     def apply_kind(self, kind: str, ins, kw_args: dict, scope: Scope, span: Span, hint):
         tmpl = KindT(span, cls=REGISTRY[kind], kw=kw_args)
         return self.apply(tmpl, ins, scope, hint)
+
+
+_COMPARE = ("eq", "ne", "lt", "le", "gt", "ge")
+_COMPARE_SWAPPED = {"eq": "eq", "ne": "ne", "lt": "gt", "le": "ge", "gt": "lt", "ge": "le"}
 
 
 @functools.lru_cache(maxsize=None)
