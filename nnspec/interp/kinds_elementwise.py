@@ -39,13 +39,13 @@ def compare(layer, w, args, kwargs, ctx):
         x, y = x.to(ctx.float_dtype), y.to(ctx.float_dtype)
     diff = x - y
     both_inf = torch.isinf(x) & torch.isinf(y) & (x.sign() == y.sign())
-    sign = torch.where(both_inf, torch.zeros_like(diff), diff).sign()   # inf - inf is not NaN here
-    out = torch.zeros(sign.shape, dtype=torch.bool)
+    diff = torch.where(both_inf, torch.zeros_like(diff), diff)   # inf - inf is not NaN here
+    nan = torch.isnan(diff)   # torch.sign(NaN) is 0: NaN is told apart first
+    out = torch.zeros(diff.shape, dtype=torch.bool)
     for s in _SIGNS[layer.kind]:
-        out |= sign == s
-    if layer.kind == "ne":
-        out |= torch.isnan(sign)   # NaN differs from everything; every other comparison fails
-    return out
+        out |= diff.sign() == s
+    # NaN differs from everything: only ne holds
+    return out | nan if layer.kind == "ne" else out & ~nan
 
 
 @kind("where")

@@ -28,7 +28,8 @@ class _Unary(FunctionalOnly):
         (x,) = ins
         if x.dtype not in self.accepts:
             want = " or ".join(self.accepts)
-            raise ShapeError(f"{self.kind} needs a {want} tensor, got {x}",
+            raise ShapeError(f"{self.kind} needs a {want} tensor, got a {x.dtype} tensor "
+                             f"{fmt_shape(x.shape)}",
                              CAST_HELP if "float" in self.accepts else None)
         return x
 
@@ -189,7 +190,8 @@ class Where(FunctionalOnly):
     def infer(self, ins):
         cond, x, *rest = ins
         if cond.dtype != "bool":
-            raise ShapeError(f"where: the condition must be a bool tensor, got {cond}",
+            raise ShapeError(f"where: the condition must be a bool tensor, got a {cond.dtype} "
+                             f"tensor {fmt_shape(cond.shape)}",
                              "make a mask with a comparison, e.g. `where(x > 0, x, y)`, or "
                              "`cast(c, \"bool\")`")
         if rest and self.other is not None:
@@ -197,16 +199,7 @@ class Where(FunctionalOnly):
         if not rest and self.other is None:
             raise ShapeError("where needs a tensor y or `other=NUMBER` for where the condition "
                              "is false")
-        try:
-            shape = broadcast(cond, x, "where").shape
-            if rest:
-                shape = broadcast(T(shape), rest[0], "where").shape
-        except ShapeError as err:
-            shapes = ", ".join(fmt_shape(t.shape) for t in ins)
-            raise ShapeError(f"where: condition, x and y have shapes {shapes}, which do not "
-                             f"broadcast ({err.message.split(': ', 1)[1]})",
-                             "each dim must be equal across them or 1 in some of them; "
-                             "reshape or unsqueeze one to match") from None
+        shape = self._broadcast(ins)
         if rest:
             dtype = promote(x.dtype, rest[0].dtype)
         elif isinstance(self.other, float):
@@ -214,6 +207,24 @@ class Where(FunctionalOnly):
         else:   # an int keeps a long x long and makes a bool x long, as torch does
             dtype = "long" if x.dtype == "bool" else x.dtype
         return T(shape, dtype)
+
+    @staticmethod
+    def _broadcast(ins: list[T]) -> tuple[int, ...]:
+        """The common shape of condition, x and y: equal ranks, each dim equal or 1."""
+        parts = [f"{n} {fmt_shape(t.shape)}" for n, t in zip(("condition", "x", "y"), ins)]
+        names = ", ".join(parts[:-1]) + " and " + parts[-1]
+        if len({len(t.shape) for t in ins}) > 1:
+            raise ShapeError(f"where: {names} have different ranks",
+                             "with the batch dim in front, all need the same number of dims "
+                             "(use unsqueeze for a dim to broadcast)")
+        out = []
+        for i, sizes in enumerate(zip(*(t.shape for t in ins))):
+            if len(set(sizes) - {1}) > 1:
+                raise ShapeError(f"where: {names} do not broadcast (dim {i + 1}: "
+                                 f"{' vs '.join(map(str, sizes))})",
+                                 "each dim must be equal in all of them, or 1 where it repeats")
+            out.append(max(sizes))
+        return tuple(out)
 
     def functional_source(self, args, ins):
         y = args[2] if len(args) == 3 else py(self.other)
@@ -264,8 +275,9 @@ class RSub(_Reversed):
     def infer(self, ins):
         (x,) = ins
         if x.dtype == "bool":   # torch refuses `-` with a bool tensor
-            raise ShapeError(f"rsub: `{py(self.other)} - x` with a bool tensor x {x} is not "
-                             "defined", 'cast the mask first: `1.0 - cast(m, "float")`')
+            raise ShapeError(f"rsub: `{py(self.other)} - x` is not defined for a bool tensor x "
+                             f"{fmt_shape(x.shape)}",
+                             'cast the mask first: `1.0 - cast(mask, "float")`')
         return T(x.shape, "float")
 
 

@@ -119,11 +119,9 @@ class Body(BlockDrawing):
             args = recipe.args(self.draw, t)
             if args is None:
                 continue
-            call = Call(recipe.kind, args, positional=self.draw(st.integers(0, 2)))
-            extras = recipe.extras(self.draw, t, args)
-            if extras and not allow_extras:
+            call = recipe.call(self.draw, t, args)
+            if call.extras and not allow_extras:
                 continue
-            call.extras = extras
             try:
                 self.check_call(call, t)
             except Invalid:
@@ -134,6 +132,8 @@ class Body(BlockDrawing):
         return None
 
     def check_call(self, call: Call, t: T) -> list[T]:
+        for c in call.before:
+            (t,) = infer(c, [t], self.env.bind)
         ins, keywords = [t], []
         for extra in call.extras:
             x = t

@@ -38,6 +38,9 @@ class Call:
     args: dict[str, Any]
     extras: list["Extra"] = field(default_factory=list)
     positional: int = 0   # how many leading arguments are written without their name
+    # calls on the input first, in the same flow (`abs -> add(other=1.0) -> log`): they keep
+    # a kind inside the domain where torch and the interpreter agree on every value
+    before: list["Call"] = field(default_factory=list)
 
     def bound(self, bind: dict) -> dict:
         return {k: (v.value(bind) if isinstance(v, Expr) else v) for k, v in self.args.items()}
@@ -61,6 +64,13 @@ class Recipe:
     extras: Callable[[Draw, T, dict], list[Extra]] = lambda draw, t, a: []
     width: str | None = None               # the argument that sets the output's last width
     sample: Callable[[Draw], T] | None = None   # an input type to start a model from
+    before: tuple[Call, ...] = ()           # see Call.before
+
+    def call(self, draw: Draw, t: T, args: dict) -> Call:
+        """One application of this kind with `args` on a `t` input, its extra tensors drawn."""
+        call = Call(self.kind, args, positional=draw(st.integers(0, 2)), before=list(self.before))
+        call.extras = self.extras(draw, t, args)
+        return call
 
     @property
     def sequential(self) -> bool:
@@ -458,8 +468,12 @@ add(Recipe("channel_shuffle", (3,),
 # long results must stay valid ids wherever an embedding may read them: positions is long only
 # while it stays below every table (num_embeddings >= 4), and the generator never casts floats
 # to long nor negates long tensors (cases.py and tests/layers/test_elementwise.py run those)
-for _kind in ("exp", "log", "sin", "cos", "sqrt", "neg"):
-    add(Recipe(_kind, (1, 2, 3, 4), no_args))
+# NaN and inf would meet the interpreter's other kinds where they need not agree with torch (its
+# relu gives 0 for NaN): log, sqrt and `number / x` see |x| + 1 or |x|, exp sees tanh(x)
+_POSITIVE = (Call("abs", {}), Call("add", {"other": 1.0}))
+for _kind, _before in [("exp", (Call("tanh", {}),)), ("log", _POSITIVE), ("sin", ()), ("cos", ()),
+                       ("sqrt", (Call("abs", {}),)), ("neg", ())]:
+    add(Recipe(_kind, (1, 2, 3, 4), no_args, before=_before))
 add(Recipe("abs", (1, 2, 3, 4), no_args, dtypes=("float", "long")))
 
 
@@ -502,7 +516,8 @@ def cast_args(d: Draw, t: T) -> dict:
 add(Recipe("cast", (1, 2, 3), cast_args, dtypes=("float", "long", "bool")))
 add(Recipe("rsub", (1, 2, 3), lambda d, t: {"other": d(st.sampled_from([1.0, -2.0]))},
            dtypes=("float", "long")))
-add(Recipe("rdiv", (1, 2, 3), lambda d, t: {"other": d(st.sampled_from([1.0, 0.5]))}))
+add(Recipe("rdiv", (1, 2, 3), lambda d, t: {"other": d(st.sampled_from([1.0, 0.5]))},
+           before=_POSITIVE))
 
 
 def positions_args(d: Draw, t: T) -> dict:

@@ -125,6 +125,18 @@ def test_unary_math_in_float64_agrees_with_formulas():
         torch.testing.assert_close(got, want, rtol=1e-15, atol=0)
 
 
+@pytest.mark.parametrize("kind", ["eq", "ne", "lt", "le", "gt", "ge"])
+def test_comparisons_with_nan_and_inf_agree_with_torch(kind):
+    values = [float("nan"), float("inf"), float("-inf"), 0.0, -0.0, 1.5, -2.0]
+    x = torch.tensor([[a for a in values for _ in values]], dtype=torch.float64)
+    y = torch.tensor([[b for _ in values for b in values]], dtype=torch.float64)
+    layer = REGISTRY[kind]()
+    ins = [T((len(values) ** 2,))] * 2
+    want = _run_generated(layer, ins, [x, y])
+    got = interp.KINDS[kind](layer, {}, [x, y], {}, Ctx(ins, torch.float64))
+    assert torch.equal(got, want) and torch.equal(want, getattr(torch, kind)(x, y))
+
+
 # ---- ConvNeXt's LayerNorm2d -------------------------------------------------------------------
 @pytest.mark.parametrize("args", [{}, {"eps": 1e-6}, {"bias": False},
                                   {"elementwise_affine": False}])
@@ -201,14 +213,17 @@ def test_comparison_keeps_an_int_number():
 
 # ---- diagnostics ------------------------------------------------------------------------------
 @pytest.mark.parametrize("body,words,help_words", [
-    ('input ids: long[5]\n  out log(ids)', "log needs a float tensor, got [B, 5] long",
+    ('input ids: long[5]\n  out log(ids)', "log needs a float tensor, got a long tensor [B, 5]",
      'cast(x, "float")'),
     ('input x: float[5]\n  out where(x, x, 0.0)', "the condition must be a bool tensor",
      "where(x > 0, x, y)"),
     ('input x: float[4, 5]\n  input y: float[3, 5]\n  out where(x > 0, x, y)',
-     "condition, x and y have shapes [B, 4, 5], [B, 4, 5], [B, 3, 5], which do not broadcast",
-     "reshape or unsqueeze"),
-    ('input m: bool[5]\n  out 1 - m', "rsub: `1.0 - x` with a bool tensor", '1.0 - cast(m'),
+     "where: condition [B, 4, 5], x [B, 4, 5] and y [B, 3, 5] do not broadcast (dim 1: 4 vs 4 "
+     "vs 3)", "or 1 where it repeats"),
+    ('input x: float[4, 5]\n  input y: float[5]\n  out where(x > 0, x, y)',
+     "have different ranks", "use unsqueeze"),
+    ('input m: bool[5]\n  out 1 - m', "rsub: `1.0 - x` is not defined for a bool tensor x [B, 5]",
+     '1.0 - cast(mask'),
     ('input x: float[4, 5]\n  out expand(x, [4, 10])', "dim 2 of [B, 4, 5] has size 5",
      "repeat_interleave"),
     ('input x: float[4, 5]\n  out expand(x, [4])', "has 1 dims besides the batch",
