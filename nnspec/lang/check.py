@@ -1127,7 +1127,12 @@ class Checker:
         return v
 
     def condition(self, node: S.Node, scope: Scope) -> bool:
-        return self.truth(self.value(self.eval(node, scope), node.span), node.span)
+        v = self.eval(node, scope)
+        if isinstance(v, Value):   # `when x > 0`: a mask, not one decision for the whole model
+            raise self.error("E0332", f"a condition must be true or false, got a tensor {v.type}",
+                             node.span, "`when` decides once, from numbers and shapes such as "
+                             "`channels(x) > 1`; to choose per element, use where(x > 0, a, b)")
+        return self.truth(self.value(v, node.span), node.span)
 
     def apply_kind(self, kind: str, ins, kw_args: dict, scope: Scope, span: Span, hint):
         tmpl = KindT(span, cls=REGISTRY[kind], kw=kw_args)
