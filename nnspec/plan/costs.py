@@ -21,7 +21,7 @@ from nnspec.layers.base import T, numel
 
 # layer kinds whose outputs are views of their inputs (no new memory)
 VIEW_KINDS = frozenset({"flatten", "reshape", "split", "chunk", "narrow", "select", "squeeze",
-                        "unsqueeze", "permute", "transpose", "identity"})
+                        "unsqueeze", "permute", "transpose", "identity", "expand"})
 DTYPE_BYTES = {"long": 8, "int": 4, "bool": 1}
 
 

@@ -34,6 +34,7 @@ class Body(BlockDrawing):
         self.lines: list[str] = []
         self.effects: list[Effect] = []
         self.unused: list[str] = list(env.vars)
+        self.given = set(env.vars)         # the inputs: never an output as they are
         self.cursor = list(env.vars)[-1]
         self.last_single: str | None = None   # the variable the last statement alone assigned
         self.alias = False                     # an alias's conditions cannot name tensors
@@ -118,11 +119,9 @@ class Body(BlockDrawing):
             args = recipe.args(self.draw, t)
             if args is None:
                 continue
-            call = Call(recipe.kind, args, positional=self.draw(st.integers(0, 2)))
-            extras = recipe.extras(self.draw, t, args)
-            if extras and not allow_extras:
+            call = recipe.call(self.draw, t, args)
+            if call.extras and not allow_extras:
                 continue
-            call.extras = extras
             try:
                 self.check_call(call, t)
             except Invalid:
@@ -133,6 +132,8 @@ class Body(BlockDrawing):
         return None
 
     def check_call(self, call: Call, t: T) -> list[T]:
+        for c in call.before:
+            (t,) = infer(c, [t], self.env.bind)
         ins, keywords = [t], []
         for extra in call.extras:
             x = t
@@ -582,13 +583,18 @@ class Body(BlockDrawing):
 
     def finish(self, block: bool) -> tuple[list[str], list[str]]:
         """The `out` line, or a tail of layers on the current tensor, and the output variables.
-        A model outputs up to three of its unused float tensors, a block one or two; the first
-        output may be a flow (`out h -> layer when cond, g`)."""
+        A model outputs up to three of its unused float tensors and the last long or bool one
+        it computed (a mask, positions: compared exactly), a block one or two float tensors; the
+        first output may be a flow (`out h -> layer when cond, g`)."""
         floats = [v for v in self.unused if self.env.vars[v].dtype == "float"]
+        others = [v for v in self.unused if self.env.vars[v].dtype != "float"
+                  and v not in self.given]
         last = self.cursor if self.env.vars[self.cursor].dtype == "float" else \
             (floats[-1] if floats else self._to_float())
         more = (1 if self.draw(st.integers(0, 3)) == 0 else 0) if block else 2
         outs = [last] + [v for v in floats if v != last][:more]
+        if not block and others:
+            outs.append(others[-1])
         if len(outs) == 1 and last == self.last_single and self.draw(st.booleans()):
             tail = self._tail(last)
             if tail:

@@ -315,4 +315,25 @@ model rep {
   input pad: bool[5]
   out x -> layers: [transformer_encoder_layer(pad, nhead=2, dim_feedforward=16)] * 2
 }""",
+    "elementwise": """
+model elementwise {
+  input ids: long[5]
+  input x: float[4, 5]
+  input img: float[3, 4, 4]
+  tok = ids -> wte: embedding(10, 4)
+  pos = positions(ids) -> wpe: embedding(8, 4)
+  mask = ids != 0
+  row = unsqueeze(ids, 1)
+  bias = (1.0 - cast(mask, "float")) * -100.0
+  far = unsqueeze(positions(x, dim=2, start=3, dtype="float"), 1)
+  inv = 2.0 / (abs(x) + 1.0)
+  s = sin(x) * cos(x) + exp(neg(x)) + log(sqrt(abs(x) + 1.0)) + abs(row) * 0.5 - 3 - neg(row)
+  m = (x > 0) == (0.0 < x)
+  sel = where(x > 0, x, 0.0) + where(x <= -0.5, x, inv) + where(x >= 0.2, row, 7)
+  cmp = cast(x < inv, "long") + cast(x != x, "long") + cast(row == 2, "long")
+  q = cast(x * 3.0, "long") + cast(lt(x, 0.1), "long") + cast(ge(x, inv), "long")
+  r = repeat_interleave(unsqueeze(x, 1), 2, dim=1) + expand(unsqueeze(x, 1), [2, -1, -1])
+  n = img -> ln: layernorm2d(eps=1e-6) -> ln2: layernorm2d(elementwise_affine=false)
+  out tok + pos, bias, s + sel + far, m, cmp + q, r, cast(x, "bool"), n + layernorm2d(img, bias=false)
+}""",
 }

@@ -11,7 +11,8 @@ ATTENTION = {"multihead_attention", "transformer_encoder_layer", "transformer_de
              "sdpa"}
 # ops whose result holds the input's values rearranged: a consumer of the result sees them
 PASS_THROUGH = {"identity", "reshape", "permute", "transpose", "squeeze", "unsqueeze", "split",
-                "chunk", "select", "narrow", "flatten", "cat", "stack", "pad"}
+                "chunk", "select", "narrow", "flatten", "cat", "stack", "pad",
+                "repeat_interleave", "expand", "abs"}   # abs: ids are never negative
 
 
 def consumers(root: ModuleDef) -> dict[int, list[tuple]]:

@@ -130,10 +130,13 @@ class Stage:
     name: str | None = None
     cond: Cond | None = None
     spliced: bool = False   # `item * k` inside a list
+    before: list[str] = field(default_factory=list)   # texts of stages in front (Call.before)
 
     def full(self) -> str:
         text = f"{self.name}: {self.text}" if self.name else self.text
-        return f"{text} when {self.cond.text}" if self.cond else text
+        # a `when` binds to one stage: each of the stages in front gets it too
+        when = f" when {self.cond.text}" if self.cond else ""
+        return "".join(f"{b}{when} -> " for b in self.before) + text + when
 
     def run(self, ins: list[T], env: Env) -> list[T]:
         if self.cond is not None:
@@ -146,12 +149,14 @@ class Stage:
 
 def call_stage(call: Call, name: str | None = None) -> Stage:
     def apply(ins, env):
+        for c in call.before:
+            ins = infer(c, ins, env.bind)
         outs = infer(call, ins, env.bind)
         env.drawn.add(call.kind)
         if name:
             env.layers[name] = ("leaf", call, list(ins))
         return outs
-    return Stage(render(call), apply, name)
+    return Stage(render(call), apply, name, before=[render(c) for c in call.before])
 
 
 # ---- blocks -------------------------------------------------------------------------------

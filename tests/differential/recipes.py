@@ -38,6 +38,9 @@ class Call:
     args: dict[str, Any]
     extras: list["Extra"] = field(default_factory=list)
     positional: int = 0   # how many leading arguments are written without their name
+    # calls on the input first, in the same flow (`abs -> add(other=1.0) -> log`): they keep
+    # a kind inside the domain where torch and the interpreter agree on every value
+    before: list["Call"] = field(default_factory=list)
 
     def bound(self, bind: dict) -> dict:
         return {k: (v.value(bind) if isinstance(v, Expr) else v) for k, v in self.args.items()}
@@ -61,6 +64,13 @@ class Recipe:
     extras: Callable[[Draw, T, dict], list[Extra]] = lambda draw, t, a: []
     width: str | None = None               # the argument that sets the output's last width
     sample: Callable[[Draw], T] | None = None   # an input type to start a model from
+    before: tuple[Call, ...] = ()           # see Call.before
+
+    def call(self, draw: Draw, t: T, args: dict) -> Call:
+        """One application of this kind with `args` on a `t` input, its extra tensors drawn."""
+        call = Call(self.kind, args, positional=draw(st.integers(0, 2)), before=list(self.before))
+        call.extras = self.extras(draw, t, args)
+        return call
 
     @property
     def sequential(self) -> bool:
@@ -452,3 +462,10 @@ add(Recipe("upsample", (2, 3, 4), upsample_args, sample=spatial_type(3, 2)))
 add(Recipe("channel_shuffle", (3,),
            lambda d, t: {"groups": d(st.sampled_from(divisors(t.shape[0])))},
            sample=lambda d: T((d(st.sampled_from([2, 4, 6])), d(ints(1, 3)), d(ints(1, 3))))))
+
+
+
+# ---- element-wise math, comparisons, where, casts, ranges and repeats ----------------------
+# in their own module, which registers into RECIPES when imported (here, after everything above
+# exists, so that it can import it)
+from . import recipes_elementwise  # noqa: E402,F401

@@ -164,8 +164,7 @@ def _focus(body: Body, kind: str) -> None:
         args = recipe.args(body.draw, t)
         if args is None:
             continue
-        call = Call(kind, args, positional=body.draw(st.integers(0, 2)))
-        call.extras = recipe.extras(body.draw, t, args)
+        call = recipe.call(body.draw, t, args)
         try:
             body.check_call(call, t)
         except Invalid:

@@ -119,12 +119,32 @@ def _plumbing(rng: random.Random):
         {"track_running_stats": rng.random() < 0.5, "affine": rng.random() < 0.5}, [s]
 
 
-@pytest.mark.parametrize("family", [_windowed, _plumbing], ids=["windowed", "plumbing"])
+def _elementwise(rng: random.Random):
+    """Element-wise math, comparisons, casts, position ranges and repeats over 1 to 4 dims."""
+    s = _sizes(rng, rng.randint(1, 4), high=5)
+    n = len(s)
+    yield rng.choice(["abs", "neg", "exp", "log", "sin", "cos", "sqrt"]), {}, [s]
+    broadcastable = tuple(rng.choice([x, 1]) for x in s)
+    compare = rng.choice(["eq", "ne", "lt", "le", "gt", "ge"])
+    yield compare, {}, [s, broadcastable]
+    yield compare, {"other": rng.choice([0, 1, 0.5])}, [s]
+    yield "cast", {"dtype": rng.choice(["float", "long", "bool"])}, [s]
+    yield rng.choice(["rsub", "rdiv"]), {"other": 2.0}, [s]
+    yield "positions", {"dim": rng.randint(-n, n), "start": rng.randint(0, 3),
+                        "dtype": rng.choice(["long", "float"])}, [s]
+    yield "repeat_interleave", {"repeats": rng.randint(1, 3), "dim": rng.randint(-n, n)}, [s]
+    yield "expand", {"shape": tuple(rng.choice([-1, x, 1 + rng.randint(0, 3)]) for x in s)}, \
+        [tuple(rng.choice([x, 1]) for x in s)]
+    yield "layernorm2d", {"bias": rng.random() < 0.5}, [s]
+
+
+@pytest.mark.parametrize("family", [_windowed, _plumbing, _elementwise],
+                         ids=["windowed", "plumbing", "elementwise"])
 def test_infer_agrees_with_the_interpreter(family):
     rng = random.Random(family.__name__)
     problems, ran = [], 0
     for _ in range(TRIALS):
-        dtype = rng.choice(["float", "long"]) if family is _plumbing else "float"
+        dtype = rng.choice(["float", "long"]) if family is not _windowed else "float"
         for kind, args, shapes in family(rng):
             result = run_rule(kind, args, shapes, dtype)
             ran += result is not None

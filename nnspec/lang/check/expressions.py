@@ -220,10 +220,11 @@ class Evaluator:
         return RepeatT(node.span, item=item, count=count)
 
     def tensor_binop(self, op, left, right, node: S.BinOp, scope: Scope, hint):
-        kinds = {"+": "add", "-": "sub", "*": "mul", "/": "div", "@": "matmul"}
+        kinds = {"+": "add", "-": "sub", "*": "mul", "/": "div", "@": "matmul", "==": "eq",
+                 "!=": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge"}
         if op not in kinds:
             raise self.error("E0314", f"`{op}` is not defined on tensors", node.span,
-                             "tensors support + - * / and @")
+                             "tensors support + - * / @ and the comparisons == != < <= > >=")
         for side, sspan in ((left, node.left.span), (right, node.right.span)):
             if not isinstance(side, (Value, int, float)) or isinstance(side, bool):
                 raise self.error("E0314", f"cannot combine a tensor with {describe(side)} by `{op}`",
@@ -233,11 +234,13 @@ class Evaluator:
         if op == "@":
             raise self.error("E0314", "`@` needs two tensors", node.span)
         tensor, number = (left, right) if isinstance(left, Value) else (right, left)
-        if op in "-/" and tensor is right:
-            raise self.error("E0314", f"`number {op} tensor` is not supported", node.span,
-                             "write it with the tensor on the left")
-        return self.flow.apply_kind(kinds[op], [tensor], {"other": (float(number), node.span)},
-                               scope, node.span, hint)
+        if kinds[op] in _COMPARE:   # `0 < x` is `x > 0`; a number keeps its type (`ids != 0`)
+            kind = _COMPARE_SWAPPED[kinds[op]] if tensor is right else kinds[op]
+            return self.flow.apply_kind(kind, [tensor], {"other": (number, node.span)}, scope,
+                                        node.span, hint)
+        kind = {"-": "rsub", "/": "rdiv"}[op] if op in "-/" and tensor is right else kinds[op]
+        return self.flow.apply_kind(kind, [tensor], {"other": (float(number), node.span)},
+                                    scope, node.span, hint)
 
     def scalar_binop(self, op, a, b, node: S.BinOp):
         if op in ("==", "!="):
@@ -417,4 +420,13 @@ class Evaluator:
         return v
 
     def condition(self, node: S.Node, scope: Scope) -> bool:
-        return self.truth(self.value(self.eval(node, scope), node.span), node.span)
+        v = self.eval(node, scope)
+        if isinstance(v, Value):   # `when x > 0`: a mask, not one decision for the whole model
+            raise self.error("E0332", f"a condition must be true or false, got a tensor {v.type}",
+                             node.span, "`when` decides once, from numbers and shapes such as "
+                             "`channels(x) > 1`; to choose per element, use where(x > 0, a, b)")
+        return self.truth(self.value(v, node.span), node.span)
+
+
+_COMPARE = ("eq", "ne", "lt", "le", "gt", "ge")
+_COMPARE_SWAPPED = {"eq": "eq", "ne": "ne", "lt": "gt", "le": "ge", "gt": "lt", "ge": "le"}
