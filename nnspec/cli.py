@@ -306,6 +306,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:   # `nnspec summary --json | head`: the reader left, as with `cat`
+        # stdout is dead; point it at devnull so the interpreter's final flush cannot raise again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141   # 128 + SIGPIPE, what a shell reports for a command killed by it
 
 
 def _one_line(text: str) -> str:

@@ -191,3 +191,16 @@ def test_check_prints_spec_strings_escaped(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "\x1b" not in out and out.count("\n") == 1
     assert 'p="a\\x1b[2J\\nb"' in out
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback(in_root):
+    """`nnspec summary ... | head -1`: the pipe closes while nnspec still writes (the table is
+    larger than a pipe's buffer, so the write must fail)."""
+    proc = subprocess.Popen([sys.executable, "-m", "nnspec.cli", "summary", "specs/gpt3_13b.nn",
+                             "--max-params", str(10**12)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.readline()
+    proc.stdout.close()   # the reader is gone before the rest of the table is written
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, err
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
