@@ -197,7 +197,7 @@ def test_a_reader_that_leaves_early_gets_no_traceback(in_root):
     """`nnspec summary ... | head -1`: the pipe closes while nnspec still writes (the table is
     larger than a pipe's buffer, so the write must fail)."""
     proc = subprocess.Popen([sys.executable, "-m", "nnspec.cli", "summary", "specs/gpt3_13b.nn",
-                             "--max-params", str(10**12)], stdout=subprocess.PIPE,
+                             "--json", "--max-params", str(10**12)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
     proc.stdout.readline()
     proc.stdout.close()   # the reader is gone before the rest of the table is written
