@@ -420,8 +420,10 @@ class Checker:
             raise self.error("E0306", f"`{name}` is a tensor type, not a value", node.span)
         known = (list(scope.locals) + list(scope.layers) + list(scope.params)
                  + list(self.program.consts) + list(self.program.definitions) + list(REGISTRY))
-        raise self.error("E0201", f"unknown name `{name}`", node.span,
-                         did_you_mean(name, known) or "`nnspec layers` lists every layer kind")
+        hint = did_you_mean(name, known)
+        if hint is None or hint == did_you_mean(name, REGISTRY):  # it reads as a layer kind
+            hint = REGISTRY.unknown_kind_help(hint)
+        raise self.error("E0201", f"unknown name `{name}`", node.span, hint)
 
     def global_const(self, name: str, span: Span):
         if name in self.const_values:
