@@ -45,7 +45,7 @@ class Origin:
 
     def __str__(self) -> str:
         if self.plugin is None:
-            return f"registered by nnspec.register_layer, module {self.module}"
+            return f"nnspec.register_layer in module {self.module}"
         return f"plugin `{self.plugin}` of {self.distribution}, module {self.module}"
 
 
@@ -184,7 +184,7 @@ class Registry(Mapping):
                               "(an identifier, not starting with _)")
         if kind in self._kinds:
             other = self._origins.get(kind)
-            where = "built into nnspec" if other is None else f"registered ({other})"
+            where = "built into nnspec" if other is None else f"registered (from {other})"
             raise PluginError(f"{source}: layer kind `{kind}` is already {where}; give the "
                               "plugin's kind another name")
         package = cls.__module__.split(".")[0]

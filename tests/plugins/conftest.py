@@ -18,6 +18,7 @@ from nnspec.interp import registry as interp_registry
 from nnspec.layers import REGISTRY
 
 HERE = Path(__file__).resolve().parent
+ROOT_PATH = HERE.parent.parent  # the checkout, for a subprocess's PYTHONPATH
 PACKAGES = {"glu": "nnspec_example_glu", "broken": "nnspec_broken_plugin"}
 
 
