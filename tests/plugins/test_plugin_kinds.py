@@ -128,3 +128,11 @@ model glu_mixer(width = 6) {
 def test_differential_harness_with_the_plugins_interpreter_rule(glu, text):
     report = check_spec(nnspec.loads(text))
     assert report["params"] > 0 and report["flops"] > 0
+
+
+def test_a_value_named_like_the_plugin_module_does_not_shadow_it(glu):
+    spec = nnspec.loads("model m {\n  input x: float[8]\n  nnspec_example_glu = x -> relu\n"
+                        "  fc: gated_linear(4)\n}\n")
+    assert "nnspec_example_glu_ = torch.relu(x)" in spec.source
+    assert "nnspec_example_glu =" not in spec.source  # the module's name stays the module
+    assert spec.build()(torch.randn(2, 8)).shape == (2, 4)
