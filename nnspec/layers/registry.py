@@ -1,4 +1,4 @@
-"""The table of layer kinds by name, and the Python plug-ins that add to it.
+"""The table of layer kinds by name, and the Python plugins that add to it.
 
 nnspec's own kinds register when `nnspec.layers` imports its modules. Any other kind comes from
 Python code that the user installed or ran, never from a spec: an entry point in the group
@@ -10,7 +10,7 @@ imported.
 A kind from outside nnspec may make the generated model.py import modules of its own package
 (`Layer.imports`). The registry checks them when it accepts the kind and records them, and
 emit/verify.py allows exactly those imports: what generated code may import is decided by the
-installed Python, not by spec text. A plug-in that fails to import, or registers a kind that
+installed Python, not by spec text. A plugin that fails to import, or registers a kind that
 exists, is skipped with a one-line error naming it; every other kind still works.
 """
 from __future__ import annotations
@@ -25,8 +25,8 @@ from typing import Any, Callable
 
 LAYER_GROUP = "nnspec.layers"    # entry points that register layer kinds
 INTERP_GROUP = "nnspec.interp"   # entry points that register interpreter rules (nnspec.interp)
-# names that model.py binds at module level (emit/source.py): a plug-in's import must not rebind
-# them, and nnspec's own modules are never a plug-in's to import
+# names that model.py binds at module level (emit/source.py): a plugin's import must not rebind
+# them, and nnspec's own modules are never a plugin's to import
 TAKEN_ROOTS = frozenset({"math", "torch", "nn", "F", "Model", "LAYERS", "nnspec"})
 
 
@@ -69,14 +69,14 @@ def installed_plugins(group: str) -> list[Plugin]:
 
 
 def failure_line(plugin: Plugin, err: BaseException) -> str:
-    """One line for a plug-in that raised while it was imported: no traceback, its name first."""
+    """One line for a plugin that raised while it was imported: no traceback, its name first."""
     text = " ".join(str(err).split()) or "(no message)"
     return (f"plugin `{plugin.name}` ({plugin.distribution}) failed to load: "
             f"{type(err).__name__}: {text}; its layer kinds are skipped")
 
 
 def report(line: str) -> None:
-    """Say on stderr, once, that a plug-in was skipped; the run goes on without it."""
+    """Say on stderr, once, that a plugin was skipped; the run goes on without it."""
     print(f"nnspec: error: {line}", file=sys.stderr)
 
 
@@ -87,7 +87,7 @@ def _is_module_name(name: object) -> bool:
 
 
 class Registry(Mapping):
-    """Layer kinds by name. Reading it loads the installed plug-ins first (once per process)."""
+    """Layer kinds by name. Reading it loads the installed plugins first (once per process)."""
 
     def __init__(self, base: type):
         self._base = base                    # every kind subclasses it (nnspec.layers.Layer)
@@ -95,10 +95,10 @@ class Registry(Mapping):
         self._origins: dict[str, Origin] = {}
         self._loading: Plugin | None = None  # the entry point being imported
         self._loaded = False
-        self.errors: list[str] = []          # one line per plug-in problem, as reported
-        self.failed: list[str] = []          # the names of plug-ins with a problem
+        self.errors: list[str] = []          # one line per plugin problem, as reported
+        self.failed: list[str] = []          # the names of plugins with a problem
 
-    # ---- reading: the Mapping interface, plug-ins loaded first --------------------------------
+    # ---- reading: the Mapping interface, plugins loaded first --------------------------------
     def __getitem__(self, kind: str) -> type:
         self._load()
         return self._kinds[kind]
@@ -116,7 +116,7 @@ class Registry(Mapping):
         return len(self._kinds)
 
     def builtin(self) -> list[str]:
-        """nnspec's own kinds (what the layer reference documents); loads no plug-in."""
+        """nnspec's own kinds (what the layer reference documents); loads no plugin."""
         return [k for k in self._kinds if k not in self._origins]
 
     def origin(self, kind: str) -> Origin | None:
@@ -142,7 +142,7 @@ class Registry(Mapping):
     # ---- writing --------------------------------------------------------------------------------
     def add(self, cls: type) -> type:
         """Register a kind. nnspec's own are checked by assertion (a clash is an nnspec bug); any
-        other is checked in full, and a problem raises PluginError, or inside a plug-in's import
+        other is checked in full, and a problem raises PluginError, or inside a plugin's import
         is reported and skips only that kind."""
         if self._loading is None and getattr(cls, "__module__", "").startswith("nnspec."):
             assert cls.kind and cls.kind not in self._kinds, cls.kind
@@ -160,8 +160,9 @@ class Registry(Mapping):
         return cls
 
     def forget_plugins(self) -> None:
-        """Drop every kind that is not nnspec's own and load plug-ins again on the next read (for a
-        process whose sys.path changed, and for tests)."""
+        """Drop every kind that is not nnspec's own; the next read loads the installed plugins
+        again. For tests: a plugin module still in sys.modules is not imported again, so its
+        kinds come back only if the caller dropped it from sys.modules too."""
         for kind in list(self._origins):
             del self._kinds[kind], self._origins[kind]
         self._loaded = False
@@ -209,13 +210,13 @@ class Registry(Mapping):
     def _load(self) -> None:
         if self._loaded:
             return
-        self._loaded = True  # before importing: a plug-in that reads the table must not recurse
+        self._loaded = True  # before importing: a plugin that reads the table must not recurse
         for plugin in installed_plugins(LAYER_GROUP):
             before = set(self._kinds)
             self._loading = plugin
             try:
                 self._take(plugin.load())
-            except Exception as err:  # a broken plug-in is reported and skipped, never fatal
+            except Exception as err:  # a broken plugin is reported and skipped, never fatal
                 for kind in set(self._kinds) - before:
                     del self._kinds[kind], self._origins[kind]
                 self._fail(plugin.name, failure_line(plugin, err))
