@@ -31,10 +31,12 @@ def installed(tmp_path_factory) -> dict[str, Path]:
         source = root / "src" / name
         shutil.copytree(HERE / name, source)
         targets[name] = root / "site" / name
-        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-                        "--no-build-isolation", "--no-index", "--disable-pip-version-check",
-                        "--target", str(targets[name]), str(source)],
-                       check=True, capture_output=True, text=True)
+        pip = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+                              "--no-build-isolation", "--no-index", "--disable-pip-version-check",
+                              "--target", str(targets[name]), str(source)],
+                             capture_output=True, text=True)
+        if pip.returncode:  # say why: e.g. a setuptools older than the test extra asks for
+            pytest.fail(f"pip could not install tests/plugins/{name}:\n{pip.stderr}")
     return targets
 
 
