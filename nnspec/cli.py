@@ -218,8 +218,17 @@ def cmd_plan(args) -> int:
 
 def cmd_layers(args) -> int:
     from nnspec.emit.reference import reference_markdown
-    print(reference_markdown(), end="")
-    return 0
+    from nnspec.layers import REGISTRY
+    from nnspec.lang.diagnostics import did_you_mean
+
+    if args.kind is None:
+        print(reference_markdown(REGISTRY), end="")
+    elif args.kind in REGISTRY:
+        print(reference_markdown([args.kind]), end="")
+    else:
+        raise UsageError(f"no layer kind `{args.kind}`: "
+                         + REGISTRY.unknown_kind_help(did_you_mean(args.kind, REGISTRY)))
+    return 1 if REGISTRY.failed else 0  # each broken plugin was named on stderr
 
 
 def _spec_parser(sub, name: str, help: str, func: Callable) -> argparse.ArgumentParser:
@@ -289,7 +298,10 @@ def build_parser() -> argparse.ArgumentParser:
                      "--auto finds the fastest that fits", cmd_plan)
     from nnspec.plan.command import add_arguments
     add_arguments(p)
-    sub.add_parser("layers", help="print the reference of every layer kind").set_defaults(func=cmd_layers)
+    p = sub.add_parser("layers", help="print the reference of every layer kind, those of "
+                       "installed plugins too")
+    p.add_argument("kind", nargs="?", help="print only this layer kind")
+    p.set_defaults(func=cmd_layers)
     return parser
 
 

@@ -7,6 +7,7 @@ import argparse
 import functools
 import sys
 from pathlib import Path
+from typing import Iterable
 
 from nnspec.layers import REGISTRY
 
@@ -42,10 +43,11 @@ def _default(value) -> str:
     return repr(value)
 
 
-def reference_markdown() -> str:
-    """Markdown for every layer kind: signature, inputs, torch equivalent, arguments."""
+def reference_markdown(kinds: Iterable[str] | None = None) -> str:
+    """Markdown for nnspec's own layer kinds (or for `kinds`, which may be plugins' kinds):
+    signature, inputs, torch equivalent, arguments, and where a plugin's kind comes from."""
     by_cat: dict[str, list] = {}
-    for kind in sorted(REGISTRY):
+    for kind in sorted(REGISTRY.builtin() if kinds is None else kinds):
         by_cat.setdefault(REGISTRY[kind].category, []).append(REGISTRY[kind])
     cats = [c for c in CATEGORY_ORDER if c in by_cat] + sorted(set(by_cat) - set(CATEGORY_ORDER))
     out = []
@@ -55,7 +57,10 @@ def reference_markdown() -> str:
             doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
             inputs = ", ".join(cls.inputs)
             torch_name = f" (`{cls.torch_name}`)" if cls.torch_name else ""
-            out.append(f"- **`{cls.kind}({_args(cls)})`**{torch_name}: {doc} Inputs: `{inputs}`.")
+            origin = REGISTRY.origin(cls.kind)
+            source = f" From {origin}." if origin is not None else ""
+            out.append(f"- **`{cls.kind}({_args(cls)})`**{torch_name}: {doc} Inputs: `{inputs}`."
+                       f"{source}")
             for name, f in cls.model_fields.items():
                 if f.description:
                     out.append(f"  - `{name}` ({_type_text(f)}): {f.description}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from nnspec.ir import Leaf, ModuleDef, Op, Seq
-from nnspec.layers.base import fmt_shape
+from nnspec.layers.base import REGISTRY, fmt_shape
 from nnspec.ir.lower import Lowered, class_name
 from nnspec.runtime import HELPERS, helper_source
 from nnspec.emit.text import comment_text, doc_text
@@ -38,7 +38,8 @@ def emit_source(low: Lowered, source_name: str) -> str:
     classes: dict[int, str] = {}
     bodies: dict[str, str] = {}   # class text with a placeholder name -> class name
     texts: list[str] = []
-    used_names: set[str] = set(RESERVED_NAMES) | set(HELPERS)
+    imports = plugin_imports(low)
+    used_names: set[str] = set(RESERVED_NAMES) | set(HELPERS) | {m.split(".")[0] for m in imports}
     helpers: list[str] = []
     for module in low.modules:
         body = _class_body(module, low, classes, helpers)
@@ -57,12 +58,39 @@ def emit_source(low: Lowered, source_name: str) -> str:
         classes[id(module)] = name
         texts.append(body.replace("@CLASS@", name, 1))
     root = classes[id(low.root)]
-    parts = [HEADER.format(title=doc_text(f"{low.root.signature} as PyTorch modules."),
-                           source=doc_text(source_name))]
+    parts = [_header(low, source_name, imports)]
     parts += [helper_source(h) for h in _ordered(helpers)]
     parts += texts
     parts.append(f"Model = {root}\n")
     return "\n\n".join(p.rstrip("\n") + "\n" for p in parts)
+
+
+def _header(low: Lowered, source_name: str, imports: list[str]) -> str:
+    """The docstring and imports; a plugin's modules come last, as a group of their own."""
+    text = HEADER.format(title=doc_text(f"{low.root.signature} as PyTorch modules."),
+                         source=doc_text(source_name))
+    if not imports:
+        return text
+    text = text.replace("Needs only PyTorch. ",
+                        "Needs PyTorch and the plugin modules imported below.\n")
+    return text + "\n" + "".join(f"import {m}\n" for m in imports)
+
+
+def plugin_imports(low: Lowered) -> list[str]:
+    """The modules that the plugin layer kinds used in `low` have the generated code import: the
+    ones the registry accepted for each kind, never anything a spec wrote."""
+    kinds: set[str] = set()
+    for module in low.modules:
+        kinds.update(op.layer.kind for op in module.ops if op.layer is not None)
+        stack = [child for _, child in module.children]
+        while stack:
+            child = stack.pop()
+            if isinstance(child, Leaf):
+                kinds.add(child.layer.kind)
+            elif isinstance(child, Seq):
+                stack.extend(child.items)
+    origins = [REGISTRY.origin(kind) for kind in kinds]
+    return sorted({m for origin in origins if origin is not None for m in origin.imports})
 
 
 def _ordered(helpers: list[str]) -> list[str]:

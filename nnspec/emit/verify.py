@@ -5,7 +5,9 @@ A spec is data, and every spec text reaches generated source as a literal (`laye
 text become code, `build()` refuses to run it instead of running it. It allows exactly
 
 - a module docstring and the imports the header writes (math, torch, torch.nn as nn,
-  torch.nn.functional as F);
+  torch.nn.functional as F), and `import M` for a module M that the layer registry accepted
+  from a plugin kind's `imports` (layers/registry.py): the installed Python decides it, never
+  the spec;
 - runtime helper classes whose tree equals the helper's own source (nnspec/runtime);
 - generated classes: `class Name(nn.Module)` with a docstring and plain methods (`__init__`,
   `forward`) made of assignments, `for` over a module list, `return` and `super().__init__()`,
@@ -20,6 +22,8 @@ from __future__ import annotations
 
 import ast
 from functools import lru_cache
+
+from nnspec.layers.base import REGISTRY
 
 __all__ = ["GeneratedSourceError", "verify_source"]
 
@@ -67,8 +71,9 @@ def verify_source(source: str) -> None:
             continue
         if isinstance(stmt, ast.Import):
             for alias in stmt.names:
-                _require((alias.name, alias.asname) in IMPORTS, stmt,
-                         f"import of {alias.name}")
+                allowed = (alias.name, alias.asname) in IMPORTS or (
+                    alias.asname is None and alias.name in REGISTRY.plugin_imports())
+                _require(allowed, stmt, f"import of {alias.name}")
         elif isinstance(stmt, ast.ClassDef):
             if not _is_helper(stmt):
                 _check_class(stmt)

@@ -1,7 +1,8 @@
 """Walk the checked IR and execute it: module definitions op by op, sequences item by item, each
-layer kind through its function in `KINDS`. Parameters come from a state dict by the names the
-built module gives them (children by their lowered names, sequence items numbered), tied weights
-from their tie's source, and a shared layer is the same child (the same weights) called again."""
+layer kind through its function in `KINDS` (a plugin's kind through the plugin's, registry.rule).
+Parameters come from a state dict by the names the built module gives them (children by their
+lowered names, sequence items numbered), tied weights from their tie's source, and a shared layer
+is the same child (the same weights) called again."""
 from __future__ import annotations
 
 from typing import Callable, Mapping, Sequence
@@ -11,7 +12,7 @@ import torch
 from nnspec.ir import Child, Leaf, ModuleDef, Seq, child_ins
 from nnspec.layers.base import T
 from nnspec.ir.lower import lower
-from nnspec.interp.registry import KINDS, Ctx
+from nnspec.interp.registry import Ctx, rule
 
 Trace = Callable[[str, Child, list], None]
 
@@ -129,7 +130,7 @@ class _Run:
         return {n: self.tensor(_join(path, n)) for n in names}
 
     def layer(self, layer, w, args, kwargs, types, span, path) -> list:
-        fn = KINDS.get(layer.kind)
+        fn = rule(layer.kind)
         if fn is None:
             raise NotImplementedError(f"the interpreter has no rule for layer kind `{layer.kind}`")
         try:

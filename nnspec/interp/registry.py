@@ -13,8 +13,10 @@ from typing import Callable, Mapping
 import torch
 
 from nnspec.layers.base import T
+from nnspec.layers.registry import INTERP_GROUP, failure_line, installed_plugins, report
 
 KINDS: dict[str, Callable] = {}
+_plugins = {"loaded": False, "kinds": set()}  # the entry points of INTERP_GROUP, loaded once
 
 
 @dataclass(frozen=True)
@@ -40,3 +42,28 @@ def kind(*names: str):
             KINDS[name] = fn
         return fn
     return wrap
+
+
+def rule(name: str) -> Callable | None:
+    """The interpreter function of a layer kind. A kind nnspec lacks may have one from a plugin:
+    the entry points of the group `nnspec.interp` load at the first such lookup."""
+    if name not in KINDS and not _plugins["loaded"]:
+        _plugins["loaded"] = True
+        for plugin in installed_plugins(INTERP_GROUP):
+            before = set(KINDS)
+            try:
+                plugin.load()
+            except Exception as err:  # reported and skipped, like a broken layer plugin
+                for added in set(KINDS) - before:
+                    del KINDS[added]
+                report(failure_line(plugin, err))
+            _plugins["kinds"].update(set(KINDS) - before)
+    return KINDS.get(name)
+
+
+def forget_plugins() -> None:
+    """Drop the plugins' rules; the next lookup of a missing kind loads them again."""
+    for name in _plugins["kinds"]:
+        KINDS.pop(name, None)
+    _plugins["kinds"].clear()
+    _plugins["loaded"] = False

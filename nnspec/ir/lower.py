@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass, field
 
 from nnspec.ir import Child, Leaf, ModuleDef, Seq, Value
+from nnspec.layers.base import REGISTRY
 
 RESERVED = set(keyword.kwlist) | {"self", "torch", "nn", "F", "math", "super", "print", "len",
                                   "range", "forward", "training", "m"}
@@ -127,7 +128,9 @@ def _ident(hint: str) -> str:
     name = re.sub(r"\W", "_", hint) or "x"
     if name[0].isdigit():
         name = "x" + name
-    return name + "_" if name in RESERVED else name
+    # a plugin module that model.py imports is a module-level name too (emit/source.py)
+    plugin_roots = {m.split(".")[0] for m in REGISTRY.plugin_imports()}
+    return name + "_" if name in RESERVED or name in plugin_roots else name
 
 
 def _snake(name: str) -> str:

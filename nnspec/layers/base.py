@@ -13,6 +13,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
+from nnspec.layers.registry import Registry
+
 Shape = tuple[int, ...]
 ANY_DTYPE = ("float", "long", "bool")  # input_dtypes of a kind that takes every dtype
 
@@ -55,6 +57,8 @@ class Layer(BaseModel):
     prelude: ClassVar[tuple[str, ...]] = ()
     # accepted dtypes of the first input
     input_dtypes: ClassVar[tuple[str, ...]] = ("float",)
+    # modules the generated code imports for this kind: a plugin's own (see layers/registry.py)
+    imports: ClassVar[tuple[str, ...]] = ()
 
     # ---- rules ----------------------------------------------------------------------------
     def infer(self, ins: list[T]) -> T | tuple[T, ...]:
@@ -119,13 +123,15 @@ class Layer(BaseModel):
         return ", ".join(parts)
 
 
-REGISTRY: dict[str, type[Layer]] = {}
+# every kind by name; installed plugins load the first time it is read (layers/registry.py)
+REGISTRY = Registry(Layer)
 
 
 def register(cls: type[Layer]) -> type[Layer]:
-    assert cls.kind and cls.kind not in REGISTRY, cls.kind
-    REGISTRY[cls.kind] = cls
-    return cls
+    """Add a layer kind (a class decorator). This is `nnspec.register_layer`: a kind defined
+    outside nnspec is checked and raises `PluginError` when its name exists or its `imports`
+    are not modules of its own package."""
+    return REGISTRY.add(cls)
 
 
 def variant(base: type[Layer], kind: str, torch_name: str, doc: str, *, name: str = "",

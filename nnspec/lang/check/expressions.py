@@ -108,8 +108,10 @@ class Evaluator:
         known = (list(scope.locals) + list(scope.layers) + list(scope.params)
                  + list(self.ctx.program.consts) + list(self.ctx.program.definitions)
                  + list(REGISTRY))
-        raise self.error("E0201", f"unknown name `{name}`", node.span,
-                         did_you_mean(name, known) or "`nnspec layers` lists every layer kind")
+        hint = did_you_mean(name, known)
+        if hint is None or hint == did_you_mean(name, REGISTRY):  # it reads as a layer kind
+            hint = REGISTRY.unknown_kind_help(hint)
+        raise self.error("E0201", f"unknown name `{name}`", node.span, hint)
 
     def global_const(self, name: str, span: Span):
         if name in self.const_values:

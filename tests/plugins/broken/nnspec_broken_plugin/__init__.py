@@ -1,0 +1,1 @@
+"""Layer kinds with mistakes, for nnspec's plugin tests."""
