@@ -44,7 +44,8 @@ def test_an_error_example_must_fail_with_its_code(tmp_path, capsys):
 def test_a_shown_diagnostic_must_be_nnspecs(tmp_path, capsys):
     bad = "# net.nn\nmodel m() {\n  input x: float[4]\n  fc: linaer(2)\n}\n"
     shown = ("error[E0201]: unknown name `linaer`\n --> net.nn:4:7\n  |\n4 |   fc: linaer(2)\n"
-             "  |       ^^^^^^\nhelp: did you mean `linear` or `bilinear`?\n\n1 error found\n")
+             "  |       ^^^^^^\nhelp: did you mean `linear` or `bilinear`? `nnspec layers` lists every layer "
+             "kind, those of installed plugins too\n\n1 error found\n")
     page = f"<!-- expect: E0201 -->\n```nn\n{bad}```\n\n```text\n{shown}```\n"
     _run(tmp_path, capsys, page)
     with pytest.raises(AssertionError, match="other than nnspec's"):
