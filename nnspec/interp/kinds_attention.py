@@ -96,7 +96,8 @@ def sdpa(layer, w, args, kwargs, ctx):
     additive = torch.zeros(q.shape[0], heads, t, s, dtype=q.dtype)
     if mask is not None:
         # mask: nonzero = attend, 0 = padding, which adds the dtype's minimum to the score
-        pad = torch.zeros(mask.shape, dtype=q.dtype).masked_fill(mask == 0, torch.finfo(q.dtype).min)
+        lowest = torch.finfo(q.dtype).min
+        pad = torch.zeros(mask.shape, dtype=q.dtype).masked_fill(mask == 0, lowest)
         additive = additive + pad[:, None, None, :]
     if bias is not None:
         additive = additive + bias

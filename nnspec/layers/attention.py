@@ -195,7 +195,7 @@ class MultiheadAttention(Layer):
 
 @register
 class Sdpa(FunctionalOnly):
-    """BERT's attention over q [T, D], k, v [S, D] split into heads; mask [S]: 1 attend, 0 pad."""
+    """Attention over q [T, D], k, v [S, D] in heads; mask [S] (1 attend, 0 pad), bias [H, T, S]."""
 
     kind: ClassVar[str] = "sdpa"
     torch_name: ClassVar[str] = "F.scaled_dot_product_attention"

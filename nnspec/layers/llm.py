@@ -19,7 +19,7 @@ ROPE_SCALINGS = ("default", "linear", "dynamic", "llama3")
 
 @register
 class Rotary(Layer):
-    """Rotary position embedding (RoPE) of q or k [T, heads * head_dim], transformers' convention."""
+    """Rotary position embedding (RoPE) of q or k [T, heads * head_dim] as transformers does."""
 
     kind: ClassVar[str] = "rotary"
     torch_name: ClassVar[str] = "transformers' apply_rotary_pos_emb"

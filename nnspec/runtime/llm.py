@@ -48,7 +48,8 @@ class RotaryEmbedding(nn.Module):
             smooth = (old / wavelen - self.low_freq_factor) / (
                 self.high_freq_factor - self.low_freq_factor)
             blended = (1 - smooth) * slow / self.factor + smooth * slow
-            medium = ~(wavelen < old / self.high_freq_factor) & ~(wavelen > old / self.low_freq_factor)
+            medium = ((wavelen >= old / self.high_freq_factor)
+                      & (wavelen <= old / self.low_freq_factor))
             inv_freq = torch.where(medium, blended, slow)
         return inv_freq
 

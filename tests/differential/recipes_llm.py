@@ -6,7 +6,8 @@ from hypothesis import strategies as st
 
 from nnspec.layers import T
 
-from .recipes import Call, Draw, Extra, Recipe, add, divisors, heads_of, ints, padding_mask, seq_type
+from .recipes import (Call, Draw, Extra, Recipe, add, divisors, heads_of, ints, padding_mask,
+                      seq_type)
 
 
 def sdpa_args(d: Draw, t: T) -> dict:

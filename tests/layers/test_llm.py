@@ -49,7 +49,8 @@ def test_rotary_is_documented():
 
 # ---- rotary -----------------------------------------------------------------------------------
 def _transformers_rope(x, head_dim, **rope):
-    config = transformers.LlamaConfig(hidden_size=x.shape[-1], num_attention_heads=x.shape[-1] // head_dim,
+    config = transformers.LlamaConfig(hidden_size=x.shape[-1],
+                                      num_attention_heads=x.shape[-1] // head_dim,
                                       head_dim=head_dim, max_position_embeddings=16,
                                       rope_parameters={"rope_type": "default",
                                                        "rope_theta": 10000.0, **rope})
@@ -181,8 +182,8 @@ def test_sliding_window_sees_only_recent_keys():
 def test_additive_bias_equals_t5_relative_attention():
     from transformers.models.t5.modeling_t5 import T5Attention
 
-    config = transformers.T5Config(d_model=16, d_kv=4, num_heads=4, relative_attention_num_buckets=8,
-                                   dropout_rate=0.0)
+    config = transformers.T5Config(d_model=16, d_kv=4, num_heads=4,
+                                   relative_attention_num_buckets=8, dropout_rate=0.0)
     attn = T5Attention(config, has_relative_attention_bias=True).double().eval()
     x = torch.randn(2, 5, 16, dtype=torch.float64)
     with torch.no_grad():
