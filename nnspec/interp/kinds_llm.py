@@ -6,6 +6,7 @@ import math
 
 import torch
 
+from nnspec.interp.kinds_attention import sdpa
 from nnspec.interp.registry import kind
 
 
@@ -46,3 +47,9 @@ def rotary(layer, w, args, kwargs, ctx):
     cos, sin = cos[None, :, None, :], sin[None, :, None, :]
     turned = torch.cat((first * cos - second * sin, second * cos + first * sin), dim=-1)
     return turned.reshape(b, t, width)
+
+
+@kind("kv_attention")
+def kv_attention(layer, w, args, kwargs, ctx):
+    # without a cache it is sdpa: the interpreter runs one whole forward, never generation
+    return sdpa(layer, w, args, kwargs, ctx)

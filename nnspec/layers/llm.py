@@ -4,7 +4,8 @@ The rest of a Llama-style decoder is written with existing kinds (see the README
 `rmsnorm(eps=...)` (nn.RMSNorm, the same float32 math as transformers' LlamaRMSNorm), SwiGLU is
 `(x -> gate_proj: linear(I, bias=false) -> act_fn: silu) * (x -> up_proj: linear(I, bias=false))
 -> down_proj: linear(D, bias=false)`, grouped-query, sliding-window and biased attention are
-`sdpa(..., kv_heads=, window=, bias=)`, and q/k/v biases are linear's `bias`.
+`sdpa(..., kv_heads=, window=, bias=)` (or `kv_attention`, the same as a module that can cache
+k and v for generation), and q/k/v biases are linear's `bias`.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, PositiveInt, model_validator
 
+from nnspec.layers.attention import Sdpa, split_args
 from nnspec.layers.base import Layer, ShapeError, T, fmt_shape, py, register
 
 ROPE_SCALINGS = ("default", "linear", "dynamic", "llama3")
@@ -67,3 +69,27 @@ class Rotary(Layer):
                                    "original_max_position_embeddings", "low_freq_factor",
                                    "high_freq_factor"])
         return f"RotaryEmbedding({py(self.head_dim)}{', ' + rest if rest else ''})"
+
+
+@register
+class KVAttention(Sdpa):
+    """sdpa as a module that can cache k and v for generation (nnspec.generate, use_cache)."""
+
+    kind: ClassVar[str] = "kv_attention"
+    torch_name: ClassVar[str] = "F.scaled_dot_product_attention"
+    functional_only: ClassVar[bool] = False
+    prelude: ClassVar[tuple[str, ...]] = ("KVCacheAttention",)
+
+    def functional_source(self, args, ins):
+        return None
+
+    def init_source(self, ins):
+        rest = self.kwargs_source(["kv_heads", "causal", "window", "scale", "dropout"])
+        return f"KVCacheAttention({py(self.heads)}{', ' + rest if rest else ''})"
+
+    def call_source(self, module, args, ins):
+        # extras bind by rank (sdpa's rule), and reach the module by name
+        roles = list(self._extras(ins))
+        extras = [f"{name or role}={expr}"
+                  for (name, expr), role in zip(split_args(args[3:]), roles)]
+        return f"{module}({', '.join(list(args[:3]) + extras)})"

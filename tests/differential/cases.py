@@ -278,10 +278,12 @@ model llm_cases {
   d = sdpa(q, k, v, m, pb, heads=4, kv_heads=2)
   kv = x -> kv_proj: linear(4)
   h = sdpa(q, kv, kv, heads=4, kv_heads=1, scale=0.5)
+  i = kv_attention(q, k, v, m, pb, heads=4, kv_heads=2, causal=true, window=2)
+  j = cached: kv_attention(q, kv, kv, heads=4, kv_heads=1)
   e = x -> rotary(8, scaling="dynamic", factor=2.0, original_max_position_embeddings=4)
   f = x -> rotary(2, scaling="linear", factor=3.0)
   g = x -> rms: rmsnorm(eps=0.000001)
-  out a + b + c + d + e + f + g + h
+  out a + b + c + d + e + f + g + h + i + j
 }""",
     "transformer": """
 model trans {

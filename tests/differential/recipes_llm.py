@@ -36,6 +36,8 @@ def sdpa_extras(d: Draw, t: T, a: dict) -> list[Extra]:
 
 
 add(Recipe("sdpa", (2,), sdpa_args, extras=sdpa_extras, sample=lambda d: seq_type(d, 2)))
+add(Recipe("kv_attention", (2,), sdpa_args, extras=sdpa_extras,
+           sample=lambda d: seq_type(d, 2)))
 
 
 def rotary_args(d: Draw, t: T) -> dict | None:

@@ -31,6 +31,10 @@ CASES = [
     ("sdpa", {"heads": 2}, [T((5, 8)), T((6, 8)), T((6, 8)), T((2, 5, 6))]),
     ("sdpa", {"heads": 2, "kv_heads": 1, "causal": True},
      [T((5, 8)), T((5, 4)), T((5, 4)), T((5,), "long"), T((1, 5, 5))]),
+    ("kv_attention", {"heads": 4, "kv_heads": 2, "causal": True},
+     [T((5, 8)), T((5, 4)), T((5, 4))]),
+    ("kv_attention", {"heads": 2, "window": 2, "scale": 0.5},
+     [T((5, 8)), T((5, 8)), T((5, 8)), T((5,), "long"), T((2, 5, 5))]),
 ]
 
 
@@ -232,3 +236,46 @@ model m {
     shown = str(err.value)
     assert "gqa.nn:7:7" in shown
     assert "help: for grouped-query attention give kv_heads=2" in shown
+
+
+# ---- kv_attention: sdpa as a module with a k/v cache ---------------------------------------------
+def _kv_module(**args):
+    layer = REGISTRY["kv_attention"].model_validate(args)
+    return layer, eval(layer.init_source([T((6, 8)), T((6, 4)), T((6, 4))]), namespace())
+
+
+@pytest.mark.parametrize("args", [{"heads": 4, "kv_heads": 2, "causal": True},
+                                  {"heads": 4, "kv_heads": 1, "causal": True, "window": 3},
+                                  {"heads": 2, "causal": True, "scale": 0.5}])
+def test_kv_attention_cached_steps_equal_one_call(args):
+    _, module = _kv_module(**args)
+    gen = torch.Generator().manual_seed(3)
+    width = 8 // args["heads"] * args.get("kv_heads", args["heads"])
+    q = torch.randn(2, 7, 8, generator=gen, dtype=torch.float64)
+    k, v = (torch.randn(2, 7, width, generator=gen, dtype=torch.float64) for _ in range(2))
+    full = module(q, k, v)
+    module.start_cache()
+    steps = [module(q[:, :3], k[:, :3], v[:, :3])]
+    steps += [module(q[:, i:i + 1], k[:, i:i + 1], v[:, i:i + 1]) for i in range(3, 7)]
+    module.stop_cache()
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, rtol=1e-12, atol=1e-12)
+
+
+def test_kv_attention_refuses_a_mask_while_caching():
+    _, module = _kv_module(heads=2)
+    module.start_cache()
+    x = torch.randn(1, 3, 8)
+    with pytest.raises(RuntimeError, match="cannot be cached"):
+        module(x, x, x, mask=torch.ones(1, 3))
+
+
+def test_kv_attention_without_cache_is_sdpa():
+    gen = torch.Generator().manual_seed(4)
+    q, k, v = (torch.randn(2, 5, 8, generator=gen, dtype=torch.float64) for _ in range(3))
+    mask = torch.tensor([[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]])
+    bias = torch.randn(2, 2, 5, 5, generator=gen, dtype=torch.float64)
+    args = {"heads": 2, "causal": True, "window": 2}
+    _, module = _kv_module(**args)
+    torch.testing.assert_close(module(q, k, v, mask=mask, bias=bias),
+                               _sdpa(args, [q, k, v], {"mask": mask, "bias": bias}),
+                               rtol=1e-12, atol=1e-12)
