@@ -279,3 +279,23 @@ def test_kv_attention_without_cache_is_sdpa():
     torch.testing.assert_close(module(q, k, v, mask=mask, bias=bias),
                                _sdpa(args, [q, k, v], {"mask": mask, "bias": bias}),
                                rtol=1e-12, atol=1e-12)
+
+
+def test_head_pruning_refuses_grouped_query_attention():
+    """compress' heads() cuts q, k and v alike; with kv_heads= that would break the grouping."""
+    text = """
+model m {
+  input x: float[5, 16]
+  q = x -> q_proj: linear(16)
+  k = x -> k_proj: linear(8)
+  v = x -> v_proj: linear(8)
+  out sdpa(q, k, v, heads=4, kv_heads=2) -> o_proj: linear(16)
+}
+
+compress {
+  prune = heads(0.5)
+}
+"""
+    with pytest.raises(nnspec.SpecError) as err:
+        nnspec.loads(text, name="gqa_heads.nn")
+    assert "E0724" in str(err.value) and "kv_heads=" in str(err.value)
