@@ -259,6 +259,16 @@ class Sdpa(FunctionalOnly):
                              f"queries, keys), got {bias}")
         return T((t, d))
 
+    def bind_extras(self, args: list[str], ins: list[T]) -> list[tuple[str, str]]:
+        """(role, expression) of the mask and bias args; a keyword must name its rank's role."""
+        out = []
+        for (name, expr), (role, t) in zip(split_args(args[3:]), self._extras(ins).items()):
+            if name is not None and name != role:
+                raise ShapeError(f"sdpa: {name}= is given {t}, which is a {role}'s shape",
+                                 "mask is [B, S] (1 = attend), bias is [B, heads or 1, T, S]")
+            out.append((role, expr))
+        return out
+
     def _width_help(self, d: int, dk: int, dv: int) -> str:
         head = d // self.heads
         if dk == dv and dk % head == 0 and self.heads % (dk // head) == 0:
@@ -282,8 +292,7 @@ class Sdpa(FunctionalOnly):
         split = [f"{a}.unflatten(-1, ({py(n)}, -1)).transpose(1, 2)"
                  for a, n in ((q, self.heads), (k, self.kv_heads or self.heads),
                               (v, self.kv_heads or self.heads))]
-        roles = list(self._extras(ins))
-        extras = {name or role: expr for (name, expr), role in zip(split_args(args[3:]), roles)}
+        extras = dict(self.bind_extras(args, ins))
         kw = []
         mask = self._attn_mask(q, k, extras)
         if mask is not None:

@@ -13,7 +13,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, PositiveInt, model_validator
 
-from nnspec.layers.attention import Sdpa, split_args
+from nnspec.layers.attention import Sdpa
 from nnspec.layers.base import Layer, ShapeError, T, fmt_shape, py, register
 
 ROPE_SCALINGS = ("default", "linear", "dynamic", "llama3")
@@ -89,7 +89,5 @@ class KVAttention(Sdpa):
 
     def call_source(self, module, args, ins):
         # extras bind by rank (sdpa's rule), and reach the module by name
-        roles = list(self._extras(ins))
-        extras = [f"{name or role}={expr}"
-                  for (name, expr), role in zip(split_args(args[3:]), roles)]
+        extras = [f"{role}={expr}" for role, expr in self.bind_extras(args, ins)]
         return f"{module}({', '.join(list(args[:3]) + extras)})"

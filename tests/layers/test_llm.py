@@ -299,3 +299,16 @@ compress {
     with pytest.raises(nnspec.SpecError) as err:
         nnspec.loads(text, name="gqa_heads.nn")
     assert "E0724" in str(err.value) and "kv_heads=" in str(err.value)
+
+
+@pytest.mark.parametrize("kind", ["sdpa", "kv_attention"])
+def test_a_keyword_tensor_of_the_other_role_is_a_located_error(kind):
+    text = f"""
+model m {{
+  input x: float[4, 8]
+  input pb: float[2, 4, 4]
+  out {kind}(x, x, x, mask=pb, heads=2)
+}}"""
+    with pytest.raises(nnspec.SpecError) as err:
+        nnspec.loads(text, name="role.nn")
+    assert "role.nn:5:" in str(err.value) and "mask= is given" in str(err.value)
