@@ -83,6 +83,10 @@ def _attention(module: ModuleDef, op: Op, prefix: str) -> Attention:
     heads = op.layer.heads
     width = op.args[0].type.shape[-1]
     base = Attention(prefix or "<model>", heads, width // heads, op.span)
+    if op.layer.kv_heads not in (None, heads):
+        return _with(base, problem="grouped-query heads (kv_heads=) cannot be pruned yet")
+    if any(len(v.type.shape) == 3 for v in list(op.args[3:]) + list(op.kwargs.values())):
+        return _with(base, problem="a per-head bias cannot be pruned with the heads yet")
     producer = {id(v): o for o in module.ops for v in o.outs}
     uses: dict[int, list[Op]] = {}
     for o in module.ops:

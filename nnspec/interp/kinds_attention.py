@@ -84,13 +84,48 @@ def multihead_attention(layer, w, args, kwargs, ctx):
 @kind("sdpa")
 def sdpa(layer, w, args, kwargs, ctx):
     q, k, v = args[:3]
-    mask = args[3] if len(args) == 4 else kwargs.get("mask")
-    additive = None
+    # a positional extra binds by rank: [B, S] is the mask, [B, H, T, S] the bias
+    extras = {("mask" if t.dim() == 2 else "bias"): t for t in args[3:]}
+    extras.update(kwargs)
+    mask, bias = extras.get("mask"), extras.get("bias")
+    heads = layer.heads
+    t, s = q.shape[1], k.shape[1]
+    if layer.kv_heads:
+        # grouped-query: query head h reads k/v head h // (heads / kv_heads)
+        k, v = _share_heads(k, heads, layer.kv_heads), _share_heads(v, heads, layer.kv_heads)
+    additive = torch.zeros(q.shape[0], heads, t, s, dtype=q.dtype)
     if mask is not None:
         # mask: nonzero = attend, 0 = padding, which adds the dtype's minimum to the score
-        additive = torch.zeros(mask.shape, dtype=q.dtype).masked_fill(mask == 0,
-                                                                      torch.finfo(q.dtype).min)
-    return _attend(q, k, v, layer.heads, layer.scale, additive, layer.causal)
+        lowest = torch.finfo(q.dtype).min
+        pad = torch.zeros(mask.shape, dtype=q.dtype).masked_fill(mask == 0, lowest)
+        additive = additive + pad[:, None, None, :]
+    if bias is not None:
+        additive = additive + bias
+    i = torch.arange(t)[:, None]
+    j = torch.arange(s)[None, :]
+    hidden = torch.zeros(t, s, dtype=torch.bool)
+    if layer.causal:
+        hidden |= j > i
+    if layer.window is not None:
+        hidden |= i - j >= layer.window
+    additive = additive.masked_fill(hidden, NEG_INF)
+    return _attend_scores(q, k, v, heads, layer.scale, additive)
+
+
+def _share_heads(x: torch.Tensor, heads: int, kv_heads: int) -> torch.Tensor:
+    b, s, d = x.shape
+    per = d // kv_heads
+    groups = [x[..., (h // (heads // kv_heads)) * per:(h // (heads // kv_heads) + 1) * per]
+              for h in range(heads)]
+    return torch.cat(groups, dim=-1)
+
+
+def _attend_scores(q, k, v, heads, scale, additive):
+    """softmax over keys of (q k^T) * scale + additive [B, H, T, S], times v."""
+    q, k, v = _heads(q, heads), _heads(k, heads), _heads(v, heads)
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    scores = torch.matmul(q, k.transpose(-2, -1)) * scale + additive
+    return _merge(torch.matmul(torch.softmax(scores, dim=-1), v))
 
 
 def _layer_norm(x, w, name, eps):

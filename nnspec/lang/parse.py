@@ -213,6 +213,10 @@ def _syntax_diagnostic(err: UnexpectedInput, source: Source) -> Diagnostic:
         tok = err.token
         span, pos = _token_span(tok, source), tok.start_pos
     before = _tokens_before(source.text, pos)
+    if before and before[-1].type == "MODEL" and tok is not None and tok.type != "COLON":
+        # `model` may name a child (`model: ...`), so an unclosed body fails one token later
+        tok, before = before[-1], before[:-1]
+        span = _token_span(tok, source)
     stack = _open_brackets(before)
     diag = _bracket_diagnostic(tok, span, stack, source)
     if diag is not None:

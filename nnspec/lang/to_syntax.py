@@ -116,6 +116,12 @@ class ToSyntax(Transformer):
     def named(self, meta, ch):
         return S.Named(self._span(meta), str(ch[0]), self._tok_span(ch[0]), ch[1])
 
+    def named_model(self, meta, ch):
+        """A child called `model`, the keyword, as transformers' *ForCausalLM name theirs."""
+        span = self._span(meta)
+        name_span = Span(span.source, span.line, span.col, span.line, span.col + len("model"))
+        return S.Named(span, "model", name_span, ch[0])
+
     def operators(self, meta, ch):
         """`a op b op c ...` arrives flat; fold it by precedence, left to right within a level."""
         operands, ops = ch[0::2], [str(t) for t in ch[1::2]]

@@ -195,59 +195,107 @@ class MultiheadAttention(Layer):
 
 @register
 class Sdpa(FunctionalOnly):
-    """BERT's attention over q [T, D], k, v [S, D] split into heads; mask [S]: 1 attend, 0 pad."""
+    """Attention over q [T, D], k, v [S, D] in heads; mask [S] (1 attend, 0 pad), bias [H, T, S]."""
 
     kind: ClassVar[str] = "sdpa"
     torch_name: ClassVar[str] = "F.scaled_dot_product_attention"
     category: ClassVar[str] = "attention"
-    # mask: per sample [S], 1 = attend, 0 = padding (transformers' attention_mask)
-    inputs: ClassVar[tuple[str, ...]] = ("q", "k", "v", "mask?")
+    # mask: per sample [S], 1 = attend, 0 = padding (transformers' attention_mask); bias: per
+    # sample [heads or 1, T, S], added to the scores (T5's relative position bias). By type, a
+    # rank-1 tensor is the mask and a rank-3 one the bias.
+    inputs: ClassVar[tuple[str, ...]] = ("q", "k", "v", "mask?", "bias?")
     heads: PositiveInt = Field(description="attention heads; D must divide by it")
     causal: bool = Field(default=False, description="mask keys after each query position")
     dropout: float = Field(default=0.0, ge=0.0, le=1.0,
                            description="dropout on the attention weights (training only)")
     scale: Optional[float] = Field(
         default=None, gt=0.0, description="score scale (default 1 / sqrt(D / heads))")
+    kv_heads: Optional[PositiveInt] = Field(
+        default=None, description="grouped-query attention: k and v hold this many heads of "
+        "D / heads features, each shared by heads / kv_heads query heads (default: heads)")
+    window: Optional[PositiveInt] = Field(
+        default=None, description="sliding window: query i sees only keys j with i - j < window "
+        "(Mistral's sliding_window)")
+
+    def _extras(self, ins: list[T]) -> dict[str, T]:
+        """The optional mask and bias, bound by rank (module comment)."""
+        out: dict[str, T] = {}
+        for t in ins[3:]:
+            role = {1: "mask", 3: "bias"}.get(len(t.shape))
+            if role is None or role in out:
+                raise ShapeError(f"sdpa: after q, k and v come a mask [B, S] and a bias "
+                                 f"[B, heads, T, S], got {fmt_shape(t.shape)}")
+            out[role] = t
+        return out
 
     def infer(self, ins):
-        if len(ins) not in (3, 4):
-            raise ShapeError(f"sdpa takes q, k, v and an optional mask, got {len(ins)} tensors")
+        if not 3 <= len(ins) <= 5:
+            raise ShapeError(f"sdpa takes q, k, v, an optional mask and bias, got {len(ins)} "
+                             "tensors")
         q, k, v = ins[:3]
         t, d = _sequence(self.kind, q, "q")
         s, dk = _sequence(self.kind, k, "k")
         sv, dv = _sequence(self.kind, v, "v")
-        if dk != d or dv != d:
-            raise ShapeError(f"sdpa: q {fmt_shape(q.shape)}, k {fmt_shape(k.shape)} and v "
-                             f"{fmt_shape(v.shape)} must have the same width",
-                             "project them to one width first")
+        _heads(self.kind, d, self.heads, q.shape)
+        kv = self.kv_heads or self.heads
+        if self.heads % kv:
+            raise ShapeError(f"sdpa: kv_heads={kv} does not divide heads={self.heads}",
+                             "each k/v head serves heads / kv_heads query heads")
+        width = d // self.heads * kv
+        if dk != width or dv != width:
+            raise ShapeError(f"sdpa: k {fmt_shape(k.shape)} and v {fmt_shape(v.shape)} must be "
+                             f"{width} wide ({kv} heads of q's {d // self.heads} features, q "
+                             f"{fmt_shape(q.shape)})", self._width_help(d, dk, dv))
         if sv != s:
             raise ShapeError(f"sdpa: k {fmt_shape(k.shape)} and v {fmt_shape(v.shape)} have "
                              f"different lengths")
-        _heads(self.kind, d, self.heads, q.shape)
-        if len(ins) == 4:
-            _mask(self.kind, ins[3], s, "mask", "key: 1 = attend, 0 = padding")
+        extras = self._extras(ins)
+        if "mask" in extras:
+            _mask(self.kind, extras["mask"], s, "mask", "key: 1 = attend, 0 = padding")
+        bias = extras.get("bias")
+        if bias is not None and (bias.dtype != "float" or bias.shape[0] not in (1, self.heads)
+                                 or bias.shape[1:] != (t, s)):
+            raise ShapeError(f"sdpa: bias must be float [B, {self.heads} or 1, {t}, {s}] (heads, "
+                             f"queries, keys), got {bias}")
         return T((t, d))
 
+    def bind_extras(self, args: list[str], ins: list[T]) -> list[tuple[str, str]]:
+        """(role, expression) of the mask and bias args; a keyword must name its rank's role."""
+        out = []
+        for (name, expr), (role, t) in zip(split_args(args[3:]), self._extras(ins).items()):
+            if name is not None and name != role:
+                raise ShapeError(f"sdpa: {name}= is given {t}, which is a {role}'s shape",
+                                 "mask is [B, S] (1 = attend), bias is [B, heads or 1, T, S]")
+            out.append((role, expr))
+        return out
+
+    def _width_help(self, d: int, dk: int, dv: int) -> str:
+        head = d // self.heads
+        if dk == dv and dk % head == 0 and self.heads % (dk // head) == 0:
+            return (f"for grouped-query attention give kv_heads={dk // head} (k and v hold "
+                    f"{dk // head} heads of {head} features)")
+        return ("project q, k and v to the same width, or k and v to a number of heads that "
+                "divides heads and pass it as kv_heads=")
+
     def flops(self, ins, outs):
+        # every query head attends: shared k/v heads count once per query head, as
+        # flop_counter counts grouped-query attention (which it sees repeated)
         q, k, v = ins[:3]
-        return _sdpa_flops(q.shape[0], k.shape[0], q.shape[1], v.shape[1])
+        group = self.heads // (self.kv_heads or self.heads)
+        return _sdpa_flops(q.shape[0], k.shape[0], k.shape[1] * group, v.shape[1] * group)
 
     def flops_unseen_on_cpu(self, ins, outs):
         return self.flops(ins, outs)
 
     def functional_source(self, args, ins):
         q, k, v = args[:3]
-        split = [f"{a}.unflatten(-1, ({py(self.heads)}, -1)).transpose(1, 2)" for a in (q, k, v)]
+        split = [f"{a}.unflatten(-1, ({py(n)}, -1)).transpose(1, 2)"
+                 for a, n in ((q, self.heads), (k, self.kv_heads or self.heads),
+                              (v, self.kv_heads or self.heads))]
+        extras = dict(self.bind_extras(args, ins))
         kw = []
-        if len(args) == 4:
-            # padding adds the dtype's min to the scores, as transformers' eager attention does;
-            # causal then sets later keys to -inf, so even a row whose keys are all padding never
-            # sees later positions
-            keep = f"({split_args(args)[3][1]}[:, None, None, :] != 0).to({q}.dtype)"
-            mask = f"(1.0 - {keep}) * torch.finfo({q}.dtype).min"
-            if self.causal:
-                mask = (f"({mask}).masked_fill(torch.ones({q}.shape[1], {k}.shape[1], "
-                        f"dtype=torch.bool, device={q}.device).triu(1), -math.inf)")
+        mask = self._attn_mask(q, k, extras)
+        if mask is not None:
             kw.append(f"attn_mask={mask}")
         elif self.causal:
             kw.append("is_causal=True")
@@ -256,8 +304,38 @@ class Sdpa(FunctionalOnly):
             kw.append(f"dropout_p={py(self.dropout)} if self.training else 0.0")
         if self.scale is not None:
             kw.append(f"scale={py(self.scale)}")
+        if self.kv_heads and self.kv_heads != self.heads:
+            kw.append("enable_gqa=True")
         inner = ", ".join(split + kw)
         return f"F.scaled_dot_product_attention({inner}).transpose(1, 2).flatten(2)"
+
+    def _attn_mask(self, q: str, k: str, extras: dict[str, str]) -> str | None:
+        """The additive float mask: padding, plus the bias, then -inf at keys that causal or the
+        window hide; None when is_causal alone says it all."""
+        terms = []
+        if "mask" in extras:
+            # padding adds the dtype's min to the scores, as transformers' eager attention does;
+            # causal then sets later keys to -inf, so even a row whose keys are all padding never
+            # sees later positions
+            keep = f"({extras['mask']}[:, None, None, :] != 0).to({q}.dtype)"
+            terms.append(f"(1.0 - {keep}) * torch.finfo({q}.dtype).min")
+        if "bias" in extras:
+            terms.append(extras["bias"])
+        hidden = []
+        if self.causal:
+            hidden.append("triu(1)")
+        if self.window is not None:
+            hidden.append(f"tril({py(-self.window)})")
+        if not terms and not self.window:
+            return None
+        size = f"{q}.shape[1], {k}.shape[1]"
+        mask = (" + ".join(terms) if terms
+                else f"torch.zeros({size}, dtype={q}.dtype, device={q}.device)")
+        if hidden:
+            ones = f"torch.ones({size}, dtype=torch.bool, device={q}.device)"
+            where = " | ".join(f"{ones}.{h}" for h in hidden)
+            mask = f"({mask}).masked_fill({where}, -math.inf)"
+        return mask
 
 
 class _TransformerLayer(Layer):

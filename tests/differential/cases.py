@@ -262,6 +262,29 @@ model sdpa_cases {
   f = sdpa(q, k, v, heads=2, mask=fm)
   out a + b + c + d + e + f
 }""",
+    "llm": """
+model llm_cases {
+  input x: float[6, 16]
+  input m: long[6]
+  input pb: float[4, 6, 6]
+  q = x -> q_proj: linear(16) -> rotary(4)
+  k = x -> k_proj: linear(8, bias=false)
+        -> rotary(4, theta=500000.0, scaling="llama3", factor=8.0,
+                  original_max_position_embeddings=4)
+  v = x -> v_proj: linear(8)
+  a = sdpa(q, k, v, heads=4, kv_heads=2, causal=true)
+  b = sdpa(q, k, v, heads=4, kv_heads=2, window=2, mask=m)
+  c = sdpa(q, q, q, heads=4, bias=pb, causal=true, window=3)
+  d = sdpa(q, k, v, m, pb, heads=4, kv_heads=2)
+  kv = x -> kv_proj: linear(4)
+  h = sdpa(q, kv, kv, heads=4, kv_heads=1, scale=0.5)
+  i = kv_attention(q, k, v, m, pb, heads=4, kv_heads=2, causal=true, window=2)
+  j = cached: kv_attention(q, kv, kv, heads=4, kv_heads=1)
+  e = x -> rotary(8, scaling="dynamic", factor=2.0, original_max_position_embeddings=4)
+  f = x -> rotary(2, scaling="linear", factor=3.0)
+  g = x -> rms: rmsnorm(eps=0.000001)
+  out a + b + c + d + e + f + g + h + i + j
+}""",
     "transformer": """
 model trans {
   input x: float[5, 8]

@@ -320,21 +320,6 @@ add(Recipe("multihead_attention", (2,), lambda d, t: {
     "dropout": 0.1}, extras=mha_extras, sample=lambda d: seq_type(d, 2)))
 
 
-def sdpa_extras(d: Draw, t: T, a: dict) -> list[Extra]:
-    k = Extra([Call("sigmoid", {})])
-    v = Extra([Call("tanh", {})])
-    extras = [k, v]
-    if not a.get("causal") and d(st.booleans()):
-        mask = padding_mask(True)
-        extras.append(Extra(mask.chain, "mask"))
-    return extras
-
-
-add(Recipe("sdpa", (2,), lambda d, t: {"heads": heads_of(d, t), "causal": d(st.booleans()),
-                                       "scale": d(st.sampled_from([None, 0.5]))},
-           extras=sdpa_extras, sample=lambda d: seq_type(d, 2)))
-
-
 def transformer_args(d: Draw, t: T) -> dict:
     return {"nhead": heads_of(d, t), "dim_feedforward": d(ints(1, 6)),
             "activation": d(st.sampled_from(["relu", "gelu"])), "norm_first": d(st.booleans()),
@@ -469,3 +454,5 @@ add(Recipe("channel_shuffle", (3,),
 # in their own module, which registers into RECIPES when imported (here, after everything above
 # exists, so that it can import it)
 from . import recipes_elementwise  # noqa: E402,F401
+# the LLM kinds and sdpa (grouped-query, sliding window, bias) draw in their own module
+from . import recipes_llm  # noqa: E402,F401

@@ -574,7 +574,7 @@ ERRORS = [
     ("lstm", {"hidden_size": 4}, [T((5,))], "[B, T, F]"),
     ("gru", {"hidden_size": 4}, [T((2, 5, 3))], "[B, T, F]"),
     ("sdpa", {"heads": 3}, [T((5, 8)), T((5, 8)), T((5, 8))], "divisible by heads=3"),
-    ("sdpa", {"heads": 2}, [T((5, 8)), T((5, 6)), T((5, 8))], "same width"),
+    ("sdpa", {"heads": 2}, [T((5, 8)), T((5, 6)), T((5, 8))], "must be 8 wide"),
     ("sdpa", {"heads": 2}, [T((5, 8)), T((5, 8)), T((4, 8))], "different lengths"),
     ("sdpa", {"heads": 2}, [T((5, 8)), T((6, 8)), T((6, 8)), T((5,), L)], "[B, 6]"),
     ("sdpa", {"heads": 2}, [T((5, 8), L), T((5, 8)), T((5, 8))], "float"),
