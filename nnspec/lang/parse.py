@@ -13,6 +13,7 @@ from lark.exceptions import (UnexpectedCharacters, UnexpectedEOF, UnexpectedInpu
 
 from nnspec.lang import syntax as S
 from nnspec.lang.diagnostics import Diagnostic, Source, Span, SpecError
+from nnspec.lang.fstrings import FStringError, hole_source, split_fstring
 
 GRAMMAR_NAME = "nnspec.lark"
 MAX_NESTING = 100  # a tree deeper than this is refused: the passes after parsing recurse on it
@@ -28,7 +29,7 @@ _TOKEN_WORDS = {
     "RSQB": "`]`", "LBRACE": "`{`", "RBRACE": "`}`", "COMMA": "`,`", "COLON": "`:`",
     "EQUAL": "`=`", "SEMICOLON": "`;`", "DOT": "`.`", "MINUS": "`-`", "COMP_OP": "a comparison",
     "ADD_OP": "`+` or `-`", "MUL_OP": "an operator", "$END": "the end of the file",
-    "_WHEN": "`when`",
+    "_WHEN": "`when`", "FSTRING": "an f-string",
 }
 
 
@@ -71,10 +72,11 @@ class _BracketNewlines:
             yield tok
 
 
-@lru_cache(maxsize=1)
-def _parser() -> Lark:
+@lru_cache(maxsize=2)
+def _parser(start: str = "start") -> Lark:
+    """The parser of whole files; with start="test", of one expression (an f-string's holes)."""
     return Lark(grammar_text(), parser="lalr", postlex=_BracketNewlines(), propagate_positions=True,
-                maybe_placeholders=True)
+                maybe_placeholders=True, start=start)
 
 
 def parse(text: str, name: str = "<string>") -> S.File:
@@ -251,10 +253,37 @@ def _syntax_diagnostic(err: UnexpectedInput, source: Source) -> Diagnostic:
         what = f"`{tok.value.strip().splitlines()[-1].strip()}`"
     else:
         what = f"`{tok.value.strip()}`" if tok.value.strip() else tok.type
+    if tok.type == "COLON" and "COLON" not in expected:
+        diag = _not_a_name(before, tok, source)
+        if diag is not None:
+            return diag
     if tok.type == "COLON" and "LBRACE" in expected and not stack:
         return Diagnostic("E0103", f"unexpected {what}", span,
                           "the body of a model or block goes in braces: `model m { ... }`")
     return Diagnostic("E0103", f"unexpected {what}", span, _expected_hint(expected))
+
+
+_NAME_PIECES = {"NAME", "INT", "FLOAT", "ADD_OP", "MUL_OP", "DOT"}
+
+
+def _not_a_name(before: list[Token], colon: Token, source: Source) -> Diagnostic | None:
+    """`block1-0: ...` reads as `block1 - 0` and then meets `:`; say that names are identifiers
+    and show the quoted form (torchvision's RegNet names children this way)."""
+    pieces = []
+    for t in reversed(before):
+        if t.type not in _NAME_PIECES:
+            break
+        pieces.insert(0, t)
+    if len(pieces) < 2 or pieces[0].type != "NAME" or pieces[-1].end_pos != colon.start_pos:
+        return None
+    if any(a.end_pos != b.start_pos for a, b in zip(pieces, pieces[1:])):
+        return None  # `a - b:` with spaces is an expression, not a would-be name
+    text = source.text[pieces[0].start_pos:pieces[-1].end_pos]
+    first = _token_span(pieces[0], source)
+    span = Span(source, first.line, first.col, first.line, first.col + len(text))
+    return Diagnostic("E0103", f"`{text}` is not a name", span,
+                      f'names are identifiers (letters, digits and `_`); quote any other name: '
+                      f'`"{text}": ...`')
 
 
 def _token_span(tok: Token, source: Source) -> Span:
@@ -330,7 +359,7 @@ _OPEN_CHAR = {"LPAR": "(", "LSQB": "[", "LBRACE": "{"}
 _CLOSE_CHAR = {"LPAR": ")", "LSQB": "]", "LBRACE": "}"}
 _CLOSE_TYPE = {"LPAR": "RPAR", "LSQB": "RSQB", "LBRACE": "RBRACE"}
 _KEYWORDS = {"USE", "CONST", "MODEL", "BLOCK", "INPUT", "IN", "OUT", "OR", "AND", "NOT", "TRUE",
-             "FALSE"}
+             "FALSE", "FOR"}
 _CHAR_HINTS = {"'": 'strings use double quotes: "..."', "\u2192": "write the arrow as `->`",
                "\u2013": "write a minus as `-`", "\u201c": 'strings use plain double quotes: "..."'}
 # the order "expected ..." hints list tokens in; ones that only continue an expression are left out
@@ -442,7 +471,49 @@ class _ToSyntax(Transformer):
         return S.When(self._span(meta), ch[0], ch[1])
 
     def named(self, meta, ch):
-        return S.Named(self._span(meta), str(ch[0]), self._tok_span(ch[0]), ch[1])
+        tok, span = ch[0], self._tok_span(ch[0])
+        if tok.type == "NAME":
+            return S.Named(self._span(meta), str(tok), span, ch[1])
+        quoted = (S.Literal(span, _string(tok, self, tok)) if tok.type == "STRING"
+                  else self._fstring(tok))
+        return S.Named(self._span(meta), str(tok), span, ch[1], quoted)
+
+    def _fstring(self, tok: Token) -> S.FString:
+        """`f"layer{i + 1}"`: its text parts, and each hole parsed where it stands in the file."""
+        try:
+            parts = split_fstring(str(tok))
+        except FStringError as err:
+            at = Span(self.source, tok.line, tok.column + err.offset, tok.line,
+                      tok.column + err.offset + 1)
+            raise _LiteralError(Diagnostic("E0105", str(err), at, err.help)) from None
+        out: list = []
+        for text, offset, hole in parts:
+            if not hole:
+                out.append(text)
+                continue
+            col = tok.column + offset
+            try:
+                tree = _parser("test").parse(hole_source(text, tok.line, col))
+            except UnexpectedInput:
+                raise _LiteralError(Diagnostic(
+                    "E0105", f"`{text}` is not an expression", Span(self.source, tok.line, col,
+                                                                    tok.line, col + len(text)),
+                    "an f-string hole holds a constant expression, e.g. {i + 1}")) from None
+            out.append(self.transform(tree))
+        return S.FString(self._tok_span(tok), tuple(out))
+
+    def splice(self, meta, ch):
+        if str(ch[0]) != "*":
+            raise _LiteralError(Diagnostic(
+                "E0103", f"unexpected `{ch[0]}`", self._tok_span(ch[0]),
+                "`*items` splices a list into a list; other operators go between two values"))
+        return S.Splice(self._span(meta), ch[1])
+
+    def comprehension(self, meta, ch):
+        names = ch[1:-1]
+        first, last = self._tok_span(names[0]), self._tok_span(names[-1])
+        span = Span(self.source, first.line, first.col, last.end_line, last.end_col)
+        return S.Comprehension(self._span(meta), ch[0], tuple(str(n) for n in names), span, ch[-1])
 
     def operators(self, meta, ch):
         """`a op b op c ...` arrives flat; fold it by precedence, left to right within a level."""
