@@ -507,7 +507,8 @@ class _ToSyntax(Transformer):
             raise _LiteralError(Diagnostic(
                 "E0103", f"unexpected `{ch[0]}`", self._tok_span(ch[0]),
                 "`*items` splices a list into a list; other operators go between two values"))
-        return S.Splice(self._span(meta), ch[1])
+        splice = S.Splice(self._span(meta), ch[1])
+        return splice if len(ch) == 2 else S.When(self._span(meta), splice, ch[2])
 
     def comprehension(self, meta, ch):
         names = ch[1:-1]

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from nnspec.layers import REGISTRY, T
 
 from .blocks import BlockDrawing
+from .loops import comprehension_stage, name_items, splice_pair
 from .pieces import Cond, Effect, Env, Invalid, Stage, call_stage, constructor, infer, lit, render
 from .recipes import RECIPES, Call, Expr, Recipe
 
@@ -105,7 +106,8 @@ class Body(BlockDrawing):
 
     # -- one layer call for an input type
     def recipe_for(self, t: T, sequential: bool) -> Recipe | None:
-        options = [r for r in RECIPES.values() if r.fits(t) and (r.sequential or not sequential)]
+        # a function with one output may stand in a list too (it becomes a module there)
+        options = [r for r in RECIPES.values() if r.fits(t) and (r.listable or not sequential)]
         if not options:
             return None
         return self.draw(st.sampled_from(sorted(options, key=lambda r: r.kind)))
@@ -160,6 +162,10 @@ class Body(BlockDrawing):
             stage = self.block_stage(t, nameable=True)
             if stage:
                 return stage
+        if choice == 2 and self.draw(st.booleans()):
+            stage = comprehension_stage(self, t)
+            if stage:
+                return stage
         if choice == 2:
             stage = self.list_stage(t)
             if stage:
@@ -196,6 +202,7 @@ class Body(BlockDrawing):
             items.append(item)
         if not items:
             return None
+        items = splice_pair(self, items)
         if not any(i.cond is None or i.cond.value(env) for i in items):
             return None
         count = self.draw(st.integers(1, 3))
@@ -213,6 +220,9 @@ class Body(BlockDrawing):
             text = "[" + ", ".join(i.full() for i in items) + "]"
             text += f" * {count}" if count > 1 else ""
         construct = "repeat_layer" if bare else "list" if count == 1 else "repeat_list"
+        if construct == "list":
+            name_items(self, items)
+            text = "[" + ", ".join(i.full() for i in items) + "]"
 
         name = self.b.fresh("seq") if self.draw(st.booleans()) else None
         stage = Stage(text, lambda ins, e: [], name)
@@ -643,7 +653,8 @@ class Body(BlockDrawing):
                 (t,) = call_stage(call).apply([t], Env({}, dict(self.env.bind)))
             except (Invalid, ValueError):
                 break
-            name = self.b.fresh("l") if self.draw(st.booleans()) else None
+            named = RECIPES[call.kind].sequential and self.draw(st.booleans())
+            name = self.b.fresh("l") if named else None
             calls.append(call)
             lines.append(f"  {name + ': ' if name else ''}{render(call)}")
         if not calls:

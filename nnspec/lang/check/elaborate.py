@@ -323,6 +323,9 @@ class Elaborator:
                              'not an identifier, `"block1-0": ...`')
         tmpl = self.expand_alias(tmpl)
         if isinstance(tmpl, KindT):
+            if in_list and getattr(tmpl.cls, "functional_only", False) and not kw \
+                    and not tmpl.tie:
+                return self.function_module(tmpl, ins)
             return self.layers.build_leaf(tmpl, ins, kw, in_list)
         if isinstance(tmpl, BlockT):
             module = self.instantiate_block(tmpl, ins, kw, scope)
@@ -349,6 +352,21 @@ class Elaborator:
             raise self.error("E0326", f"`{'.'.join(tmpl.path)}` is an existing layer and cannot be "
                              "placed in a list or repeat", tmpl.span)
         raise self.error("E0318", "not a layer", tmpl.span)
+
+    def function_module(self, tmpl: KindT, ins: list[T]):
+        """A function (permute, add, ...) as a list item: nn.Sequential holds modules, so it
+        becomes a module of its own whose forward is the function, as torchvision writes
+        `Permute([0, 2, 3, 1])` inside a Sequential; it takes its place in the numbering."""
+        layer = self.layers.make_layer(tmpl)
+        module = ModuleDef(layer.kind.capitalize(),
+                           signature(layer.kind, layer.model_dump(exclude_defaults=True)),
+                           tmpl.span)
+        scope = Scope(module, {})
+        module.inputs = [Value(t, "x" if i == 0 else f"x{i}") for i, t in enumerate(ins)]
+        module.input_names = [v.hint for v in module.inputs]
+        out = self.layers.emit(None, layer, list(module.inputs), {}, scope, tmpl.span, "x")
+        module.outputs = list(out) if isinstance(out, tuple) else [out]
+        return module, [v.type for v in module.outputs]
 
     def expand_alias(self, tmpl: Template) -> Template:
         """`block Name(p) = expr`: the template `expr` with the call's parameters bound."""
