@@ -51,7 +51,8 @@ class ListEvaluator:
                 nodes += [sub] * len(listed)
             else:
                 raise self.error("E0312", f"only a list can be spliced with `*`, not "
-                                 f"{describe(value)}", sub.value.span)
+                                 f"{describe(value)}", sub.value.span,
+                                 "drop the `*` for a single item")
         else:
             item = self.eval(sub, scope)
             if isinstance(item, RepeatT):  # `[a, b * 3]` is [a, b, b, b]
@@ -84,11 +85,14 @@ class ListEvaluator:
             name = item.name if isinstance(item, NamedT) else str(i)
             first = seen.get(name)
             if first is not None and isinstance(item, NamedT):
+                again = isinstance(first, NamedT) and first.name_span == item.name_span
                 notes = [(f"`{name}` is first used here", first.name_span)] \
-                    if isinstance(first, NamedT) else []
+                    if isinstance(first, NamedT) and not again else []
                 raise self.error("E0205", f"two items of this list are named `{name}`",
-                                 item.name_span, "give each item its own name; unnamed items "
-                                 "are named by their position (0, 1, ...)", notes)
+                                 item.name_span, "a generated name must differ for every value "
+                                 "of the loop, e.g. f\"layer{i}\"" if again else "give each item "
+                                 "its own name; unnamed items are named by their position "
+                                 "(0, 1, ...)", notes)
             seen.setdefault(name, item)
 
     def eval_Comprehension(self, node: S.Comprehension, scope, hint):
@@ -188,5 +192,6 @@ class ListEvaluator:
         v = self.value(self.eval(node, scope), node.span)
         if isinstance(v, bool) or not isinstance(v, (int, str)):
             raise self.error("E0331", f"a name is made of integers and strings, not {describe(v)}",
-                             node.span)
+                             node.span, "`//` divides integers to an integer" if isinstance(
+                                 v, float) else None)
         return str(v)
