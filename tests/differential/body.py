@@ -105,16 +105,18 @@ class Body(BlockDrawing):
         return Cond(lit(v), lambda e: v)
 
     # -- one layer call for an input type
-    def recipe_for(self, t: T, sequential: bool) -> Recipe | None:
-        # a function with one output may stand in a list too (it becomes a module there)
-        options = [r for r in RECIPES.values() if r.fits(t) and (r.listable or not sequential)]
+    def recipe_for(self, t: T, sequential: bool, listed: bool = False) -> Recipe | None:
+        # in a list, a function may stand too (it becomes a module there)
+        options = [r for r in RECIPES.values() if r.fits(t)
+                   and ((r.listable if listed else r.sequential) or not sequential)]
         if not options:
             return None
         return self.draw(st.sampled_from(sorted(options, key=lambda r: r.kind)))
 
-    def draw_call(self, t: T, sequential: bool, allow_extras: bool) -> Call | None:
+    def draw_call(self, t: T, sequential: bool, allow_extras: bool,
+                  listed: bool = False) -> Call | None:
         for _ in range(4):
-            recipe = self.recipe_for(t, sequential)
+            recipe = self.recipe_for(t, sequential, listed)
             if recipe is None:
                 return None
             args = recipe.args(self.draw, t)
@@ -187,7 +189,7 @@ class Body(BlockDrawing):
             if self.depth < 2 and self.draw(st.integers(0, 4)) == 0:
                 item = self.block_stage(cur, nameable=False)
             else:
-                call = self.draw_call(cur, sequential=True, allow_extras=False)
+                call = self.draw_call(cur, sequential=True, allow_extras=False, listed=True)
                 item = call_stage(call) if call else None
             if item is None:
                 break
@@ -653,8 +655,7 @@ class Body(BlockDrawing):
                 (t,) = call_stage(call).apply([t], Env({}, dict(self.env.bind)))
             except (Invalid, ValueError):
                 break
-            named = RECIPES[call.kind].sequential and self.draw(st.booleans())
-            name = self.b.fresh("l") if named else None
+            name = self.b.fresh("l") if self.draw(st.booleans()) else None
             calls.append(call)
             lines.append(f"  {name + ': ' if name else ''}{render(call)}")
         if not calls:

@@ -53,8 +53,8 @@ def splice_pair(body: Body, items: list[Stage]) -> list[Stage]:
         return items
     j = body.draw(st.integers(0, len(items) - 2))
     pair = items[j:j + 2]
-    if any(i.spliced for i in pair):
-        return items
+    if any(i.spliced for i in pair) or all(i.cond is not None for i in pair):
+        return items   # (a splice with an item always there is never empty)
 
     def apply(ins, e):
         e.drawn.add("list_splice")
@@ -88,13 +88,13 @@ def comprehension_stage(body: Body, t: T) -> Stage | None:
         item.text = f"mul(other={var} * 0.5 + 1.0)"
         constructs |= {"function_in_list", "loop_var_argument"}
     else:
-        call = body.draw_call(t, sequential=True, allow_extras=False)
+        call = body.draw_call(t, sequential=True, allow_extras=False, listed=True)
         if call is None:
             return None
         item = call_stage(call)
     items = [item]
     if body.draw(st.integers(0, 2)) == 0:
-        second = body.draw_call(t, sequential=True, allow_extras=False)
+        second = body.draw_call(t, sequential=True, allow_extras=False, listed=True)
         if second is not None:
             items.append(call_stage(second))
     try:
