@@ -13,7 +13,7 @@ from lark.exceptions import (UnexpectedCharacters, UnexpectedEOF, UnexpectedInpu
 
 from nnspec.lang import syntax as S
 from nnspec.lang.diagnostics import Diagnostic, Source, Span, SpecError
-from nnspec.lang.fstrings import FStringError, hole_source, split_fstring
+from nnspec.lang.names import NameSyntaxError, fstring, not_a_name
 
 GRAMMAR_NAME = "nnspec.lark"
 MAX_NESTING = 100  # a tree deeper than this is refused: the passes after parsing recurse on it
@@ -254,36 +254,13 @@ def _syntax_diagnostic(err: UnexpectedInput, source: Source) -> Diagnostic:
     else:
         what = f"`{tok.value.strip()}`" if tok.value.strip() else tok.type
     if tok.type == "COLON" and "COLON" not in expected:
-        diag = _not_a_name(before, tok, source)
+        diag = not_a_name(before, tok, source)
         if diag is not None:
             return diag
     if tok.type == "COLON" and "LBRACE" in expected and not stack:
         return Diagnostic("E0103", f"unexpected {what}", span,
                           "the body of a model or block goes in braces: `model m { ... }`")
     return Diagnostic("E0103", f"unexpected {what}", span, _expected_hint(expected))
-
-
-_NAME_PIECES = {"NAME", "INT", "FLOAT", "ADD_OP", "MUL_OP", "DOT"}
-
-
-def _not_a_name(before: list[Token], colon: Token, source: Source) -> Diagnostic | None:
-    """`block1-0: ...` reads as `block1 - 0` and then meets `:`; say that names are identifiers
-    and show the quoted form (torchvision's RegNet names children this way)."""
-    pieces = []
-    for t in reversed(before):
-        if t.type not in _NAME_PIECES:
-            break
-        pieces.insert(0, t)
-    if len(pieces) < 2 or pieces[0].type != "NAME" or pieces[-1].end_pos != colon.start_pos:
-        return None
-    if any(a.end_pos != b.start_pos for a, b in zip(pieces, pieces[1:])):
-        return None  # `a - b:` with spaces is an expression, not a would-be name
-    text = source.text[pieces[0].start_pos:pieces[-1].end_pos]
-    first = _token_span(pieces[0], source)
-    span = Span(source, first.line, first.col, first.line, first.col + len(text))
-    return Diagnostic("E0103", f"`{text}` is not a name", span,
-                      f'names are identifiers (letters, digits and `_`); quote any other name: '
-                      f'`"{text}": ...`')
 
 
 def _token_span(tok: Token, source: Source) -> Span:
@@ -474,33 +451,20 @@ class _ToSyntax(Transformer):
         tok, span = ch[0], self._tok_span(ch[0])
         if tok.type == "NAME":
             return S.Named(self._span(meta), str(tok), span, ch[1])
-        quoted = (S.Literal(span, _string(tok, self, tok)) if tok.type == "STRING"
-                  else self._fstring(tok))
+        if tok.type == "STRING":
+            quoted = S.Literal(span, _string(tok, self, tok))
+        else:
+            try:  # each hole is parsed at its place in the file, so its spans point into it
+                quoted = fstring(tok, self.source, self._hole)
+            except NameSyntaxError as err:
+                raise _LiteralError(err.diag) from None
         return S.Named(self._span(meta), str(tok), span, ch[1], quoted)
 
-    def _fstring(self, tok: Token) -> S.FString:
-        """`f"layer{i + 1}"`: its text parts, and each hole parsed where it stands in the file."""
+    def _hole(self, text: str) -> S.Node:
         try:
-            parts = split_fstring(str(tok))
-        except FStringError as err:
-            at = Span(self.source, tok.line, tok.column + err.offset, tok.line,
-                      tok.column + err.offset + 1)
-            raise _LiteralError(Diagnostic("E0105", str(err), at, err.help)) from None
-        out: list = []
-        for text, offset, hole in parts:
-            if not hole:
-                out.append(text)
-                continue
-            col = tok.column + offset
-            try:
-                tree = _parser("test").parse(hole_source(text, tok.line, col))
-            except UnexpectedInput:
-                raise _LiteralError(Diagnostic(
-                    "E0105", f"`{text}` is not an expression", Span(self.source, tok.line, col,
-                                                                    tok.line, col + len(text)),
-                    "an f-string hole holds a constant expression, e.g. {i + 1}")) from None
-            out.append(self.transform(tree))
-        return S.FString(self._tok_span(tok), tuple(out))
+            return self.transform(_parser("test").parse(text))
+        except VisitError as err:  # a literal error inside the hole: report it as it is
+            raise err.orig_exc from None
 
     def splice(self, meta, ch):
         if str(ch[0]) != "*":
