@@ -24,6 +24,7 @@ SHRINK = {
     "gpt2_small": {**_GPT_TINY, "n_positions": 16},
     "gpt3_1_3b": {**_GPT_TINY, "n_ctx": 16},
     "gpt3_13b": {**_GPT_TINY, "n_ctx": 16},
+    "densenet121": {"size": 32, "num_classes": 10, "growth": 8, "config": [2, 3, 2, 2]},
     "resnet50": {"size": 64, "num_classes": 10},
     # VGG's widths are fixed; its classifier alone is 120M weights: a 32x32 image keeps it quick
     "vgg16": {"size": 32, "num_classes": 10},

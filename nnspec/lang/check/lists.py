@@ -140,7 +140,8 @@ class ListEvaluator:
         if func in ("range", "enumerate") and not self.is_defined(func, scope):
             if any(a.name is not None for a in node.args):
                 raise self.error("E0302", f"{func}() takes positional arguments", node.span)
-            args = [self.value(self.eval(a.value, scope), a.value.span) for a in node.args]
+            args = [_listed(self.value(self.eval(a.value, scope), a.value.span))
+                    for a in node.args]
             if func == "enumerate":
                 if len(args) != 1 or not isinstance(args[0], tuple):
                     raise self.error("E0302", "enumerate() takes one list", node.span,
@@ -157,7 +158,7 @@ class ListEvaluator:
                 raise self.error("E0315", f"range() of {len(range(*args))} values; at most "
                                  f"{MAX_REPEAT}", node.span)
             return tuple(range(*args))
-        values = self.value(self.eval(node, scope), node.span)
+        values = _listed(self.value(self.eval(node, scope), node.span))
         if not isinstance(values, tuple):
             raise self.error("E0312", f"a comprehension loops over a list, not {describe(values)}",
                              node.span, "loop over range(n), enumerate(list) or [v1, v2, ...]")
@@ -195,3 +196,9 @@ class ListEvaluator:
                              node.span, "`//` divides integers to an integer" if isinstance(
                                  v, float) else None)
         return str(v)
+
+
+def _listed(v):
+    """A list given from Python (`nnspec.load(path, config=[6, 12])`) as the tuple a spec's
+    list display evaluates to."""
+    return tuple(v) if isinstance(v, list) else v
