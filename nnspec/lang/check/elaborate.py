@@ -316,12 +316,12 @@ class Elaborator:
 
     def instantiate(self, tmpl: Template, ins: list[T], kw: dict[str, Value], scope: Scope,
                     name: str | None, in_list: bool = False):
+        tmpl = self.expand_alias(tmpl)
         if isinstance(tmpl, NamedT):
             raise self.error("E0311", "only a list item or a statement can be named",
                              tmpl.name_span, "name the items of a list inside it, "
                              "`[conv0: conv2d(64, 7), norm0: batchnorm2d]`; quote a name that is "
                              'not an identifier, `"block1-0": ...`')
-        tmpl = self.expand_alias(tmpl)
         if isinstance(tmpl, KindT):
             if in_list and getattr(tmpl.cls, "functional_only", False) and not kw \
                     and not tmpl.tie:

@@ -11,9 +11,9 @@ import keyword
 from typing import Any
 
 from nnspec.lang import syntax as S
-from nnspec.lang.check.templates import NamedT, RepeatT, SeqT, Template
+from nnspec.lang.check.templates import NamedT, RepeatT, SeqT, Template, unrolled_size
 from nnspec.ir import Value
-from nnspec.lang.check.values import MAX_REPEAT, describe, is_plain, show
+from nnspec.lang.check.values import MAX_OPS, MAX_REPEAT, describe, is_plain, show
 from nnspec.ir.lower import MODULE_ATTRS
 
 # names a child cannot take: nn.Module already has an attribute of that name (add_module refuses)
@@ -29,6 +29,13 @@ class ListEvaluator:
         for sub in node.items:
             self.list_item(sub, scope, items, nodes)
         return self.finish_list(node, items, nodes)
+
+    def check_size(self, items: list, since: int, total: list[int], span) -> None:
+        """Count what items[since:] unroll to into total[0]; lists nest, so a comprehension of
+        lists is bounded by the layers it unrolls to, not by its own length."""
+        total[0] += sum(unrolled_size(i) if isinstance(i, Template) else 1 for i in items[since:])
+        if total[0] > MAX_OPS:
+            raise self.error("E0501", f"this list unrolls to more than {MAX_OPS} layers", span)
 
     def eval_Splice(self, node: S.Splice, scope, hint):
         raise self.error("E0312", "`*items` goes inside a list display", node.span,
@@ -103,10 +110,13 @@ class ListEvaluator:
             raise self.error("E0320", "a loop name is given twice", node.target_span)
         items: list = []
         nodes: list[S.Node] = []
+        total = [0]
         try:
             for value in values:
                 self.bind_loop(node, value, scope)
+                before = len(items)
                 self.list_item(node.item, scope, items, nodes)
+                self.check_size(items, before, total, node.span)
         finally:
             for name in node.targets:
                 scope.locals.pop(name, None)
