@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from nnspec.layers import REGISTRY, T
 
 from .blocks import BlockDrawing
-from .loops import comprehension_stage, name_items, splice_pair
+from .loops import comprehension_stage, name_items, quoted_stage, splice_pair
 from .pieces import Cond, Effect, Env, Invalid, Stage, call_stage, constructor, infer, lit, render
 from .recipes import RECIPES, Call, Expr, Recipe
 
@@ -180,6 +180,8 @@ class Body(BlockDrawing):
         if call is None:
             return None
         named = RECIPES[call.kind].sequential and self.draw(st.booleans())
+        if named and self.draw(st.integers(0, 3)) == 0:
+            return quoted_stage(self, call)
         return call_stage(call, self.b.fresh("l") if named else None)
 
     def list_stage(self, t: T) -> Stage | None:

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 LOOP_CONSTRUCTS = frozenset({
     "named_item", "quoted_name", "fstring_name", "comprehension_range", "comprehension_list",
     "comprehension_enumerate", "comprehension_when", "comprehension_splice", "list_splice",
-    "function_in_list", "loop_var_argument"})
+    "function_in_list", "loop_var_argument", "quoted_statement"})
 
 
 def _tagged(stage: Stage, *constructs: str) -> Stage:
@@ -45,6 +45,14 @@ def name_items(body: Body, items: list[Stage]) -> None:
         item.name = {"named_item": f"it{n}", "quoted_name": f'"it-{n}"',
                      "fstring_name": f'f"it{{{n} + 1}}_{n}"'}[pick]
         _tagged(item, pick)
+
+
+def quoted_stage(body: Body, call: Call) -> Stage:
+    """`-> "layer-3": linear(4)` in a flow: a quoted name (not reusable by name, so unrecorded)."""
+    stage = _tagged(call_stage(call), "quoted_statement")
+    n = body.b.fresh("")
+    stage.name = f'"q-{n}"' if body.draw(st.booleans()) else f'f"q{{{n} * 2}}-{n}"'
+    return stage
 
 
 def splice_pair(body: Body, items: list[Stage]) -> list[Stage]:
