@@ -1,18 +1,19 @@
 """Child names in the source: f-string names (`f"denselayer{i + 1}": ...`) split into text and
 `{expression}` holes, and the diagnostic for a would-be name that is not an identifier.
 
-parse.py parses each hole with the grammar's `test` rule at the hole's own line and column
+Each hole is parsed with the grammar's `test` rule at the hole's own line and column
 (`hole_source`), so a diagnostic inside a hole points into the f-string.
 """
 from __future__ import annotations
 
 import ast
 import warnings
-
+from functools import lru_cache
+from importlib import resources
 from typing import Callable
 
-from lark import Token
-from lark.exceptions import UnexpectedInput
+from lark import Lark, Token, Tree
+from lark.exceptions import UnexpectedInput, VisitError
 
 from nnspec.lang import syntax as S
 from nnspec.lang.diagnostics import Diagnostic, Source, Span
@@ -25,9 +26,18 @@ class NameSyntaxError(Exception):
         self.diag = diag
 
 
-def fstring(tok: Token, source: Source, parse_hole: Callable[[str], S.Node]) -> S.FString:
-    """`f"layer{i + 1}"` as its text parts and parsed holes; `parse_hole` parses the text that
-    `hole_source` gives for a hole."""
+@lru_cache(maxsize=1)
+def _hole_parser() -> Lark:
+    """The grammar's `test` rule alone. A hole is one line (a string token holds no line break),
+    so it needs none of the whole-file parser's handling of new lines."""
+    grammar = resources.files("nnspec.lang").joinpath("nnspec.lark").read_text(encoding="utf-8")
+    return Lark(grammar, parser="lalr", start="test", propagate_positions=True,
+                maybe_placeholders=True)
+
+
+def fstring(tok: Token, source: Source, transform: Callable[[Tree], S.Node]) -> S.FString:
+    """`f"layer{i + 1}"` as its text parts and parsed holes; `transform` is the transformer
+    that turns the parsed tree of a hole into syntax nodes (its errors pass through as they are)."""
     try:
         parts = split_fstring(str(tok))
     except FStringError as err:
@@ -41,12 +51,16 @@ def fstring(tok: Token, source: Source, parse_hole: Callable[[str], S.Node]) -> 
             continue
         col = tok.column + offset
         try:
-            out.append(parse_hole(hole_source(text, tok.line, col)))
+            tree = _hole_parser().parse(hole_source(text, tok.line, col))
         except UnexpectedInput:
             raise NameSyntaxError(Diagnostic(
                 "E0105", f"`{text}` is not an expression",
                 Span(source, tok.line, col, tok.line, col + len(text)),
                 "an f-string hole holds a constant expression, e.g. {i + 1}")) from None
+        try:
+            out.append(transform(tree))
+        except VisitError as err:  # Lark wraps what the transformer raised (a literal's error)
+            raise err.orig_exc from None
     return S.FString(Span(source, tok.line, tok.column, tok.end_line, tok.end_column), tuple(out))
 
 

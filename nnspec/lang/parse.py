@@ -72,11 +72,10 @@ class _BracketNewlines:
             yield tok
 
 
-@lru_cache(maxsize=2)
-def _parser(start: str = "start") -> Lark:
-    """The parser of whole files; with start="test", of one expression (an f-string's holes)."""
+@lru_cache(maxsize=1)
+def _parser() -> Lark:
     return Lark(grammar_text(), parser="lalr", postlex=_BracketNewlines(), propagate_positions=True,
-                maybe_placeholders=True, start=start)
+                maybe_placeholders=True)
 
 
 def parse(text: str, name: str = "<string>") -> S.File:
@@ -455,16 +454,10 @@ class _ToSyntax(Transformer):
             quoted = S.Literal(span, _string(tok, self, tok))
         else:
             try:  # each hole is parsed at its place in the file, so its spans point into it
-                quoted = fstring(tok, self.source, self._hole)
+                quoted = fstring(tok, self.source, self.transform)
             except NameSyntaxError as err:
                 raise _LiteralError(err.diag) from None
         return S.Named(self._span(meta), str(tok), span, ch[1], quoted)
-
-    def _hole(self, text: str) -> S.Node:
-        try:
-            return self.transform(_parser("test").parse(text))
-        except VisitError as err:  # a literal error inside the hole: report it as it is
-            raise err.orig_exc from None
 
     def splice(self, meta, ch):
         if str(ch[0]) != "*":
