@@ -66,7 +66,7 @@ def find_attentions(ir: ModuleDef) -> list[Attention]:
     def walk(child, prefix: str) -> None:
         if isinstance(child, Seq):
             for i, item in enumerate(child.items):
-                walk(item, f"{prefix}.{i}" if prefix else str(i))
+                walk(item, f"{prefix}.{child.item_name(i)}" if prefix else child.item_name(i))
         elif isinstance(child, ModuleDef):
             for op in child.ops:
                 if op.target is None and op.layer is not None and op.layer.kind == "sdpa":

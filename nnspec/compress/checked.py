@@ -43,7 +43,7 @@ def model_layers(ir: ModuleDef) -> list[LayerInfo]:
                                  span=child.span))
         elif isinstance(child, Seq):
             for i, item in enumerate(child.items):
-                walk(item, f"{prefix}.{i}" if prefix else str(i), None)
+                walk(item, f"{prefix}.{child.item_name(i)}" if prefix else child.item_name(i), None)
         else:
             for leaf, _param, src, _span in child.ties:
                 own = next((n for n, c in child.children if c is leaf), None)

@@ -80,7 +80,7 @@ def _seq_rows(seq: Seq, prefix: str, depth: int, rows: list) -> int:
     total = 0
     cur = seq.ins
     for i, (item, extra) in enumerate(zip(seq.items, seq.extras)):
-        name = f"{prefix}{i}"
+        name = f"{prefix}{seq.item_name(i)}"
         if isinstance(item, Leaf):
             outs = item.layer.infer(item.ins)
             outs = outs if isinstance(outs, tuple) else (outs,)

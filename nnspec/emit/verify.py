@@ -5,12 +5,13 @@ A spec is data, and every spec text reaches generated source as a literal (`laye
 text become code, `build()` refuses to run it instead of running it. It allows exactly
 
 - a module docstring and the imports the header writes (math, torch, torch.nn as nn,
-  torch.nn.functional as F), and `import M` for a module M that the layer registry accepted
-  from a plugin kind's `imports` (layers/registry.py): the installed Python decides it, never
-  the spec;
+  torch.nn.functional as F, and collections' OrderedDict for the named items of a list), and
+  `import M` for a module M that the layer registry accepted from a plugin kind's `imports`
+  (layers/registry.py): the installed Python decides it, never the spec;
 - runtime helper classes whose tree equals the helper's own source (nnspec/runtime);
 - generated classes: `class Name(nn.Module)` with a docstring and plain methods (`__init__`,
-  `forward`) made of assignments, `for` over a module list, `return` and `super().__init__()`,
+  `forward`) made of assignments, `for` over a module list, `return`, `super().__init__()` and
+  `self.add_module("name", ...)` (a child whose name is not an identifier),
   over names, attributes, calls, numbers, string literals, tuples, lists, operators,
   subscripts and `a if b else c`;
 - `Model = Name` and the pipeline's `LAYERS = [Name, ...]`.
@@ -74,6 +75,10 @@ def verify_source(source: str) -> None:
                 allowed = (alias.name, alias.asname) in IMPORTS or (
                     alias.asname is None and alias.name in REGISTRY.plugin_imports())
                 _require(allowed, stmt, f"import of {alias.name}")
+        elif isinstance(stmt, ast.ImportFrom):  # `from collections import OrderedDict` only
+            _require(stmt.module == "collections" and stmt.level == 0 and [
+                (a.name, a.asname) for a in stmt.names] == [("OrderedDict", None)], stmt,
+                f"an import from {stmt.module}")
         elif isinstance(stmt, ast.ClassDef):
             if not _is_helper(stmt):
                 _check_class(stmt)
@@ -163,7 +168,8 @@ def _check_block(body: list[ast.stmt]) -> None:
             if stmt.value is not None:
                 _check_expr(stmt.value)
         elif isinstance(stmt, ast.Expr):
-            _require(_is_super_init(stmt.value), stmt, "an expression statement")
+            _require(_is_super_init(stmt.value) or _is_add_module(stmt.value), stmt,
+                     "an expression statement")
         elif not isinstance(stmt, ast.Pass):
             _refuse(stmt, f"a {type(stmt).__name__} statement")
 
@@ -175,6 +181,17 @@ def _is_super_init(call: ast.expr) -> bool:
             and isinstance(call.func.value, ast.Call)
             and isinstance(call.func.value.func, ast.Name) and call.func.value.func.id == "super"
             and not call.func.value.args and not call.func.value.keywords)
+
+
+def _is_add_module(call: ast.expr) -> bool:
+    """`self.add_module("block1-0", expr)`: a child whose name is not an identifier."""
+    if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
+            and call.func.attr == "add_module" and isinstance(call.func.value, ast.Name)
+            and call.func.value.id == "self" and len(call.args) == 2 and not call.keywords
+            and isinstance(call.args[0], ast.Constant) and isinstance(call.args[0].value, str)):
+        return False
+    _check_expr(call.args[1])
+    return True
 
 
 def _check_expr(expr: ast.expr) -> None:

@@ -58,7 +58,7 @@ def _collect_ties(child: Child, prefix: str, aliases: dict[str, str]) -> None:
     relative to the module that holds the tie)."""
     if isinstance(child, Seq):
         for i, item in enumerate(child.items):
-            _collect_ties(item, _join(prefix, str(i)), aliases)
+            _collect_ties(item, _join(prefix, child.item_name(i)), aliases)
     elif isinstance(child, ModuleDef):
         for name, c in child.children:
             _collect_ties(c, _join(prefix, name), aliases)
@@ -118,11 +118,11 @@ class _Run:
             pos, kw = s.item_args(i)
             ins = cur + [env[id(v)] for v in pos]
             kwargs = {k: env[id(v)] for k, v in kw.items()}
-            cur = self.child(item, _join(path, str(i)), ins, kwargs, list(child_ins(item)), env)
+            cur = self.child(item, _join(path, s.item_name(i)), ins, kwargs, list(child_ins(item)), env)
             if isinstance(item, Leaf):
                 want = item.layer.infer(item.ins)
                 _check_types(cur, list(want) if isinstance(want, tuple) else [want], item.span,
-                             item.layer, _join(path, str(i)))
+                             item.layer, _join(path, s.item_name(i)))
         return cur
 
     def weights(self, leaf: Leaf, path: str) -> dict[str, torch.Tensor]:

@@ -45,9 +45,23 @@ class Seq:
     # binds a tensor by its name (a decoder's memory mask has the target mask's type when the
     # lengths agree), so dropping the names would bind it to another input.
     keywords: list[tuple[str, ...]] = field(default_factory=list)
+    # per item: the name the spec gave it (`[conv0: conv2d(64, 7), ...]`), or None for one that
+    # is numbered by its position, as nn.Sequential numbers them
+    names: list[str | None] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.keywords = list(self.keywords) + [()] * (len(self.items) - len(self.keywords))
+        self.names = list(self.names) + [None] * (len(self.items) - len(self.names))
+
+    def item_name(self, i: int) -> str:
+        """Item i's attribute name in the nn.Sequential: its given name, else its position."""
+        name = self.names[i]
+        return str(i) if name is None else name
+
+    @property
+    def named(self) -> bool:
+        """Whether any item has a name of its own (emitted with add_module, not positionally)."""
+        return any(n is not None for n in self.names)
 
     def item_args(self, i: int) -> tuple[list[Value], dict[str, Value]]:
         """Item i's extra tensors: (positional ones, keyword ones by name)."""
@@ -122,7 +136,7 @@ def clone(child: Child, memo: dict[int, object] | None = None) -> Child:
     elif isinstance(child, Seq):
         new = Seq([clone(c, memo) for c in child.items],
                   [[_clone_value(v, memo) for v in e] for e in child.extras],
-                  list(child.ins), child.span, child.out, list(child.keywords))
+                  list(child.ins), child.span, child.out, list(child.keywords), list(child.names))
     else:
         new = ModuleDef(child.name, child.signature, child.span)
         memo[id(child)] = new  # before the children: a tie or an op may refer back
@@ -192,7 +206,8 @@ def iter_params(child: Child, prefix: str = ""):
             yield (f"{prefix}.{name}" if name and prefix else name or prefix), shape
     elif isinstance(child, Seq):
         for i, item in enumerate(child.items):
-            yield from iter_params(item, f"{prefix}.{i}" if prefix else str(i))
+            name = child.item_name(i)
+            yield from iter_params(item, f"{prefix}.{name}" if prefix else name)
     else:
         for name, c in child.children:
             yield from iter_params(c, f"{prefix}.{name}" if prefix else str(name))

@@ -15,6 +15,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from nnspec.lang import syntax as S
 from nnspec.lang.diagnostics import Diagnostic, Source, Span, SpecError
+from nnspec.lang.names import not_a_name
 from nnspec.lang.to_syntax import to_syntax
 
 GRAMMAR_NAME = "nnspec.lark"
@@ -30,7 +31,7 @@ _TOKEN_WORDS = {
     "RSQB": "`]`", "LBRACE": "`{`", "RBRACE": "`}`", "COMMA": "`,`", "COLON": "`:`",
     "EQUAL": "`=`", "SEMICOLON": "`;`", "DOT": "`.`", "MINUS": "`-`", "COMP_OP": "a comparison",
     "ADD_OP": "`+` or `-`", "MUL_OP": "an operator", "$END": "the end of the file",
-    "_WHEN": "`when`",
+    "_WHEN": "`when`", "FSTRING": "an f-string",
 }
 
 
@@ -250,6 +251,10 @@ def _syntax_diagnostic(err: UnexpectedInput, source: Source) -> Diagnostic:
         what = f"`{tok.value.strip().splitlines()[-1].strip()}`"
     else:
         what = f"`{tok.value.strip()}`" if tok.value.strip() else tok.type
+    if tok.type == "COLON" and "COLON" not in expected:
+        diag = not_a_name(before, tok, source)
+        if diag is not None:
+            return diag
     if tok.type == "COLON" and "LBRACE" in expected and not stack:
         return Diagnostic("E0103", f"unexpected {what}", span,
                           "the body of a model or block goes in braces: `model m { ... }`")
@@ -329,7 +334,7 @@ _OPEN_CHAR = {"LPAR": "(", "LSQB": "[", "LBRACE": "{"}
 _CLOSE_CHAR = {"LPAR": ")", "LSQB": "]", "LBRACE": "}"}
 _CLOSE_TYPE = {"LPAR": "RPAR", "LSQB": "RSQB", "LBRACE": "RBRACE"}
 _KEYWORDS = {"USE", "CONST", "MODEL", "BLOCK", "INPUT", "IN", "OUT", "OR", "AND", "NOT", "TRUE",
-             "FALSE"}
+             "FALSE", "FOR"}
 _CHAR_HINTS = {"'": 'strings use double quotes: "..."', "\u2192": "write the arrow as `->`",
                "\u2013": "write a minus as `-`", "\u201c": 'strings use plain double quotes: "..."'}
 # the order "expected ..." hints list tokens in; ones that only continue an expression are left out

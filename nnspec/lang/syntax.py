@@ -81,12 +81,38 @@ class When(Node):
 
 
 @dataclass(frozen=True)
+class FString(Node):
+    """`f"denselayer{i + 1}"`: text and `{expression}` holes, joined when evaluated."""
+
+    parts: tuple[str | Node, ...]
+
+
+@dataclass(frozen=True)
 class Named(Node):
-    """`name: layer`: the layer becomes the module attribute `name`."""
+    """`name: layer`: the layer becomes the module attribute `name`. A quoted name
+    (`"block1-0": ...`) or an f-string name (`f"layer{i}": ...`) is held in `quoted`."""
 
     name: str
     name_span: Span = field(repr=False, compare=False)
     value: Node = None  # type: ignore[assignment]
+    quoted: Literal | FString | None = None
+
+
+@dataclass(frozen=True)
+class Splice(Node):
+    """`*items` inside a list display: the items of a list, in place."""
+
+    value: Node
+
+
+@dataclass(frozen=True)
+class Comprehension(Node):
+    """`[item for i in range(n)]`: the item once per value, with the loop names bound."""
+
+    item: Node
+    targets: tuple[str, ...]
+    target_span: Span = field(repr=False, compare=False)
+    iter: Node = None  # type: ignore[assignment]
 
 
 # ---- statements ----------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from lark import Token, Transformer, Tree, v_args
 from lark.exceptions import VisitError
 
 from nnspec.lang import syntax as S
+from nnspec.lang.names import NameSyntaxError, fstring
 from nnspec.lang.diagnostics import Diagnostic, Source, Span, SpecError
 
 MAX_INT_DIGITS = 18  # literals beyond this are refused: no spec needs 10**18 of anything
@@ -114,7 +115,31 @@ class ToSyntax(Transformer):
         return S.When(self._span(meta), ch[0], ch[1])
 
     def named(self, meta, ch):
-        return S.Named(self._span(meta), str(ch[0]), self._tok_span(ch[0]), ch[1])
+        tok, span = ch[0], self._tok_span(ch[0])
+        if tok.type == "NAME":
+            return S.Named(self._span(meta), str(tok), span, ch[1])
+        if tok.type == "STRING":
+            quoted = S.Literal(span, _string(tok, self, tok))
+        else:
+            try:  # each hole is parsed at its place in the file, so its spans point into it
+                quoted = fstring(tok, self.source, self.transform)
+            except NameSyntaxError as err:
+                raise LiteralError(err.diag) from None
+        return S.Named(self._span(meta), str(tok), span, ch[1], quoted)
+
+    def splice(self, meta, ch):
+        if str(ch[0]) != "*":
+            raise LiteralError(Diagnostic(
+                "E0103", f"unexpected `{ch[0]}`", self._tok_span(ch[0]),
+                "`*items` splices a list into a list; other operators go between two values"))
+        splice = S.Splice(self._span(meta), ch[1])
+        return splice if len(ch) == 2 else S.When(self._span(meta), splice, ch[2])
+
+    def comprehension(self, meta, ch):
+        names = ch[1:-1]
+        first, last = self._tok_span(names[0]), self._tok_span(names[-1])
+        span = Span(self.source, first.line, first.col, last.end_line, last.end_col)
+        return S.Comprehension(self._span(meta), ch[0], tuple(str(n) for n in names), span, ch[-1])
 
     def named_model(self, meta, ch):
         """A child called `model`, the keyword, as transformers' *ForCausalLM name theirs."""

@@ -22,7 +22,7 @@ def submodules(root: ModuleDef):
             yield path, child.name if isinstance(child, ModuleDef) else "sequential", child
         if isinstance(child, Seq):
             for i, item in enumerate(child.items):
-                yield from walk(item, f"{path}.{i}" if path else str(i))
+                yield from walk(item, f"{path}.{child.item_name(i)}" if path else child.item_name(i))
         else:
             for name, c in child.children:
                 yield from walk(c, f"{path}.{name}" if path else name)

@@ -157,7 +157,7 @@ def units_of(root: ModuleDef) -> Partition:
     def items(seq: Seq, path: str, args: list[Value], span: Span) -> Value:
         cur = args[0]
         for i, (item, extra) in enumerate(zip(seq.items, seq.extras)):
-            item_path = f"{path}.{i}"
+            item_path = f"{path}.{seq.item_name(i)}"
             if isinstance(item, Seq) and not any(item.extras):
                 cur = items(item, item_path, [cur], span)
                 continue
@@ -265,7 +265,7 @@ def _children_modules(child: Child, path: str):
         yield from _modules(child, path + ".")
     elif isinstance(child, Seq):
         for i, item in enumerate(child.items):
-            yield from _children_modules(item, f"{path}.{i}")
+            yield from _children_modules(item, f"{path}.{child.item_name(i)}")
 
 
 def _owner(by_path: dict[str, Unit], param_path: str) -> Unit | None:

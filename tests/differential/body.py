@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from nnspec.layers import REGISTRY, T
 
 from .blocks import BlockDrawing
+from .loops import comprehension_stage, name_items, quoted_stage, splice_pair
 from .pieces import Cond, Effect, Env, Invalid, Stage, call_stage, constructor, infer, lit, render
 from .recipes import RECIPES, Call, Expr, Recipe
 
@@ -105,15 +106,18 @@ class Body(BlockDrawing):
         return Cond(lit(v), lambda e: v)
 
     # -- one layer call for an input type
-    def recipe_for(self, t: T, sequential: bool) -> Recipe | None:
-        options = [r for r in RECIPES.values() if r.fits(t) and (r.sequential or not sequential)]
+    def recipe_for(self, t: T, sequential: bool, listed: bool = False) -> Recipe | None:
+        # in a list, a function may stand too (it becomes a module there)
+        options = [r for r in RECIPES.values() if r.fits(t)
+                   and ((r.listable if listed else r.sequential) or not sequential)]
         if not options:
             return None
         return self.draw(st.sampled_from(sorted(options, key=lambda r: r.kind)))
 
-    def draw_call(self, t: T, sequential: bool, allow_extras: bool) -> Call | None:
+    def draw_call(self, t: T, sequential: bool, allow_extras: bool,
+                  listed: bool = False) -> Call | None:
         for _ in range(4):
-            recipe = self.recipe_for(t, sequential)
+            recipe = self.recipe_for(t, sequential, listed)
             if recipe is None:
                 return None
             args = recipe.args(self.draw, t)
@@ -161,6 +165,10 @@ class Body(BlockDrawing):
             stage = self.block_stage(t, nameable=True)
             if stage:
                 return stage
+        if choice == 2 and self.draw(st.booleans()):
+            stage = comprehension_stage(self, t)
+            if stage:
+                return stage
         if choice == 2:
             stage = self.list_stage(t)
             if stage:
@@ -173,6 +181,8 @@ class Body(BlockDrawing):
         if call is None:
             return None
         named = RECIPES[call.kind].sequential and self.draw(st.booleans())
+        if named and self.draw(st.integers(0, 3)) == 0:
+            return quoted_stage(self, call)
         return call_stage(call, self.b.fresh("l") if named else None)
 
     def list_stage(self, t: T) -> Stage | None:
@@ -182,7 +192,7 @@ class Body(BlockDrawing):
             if self.depth < 2 and self.draw(st.integers(0, 4)) == 0:
                 item = self.block_stage(cur, nameable=False)
             else:
-                call = self.draw_call(cur, sequential=True, allow_extras=False)
+                call = self.draw_call(cur, sequential=True, allow_extras=False, listed=True)
                 item = call_stage(call) if call else None
             if item is None:
                 break
@@ -197,6 +207,7 @@ class Body(BlockDrawing):
             items.append(item)
         if not items:
             return None
+        items = splice_pair(self, items)
         if not any(i.cond is None or i.cond.value(env) for i in items):
             return None
         count = self.draw(st.integers(1, 3))
@@ -214,6 +225,9 @@ class Body(BlockDrawing):
             text = "[" + ", ".join(i.full() for i in items) + "]"
             text += f" * {count}" if count > 1 else ""
         construct = "repeat_layer" if bare else "list" if count == 1 else "repeat_list"
+        if construct == "list":
+            name_items(self, items)
+            text = "[" + ", ".join(i.full() for i in items) + "]"
 
         name = self.b.fresh("seq") if self.draw(st.booleans()) else None
         stage = Stage(text, lambda ins, e: [], name)

@@ -79,6 +79,11 @@ class Recipe:
         return not (getattr(cls, "functional_only", False)
                     or getattr(cls, "bare_parameter", False))
 
+    @property
+    def listable(self) -> bool:
+        """May stand in a list or repeat: a module, or a function (nnspec wraps it in one)."""
+        return not getattr(REGISTRY[self.kind], "bare_parameter", False)
+
     def fits(self, t: T) -> bool:
         return len(t.shape) in self.ranks and t.dtype in self.dtypes
 

@@ -34,6 +34,7 @@ import nnspec
 
 from .body import Body
 from .harness import check_spec
+from .loops import LOOP_CONSTRUCTS
 from .pieces import Block, Env, Invalid, call_stage, infer, lit, render
 from .recipes import RECIPES, Call, Draw, Expr
 
@@ -45,7 +46,7 @@ CONSTRUCTS = frozenset({
     "cat", "add", "sub", "mul", "div", "matmul", "several_inputs", "several_outputs",
     "implicit_output", "include", "keyword_tensor", "tensor_call", "tensor_number", "out_flow",
     "block_several_outputs", "repeat_in_list", "shared_inner_layer", "tie_inner_layer",
-    "tensors_in_list"})
+    "tensors_in_list"}) | LOOP_CONSTRUCTS
 
 
 # ---- the generator ------------------------------------------------------------------------

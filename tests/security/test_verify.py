@@ -99,6 +99,9 @@ def test_a_forbidden_expression_is_refused_and_never_runs(expr: str, tmp_path):
 HOSTILE_STATEMENTS = {
     "top-level import": "import os\n",
     "top-level from-import": "from os import system\n",
+    # the one from-import the header writes (named list items) is collections' OrderedDict, as is
+    "from-import of collections": "from collections import deque\n",
+    "from-import renamed": "from collections import OrderedDict as system\n",
     "top-level call": "__import__('os').system('touch {canary}')\n",
     "top-level assignment": "x = open('{canary}', 'w')\n",
     "Model bound to a call": "Model = __import__('os').system('touch {canary}')\n",
@@ -132,6 +135,10 @@ def test_a_forbidden_statement_is_refused_and_never_runs(name: str, tmp_path):
     "import os", "global torch", "del self.fc", "assert open('{canary}', 'w')",
     "self.fc.weight.data += 1", "if True:\n            pass", "raise ValueError()",
     "super().__init__(open('{canary}', 'w'))", "x.__init__()",
+    # add_module (a child whose name is not an identifier) takes a literal name and a module
+    "self.add_module(open('{canary}', 'w'), self.fc)",
+    "self.add_module('x', open('{canary}', 'w'))", "self.fc.add_module('x', self.fc)",
+    "self.add_module('x')", "self.add_module(name='x', module=self.fc)",
 ])
 def test_a_forbidden_statement_in_a_method_is_refused(line: str, tmp_path):
     canary = tmp_path / "canary"

@@ -102,9 +102,9 @@ class LayerApplier:
         tensors `kw`), counted in the ledger; returns it and its output types. Emits no op."""
         layer = self.make_layer(tmpl)
         if in_list and getattr(type(layer), "functional_only", False):
-            raise self.error("E0324", f"{layer.kind} cannot stand in a list or repeat",
-                             tmpl.span, "it is a function, not a module: apply it in the flow "
-                             f"before or after the list, e.g. `x -> [...] -> {layer.kind}`")
+            raise self.error("E0324", f"{layer.kind} with a keyword tensor or `tie=` cannot "
+                             "stand in a list or repeat", tmpl.span, "a list passes its tensors "
+                             f"in order: apply it in the flow, e.g. `x -> [...] -> {layer.kind}(...)`")
         if in_list and getattr(type(layer), "bare_parameter", False):
             # nn.Sequential holds modules, and a parameter is a bare tensor; as a list item
             # it would also throw away everything before it (it keeps only the batch size)

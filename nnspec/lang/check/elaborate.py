@@ -257,8 +257,10 @@ class Elaborator:
             return self.apply(v, [], scope, hint)
         return v
 
-    def apply(self, tmpl: Template, ins: list[Value], scope: Scope, hint: str | None):
-        """Apply a template to `ins` (prepended to its bound tensors) inside `scope`."""
+    def apply(self, tmpl: Template, ins: list[Value], scope: Scope, hint: str | None,
+              position: str | None = None):
+        """Apply a template to `ins` (prepended to its bound tensors) inside `scope`. An item of
+        an unnamed list comes with its `position`: its name if it becomes a child."""
         name = None
         if isinstance(tmpl, NamedT):
             name, name_span, tmpl = tmpl.name, tmpl.name_span, tmpl.item
@@ -279,18 +281,27 @@ class Elaborator:
             if tmpl.tie:
                 raise self.error("E0322", f"{layer.kind} has no weight to tie", tmpl.tie[1])
             return self.layers.emit(None, layer, ins, kw, scope, tmpl.span, hint or name)
-        if name is None and isinstance(tmpl, (SeqT, RepeatT)):
+        if name is None and position is None and isinstance(tmpl, (SeqT, RepeatT)):
+            # an unnamed list applies its items in this body, each numbered by its position
+            # (counted on across the body's unnamed lists, so two lists never clash)
             items = tmpl.items if isinstance(tmpl, SeqT) else [tmpl.item] * tmpl.count
             out: Any = None
             for i, item in enumerate(items):
                 given = ins if i == 0 else [self.expr.tensor(out, tmpl.span)]
-                out = self.apply(item, given, scope, hint)
+                scope.numbered += 1
+                out = self.apply(item, given, scope, hint, str(scope.numbered - 1))
             return out
         child, _ = self.instantiate(tmpl, [v.type for v in ins], kw, scope, name)
         if name is None and isinstance(child, Leaf) and not child.layer.params(child.ins) \
                 and not child.layer.buffers(child.ins) and not kw \
                 and child.layer.functional_source(["x"] * len(ins), child.ins) is not None:
             return self.layers.emit(None, child.layer, ins, kw, scope, tmpl.span, hint)
+        if name is None and position is not None:
+            if position in scope.layers:
+                raise self.error("E0205", f"`{position}` is already a layer of this block", tmpl.span,
+                                 "items of an unnamed list are named by their position (0, 1, ...):"
+                                 f" rename the layer named \"{position}\"")
+            name = position
         scope.module.children.append((name, child))
         if name is not None:
             scope.layers[name] = child
@@ -305,18 +316,26 @@ class Elaborator:
 
     def instantiate(self, tmpl: Template, ins: list[T], kw: dict[str, Value], scope: Scope,
                     name: str | None, in_list: bool = False):
-        if isinstance(tmpl, NamedT):
-            raise self.error("E0311", "layers in a list are numbered, not named", tmpl.name_span)
         tmpl = self.expand_alias(tmpl)
+        if isinstance(tmpl, NamedT):
+            raise self.error("E0311", "only a list item or a statement can be named",
+                             tmpl.name_span, "name the items of a list inside it, "
+                             "`[conv0: conv2d(64, 7), norm0: batchnorm2d]`; quote a name that is "
+                             'not an identifier, `"block1-0": ...`')
         if isinstance(tmpl, KindT):
+            if in_list and getattr(tmpl.cls, "functional_only", False) and not kw \
+                    and not tmpl.tie:
+                return self.function_module(tmpl, ins)
             return self.layers.build_leaf(tmpl, ins, kw, in_list)
         if isinstance(tmpl, BlockT):
             module = self.instantiate_block(tmpl, ins, kw, scope)
             return module, [v.type for v in module.outputs]
         if isinstance(tmpl, (SeqT, RepeatT)):
             items = tmpl.items if isinstance(tmpl, SeqT) else [tmpl.item] * tmpl.count
-            children, extras, keywords, cur = [], [], [], list(ins)
+            children, extras, keywords, names, cur = [], [], [], [], list(ins)
             for item in items:
+                names.append(item.name if isinstance(item, NamedT) else None)
+                item = item.item if isinstance(item, NamedT) else item
                 extra = list(item.bound)
                 child, outs = self.instantiate(item, cur + [v.type for v in extra],
                                                dict(item.bound_kw), scope, None, in_list=True)
@@ -327,12 +346,27 @@ class Elaborator:
                 extras.append(extra + list(item.bound_kw.values()))
                 keywords.append(tuple(item.bound_kw))
                 cur = outs
-            seq = Seq(children, extras, list(ins), tmpl.span, cur[0], keywords)
+            seq = Seq(children, extras, list(ins), tmpl.span, cur[0], keywords, names)
             return seq, cur
         if isinstance(tmpl, ModRef):
             raise self.error("E0326", f"`{'.'.join(tmpl.path)}` is an existing layer and cannot be "
                              "placed in a list or repeat", tmpl.span)
         raise self.error("E0318", "not a layer", tmpl.span)
+
+    def function_module(self, tmpl: KindT, ins: list[T]):
+        """A function (permute, add, ...) as a list item: nn.Sequential holds modules, so it
+        becomes a module of its own whose forward is the function, as torchvision writes
+        `Permute([0, 2, 3, 1])` inside a Sequential; it takes its place in the numbering."""
+        layer = self.layers.make_layer(tmpl)
+        module = ModuleDef(layer.kind.capitalize(),
+                           signature(layer.kind, layer.model_dump(exclude_defaults=True)),
+                           tmpl.span)
+        scope = Scope(module, {})
+        module.inputs = [Value(t, "x" if i == 0 else f"x{i}") for i, t in enumerate(ins)]
+        module.input_names = [v.hint for v in module.inputs]
+        out = self.layers.emit(None, layer, list(module.inputs), {}, scope, tmpl.span, "x")
+        module.outputs = list(out) if isinstance(out, tuple) else [out]
+        return module, [v.type for v in module.outputs]
 
     def expand_alias(self, tmpl: Template) -> Template:
         """`block Name(p) = expr`: the template `expr` with the call's parameters bound."""

@@ -8,7 +8,6 @@ layer kind, or a builtin function.
 """
 from __future__ import annotations
 
-import keyword
 from typing import Any
 
 from nnspec.lang import syntax as S
@@ -17,16 +16,17 @@ from nnspec.ir import ModuleDef, Value
 from nnspec.layers import REGISTRY
 from nnspec.lang.check.context import Context, within
 from nnspec.lang.check.functions import call_builtin
+from nnspec.lang.check.lists import ListEvaluator
 from nnspec.lang.check.templates import (
     BlockT, KindT, ModRef, NamedT, RepeatT, SeqT, Template, satisfied, unrolled_size
 )
 from nnspec.lang.check.values import (
     BUILTINS, DTYPES, MAX_INT, MAX_OPS, MAX_REPEAT, POISON, Abort, Builtin, Scope, describe,
-    is_plain, show,
+    show,
 )
 
 
-class Evaluator:
+class Evaluator(ListEvaluator):
     """Evaluates expressions in a scope.
 
     `flow` is the Elaborator that made this evaluator (elaborate.py, which imports this module,
@@ -47,37 +47,6 @@ class Evaluator:
 
     def eval_Literal(self, node: S.Literal, scope, hint):
         return node.value
-
-    def eval_ListExpr(self, node: S.ListExpr, scope, hint):
-        items, nodes = [], []
-        for sub in node.items:
-            if isinstance(sub, S.When):
-                if not self.condition(sub.cond, scope):
-                    continue  # the item is absent: later items are numbered as if it never was
-                sub = sub.item
-            item = self.eval(sub, scope)
-            if isinstance(item, RepeatT):  # `[a, b * 3]` is [a, b, b, b]
-                items += [item.item] * item.count
-                nodes += [sub] * item.count
-            else:
-                items.append(item)
-                nodes.append(sub)
-        node = S.ListExpr(node.span, tuple(nodes))
-        if items and all(isinstance(i, Template) for i in items):
-            for item, sub in zip(items, node.items):
-                if isinstance(item, NamedT):
-                    raise self.error("E0311", "layers in a list are numbered, not named",
-                                     sub.span, f"drop `{item.name}:`; they become .0, .1, ...")
-            return SeqT(node.span, items=items)
-        if any(isinstance(i, (Template, Value, tuple)) and not is_plain(i) for i in items):
-            layers = any(isinstance(i, Template) for i in items)  # then the odd one is a non-layer
-            bad = next(s for i, s in zip(items, node.items)
-                       if (not isinstance(i, Template) if layers else
-                           isinstance(i, (Template, Value)) or not is_plain(i)))
-            raise self.error("E0312", "a list holds either layers or plain values", bad.span,
-                             "a list of layers applies them in turn; numbers go in a layer's "
-                             "arguments" if layers else None)
-        return tuple(items)
 
     def eval_Name(self, node: S.Name, scope: Scope, hint):
         name = node.id
@@ -196,12 +165,14 @@ class Evaluator:
             if len(left.items) * count > MAX_REPEAT:  # refused before it is built, not after
                 raise self.error("E0315", f"the repeated list would hold {len(left.items) * count} "
                                  f"layers; at most {MAX_REPEAT}", node.span)
+            self.check_item_names(left.items * count)
             return SeqT(node.span, items=left.items * count)
         other = self.flow.expand_alias(right) if isinstance(right, Template) else right
         if not isinstance(other, SeqT) or other.bound or other.bound_kw:
             raise self.error("E0314", f"a list of layers can only be joined to another list, not "
                              f"{describe(right)}", node.right.span,
                              "wrap a single layer in brackets: [layer]")
+        self.check_item_names(left.items + other.items)
         return SeqT(node.span, items=left.items + other.items)
 
     def repeat(self, item: Template, count, node: S.BinOp) -> RepeatT:
@@ -298,9 +269,7 @@ class Evaluator:
                          "write `x -> layer when cond` or `name: layer when cond`")
 
     def eval_Named(self, node: S.Named, scope: Scope, hint):
-        if keyword.iskeyword(node.name) or node.name in ("forward", "training"):
-            raise self.error("E0209", f"`{node.name}` cannot name a layer", node.name_span,
-                             f"it is reserved in the generated Python; call it e.g. `{node.name}_`")
+        name = self.child_name(node, scope)
         value = self.eval(node.value, scope, hint)
         if not isinstance(value, Template):
             raise self.error("E0318", f"only layers can be named; this is {describe(value)}",
@@ -309,7 +278,7 @@ class Evaluator:
             raise self.error("E0205", f"`{'.'.join(value.path)}` is already a layer; reusing it "
                              f"shares its weights, so it keeps its name", node.name_span,
                              f"write just `{'.'.join(value.path)}`")
-        named = NamedT(node.span, bound=value.bound, bound_kw=value.bound_kw, name=node.name,
+        named = NamedT(node.span, bound=value.bound, bound_kw=value.bound_kw, name=name,
                        name_span=node.name_span, item=value)
         return named
 

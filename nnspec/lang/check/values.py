@@ -54,6 +54,7 @@ class Scope:
     cursor: Any = None
     read: set[int] = field(default_factory=set)              # ids of tensors read by name
     instantiated_at: list[tuple[str, Span]] = field(default_factory=list)
+    numbered: int = 0  # items of unnamed lists applied in this body, named by position
 
 
 def is_plain(v) -> bool:
