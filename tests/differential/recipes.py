@@ -81,8 +81,9 @@ class Recipe:
 
     @property
     def listable(self) -> bool:
-        """May stand in a list or repeat: a module, or a function (nnspec wraps it in one)."""
-        return not getattr(REGISTRY[self.kind], "bare_parameter", False)
+        """May stand in a list or repeat: a module, or a function (nnspec wraps it in one). Not a
+        kind drawn behind guard stages (`tanh -> exp`): a list item is one layer, not a flow."""
+        return not (getattr(REGISTRY[self.kind], "bare_parameter", False) or self.before)
 
     def fits(self, t: T) -> bool:
         return len(t.shape) in self.ranks and t.dtype in self.dtypes
