@@ -193,7 +193,7 @@ def _checked(program: Program, name: str, model, max_params, sets, world_size, o
                                              settings.section_spans.get("compress"), reporter, root)
     if "parallel" not in settings.invalid:
         placement_ok &= _check_checkpointing(ir, settings, reporter)
-    if "weights" in program.sections and "weights" not in settings.invalid:
+    if "weights" in program.sections:  # with a misspelt setting, the others are still checked
         _check_weights(ir, settings, reporter)
     if placement_ok and settings.parallel.pipeline_stages > 1:
         from nnspec.place.partition import PipelineError

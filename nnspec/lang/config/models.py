@@ -131,11 +131,10 @@ class CompressSpec(_Section):
 
 class WeightsSpec(_Section):
     """How checkpoint names and layouts map onto the model's state_dict (nnspec.weights): read
-    from a checkpoint in the order rename, drop, transpose; written back in the reverse order."""
+    from a checkpoint: drop, then rename, then transpose; written: transpose, then export_rename."""
 
     rename: tuple[tuple[str, str], ...] = Field((), description="[[REGEX, REPLACEMENT], ...]: "
-                                                "checkpoint name -> model name, applied in order "
-                                                "(reversed by swapping when writing)")
+                                                "checkpoint name -> model name, applied in order")
     drop: tuple[str, ...] = Field((), description="fnmatch patterns of checkpoint keys to ignore "
                                   "(buffers such as attn.masked_bias)")
     transpose: tuple[str, ...] = Field((), description="fnmatch patterns of model keys whose 2-d "
