@@ -58,7 +58,7 @@ def load_into(model: torch.nn.Module, path: str | Path, spec) -> torch.nn.Module
 def _report_misfit(mapped, own, tied: dict[str, str], spec, source: str,
                    reporter: Reporter) -> None:
     span = spec.settings.section_spans.get("weights") or spec.ir.span
-    for key in own.keys() & mapped.keys():
+    for key in sorted(own.keys() & mapped.keys()):
         want, got = list(own[key].shape), list(mapped[key].shape)
         if want != got:
             hint = ("the checkpoint stores it transposed: add it to `transpose`"
