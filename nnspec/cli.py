@@ -141,6 +141,8 @@ def cmd_launch(args) -> int:
     positive("--num-gpus", args.num_gpus)
     if args.resume and args.out is None:
         raise UsageError("--resume needs --out: the folder of the run to continue")
+    if args.weights is not None and not Path(args.weights).exists():
+        raise UsageError(f"--weights {args.weights}: no such file or folder")
     spec = _load(args)
     if args.out is not None:
         check_out_dir(args.out, spec, args.resume, args.overwrite)
@@ -159,6 +161,7 @@ def cmd_launch(args) -> int:
     cmd += ["--no_python", "--no_local_rank", exe, "train", args.spec]
     cmd += [f"--set={item}" for item in args.set]
     cmd += [opt for opt in ("--resume", "--overwrite") if getattr(args, opt[2:])]
+    cmd += ["--weights", str(Path(args.weights).resolve())] if args.weights else []
     if args.dry_run:  # claims no folder: without --out, the runner's rank 0 claims one
         print(shlex.join(cmd + (["--out", args.out] if args.out else [])))
         return 0
@@ -261,6 +264,8 @@ def _run_folder_arguments(p: argparse.ArgumentParser) -> None:
                    "last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="start over in a non-empty --out, "
                    "replacing the files nnspec wrote there (other files are kept)")
+    p.add_argument("--weights", help="fine-tune: start from these weights (.safetensors, a torch "
+                   "state_dict, or a Hugging Face folder), mapped by the spec's weights section")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -281,8 +286,6 @@ def build_parser() -> argparse.ArgumentParser:
                      cmd_train)
     _run_folder_arguments(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--weights", help="fine-tune: start from these weights (.safetensors, a torch "
-                   "state_dict, or a Hugging Face folder), mapped by the spec's weights section")
     p = _spec_parser(sub, "launch", "run `nnspec train` under the deepspeed runner", cmd_launch)
     p.add_argument("--num-gpus", type=int, help="processes per machine on GPU machines")
     p.add_argument("--num-accelerators", type=int, help="processes on this machine (CPU or GPU)")

@@ -156,3 +156,15 @@ def test_train_writes_a_hf_folder_for_a_spec_with_hf_config(tmp_path, capsys):
     own = load_file(str(tmp_path / "run" / "model.safetensors"))
     torch.testing.assert_close(hf["fc1.weight"], own["fc1.weight"].t(), atol=0, rtol=0)
     torch.testing.assert_close(hf["fc2.weight"], own["fc2.weight"], atol=0, rtol=0)
+
+
+def test_launch_passes_the_weights_to_every_rank(tmp_path, capsys):
+    spec = tmp_path / "mlp.nn"
+    spec.write_text(MLP + TRAIN)
+    save_file(_weights(), str(tmp_path / "w.safetensors"))
+    code, out, err = run_cli(capsys, "launch", spec, "--num-accelerators", "2", "--dry-run",
+                             "--weights", tmp_path / "w.safetensors")
+    assert code == 0, err
+    assert f"--weights {tmp_path / 'w.safetensors'}" in out
+    code, _, err = run_cli(capsys, "launch", spec, "--dry-run", "--weights", tmp_path / "no.pt")
+    assert code == 2 and err.startswith("nnspec: error: --weights")
