@@ -97,16 +97,20 @@ def cmd_train(args) -> int:
     """Train in this process, or on every rank when the deepspeed runner started it."""
     from nnspec.train import DataError, TrainError, run
     from nnspec.train.safeload import UnsafeCheckpoint
+    from nnspec.weights import WeightsFileError
 
     if args.out is not None:
         check_folder(args.out, "--out", replaced=False)
+    if args.weights is not None and not Path(args.weights).exists():
+        raise UsageError(f"--weights {args.weights}: no such file or folder")
     spec = _load(args)
     try:
         final = run(spec, spec.settings.train, spec.settings.parallel, args.out,
-                    resume=args.resume, progress=not args.no_progress, overwrite=args.overwrite)
+                    resume=args.resume, progress=not args.no_progress, overwrite=args.overwrite,
+                    weights=args.weights)
     except (DataError, TrainError) as err:
         print(err.render(), file=sys.stderr)
-        return EXIT_USAGE if isinstance(err, UnsafeCheckpoint) else EXIT_SPEC
+        return EXIT_USAGE if isinstance(err, (UnsafeCheckpoint, WeightsFileError)) else EXIT_SPEC
     except (MemoryError, RuntimeError) as err:
         raise _out_of_memory(err) from None
     if final is not None and int(os.environ.get("RANK", "0")) == 0:
@@ -137,6 +141,8 @@ def cmd_launch(args) -> int:
     positive("--num-gpus", args.num_gpus)
     if args.resume and args.out is None:
         raise UsageError("--resume needs --out: the folder of the run to continue")
+    if args.weights is not None and not Path(args.weights).exists():
+        raise UsageError(f"--weights {args.weights}: no such file or folder")
     spec = _load(args)
     if args.out is not None:
         check_out_dir(args.out, spec, args.resume, args.overwrite)
@@ -155,6 +161,7 @@ def cmd_launch(args) -> int:
     cmd += ["--no_python", "--no_local_rank", exe, "train", args.spec]
     cmd += [f"--set={item}" for item in args.set]
     cmd += [opt for opt in ("--resume", "--overwrite") if getattr(args, opt[2:])]
+    cmd += ["--weights", str(Path(args.weights).resolve())] if args.weights else []
     if args.dry_run:  # claims no folder: without --out, the runner's rank 0 claims one
         print(shlex.join(cmd + (["--out", args.out] if args.out else [])))
         return 0
@@ -169,13 +176,18 @@ def cmd_export_weights(args) -> int:
     """Consolidate a training checkpoint (ZeRO shards too) into one fp32 state_dict file."""
     from nnspec.train.export import ExportError, export_weights
 
-    check_file(args.output, "-o")
+    if args.hf:
+        if not args.spec:
+            raise UsageError("--hf needs --spec: its weights section maps the names")
+        output_folder(args.output, "-o", "hf-weights")
+    else:
+        check_file(args.output, "-o")
     spec = None
     if args.spec:
         args.max_params = DEFAULT_MAX_PARAMS
         spec = _load(args)
     try:
-        used, count = export_weights(args.ckpt, args.output, spec)
+        used, count = export_weights(args.ckpt, args.output, spec, hf=args.hf)
     except ExportError as err:
         print(err.render(), file=sys.stderr)
         return EXIT_USAGE
@@ -252,6 +264,8 @@ def _run_folder_arguments(p: argparse.ArgumentParser) -> None:
                    "last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="start over in a non-empty --out, "
                    "replacing the files nnspec wrote there (other files are kept)")
+    p.add_argument("--weights", help="fine-tune: start from these weights (.safetensors, a torch "
+                   "state_dict, or a Hugging Face folder), mapped by the spec's weights section")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -287,6 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="model parameters of --spec (num_classes=10); repeatable")
     p.add_argument("--model", help="which model of --spec, when it defines several")
+    p.add_argument("--hf", action="store_true", help="write -o as a Hugging Face folder "
+                   "(config.json + model.safetensors) through --spec's weights section")
     p.set_defaults(func=cmd_export_weights)
     p = _spec_parser(sub, "compress", "prune, quantize or distill as the compress section says",
                      cmd_compress)

@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from nnspec.lang.check import DEFAULT_MAX_PARAMS, check, const_values
-from nnspec.place.checkpointing import checkpointed
+from nnspec.place.checkpointing import checkpointed, submodules
 from nnspec.lang.diagnostics import Reporter, SpecError, display_path
 from nnspec.emit.module import load_source
 from nnspec.emit.source import emit_source
 from nnspec.emit.summary import render_table, summarize
-from nnspec.ir import ModuleDef
+from nnspec.ir import Leaf, ModuleDef
 from nnspec.ir.lower import Lowered, lower
 from nnspec.place.partition import Partition
 from nnspec.lang.resolve import Program, resolve_file, resolve_text
@@ -37,9 +37,28 @@ class Spec:
         """model.py: standalone PyTorch source."""
         return emit_source(self.lowered, self.source_name)
 
-    def build(self):
-        """A fresh torch.nn.Module for this spec (default PyTorch initialization)."""
-        return load_source(self.source)()
+    def build(self, weights: str | Path | None = None):
+        """A fresh torch.nn.Module for this spec: default PyTorch initialization, or the tensors
+        of `weights` (a .safetensors or torch file, or a Hugging Face folder) mapped as the
+        spec's `weights` section says.
+
+        Raises:
+            SpecError: the checkpoint does not fit the model (missing, unexpected or mis-shaped
+                keys, E0741).
+            nnspec.weights.WeightsFileError, UnsafeCheckpoint: it cannot be read, or safely.
+        """
+        model = load_source(self.source)()
+        if weights is not None:
+            from nnspec.weights import load_into
+            load_into(model, weights, self)
+        return model
+
+    @property
+    def hf_config(self) -> dict | None:
+        """config.json of a Hugging Face folder of this model (the weights section's hf_config
+        with the model's parameter values), or None when the spec declares none."""
+        from nnspec.lang.config.weights_checks import hf_values, model_params
+        return hf_values(self.settings.weights, model_params(self.ir.signature))
 
     @cached_property
     def partition(self) -> "Partition":
@@ -174,6 +193,8 @@ def _checked(program: Program, name: str, model, max_params, sets, world_size, o
                                              settings.section_spans.get("compress"), reporter, root)
     if "parallel" not in settings.invalid:
         placement_ok &= _check_checkpointing(ir, settings, reporter)
+    if "weights" in program.sections:  # with a misspelt setting, the others are still checked
+        _check_weights(ir, settings, reporter)
     if placement_ok and settings.parallel.pipeline_stages > 1:
         from nnspec.place.partition import PipelineError
         try:
@@ -202,6 +223,15 @@ def _check_placement(settings: Settings, world_size: int, reporter: Reporter) ->
             reporter.error("E0710", problem.message, settings.span_of(problem.section, problem.key),
                            problem.help)
     return ok
+
+
+def _check_weights(ir: ModuleDef, settings: Settings, reporter: Reporter) -> None:
+    """The weights section's renames compile and its transposes name weights (E0740)."""
+    from nnspec.lang.config.weights_checks import check_weights
+
+    keys = [f"{path}.{p}" for path, _, child in submodules(ir) if isinstance(child, Leaf)
+            for p in ("weight", "bias")]
+    check_weights(settings.weights, keys, lambda key: settings.span_of("weights", key), reporter)
 
 
 def _check_checkpointing(ir: ModuleDef, settings: Settings, reporter: Reporter) -> bool:

@@ -1,4 +1,4 @@
-"""Sections: evaluate a spec's `train { ... }` and `parallel { ... }` into validated settings.
+"""Sections: evaluate a spec's `train`, `parallel`, `compress` and `weights` sections into settings.
 
 Values are data: numbers, strings, lists, bare words (`bf16`, `digits`) and calls with arguments
 (`adamw(lr=3e-4)`), which become `config.Call`s. Constants of the file may be used. Command-line
@@ -14,7 +14,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from nnspec.lang import syntax as S
-from nnspec.lang.config import SECTIONS, Call, CompressSpec, ParallelSpec, TrainSpec
+from nnspec.lang.config import (SECTIONS, Call, CompressSpec, ParallelSpec, TrainSpec,
+                                 WeightsSpec)
 from nnspec.lang.diagnostics import Reporter, Span, did_you_mean
 
 MAX_VALUE = 2 ** 62
@@ -27,6 +28,7 @@ class Settings:
     train: TrainSpec = field(default_factory=TrainSpec)
     parallel: ParallelSpec = field(default_factory=ParallelSpec)
     compress: CompressSpec = field(default_factory=CompressSpec)
+    weights: WeightsSpec = field(default_factory=WeightsSpec)
     spans: dict[str, Span] = field(default_factory=dict)   # "parallel.zero" -> span of the setting
     section_spans: dict[str, Span] = field(default_factory=dict)
     written: dict[str, dict[str, Any]] = field(default_factory=dict)  # as written, before defaults

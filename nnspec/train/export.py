@@ -35,7 +35,8 @@ class ExportError(TrainError):
     """A checkpoint that cannot be exported: missing, foreign, incomplete or damaged."""
 
 
-def export_weights(ckpt: str | Path, out: str | Path, spec=None) -> tuple[Path, int]:
+def export_weights(ckpt: str | Path, out: str | Path, spec=None,
+                   hf: bool = False) -> tuple[Path, int]:
     """Consolidate `ckpt` into one fp32 state_dict written atomically to `out`.
 
     Args:
@@ -43,6 +44,8 @@ def export_weights(ckpt: str | Path, out: str | Path, spec=None) -> tuple[Path, 
         out: `*.safetensors` or `*.pt` (also `.pth`, `.bin`).
         spec: a `nnspec.Spec`; when given, the weights must load into `spec.build()` strictly,
             and are written in its state_dict order.
+        hf: write `out` as a Hugging Face folder (config.json + model.safetensors) through
+            `spec`'s weights section (nnspec.weights.hf); needs `spec`.
 
     Returns:
         The checkpoint used, and the number of tensors written.
@@ -52,7 +55,9 @@ def export_weights(ckpt: str | Path, out: str | Path, spec=None) -> tuple[Path, 
             a bad output name, or weights that do not fit `spec`. Nothing is written then.
     """
     out = Path(out)
-    kind = FORMATS.get(out.suffix.lower())
+    kind = "hf" if hf else FORMATS.get(out.suffix.lower())
+    if hf and spec is None:
+        raise ExportError("a Hugging Face folder needs --spec: its weights section maps the names")
     if kind is None:
         raise ExportError(f"cannot tell the format of `{out}` from its extension",
                           "name the output *.safetensors or *.pt")
@@ -64,7 +69,16 @@ def export_weights(ckpt: str | Path, out: str | Path, spec=None) -> tuple[Path, 
     weights = _unwrap(weights, set(model.state_dict()) if model is not None else set())
     if model is not None:
         weights = _fit(weights, model, spec.name)
-    _write(weights, out, kind)
+    if hf:
+        from nnspec.weights.hf import write_hf_folder
+        try:
+            write_hf_folder(weights, spec, out)
+        except ExportError:
+            raise
+        except TrainError as err:  # no hf_config: the spec has no transformers counterpart
+            raise ExportError(err.message, err.hint) from None
+    else:
+        _write(weights, out, kind)
     return path, len(weights)
 
 

@@ -63,6 +63,7 @@ class Trainer:
         self.ckpt_dir = out_dir / "checkpoints"
         self.metrics_log: MetricsLog | None = None
         self.bar = None
+        self.hf_spec = None  # a spec with hf_config: finish also writes out/hf/
         self._before: tuple | None = None
         self.train_loss: float | None = None  # the latest train row, for the progress bar
         per_epoch = plan.steps_per_epoch if train.epochs or train.early_stopping else None
@@ -259,6 +260,9 @@ class Trainer:
             tensors = {k: v.contiguous() for k, v in weights.items()}
             # the weights first: a final.json beside them says they are whole
             replace_file(self.out / "model.safetensors", lambda tmp: save_file(tensors, str(tmp)))
+            if self.hf_spec is not None:  # the spec has a transformers counterpart
+                from nnspec.weights.hf import write_hf_folder
+                write_hf_folder(weights, self.hf_spec, self.out / "hf")
             atomic_write_json(self.out / "final.json", final)
         return final
 
@@ -284,7 +288,8 @@ def check_settings(train: TrainSpec, parallel: ParallelSpec, world: int) -> Obje
 
 def run(spec, train: TrainSpec | None = None, parallel: ParallelSpec | None = None,
         out_dir: str | Path | None = None, resume: bool = False, progress: bool = True,
-        stop_at: int | None = None, overwrite: bool = False) -> dict[str, Any]:
+        stop_at: int | None = None, overwrite: bool = False,
+        weights: str | Path | None = None) -> dict[str, Any]:
     """Train a spec's model and return its final evaluation.
 
     Runs in this process (CPU, or the GPU if there is one) unless a distributed launcher started
@@ -304,6 +309,9 @@ def run(spec, train: TrainSpec | None = None, parallel: ParallelSpec | None = No
             (other files there are kept). Without it, a non-empty out_dir is refused.
         progress: show a progress bar (rank 0).
         stop_at: stop after this many steps and save a checkpoint, as an interruption would.
+        weights: start from these weights (fine-tuning): a file or Hugging Face folder, mapped
+            by the spec's weights section (`Spec.build(weights=...)`); a resumed run takes its
+            checkpoint's weights instead.
 
     Evaluation runs every `eval_every` steps, else once per epoch of an epochs-based run, and at
     the end. SIGINT / SIGTERM (Ctrl-C) stop the run after the current step with a checkpoint.
@@ -326,6 +334,10 @@ def run(spec, train: TrainSpec | None = None, parallel: ParallelSpec | None = No
     elif resume:
         raise runs.OutputError("--resume needs --out: the folder of the run to continue")
     multi = distributed.launched()
+    if weights is not None and multi and parallel.pipeline_stages > 1:
+        raise TrainError("--weights does not yet load into pipeline stages",
+                         "fine-tune without pipeline_stages, or export the weights into a "
+                         "first checkpoint")
     world, rank = (distributed.world_size(), distributed.rank()) if multi else (1, 0)
     if multi:  # every rank checks the folder before rank 0 claims it: when an earlier run left
         distributed.barrier()  # the process group up, no rendezvous below holds rank 0 back
@@ -354,16 +366,18 @@ def run(spec, train: TrainSpec | None = None, parallel: ParallelSpec | None = No
         if multi and stages > 1:
             backend = pipe.PipelineBackend(spec, train, parallel, config, objective)
         elif multi:
-            backend = distributed.DeepSpeedBackend(_model(spec, parallel), train, config)
+            backend = distributed.DeepSpeedBackend(_model(spec, parallel, weights), train,
+                                                      config)
         else:
             if parallel.zero or "cpu" in (parallel.offload_optimizer, parallel.offload_param):
                 log.warning("zero and offload apply under the deepspeed runner; one process "
                             "trains the whole model")
-            backend = LocalBackend(_model(spec, parallel), train, parallel.precision,
+            backend = LocalBackend(_model(spec, parallel, weights), train, parallel.precision,
                                    config.get("scheduler"), optimizer_lr(train.optimizer))
         torch.manual_seed(train.seed + rank)  # per-rank dropout streams, after identical init
         trainer = Trainer(backend, data, objective, train, plan, total, out_dir, progress,
                           spec.name)
+        trainer.hf_spec = spec if spec.settings.weights.hf_config is not None else None
         state = trainer.restore() if resume else None
         if resume and state is None and rank == 0:
             log.warning("no checkpoint in %s: starting from scratch", trainer.ckpt_dir)
@@ -387,11 +401,12 @@ def run(spec, train: TrainSpec | None = None, parallel: ParallelSpec | None = No
             distributed.shutdown()
 
 
-def _model(spec, parallel: ParallelSpec) -> torch.nn.Module:
-    """The spec's model, with activation checkpointing on the blocks the parallel section names."""
+def _model(spec, parallel: ParallelSpec, weights=None) -> torch.nn.Module:
+    """The spec's model (from `weights` when given), with activation checkpointing on the blocks
+    the parallel section names."""
     from nnspec.place.checkpointing import apply, checkpointed
 
-    model = spec.build()
+    model = spec.build(weights=weights)
     apply(model, checkpointed(spec.ir, parallel.activation_checkpointing)[0])
     return model
 

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SEED_DIRS = ("specs", "tests/golden/valid", "tests/golden/invalid")
 
 KEYWORDS = ["model", "block", "use", "const", "input", "in", "out", "when", "not", "and", "or",
-            "true", "false", "train", "parallel", "compress", "self", "none"]
+            "true", "false", "train", "parallel", "compress", "weights", "self", "none"]
 PUNCT = ["(", ")", "[", "]", "{", "}", ",", ":", "=", "->", ".", ";", "+", "-", "*", "/", "//",
          "%", "@", "==", "!=", "<", ">=", "\n", "\\\n", "#", '"', "'", "\t", "\r", "\x00", "\x0c"]
 NUMBERS = ["0", "1", "-1", "2", "3", "64", "1000", "1_000", "0.5", "1e-5", "1e308", "1e999",

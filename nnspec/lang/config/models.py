@@ -129,6 +129,26 @@ class CompressSpec(_Section):
         return (v,) if isinstance(v, Call) else v
 
 
+class WeightsSpec(_Section):
+    """How checkpoint names and layouts map onto the model's state_dict (nnspec.weights): read
+    from a checkpoint: drop, then rename, then transpose; written: transpose, then export_rename."""
+
+    rename: tuple[tuple[str, str], ...] = Field((), description="[[REGEX, REPLACEMENT], ...]: "
+                                                "checkpoint name -> model name, applied in order")
+    drop: tuple[str, ...] = Field((), description="fnmatch patterns of checkpoint keys to ignore "
+                                  "(buffers such as attn.masked_bias)")
+    transpose: tuple[str, ...] = Field((), description="fnmatch patterns of model keys whose 2-d "
+                                       "weights the checkpoint stores transposed (GPT-2's Conv1D)")
+    export_rename: tuple[tuple[str, str], ...] = Field((), description="[[REGEX, REPLACEMENT], "
+                                                       "...]: model name -> name written by "
+                                                       "export (default: the model names)")
+    hf_architecture: Optional[str] = Field(None, description="the transformers class a Hugging "
+                                           "Face folder is for, e.g. GPT2LMHeadModel")
+    hf_config: Optional[Call] = Field(None, description="config.json as MODEL_TYPE(key=value, "
+                                      "...); a bare word names a model parameter, e.g. "
+                                      "gpt2(n_embd=n_embd, n_layer=n_layer)")
+
+
 SECTIONS: dict[str, type[_Section]] = {"train": TrainSpec, "parallel": ParallelSpec,
-                                       "compress": CompressSpec}
+                                       "compress": CompressSpec, "weights": WeightsSpec}
 
