@@ -71,9 +71,11 @@ class BlockDrawing:
                 e.drawn.add("block_two_inputs")
             if len(outs) > 1:
                 e.drawn.add("block_several_outputs")
-            if stage.name and len(outs) == 1:
+            # a list item's path starts with its list's name: it is not reused or tied to by its own
+            named = stage.name and not stage.list_item
+            if named and len(outs) == 1:
                 e.layers[stage.name] = ("mod", list(ins), outs)
-            if stage.name:   # `name.layer` can be reused and tied to
+            if named:   # `name.layer` can be reused and tied to
                 e.layers.update({f"{stage.name}.{n}": info for n, info in inner.items()})
             return outs
         stage.apply = apply

@@ -225,7 +225,7 @@ class Body(BlockDrawing):
             text = "[" + ", ".join(i.full() for i in items) + "]"
             text += f" * {count}" if count > 1 else ""
         construct = "repeat_layer" if bare else "list" if count == 1 else "repeat_list"
-        if construct == "list":
+        if construct == "list" and not self.alias:   # an alias's list can be repeated (`A * 2`)
             name_items(self, items)
             text = "[" + ", ".join(i.full() for i in items) + "]"
 
@@ -237,7 +237,7 @@ class Body(BlockDrawing):
                 raise Invalid("a list whose every item is left out")   # E0318 in the checker
             e.drawn.add(construct)
             outs = self._seq(seq, ins, e)
-            if stage.name:   # a named list can be called again, like a named block
+            if stage.name and not stage.list_item:   # a named list can be called again
                 e.layers[stage.name] = ("mod", list(ins), outs)
             return outs
         stage.apply = apply

@@ -44,6 +44,7 @@ def name_items(body: Body, items: list[Stage]) -> None:
         n = body.b.fresh("")
         item.name = {"named_item": f"it{n}", "quoted_name": f'"it-{n}"',
                      "fstring_name": f'f"it{{{n} + 1}}_{n}"'}[pick]
+        item.list_item = True
         _tagged(item, pick)
 
 

@@ -131,6 +131,7 @@ class Stage:
     cond: Cond | None = None
     spliced: bool = False   # `item * k` inside a list
     before: list[str] = field(default_factory=list)   # texts of stages in front (Call.before)
+    list_item: bool = False   # named as an item of a list (loops.name_items), not as a statement
 
     def full(self) -> str:
         text = f"{self.name}: {self.text}" if self.name else self.text

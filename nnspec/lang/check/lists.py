@@ -96,8 +96,7 @@ class ListEvaluator:
                 notes = [(f"`{name}` is first used here", first.name_span)] \
                     if isinstance(first, NamedT) and not again else []
                 raise self.error("E0205", f"two items of this list are named `{name}`",
-                                 item.name_span, "a generated name must differ for every value "
-                                 "of the loop, e.g. f\"layer{i}\"" if again else "give each item "
+                                 item.name_span, _AGAIN_HELP if again else "give each item "
                                  "its own name; unnamed items are named by their position "
                                  "(0, 1, ...)", notes)
             seen.setdefault(name, item)
@@ -212,3 +211,9 @@ def _listed(v):
     """A list given from Python (`nnspec.load(path, config=[6, 12])`) as the tuple a spec's
     list display evaluates to."""
     return tuple(v) if isinstance(v, list) else v
+
+
+# the same name written once and met twice: a loop, or a list repeated or spliced twice
+_AGAIN_HELP = ("one name comes twice: a name made in a loop must differ for each value "
+               "(f\"layer{i}\" over distinct i), and a list that is repeated (`items * 2`, a "
+               "block alias `A * 2`) cannot hold named items, so name the repeat instead")
