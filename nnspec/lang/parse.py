@@ -28,7 +28,7 @@ _TOKEN_WORDS = {
     "RSQB": "`]`", "LBRACE": "`{`", "RBRACE": "`}`", "COMMA": "`,`", "COLON": "`:`",
     "EQUAL": "`=`", "SEMICOLON": "`;`", "DOT": "`.`", "MINUS": "`-`", "COMP_OP": "a comparison",
     "ADD_OP": "`+` or `-`", "MUL_OP": "an operator", "$END": "the end of the file",
-    "_WHEN": "`when`",
+    "_WHEN": "`when`", "POW": "`**`", "_IF": "`if`", "_ELSE": "`else`",
 }
 
 
@@ -465,6 +465,12 @@ class _ToSyntax(Transformer):
     def _binop(self, left: S.Node, op: str, right: S.Node) -> S.BinOp:
         a, b = left.span, right.span
         return S.BinOp(Span(self.source, a.line, a.col, b.end_line, b.end_col), op, left, right)
+
+    def ifelse(self, meta, ch):
+        return S.IfElse(self._span(meta), ch[0], ch[1], ch[2])
+
+    def power(self, meta, ch):
+        return S.BinOp(self._span(meta), "**", ch[0], ch[2])
 
     def not_(self, meta, ch):
         return S.Unary(self._span(meta), "not", ch[1])

@@ -53,9 +53,18 @@ class Attr(Node):
 
 @dataclass(frozen=True)
 class BinOp(Node):
-    op: str  # + - * / // % @ == != < <= > >= and or
+    op: str  # + - * / // % @ ** == != < <= > >= and or
     left: Node
     right: Node
+
+
+@dataclass(frozen=True)
+class IfElse(Node):
+    """`then if cond else other`: only the branch the condition picks is evaluated."""
+
+    then: Node
+    cond: Node
+    other: Node
 
 
 @dataclass(frozen=True)

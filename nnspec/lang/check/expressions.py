@@ -16,12 +16,13 @@ from nnspec.lang.diagnostics import Span, did_you_mean
 from nnspec.ir import ModuleDef, Value
 from nnspec.layers import REGISTRY
 from nnspec.lang.check.context import Context, within
+from nnspec.lang.check.arithmetic import scalar_binop
 from nnspec.lang.check.functions import call_builtin
 from nnspec.lang.check.templates import (
     BlockT, KindT, ModRef, NamedT, RepeatT, SeqT, Template, satisfied, unrolled_size
 )
 from nnspec.lang.check.values import (
-    BUILTINS, DTYPES, MAX_INT, MAX_OPS, MAX_REPEAT, POISON, Abort, Builtin, Scope, describe,
+    BUILTINS, DTYPES, MAX_OPS, NUMERIC_BUILTINS, MAX_REPEAT, POISON, Abort, Builtin, Scope, describe,
     is_plain, show,
 )
 
@@ -154,6 +155,12 @@ class Evaluator:
         raise self.error("E0313", f"cannot index {describe(target)}", node.span,
                          "use select(...) or narrow(...) to take part of a tensor")
 
+    def eval_IfElse(self, node: S.IfElse, scope: Scope, hint):
+        """Only the branch the condition picks is evaluated, as in Python: the other may name a
+        layer or tensor that this call does not have."""
+        picked = node.then if self.condition(node.cond, scope) else node.other
+        return self.eval(picked, scope, hint)
+
     def eval_Unary(self, node: S.Unary, scope: Scope, hint):
         v = self.eval(node.operand, scope)
         if node.op == "not":
@@ -185,7 +192,7 @@ class Evaluator:
         right = self.flow.force(right, scope)
         if isinstance(left, Value) or isinstance(right, Value):
             return self.tensor_binop(op, left, right, node, scope, hint)
-        return self.scalar_binop(op, left, right, node)
+        return scalar_binop(self.error, op, left, right, node)
 
     def list_op(self, op: str, left: "SeqT", right, node: S.BinOp) -> "SeqT":
         """`[a, b] + [c]` concatenates, `[a, b] * 2` repeats: one flat list either way."""
@@ -220,10 +227,10 @@ class Evaluator:
         return RepeatT(node.span, item=item, count=count)
 
     def tensor_binop(self, op, left, right, node: S.BinOp, scope: Scope, hint):
-        kinds = {"+": "add", "-": "sub", "*": "mul", "/": "div", "@": "matmul"}
+        kinds = {"+": "add", "-": "sub", "*": "mul", "/": "div", "@": "matmul", "**": "pow"}
         if op not in kinds:
             raise self.error("E0314", f"`{op}` is not defined on tensors", node.span,
-                             "tensors support + - * / and @")
+                             "tensors support + - * / ** and @")
         for side, sspan in ((left, node.left.span), (right, node.right.span)):
             if not isinstance(side, (Value, int, float)) or isinstance(side, bool):
                 raise self.error("E0314", f"cannot combine a tensor with {describe(side)} by `{op}`",
@@ -233,37 +240,11 @@ class Evaluator:
         if op == "@":
             raise self.error("E0314", "`@` needs two tensors", node.span)
         tensor, number = (left, right) if isinstance(left, Value) else (right, left)
-        if op in "-/" and tensor is right:
+        if op in ("-", "/", "**") and tensor is right:
             raise self.error("E0314", f"`number {op} tensor` is not supported", node.span,
                              "write it with the tensor on the left")
         return self.flow.apply_kind(kinds[op], [tensor], {"other": (float(number), node.span)},
                                scope, node.span, hint)
-
-    def scalar_binop(self, op, a, b, node: S.BinOp):
-        if op in ("==", "!="):
-            return (a == b) == (op == "==")
-        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (a, b))
-        if not numbers:
-            if op == "+" and isinstance(a, str) and isinstance(b, str):
-                return a + b
-            raise self.error("E0314", f"cannot apply `{op}` to {describe(a)} and {describe(b)}",
-                             node.span)
-        try:
-            if op in ("<", "<=", ">", ">="):
-                return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
-            if op in ("/", "//", "%") and b == 0:
-                raise self.error("E0316", "division by zero", node.right.span)
-            result = {"+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b,
-                      "/": lambda: a / b, "//": lambda: a // b, "%": lambda: a % b}.get(op)
-            if result is None:
-                raise self.error("E0314", f"`{op}` is not defined on numbers", node.span)
-            value = result()
-        except OverflowError:
-            raise self.error("E0317", "number out of range", node.span) from None
-        if abs(value) > MAX_INT:
-            raise self.error("E0317", "number out of range", node.span,
-                             f"values are limited to magnitude {MAX_INT}")
-        return value
 
     def eval_Pipe(self, node: S.Pipe, scope: Scope, hint):
         left = self.flow.force(self.eval(node.left, scope, hint), scope, hint)
@@ -313,6 +294,14 @@ class Evaluator:
         if isinstance(func, Builtin):
             return self.builtin(func.name, node, scope)
         if isinstance(func, (KindT, BlockT)) and not (func.pos or func.kw):
+            if (isinstance(func, KindT) and isinstance(node.func, S.Name)
+                    and node.func.id in NUMERIC_BUILTINS):
+                # a layer kind that is also a function on numbers (`abs`, `log`): the numbers
+                # decide, `abs(-3)` is 3 and `abs(x)` the layer
+                args = [self.flow.force(self.eval(a.value, scope), scope) for a in node.args]
+                if args and all(is_plain(a) for a in args):
+                    return call_builtin(self.error, node.func.id, args, node)
+                return self.call_template(func, node, scope, args)
             return self.call_template(func, node, scope)
         if isinstance(func, ModRef):
             tensors, rest = self.split_args(node, scope)
@@ -358,11 +347,13 @@ class Evaluator:
                 rest.append((arg.name, v, arg.value.span))
         return tensors, rest
 
-    def call_template(self, func, node: S.Call, scope: Scope):
+    def call_template(self, func, node: S.Call, scope: Scope, values: list | None = None):
+        """A layer kind or block called with arguments; `values` are the arguments when they were
+        evaluated already (each is evaluated once: a tensor argument may apply layers)."""
         bound, bound_kw, pos, kw = [], {}, [], {}
         tie = None
-        for arg in node.args:
-            v = self.flow.force(self.eval(arg.value, scope), scope)
+        for i, arg in enumerate(node.args):
+            v = values[i] if values is not None else self.flow.force(self.eval(arg.value, scope), scope)
             if isinstance(v, Value):
                 if arg.name is None:
                     if pos:

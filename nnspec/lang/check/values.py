@@ -42,7 +42,10 @@ class Builtin:
     name: str
 
 
-BUILTINS = {"channels", "size", "ndim", "min", "max", "int", "float"}
+# the builtins on numbers (arithmetic.py), and those on a tensor's type (functions.py)
+NUMERIC_BUILTINS = {"min", "max", "int", "float", "bool", "abs", "round", "floor", "ceil", "log",
+                    "pow"}
+BUILTINS = {"channels", "size", "ndim"} | NUMERIC_BUILTINS
 
 
 @dataclass(eq=False)
