@@ -135,6 +135,8 @@ def _min_max(error: Error, name: str, args: list, spans: list, span, usage: str)
     items, where = list(args), list(spans)
     if len(args) == 1 and isinstance(args[0], tuple):  # min([a, b]) as well as min(a, b)
         items, where = list(args[0]), [spans[0]] * len(args[0])
+    elif len(args) == 1:
+        raise error("E0302", f"`{name}` of one number", span, f"write {name}({usage})")
     if not items:
         raise error("E0302", f"`{name}` of nothing", span, f"write {name}({usage})")
     for v, s in zip(items, where):
