@@ -357,6 +357,8 @@ def arith(kind: str) -> Recipe:
 
 for _kind in ("add", "sub", "mul", "div"):
     add(arith(_kind))
+# x ** 2.0 and x ** 3.0: integral exponents keep a negative base real (no NaN to compare)
+add(Recipe("pow", (1, 2, 3), lambda d, t: {"other": d(st.sampled_from([2.0, 3.0]))}))
 add(Recipe("matmul", (2, 3), no_args,
            extras=lambda d, t, a: [Extra([Call("transpose", {"dim0": -1, "dim1": -2})])]))
 add(Recipe("cat", (1, 2, 3), lambda d, t: {"dim": d(ints(1, len(t.shape)))},
