@@ -78,8 +78,23 @@ class Elaborator:
                     raise self.error("E0304", f"`{defn.name}` needs a value for `{p.name}`", span,
                                      f"pass it as {p.name}=...")
                 scope.params = values  # defaults may refer to earlier parameters
-                values[p.name] = self.expr.value(self.expr.eval(p.default, scope), p.default.span)
+                values[p.name] = self.default_value(p, scope)
         return values
+
+    def default_value(self, p: S.Param, scope: Scope):
+        """A parameter's default: a plain value, or a layer (`act = relu`, `norm = layernorm(eps=
+        1e-6)`) as a call may pass one; not a tensor or an existing layer, which a definition
+        cannot see."""
+        value = self.expr.eval(p.default, scope)
+        if isinstance(value, Template) and not isinstance(value, (ModRef, NamedT)) \
+                and not value.bound and not value.bound_kw:
+            return value
+        if isinstance(value, (Template, Value)):
+            raise self.error("E0331", f"a parameter's default is a number, a string, a boolean, a "
+                             f"list of them, or a layer; got {describe(value)}", p.default.span,
+                             "a default cannot hold a tensor or a named layer: pass it as an "
+                             "argument, or write a layer kind such as `act = relu`")
+        return self.expr.value(value, p.default.span)
 
     def run_body(self, defn: S.Definition, scope: Scope, inputs: list[Value] | None) -> None:
         """Run a definition's statements in `scope`; `inputs` are given for a block call."""

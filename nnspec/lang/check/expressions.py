@@ -296,10 +296,10 @@ class Evaluator:
         if isinstance(func, (KindT, BlockT)) and not (func.pos or func.kw):
             if (isinstance(func, KindT) and isinstance(node.func, S.Name)
                     and node.func.id in NUMERIC_BUILTINS):
-                # a layer kind that is also a function on numbers (`abs`, `log`): the numbers
-                # decide, `abs(-3)` is 3 and `abs(x)` the layer
+                # a layer kind that is also a function on numbers (`pow`, and `abs`, `log`...):
+                # numbers alone decide, `pow(2, 3)` is 8 and `pow(x, 2.0)`, `pow(other=2.0)` the layer
                 args = [self.flow.force(self.eval(a.value, scope), scope) for a in node.args]
-                if args and all(is_plain(a) for a in args):
+                if args and all(is_plain(a) for a in args) and not any(a.name for a in node.args):
                     return call_builtin(self.error, node.func.id, args, node)
                 return self.call_template(func, node, scope, args)
             return self.call_template(func, node, scope)
