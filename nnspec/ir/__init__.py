@@ -45,6 +45,9 @@ class Seq:
     # binds a tensor by its name (a decoder's memory mask has the target mask's type when the
     # lengths agree), so dropping the names would bind it to another input.
     keywords: list[tuple[str, ...]] = field(default_factory=list)
+    # every output type when the items pass several tensors on (`in x, bias` ... `out x, bias`):
+    # each item's outputs are the next one's inputs, and the last one's are the list's
+    outs: list[T] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.keywords = list(self.keywords) + [()] * (len(self.items) - len(self.keywords))

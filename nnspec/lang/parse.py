@@ -519,6 +519,9 @@ class _ToSyntax(Transformer):
     def false(self, meta, ch):
         return S.Literal(self._span(meta), False)
 
+    def tuple(self, meta, ch):
+        return S.TupleExpr(self._span(meta), tuple(c for c in ch if c is not None))
+
     def list(self, meta, ch):
         return S.ListExpr(self._span(meta), tuple(c for c in ch if c is not None))
 

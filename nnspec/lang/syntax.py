@@ -28,6 +28,13 @@ class ListExpr(Node):
 
 
 @dataclass(frozen=True)
+class TupleExpr(Node):
+    """`(a, b)`: several values as one, e.g. the tensors that flow into a list together."""
+
+    items: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
 class Arg(Node):
     name: str | None  # None for a positional argument
     value: Node

@@ -80,6 +80,16 @@ class Evaluator:
                              "arguments" if layers else None)
         return tuple(items)
 
+    def eval_TupleExpr(self, node: S.TupleExpr, scope: Scope, hint):
+        """`(x, bias)`: tensors that flow on together, as a block with several outputs gives them."""
+        values = tuple(self.flow.force(self.eval(sub, scope), scope) for sub in node.items)
+        for v, sub in zip(values, node.items):
+            if isinstance(v, Template) or v is POISON:
+                raise self.error("E0312", f"a tuple holds tensors or plain values, not "
+                                 f"{describe(v)}", sub.span,
+                                 "a list of layers is written in brackets: [a, b]")
+        return values
+
     def eval_Name(self, node: S.Name, scope: Scope, hint):
         name = node.id
         if name in scope.locals:
