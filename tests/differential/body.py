@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from nnspec.layers import REGISTRY, T
 
 from .blocks import BlockDrawing
+from .chains import chain_statement
 from .exprs import arith_text, param_ifelse
 from .pieces import Cond, Effect, Env, Invalid, Stage, call_stage, constructor, infer, lit, render
 from .recipes import RECIPES, Call, Expr, Recipe
@@ -587,11 +588,13 @@ class Body(BlockDrawing):
             # ties to a layer inside one of its blocks (tie=blk.l)
             extra = ["projection"] if self.depth else ["tie"]
             what = self.draw(st.sampled_from(["flow", "flow", "flow", "extra", "merge", "tie",
-                                              "const", "block2", "reuse", "projection", *extra]))
+                                              "const", "block2", "reuse", "projection", "chain",
+                                              *extra]))
             try:
                 {"flow": self.flow, "extra": self.extra_call, "merge": self.merge,
                  "tie": self.tie, "const": self.local_const, "block2": self.two_input_block,
-                 "reuse": self.reuse, "projection": self.projection}[what]()
+                 "reuse": self.reuse, "projection": self.projection,
+                 "chain": lambda: chain_statement(self)}[what]()
             except Invalid:
                 continue
 
