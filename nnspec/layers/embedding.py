@@ -148,7 +148,7 @@ class Parameter(Layer):
         if self.batch_dim:
             if len(self.shape) < 2 or self.shape[0] != 1:
                 raise ShapeError(f"parameter: with batch_dim=true the shape starts with the batch "
-                                 f"dim as 1, got {fmt_shape(tuple(self.shape))}",
+                                 f"dim as 1, got {list(self.shape)}",
                                  "write it as the reference stores it, e.g. [1, 1, 768], or "
                                  "leave batch_dim out and give the per-sample shape, [1, 768]")
             return T(tuple(self.shape[1:]))

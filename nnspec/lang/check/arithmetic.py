@@ -54,7 +54,7 @@ def power(error: Error, a, b, span):
     if a == 0 and b < 0:
         raise error("E0316", "division by zero: 0 to a negative power", span)
     if a < 0 and isinstance(b, float) and not b.is_integer():
-        raise error("E0317", f"{a} ** {b} is not a real number", span,
+        raise error("E0317", f"({a}) ** {b} is not a real number", span,
                     "a negative number has no real power with a fractional exponent")
     if a != 0 and b * math.log2(abs(a)) > 63:  # refused before computing it
         raise error("E0317", "number out of range", span,

@@ -24,7 +24,7 @@ from nnspec.lang.check.templates import (
     BlockT, KindT, ModRef, NamedT, RepeatT, SeqT, Template, satisfied
 )
 from nnspec.lang.check.values import (
-    DTYPES, MAX_DEPTH, POISON, Abort, Scope, describe, freeze, show, signature
+    DTYPES, MAX_DEPTH, POISON, Abort, Builtin, Scope, describe, freeze, show, signature
 )
 
 
@@ -89,17 +89,15 @@ class Elaborator:
 
     def default_value(self, p: S.Param, scope: Scope):
         """A parameter's default: a plain value, or a layer (`act = relu`, `norm = layernorm(eps=
-        1e-6)`) as a call may pass one; not a tensor or an existing layer, which a definition
-        cannot see."""
+        1e-6)`) as a call may pass one. (No tensor or existing layer is in scope here.)"""
         value = self.expr.eval(p.default, scope)
-        if isinstance(value, Template) and not isinstance(value, (ModRef, NamedT)) \
-                and not value.bound and not value.bound_kw:
+        if isinstance(value, Template):
             return value
-        if isinstance(value, (Template, Value)):
+        if isinstance(value, Builtin):
             raise self.error("E0331", f"a parameter's default is a number, a string, a boolean, a "
                              f"list of them, or a layer; got {describe(value)}", p.default.span,
-                             "a default cannot hold a tensor or a named layer: pass it as an "
-                             "argument, or write a layer kind such as `act = relu`")
+                             f"`{value.name}` is a function on numbers: call it, e.g. "
+                             f"`{value.name}(2, 3)`, or name a layer kind such as `act = relu`")
         return self.expr.value(value, p.default.span)
 
     def run_body(self, defn: S.Definition, scope: Scope, inputs: list[Value] | None) -> None:
