@@ -252,7 +252,9 @@ class Evaluator:
         tensor, number = (left, right) if isinstance(left, Value) else (right, left)
         if op in ("-", "/", "**") and tensor is right:
             raise self.error("E0314", f"`number {op} tensor` is not supported", node.span,
-                             "write it with the tensor on the left")
+                             "a tensor to a power is `x ** number` or pow(x, y) with tensors; "
+                             "a number to a tensor's power is exp(x * log(number))"
+                             if op == "**" else "write it with the tensor on the left")
         return self.flow.apply_kind(kinds[op], [tensor], {"other": (float(number), node.span)},
                                scope, node.span, hint)
 
