@@ -171,3 +171,18 @@ def test_help_names_the_conversion():
 def test_only_the_picked_branch_is_evaluated():
     assert spec_value("1 if true else 1 // 0") == 1
     assert spec_value("1 // 0 if false else 2") == 2
+
+
+def test_pow_is_the_function_on_numbers_and_the_layer_on_tensors():
+    """`pow` is a numeric builtin and a layer kind: the arguments decide which."""
+    import torch
+
+    import nnspec
+
+    spec = nnspec.loads("model m() {\n  input x: float[4]\n"
+                        "  out x -> pow(2.0), pow(x, 3.0) + pow(2, 3), x * x -> pow(other=0.5)\n}\n")
+    x = torch.randn(2, 4)
+    a, b, c = spec.build()(x)
+    torch.testing.assert_close(a, x ** 2)
+    torch.testing.assert_close(b, x ** 3 + 8)
+    torch.testing.assert_close(c, (x * x) ** 0.5)

@@ -81,6 +81,13 @@ def _number(error: Error, name: str, v, span, allow_bool: bool = False):
                 if isinstance(v, bool) else None)
 
 
+# how many arguments each numeric builtin takes: where a layer kind has the same name (`pow`),
+# a call with numbers of another count is the layer (`x -> pow(2.0)`)
+ARITY = {"int": (1, 1), "float": (1, 1), "bool": (1, 1), "abs": (1, 1), "floor": (1, 1),
+         "ceil": (1, 1), "round": (1, 2), "log": (1, 2), "pow": (2, 2), "min": (1, 10 ** 6),
+         "max": (1, 10 ** 6)}
+
+
 def numeric_builtin(error: Error, name: str, args: list, spans: list, span):
     """The numeric builtins: int, float, bool, abs, round, floor, ceil, log, pow, min, max."""
     def arity(lo: int, hi: int, usage: str):

@@ -16,7 +16,7 @@ from nnspec.lang.diagnostics import Span, did_you_mean
 from nnspec.ir import ModuleDef, Value
 from nnspec.layers import REGISTRY
 from nnspec.lang.check.context import Context, within
-from nnspec.lang.check.arithmetic import scalar_binop
+from nnspec.lang.check.arithmetic import ARITY, scalar_binop
 from nnspec.lang.check.functions import call_builtin
 from nnspec.lang.check.templates import (
     BlockT, KindT, ModRef, NamedT, RepeatT, SeqT, Template, satisfied, unrolled_size
@@ -309,9 +309,12 @@ class Evaluator:
             if (isinstance(func, KindT) and isinstance(node.func, S.Name)
                     and node.func.id in NUMERIC_BUILTINS):
                 # a layer kind that is also a function on numbers (`pow`, and `abs`, `log`...):
-                # numbers alone decide, `pow(2, 3)` is 8 and `pow(x, 2.0)`, `pow(other=2.0)` the layer
+                # numbers alone, as many as the function takes, decide: `pow(2, 3)` is 8, and
+                # `pow(x, 2.0)`, `x -> pow(2.0)` and `pow(other=2.0)` are the layer
                 args = [self.flow.force(self.eval(a.value, scope), scope) for a in node.args]
-                if args and all(is_plain(a) for a in args) and not any(a.name for a in node.args):
+                lo, hi = ARITY[node.func.id]
+                if lo <= len(args) <= hi and all(is_plain(a) for a in args) \
+                        and not any(a.name for a in node.args):
                     return call_builtin(self.error, node.func.id, args, node)
                 return self.call_template(func, node, scope, args)
             return self.call_template(func, node, scope)
@@ -365,6 +368,8 @@ class Evaluator:
         bound, bound_kw, pos, kw = [], {}, [], {}
         tie = None
         for i, arg in enumerate(node.args):
+            if arg.name == "tie" and isinstance(func, KindT):
+                self.tie_in_scope(arg.value, scope)
             v = values[i] if values is not None else self.flow.force(self.eval(arg.value, scope), scope)
             if isinstance(v, Value):
                 if arg.name is None:
@@ -394,6 +399,28 @@ class Evaluator:
             return KindT(node.span, bound=bound, bound_kw=bound_kw, cls=func.cls, pos=pos, kw=kw,
                          tie=tie)
         return BlockT(node.span, bound=bound, bound_kw=bound_kw, defn=func.defn, pos=pos, kw=kw)
+
+    def tie_in_scope(self, node: S.Node, scope: Scope) -> None:
+        """`tie=` names a layer of the definition it is written in (`wte`, or `blocks.0.fc` inside
+        one of its children); a name it cannot see is told what the scope is."""
+        root = node
+        while isinstance(root, S.Attr):
+            root = root.target
+        if not isinstance(root, S.Name) or root.id in scope.layers or root.id in scope.locals \
+                or root.id in scope.params:
+            return
+        names = [n for n in scope.layers if n]
+        if self.ctx.stack:
+            where = f"the block `{self.ctx.stack[-1][0]}`"
+            help = ("a block sees only its own layers: tie from the model instead, "
+                    "`head: linear(n, bias=false, tie=transformer.wte)` written in the model, "
+                    "or tie the model's layer to this one, `tie=block_name.layer`")
+        else:
+            where = "the model"
+            help = ("tie to a layer defined before this one" +
+                    (f": {', '.join(f'`{n}`' for n in names)}" if names else ""))
+        raise self.error("E0322", f"`tie` names a layer of {where}, and `{root.id}` is not one",
+                         root.span, did_you_mean(root.id, names) or help)
 
     def builtin(self, name: str, node: S.Call, scope: Scope):
         args = [self.flow.force(self.eval(a.value, scope), scope) for a in node.args]
