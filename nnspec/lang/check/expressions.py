@@ -392,6 +392,13 @@ class Evaluator:
                 if not isinstance(v, ModRef):
                     raise self.error("E0322", "`tie` names another layer, e.g. tie=wte",
                                      arg.value.span)
+                if v.scope is not scope:  # a layer of another definition, passed in as an argument
+                    raise self.error("E0322", f"`tie` names a layer of the definition it is "
+                                     f"written in; `{'.'.join(v.path)}` belongs to another",
+                                     arg.value.span, "a layer passed to a block cannot be tied to "
+                                     "there: write the tying layer where "
+                                     f"`{'.'.join(v.path)}` is defined, with "
+                                     f"`tie={'.'.join(v.path)}`")
                 tie = (v, arg.span)
             else:
                 kw[arg.name] = (v, arg.span)
