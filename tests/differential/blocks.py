@@ -150,12 +150,18 @@ class BlockDrawing:
             return
         src = self.draw(st.sampled_from(floats))
         out = self.b.fresh("h")
+        # sometimes the layer is chosen by `if else` on the block's width: `(f if c > 3 else tanh)`
+        k = self.draw(st.integers(0, 6)) if self.draw(st.booleans()) else None
 
         def effect(e: Env):
-            kind = e.bind[param].text
+            chosen = k is None or e.bind["c"] > k
+            kind = e.bind[param].text if chosen else "tanh"
             (e.vars[out],) = infer(Call(kind, {}), [e.vars[src]], e.bind)
-            e.drawn.update({kind, "layer_default_param"})
-        self.emit(f"{out} = {src} -> {param}", effect)
+            e.drawn.update({kind, "layer_default_param" if chosen else "ifelse_layer"})
+            if k is not None:
+                e.drawn.add("ifelse_layer")
+        stage = param if k is None else f"({param} if c > {k} else tanh)"
+        self.emit(f"{out} = {src} -> {stage}", effect)
         self.use(src)
         self.new_var(out)
 

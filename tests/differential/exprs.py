@@ -16,7 +16,7 @@ from .recipes import Draw, Expr
 # construct name -> what it covers
 ARITH_CONSTRUCTS = frozenset({"ifelse_arg", "ifelse_param", "power", "floordiv_mod", "round",
                               "bool_int", "log_pow", "min_max_list", "abs_floor_ceil",
-                              "power_tensor", "layer_default_param", "chain_repeat"})
+                              "power_tensor", "layer_default_param", "chain_repeat", "ifelse_layer"})
 
 
 def _forms(draw: Draw, v: int) -> list[tuple[str, str]]:
