@@ -26,7 +26,7 @@ class Bias(nn.Module):
 
 
 class Layer(nn.Module):
-    """Layer(dim=8, heads=2, act=the layer kind `relu`), from tests/golden/valid/exprs_chain.nn:8."""
+    """Layer(dim=8, heads=2, act=relu), from tests/golden/valid/exprs_chain.nn:8."""
 
     def __init__(self):
         super().__init__()
@@ -49,7 +49,7 @@ class Layer(nn.Module):
 
 
 class Layer_2(nn.Module):
-    """Layer(dim=8, heads=2, act=the layer kind `gelu`), from tests/golden/valid/exprs_chain.nn:8."""
+    """Layer(dim=8, heads=2, act=gelu), from tests/golden/valid/exprs_chain.nn:8."""
 
     def __init__(self):
         super().__init__()

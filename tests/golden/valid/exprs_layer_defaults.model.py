@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 
 class Mlp(nn.Module):
-    """Mlp(hidden=16, act=the layer kind `gelu`, norm=the layer kind `layernorm`), from tests/golden/valid/exprs_layer_defaults.nn:2."""
+    """Mlp(hidden=16, act=gelu, norm=layernorm(eps=1e-06)), from tests/golden/valid/exprs_layer_defaults.nn:2."""
 
     def __init__(self):
         super().__init__()
@@ -29,7 +29,7 @@ class Mlp(nn.Module):
 
 
 class Mlp_2(nn.Module):
-    """Mlp(hidden=32, act=the layer kind `relu`, norm=the layer kind `layernorm`), from tests/golden/valid/exprs_layer_defaults.nn:2."""
+    """Mlp(hidden=32, act=relu, norm=layernorm(eps=1e-06)), from tests/golden/valid/exprs_layer_defaults.nn:2."""
 
     def __init__(self):
         super().__init__()
@@ -47,7 +47,7 @@ class Mlp_2(nn.Module):
 
 
 class Mlp_3(nn.Module):
-    """Mlp(hidden=4, act=a layer, norm=the layer kind `identity`), from tests/golden/valid/exprs_layer_defaults.nn:2."""
+    """Mlp(hidden=4, act=[tanh, dropout(0.1)], norm=identity), from tests/golden/valid/exprs_layer_defaults.nn:2."""
 
     def __init__(self):
         super().__init__()
@@ -70,9 +70,9 @@ class Exprs_layer_defaults(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.a = Mlp()  # Mlp(hidden=16, act=the layer kind `gelu`, norm=the layer kind `layernorm`)
-        self.b = Mlp_2()  # Mlp(hidden=32, act=the layer kind `relu`, norm=the layer kind `layernorm`)
-        self.c = Mlp_3()  # Mlp(hidden=4, act=a layer, norm=the layer kind `identity`)
+        self.a = Mlp()  # Mlp(hidden=16, act=gelu, norm=layernorm(eps=1e-06))
+        self.b = Mlp_2()  # Mlp(hidden=32, act=relu, norm=layernorm(eps=1e-06))
+        self.c = Mlp_3()  # Mlp(hidden=4, act=[tanh, dropout(0.1)], norm=identity)
 
     def forward(self, x):
         # x: (B, 8)
