@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -94,3 +95,42 @@ model m() {
         assert torch.equal(live, model(ids))
     held = {id(p) for layer in layers for p in layer.parameters()}
     assert held == {id(p) for p in model.parameters()}
+
+
+def test_batch_dim_parameters_load_torchvision_vit_tensors_by_their_names():
+    """ViT keeps its class token as [1, 1, D] and its position table as [1, S, D]: with
+    batch_dim=true the spec stores them so, under the same names, and expands them over the batch
+    as torchvision's forward does."""
+    from torchvision.models.vision_transformer import VisionTransformer
+
+    spec = nnspec.loads("""
+block Encoder(seq, dim) {
+  in x
+  out x + (x -> pos_embedding: parameter([1, seq, dim], batch_dim=true))
+}
+model vit_head(patches = 4, dim = 8) {
+  input x: float[patches, dim]
+  cls = x -> class_token: parameter([1, 1, dim], batch_dim=true)
+  out cat(cls, x, dim=1) -> encoder: Encoder(patches + 1, dim)
+}
+""")
+    torch.manual_seed(0)
+    vit = VisionTransformer(image_size=8, patch_size=4, num_layers=1, num_heads=2, hidden_dim=8,
+                            mlp_dim=16).eval()
+    with torch.no_grad():
+        vit.class_token.normal_()
+    ref = {k: v for k, v in vit.state_dict().items() if k in ("class_token", "encoder.pos_embedding")}
+    model = spec.build().eval()
+    assert {k: tuple(v.shape) for k, v in model.state_dict().items()} == \
+        {"class_token": (1, 1, 8), "encoder.pos_embedding": (1, 5, 8)}
+    model.load_state_dict(ref, strict=True)
+    patches = vit._process_input(torch.randn(3, 3, 8, 8))
+    want = torch.cat([vit.class_token.expand(3, -1, -1), patches], dim=1) + vit.encoder.pos_embedding
+    torch.testing.assert_close(model(patches), want)
+
+
+def test_batch_dim_needs_a_leading_one():
+    with pytest.raises(nnspec.SpecError) as err:
+        nnspec.loads("model m() {\n  input x: float[4]\n  out x -> p: parameter([2, 4], batch_dim=true)\n}\n")
+    d = err.value.diagnostics[0]
+    assert (d.code, d.span.line) == ("E0401", 3) and "[1, 1, 768]" in d.help

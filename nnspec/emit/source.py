@@ -174,7 +174,7 @@ def _construct(child, classes, helpers: list[str], indent: int = 8) -> str:
         return child.layer.init_source(child.ins)
     if isinstance(child, ModuleDef):
         return f"{classes[id(child)]}()"
-    open_, close = ("nn.ModuleList([", "])") if any(child.extras) else ("nn.Sequential(", ")")
+    open_, close = ("nn.ModuleList([", "])") if _looped(child) else ("nn.Sequential(", ")")
     items = [_construct(c, classes, helpers, indent + 4) for c in child.items]
     if child.named:  # torchvision's way to name the children of an nn.Sequential
         open_, close = "nn.Sequential(OrderedDict([", "]))"
@@ -201,13 +201,21 @@ def _op_lines(op: Op, module: ModuleDef, low: Lowered, var=None, attr: str | Non
     attr = attr or _self_attr(module.child_name(target))
     if isinstance(target, Leaf):
         return [f"        {outs} = {target.layer.call_source(attr, args, ins)}{comment}"]
-    if isinstance(target, Seq) and any(target.extras):
+    if isinstance(target, Seq) and _looped(target):
         return _seq_lines(target, attr, args, outs, comment, var)
     return [f"        {outs} = {attr}({', '.join(args)}){comment}"]
 
 
+def _looped(seq: Seq) -> bool:
+    """A list whose items take extra tensors, or pass several on, is a ModuleList called in a
+    loop: nn.Sequential passes exactly one value from item to item."""
+    return any(seq.extras) or len(seq.outs) > 1
+
+
 def _seq_lines(seq: Seq, attr: str, args: list[str], out: str, comment: str, var):
-    first = args[0]
+    # the chained tensors: one, or as many as the items pass on (`x, bias = m(x, bias)`)
+    width = max(1, len(seq.outs))
+    first = ", ".join(args) if width > 1 else args[0]
     extras = []
     for i in range(len(seq.items)):
         pos, kw = seq.item_args(i)
@@ -216,7 +224,7 @@ def _seq_lines(seq: Seq, attr: str, args: list[str], out: str, comment: str, var
     # spec gave (`memory_key_padding_mask=m`), else by type (a padding mask goes in by keyword);
     # a block takes them in order
     loop = [_item_call(item, "m", [out] + e) for item, e in zip(seq.items, extras)]
-    if all(call == loop[0] for call in loop):
+    if all(call == loop[0] for call in loop) and (width == 1 or len(args) == width):
         lines = [f"        {out} = {first}"] if out != first else []
         return lines + [f"        for m in {attr}:",
                         f"            {out} = {loop[0]}{comment}"]

@@ -106,6 +106,8 @@ def sinusoidal_position_encoding(layer, w, args, kwargs, ctx):
 @kind("parameter")
 def parameter(layer, w, args, kwargs, ctx):
     p = w[""]
+    if layer.batch_dim:  # stored with its batch dim of 1: repeated, where model.py expands
+        return p.repeat(args[0].shape[0], *([1] * (p.dim() - 1)))
     return p.unsqueeze(0).expand(args[0].shape[0], *p.shape)
 
 

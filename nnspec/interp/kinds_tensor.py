@@ -22,6 +22,12 @@ def arith(layer, w, args, kwargs, ctx):
     return _ARITH[layer.kind](x, other)
 
 
+@kind("pow")
+def pow_(layer, w, args, kwargs, ctx):
+    # torch.pow, where generated code writes the operator `**`
+    return torch.pow(args[0], args[1] if len(args) == 2 else layer.other)
+
+
 @kind("matmul")
 def matmul(layer, w, args, kwargs, ctx):
     return torch.matmul(args[0], args[1])

@@ -48,6 +48,9 @@ class Seq:
     # per item: the name the spec gave it (`[conv0: conv2d(64, 7), ...]`), or None for one that
     # is numbered by its position, as nn.Sequential numbers them
     names: list[str | None] = field(default_factory=list)
+    # every output type when the items pass several tensors on (`in x, bias` ... `out x, bias`):
+    # each item's outputs are the next one's inputs, and the last one's are the list's
+    outs: list[T] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.keywords = list(self.keywords) + [()] * (len(self.items) - len(self.keywords))

@@ -31,7 +31,8 @@ _TOKEN_WORDS = {
     "RSQB": "`]`", "LBRACE": "`{`", "RBRACE": "`}`", "COMMA": "`,`", "COLON": "`:`",
     "EQUAL": "`=`", "SEMICOLON": "`;`", "DOT": "`.`", "MINUS": "`-`", "COMP_OP": "a comparison",
     "ADD_OP": "`+` or `-`", "MUL_OP": "an operator", "$END": "the end of the file",
-    "_WHEN": "`when`", "FSTRING": "an f-string",
+    "_WHEN": "`when`", "FSTRING": "an f-string", "POW": "`**`", "_IF": "`if`",
+    "_ELSE": "`else`",
 }
 
 
@@ -258,7 +259,25 @@ def _syntax_diagnostic(err: UnexpectedInput, source: Source) -> Diagnostic:
     if tok.type == "COLON" and "LBRACE" in expected and not stack:
         return Diagnostic("E0103", f"unexpected {what}", span,
                           "the body of a model or block goes in braces: `model m { ... }`")
+    if "_ELSE" in expected and _open_if(before):  # `a if cond` without its `else`
+        return Diagnostic("E0103", f"unexpected {what}: `if` needs an `else`", span,
+                          "write `a if cond else b`; to leave a layer out unless a condition "
+                          "holds, write `layer when cond`")
     return Diagnostic("E0103", f"unexpected {what}", span, _expected_hint(expected))
+
+
+def _open_if(before: list[Token]) -> bool:
+    """Whether the statement so far has an `if` that no `else` has answered."""
+    depth = 0
+    for tok in reversed(before):
+        if tok.type in ("_NL", "SEMICOLON", "LBRACE", "RBRACE"):
+            return False
+        depth += tok.type == "_ELSE"
+        if tok.type == "_IF":
+            if not depth:
+                return True
+            depth -= 1
+    return False
 
 
 def _token_span(tok: Token, source: Source) -> Span:

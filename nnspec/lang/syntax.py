@@ -28,6 +28,13 @@ class ListExpr(Node):
 
 
 @dataclass(frozen=True)
+class TupleExpr(Node):
+    """`(a, b)`: several values as one, e.g. the tensors that flow into a list together."""
+
+    items: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
 class Arg(Node):
     name: str | None  # None for a positional argument
     value: Node
@@ -53,9 +60,18 @@ class Attr(Node):
 
 @dataclass(frozen=True)
 class BinOp(Node):
-    op: str  # + - * / // % @ == != < <= > >= and or
+    op: str  # + - * / // % @ ** == != < <= > >= and or
     left: Node
     right: Node
+
+
+@dataclass(frozen=True)
+class IfElse(Node):
+    """`then if cond else other`: only the branch the condition picks is evaluated."""
+
+    then: Node
+    cond: Node
+    other: Node
 
 
 @dataclass(frozen=True)

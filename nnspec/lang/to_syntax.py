@@ -169,6 +169,12 @@ class ToSyntax(Transformer):
         a, b = left.span, right.span
         return S.BinOp(Span(self.source, a.line, a.col, b.end_line, b.end_col), op, left, right)
 
+    def ifelse(self, meta, ch):
+        return S.IfElse(self._span(meta), ch[0], ch[1], ch[2])
+
+    def power(self, meta, ch):
+        return S.BinOp(self._span(meta), "**", ch[0], ch[2])
+
     def not_(self, meta, ch):
         return S.Unary(self._span(meta), "not", ch[1])
 
@@ -215,6 +221,9 @@ class ToSyntax(Transformer):
 
     def false(self, meta, ch):
         return S.Literal(self._span(meta), False)
+
+    def tuple(self, meta, ch):
+        return S.TupleExpr(self._span(meta), tuple(c for c in ch if c is not None))
 
     def list(self, meta, ch):
         return S.ListExpr(self._span(meta), tuple(c for c in ch if c is not None))

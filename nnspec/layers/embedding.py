@@ -138,8 +138,18 @@ class Parameter(Layer):
         description="initial values: zeros, ones, normal(0, std) or uniform(-std, std)")
     std: float = Field(default=0.02, gt=0,
                        description="spread of the random init: normal's std, uniform's bound")
+    batch_dim: bool = Field(
+        default=False, description="the shape starts with the batch dim as 1, the way "
+        "torchvision stores a class token ([1, 1, 768]): kept in the weight, expanded over the batch")
 
     def infer(self, ins):
+        if self.batch_dim:
+            if len(self.shape) < 2 or self.shape[0] != 1:
+                raise ShapeError(f"parameter: with batch_dim=true the shape starts with the batch "
+                                 f"dim as 1, got {list(self.shape)}",
+                                 "write it as the reference stores it, e.g. [1, 1, 768], or "
+                                 "leave batch_dim out and give the per-sample shape, [1, 768]")
+            return T(tuple(self.shape[1:]))
         return T(tuple(self.shape))
 
     def params(self, ins):
@@ -154,7 +164,7 @@ class Parameter(Layer):
         return f"nn.Parameter(torch.empty({shape}).uniform_({py(-self.std)}, {py(self.std)}))"
 
     def call_source(self, module, args, ins):
-        dims = "".join(", -1" for _ in self.shape)
+        dims = "".join(", -1" for _ in self.shape[1 if self.batch_dim else 0:])
         return f"{module}.expand({args[0]}.shape[0]{dims})"
 
 

@@ -104,6 +104,24 @@ class Div(_Arith):
 
 
 @register
+class Pow(_Arith):
+    """Elementwise power (`x ** 2` in a spec): a float tensor to a number or to a tensor."""
+
+    kind: ClassVar[str] = "pow"
+    torch_name: ClassVar[str] = "torch.pow"
+    symbol: ClassVar[str] = "**"
+    # an integer tensor to a negative power is an error in torch, and to a float one a float:
+    # float only keeps the rule simple and the same in generated code and the interpreter
+    input_dtypes: ClassVar[tuple[str, ...]] = ("float",)
+
+    def infer(self, ins):
+        if len(ins) == 2 and ins[1].dtype != "float":
+            raise ShapeError(f"pow needs float tensors, got {ins[0]} ** {ins[1]}",
+                             "make the exponent a float tensor, or use a number")
+        return super().infer(ins)
+
+
+@register
 class Matmul(FunctionalOnly):
     """Batched matrix product over the last two dims: `a @ b` in a spec."""
 

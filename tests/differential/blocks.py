@@ -9,8 +9,12 @@ from hypothesis import strategies as st
 
 from nnspec.layers import T
 
-from .pieces import Block, Env, Invalid, Stage, call_stage, lit
-from .recipes import Call
+from .pieces import Block, Env, Invalid, Stage, call_stage, infer, lit
+from .recipes import Call, Expr
+
+# layers a block parameter may default to (`f = relu`) and a call may pass instead; one Expr per
+# kind, so that a value equal to the default compares equal and is left out of the call
+LAYER_ARGS = {k: Expr(k, lambda bind, k=k: k) for k in ("relu", "tanh", "sigmoid", "gelu", "silu")}
 
 
 class BlockDrawing:
@@ -37,7 +41,9 @@ class BlockDrawing:
     def block_args(self, blk: Block) -> dict:
         values = {}
         for name, first, _ in blk.params:
-            if isinstance(first, bool):
+            if first in LAYER_ARGS.values():
+                values[name] = self.draw(st.sampled_from(list(LAYER_ARGS.values())))
+            elif isinstance(first, bool):
                 values[name] = self.draw(st.booleans())
             elif self.draw(st.booleans()):
                 values[name] = first
@@ -90,7 +96,10 @@ class BlockDrawing:
         params: list[tuple[str, Any, bool]] = [("c", width, self.draw(st.integers(0, 3)) == 0)]
         if self.draw(st.booleans()):
             params.append(("act", self.draw(st.booleans()), True))
-        kinds = {p: ("bool" if isinstance(v, bool) else "int") for p, v, _ in params}
+        if self.draw(st.integers(0, 2)) == 0:   # a layer as a default: `f = relu`
+            params.append(("f", self.draw(st.sampled_from(list(LAYER_ARGS.values()))), True))
+        kinds = {p: ("bool" if isinstance(v, bool) else "layer" if isinstance(v, Expr) else "int")
+                 for p, v, _ in params}
         head = ", ".join(f"{p} = {lit(v)}" if d else p for p, v, d in params)
         consts = (lambda: {}) if in_helper else b.const_values
         bind = {**consts(), **{p: v for p, v, _ in params}}
@@ -115,6 +124,8 @@ class BlockDrawing:
         if self.draw(st.integers(0, 2)) == 0:
             body.projection()   # a named weight that a model can tie to as name.layer
         body.write(self.draw(st.integers(1, 3)))
+        if "f" in kinds:
+            body.layer_param_stage("f")
         out_lines, out_vars = body.finish(block=True)
         lines = [f"  in {', '.join(in_names)}"] + [f"  {line}" for line in body.lines] + out_lines
         text = f"block {name}({head}) {{\n" + "\n".join(lines) + "\n}"
@@ -133,6 +144,28 @@ class BlockDrawing:
         blk = Block(name, params, text, outputs, len(ins), in_helper, self.depth + 1)
         b.blocks.append(blk)
         return blk
+
+    def layer_param_stage(self, param: str) -> None:
+        """`h = v -> f`: apply the layer a block parameter holds (its default or the call's)."""
+        floats = [v for v, t in self.env.vars.items() if t.dtype == "float"]
+        if not floats:
+            return
+        src = self.draw(st.sampled_from(floats))
+        out = self.b.fresh("h")
+        # sometimes the layer is chosen by `if else` on the block's width: `(f if c > 3 else tanh)`
+        k = self.draw(st.integers(0, 6)) if self.draw(st.booleans()) else None
+
+        def effect(e: Env):
+            chosen = k is None or e.bind["c"] > k
+            kind = e.bind[param].text if chosen else "tanh"
+            (e.vars[out],) = infer(Call(kind, {}), [e.vars[src]], e.bind)
+            e.drawn.update({kind, "layer_default_param" if chosen else "ifelse_layer"})
+            if k is not None:
+                e.drawn.add("ifelse_layer")
+        stage = param if k is None else f"({param} if c > {k} else tanh)"
+        self.emit(f"{out} = {src} -> {stage}", effect)
+        self.use(src)
+        self.new_var(out)
 
     def alias_stage(self, t: T, kinds: dict, bind: dict, in_helper: bool) -> Stage | None:
         """The right side of `block Name(c) = ...`: one layer or a list."""

@@ -10,6 +10,8 @@ from nnspec.layers import REGISTRY, T
 
 from .blocks import BlockDrawing
 from .loops import comprehension_stage, name_items, quoted_stage, splice_pair
+from .chains import chain_statement
+from .exprs import arith_text, param_ifelse
 from .pieces import Cond, Effect, Env, Invalid, Stage, call_stage, constructor, infer, lit, render
 from .recipes import RECIPES, Call, Expr, Recipe
 
@@ -39,6 +41,7 @@ class Body(BlockDrawing):
         self.cursor = list(env.vars)[-1]
         self.last_single: str | None = None   # the variable the last statement alone assigned
         self.alias = False                     # an alias's conditions cannot name tensors
+        self.construct: str | None = None      # what the last int_expr exercised (exprs.py)
 
     # -- bookkeeping
     def emit(self, line: str, effect: Effect) -> None:
@@ -77,6 +80,14 @@ class Body(BlockDrawing):
         if choice in (1, 2) and named:
             name = self.draw(st.sampled_from(named))
             return Expr(name, lambda bind, n=name: bind[n])
+        if choice == 3:  # written with arithmetic (exprs.py), the same everywhere
+            text, self.construct = arith_text(self.draw, value)
+            return Expr(text, lambda bind, v=value: v)
+        if choice == 4:  # `(value if p > k else other)`: follows the parameters
+            picked = param_ifelse(self.draw, value, self.params)
+            if picked is not None:
+                expr, self.construct = picked
+                return expr
         return value
 
     def cond(self) -> Cond:
@@ -151,11 +162,15 @@ class Body(BlockDrawing):
     def parameterize(self, call: Call, width: str, t: T) -> None:
         """Write the width as a constant or a parameter sometimes; keep it if it still fits."""
         old = call.args[width]
+        self.construct = None
         call.args[width] = self.int_expr(old)
         try:
             self.check_call(call, t)
         except Invalid:
             call.args[width] = old
+            return
+        if self.construct:
+            self.b.drawn.add(self.construct)
 
     # -- statements
     def stage(self, t: T, env: Env) -> Stage | None:
@@ -490,16 +505,17 @@ class Body(BlockDrawing):
         self.new_var(out)
 
     def number_op(self, a: str) -> None:
-        """`h = a * 2.0`, `a + 1`, ...: a tensor with a number."""
-        op = self.draw(st.sampled_from(["+", "-", "*", "/"]))
-        number = self.draw(st.sampled_from([1, 2, 0.5, 3.0]))
-        kind = {"+": "add", "-": "sub", "*": "mul", "/": "div"}[op]
+        """`h = a * 2.0`, `a + 1`, `a ** 2`, ...: a tensor with a number."""
+        op = self.draw(st.sampled_from(["+", "-", "*", "/", "**"]))
+        # integral powers only: a negative base to a fractional power is NaN
+        number = self.draw(st.sampled_from([2, 3.0] if op == "**" else [1, 2, 0.5, 3.0]))
+        kind = {"+": "add", "-": "sub", "*": "mul", "/": "div", "**": "pow"}[op]
         call = Call(kind, {"other": float(number)})
         out = self.b.fresh("h")
 
         def effect(e: Env):
             (e.vars[out],) = infer(call, [e.vars[a]], e.bind)
-            e.drawn.update({kind, "tensor_number"})
+            e.drawn.update({kind, "tensor_number"} | ({"power_tensor"} if op == "**" else set()))
         self.emit(f"{out} = {a} {op} {number}", effect)
         self.use(a)
         self.new_var(out)
@@ -587,11 +603,13 @@ class Body(BlockDrawing):
             # ties to a layer inside one of its blocks (tie=blk.l)
             extra = ["projection"] if self.depth else ["tie"]
             what = self.draw(st.sampled_from(["flow", "flow", "flow", "extra", "merge", "tie",
-                                              "const", "block2", "reuse", "projection", *extra]))
+                                              "const", "block2", "reuse", "projection", "chain",
+                                              *extra]))
             try:
                 {"flow": self.flow, "extra": self.extra_call, "merge": self.merge,
                  "tie": self.tie, "const": self.local_const, "block2": self.two_input_block,
-                 "reuse": self.reuse, "projection": self.projection}[what]()
+                 "reuse": self.reuse, "projection": self.projection,
+                 "chain": lambda: chain_statement(self)}[what]()
             except Invalid:
                 continue
 

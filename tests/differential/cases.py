@@ -211,7 +211,8 @@ model arith {
   f = x @ transpose(x, 1, 2)
   g = cat(x, y, x, dim=2) -> channel_shuffle(2) -> reshape([4, 11]) -> flatten
   h = mul(flags, x)
-  out a, b, c, d, e, f, g, h, sum(ids, dim=2), sum(flags, dim=1)
+  i = x ** 2 + pow(y * y + 1.0, x) - x ** 3.0 * 0.5 if true else x
+  out a, b, c, d, e, f, g, h, sum(ids, dim=2), sum(flags, dim=1), i
 }""",
     "matmul_broadcast": """
 model mm {
@@ -331,6 +332,24 @@ model structure {
   b = y -> stem -> stages -> flatten
   p, q = Pair(a, b, 5)
   out p -> shared: linear(5) -> shared, q -> head: linear(5, bias=false, tie=shared)
+}""",
+    "several_tensors_through_a_list": """
+block Layer(width, act = relu) {
+  in x, bias
+  h = x -> fc: linear(width) -> act
+  out h + bias, bias * 0.5
+}
+block First(width) {
+  in x
+  out x -> fc: linear(width), x -> bias: linear(width)
+}
+model chain {
+  input x: float[3, 6]
+  input bias: float[3, 6]
+  h, b = (x, bias) -> layers: Layer(6, act = gelu) * 3
+  g, c = x -> blocks: [First(6), Layer(6), Layer(6, act = tanh)]
+  k, j = (g, bias) -> [Layer(6), Layer(6)]
+  out h, b, g, c, k, j
 }""",
     "repeat_with_mask": """
 model rep {

@@ -269,10 +269,18 @@ add(Recipe("position_embedding", (1, 2), lambda d, t: {
 add(Recipe("sinusoidal_position_encoding", (2,), lambda d, t: {
     "max_len": t.shape[0] + d(ints(0, 3)),
     **({"d_model": t.shape[1]} if d(st.booleans()) else {})}))
-add(Recipe("parameter", (1, 2, 3), lambda d, t: {
-    "shape": d(st.sampled_from([t.shape, t.shape[-1:], (1,) * (len(t.shape) - 1) + t.shape[-1:]])),
-    "init": d(st.sampled_from(["zeros", "ones", "normal", "uniform"])), "std": 0.5},
-    dtypes=("float", "long")))
+def parameter_args(d, t):
+    """Shapes like the input's, or any shape; sometimes stored with the batch dim as 1 the way
+    torchvision keeps a class token ([1, 1, 768] with batch_dim=true)."""
+    shape = d(st.sampled_from([t.shape, t.shape[-1:], (1,) * (len(t.shape) - 1) + t.shape[-1:],
+                               tuple(d(st.lists(st.integers(1, 4), min_size=1, max_size=3)))]))
+    batch = d(st.booleans())
+    return {"shape": (1, *shape) if batch else shape,
+            "init": d(st.sampled_from(["zeros", "ones", "normal", "uniform"])), "std": 0.5,
+            "batch_dim": True if batch else None}
+
+
+add(Recipe("parameter", (1, 2, 3), parameter_args, dtypes=("float", "long")))
 add(Recipe("zeros_like", (1, 2, 3), lambda d, t: {"dtype": "float"}, dtypes=("float", "long")))
 add(Recipe("ones_like", (1, 2, 3), lambda d, t: {"dtype": "float"}, dtypes=("float", "long")))
 
@@ -358,6 +366,8 @@ def arith(kind: str) -> Recipe:
 
 for _kind in ("add", "sub", "mul", "div"):
     add(arith(_kind))
+# x ** 2.0 and x ** 3.0: integral exponents keep a negative base real (no NaN to compare)
+add(Recipe("pow", (1, 2, 3), lambda d, t: {"other": d(st.sampled_from([2.0, 3.0]))}))
 add(Recipe("matmul", (2, 3), no_args,
            extras=lambda d, t, a: [Extra([Call("transpose", {"dim0": -1, "dim1": -2})])]))
 add(Recipe("cat", (1, 2, 3), lambda d, t: {"dim": d(ints(1, len(t.shape)))},

@@ -33,6 +33,7 @@ from hypothesis import strategies as st
 import nnspec
 
 from .body import Body
+from .exprs import ARITH_CONSTRUCTS, constant_text
 from .harness import check_spec
 from .loops import LOOP_CONSTRUCTS
 from .pieces import Block, Env, Invalid, call_stage, infer, lit, render
@@ -46,7 +47,7 @@ CONSTRUCTS = frozenset({
     "cat", "add", "sub", "mul", "div", "matmul", "several_inputs", "several_outputs",
     "implicit_output", "include", "keyword_tensor", "tensor_call", "tensor_number", "out_flow",
     "block_several_outputs", "repeat_in_list", "shared_inner_layer", "tie_inner_layer",
-    "tensors_in_list"}) | LOOP_CONSTRUCTS
+    "tensors_in_list"}) | LOOP_CONSTRUCTS | ARITH_CONSTRUCTS
 
 
 # ---- the generator ------------------------------------------------------------------------
@@ -67,8 +68,12 @@ class Builder:
 
     def const(self, value: Any) -> Expr:
         name = self.fresh("K")
-        if isinstance(value, int) and not isinstance(value, bool) and value > 1 and value % 2 == 0 \
-                and self.draw(st.booleans()):
+        written = constant_text(self.draw, value)
+        if written is not None:
+            text, construct = written
+            self.drawn.add(construct)
+        elif isinstance(value, int) and not isinstance(value, bool) and value > 1 \
+                and value % 2 == 0 and self.draw(st.booleans()):
             text = f"{value // 2} * 2"
         else:
             text = lit(value)

@@ -69,7 +69,7 @@ class LayerApplier:
         if kw:
             raise self.error("E0323", f"unexpected keyword tensor `{next(iter(kw))}`", span)
         if isinstance(target, Seq):
-            return [target.out]
+            return list(target.outs) or [target.out]
         return [v.type for v in target.outputs]
 
     def layer_inputs(self, layer: Layer, ins: list[Value], kw: dict[str, Value], span: Span):

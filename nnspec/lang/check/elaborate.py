@@ -24,8 +24,14 @@ from nnspec.lang.check.templates import (
     BlockT, KindT, ModRef, NamedT, RepeatT, SeqT, Template, satisfied
 )
 from nnspec.lang.check.values import (
-    DTYPES, MAX_DEPTH, POISON, Abort, Scope, describe, freeze, show, signature
+    DTYPES, MAX_DEPTH, POISON, Abort, Builtin, Scope, describe, freeze, show, signature
 )
+
+
+# how the items of a list or repeat pass tensors on, for the diagnostics that say they do not
+CHAIN_HELP = ("a list chains its items: each item's outputs are the next item's inputs, so a "
+              "block repeated with several tensors declares as many as it gives, as in "
+              "`in x, bias` ... `out x, bias`")
 
 
 class Elaborator:
@@ -78,8 +84,21 @@ class Elaborator:
                     raise self.error("E0304", f"`{defn.name}` needs a value for `{p.name}`", span,
                                      f"pass it as {p.name}=...")
                 scope.params = values  # defaults may refer to earlier parameters
-                values[p.name] = self.expr.value(self.expr.eval(p.default, scope), p.default.span)
+                values[p.name] = self.default_value(p, scope)
         return values
+
+    def default_value(self, p: S.Param, scope: Scope):
+        """A parameter's default: a plain value, or a layer (`act = relu`, `norm = layernorm(eps=
+        1e-6)`) as a call may pass one. (No tensor or existing layer is in scope here.)"""
+        value = self.expr.eval(p.default, scope)
+        if isinstance(value, Template):
+            return value
+        if isinstance(value, Builtin):
+            raise self.error("E0331", f"a parameter's default is a number, a string, a boolean, a "
+                             f"list of them, or a layer; got {describe(value)}", p.default.span,
+                             f"`{value.name}` is a function on numbers: call it, e.g. "
+                             f"`{value.name}(2, 3)`, or name a layer kind such as `act = relu`")
+        return self.expr.value(value, p.default.span)
 
     def run_body(self, defn: S.Definition, scope: Scope, inputs: list[Value] | None) -> None:
         """Run a definition's statements in `scope`; `inputs` are given for a block call."""
@@ -98,7 +117,9 @@ class Elaborator:
                              f"{'s' if len(declared) != 1 else ''}, got {len(inputs)}",
                              self.ctx.stack[-1][1] if self.ctx.stack else defn.span,
                              help="the tensors a block is given (the flow's, then those in its "
-                             "arguments) fill its `in` declarations in order",
+                             "arguments) fill its `in` declarations in order" + (
+                                 "; several tensors flow in together as `(x, bias) -> layer`"
+                                 if len(inputs) < len(declared) else ""),
                              notes=[(f"`{defn.name}` declares its inputs here",
                                      declared[0][1] if declared else defn.span)])
         outputs_seen = False
@@ -287,7 +308,12 @@ class Elaborator:
             items = tmpl.items if isinstance(tmpl, SeqT) else [tmpl.item] * tmpl.count
             out: Any = None
             for i, item in enumerate(items):
-                given = ins if i == 0 else [self.expr.tensor(out, tmpl.span)]
+                if i == 0:
+                    given = ins
+                else:  # what the item before gave, one tensor or several (see check_chain)
+                    given = list(out) if isinstance(out, tuple) else [self.expr.tensor(out, tmpl.span)]
+                    bare = [it.item if isinstance(it, NamedT) else it for it in items[i - 1:i + 1]]
+                    self.check_chain(bare[0], bare[1], [v.type for v in given], len(bare[1].bound), i)
                 scope.numbered += 1
                 out = self.apply(item, given, scope, hint, str(scope.numbered - 1))
             return out
@@ -333,20 +359,25 @@ class Elaborator:
         if isinstance(tmpl, (SeqT, RepeatT)):
             items = tmpl.items if isinstance(tmpl, SeqT) else [tmpl.item] * tmpl.count
             children, extras, keywords, names, cur = [], [], [], [], list(ins)
-            for item in items:
+            bare = [item.item if isinstance(item, NamedT) else item for item in items]
+            for i, item in enumerate(items):
                 names.append(item.name if isinstance(item, NamedT) else None)
-                item = item.item if isinstance(item, NamedT) else item
+                item = bare[i]
                 extra = list(item.bound)
+                if i:
+                    self.check_chain(bare[i - 1], item, cur, len(extra), i)
                 child, outs = self.instantiate(item, cur + [v.type for v in extra],
                                                dict(item.bound_kw), scope, None, in_list=True)
-                if len(outs) != 1:
-                    raise self.error("E0325", "layers in a sequence must each give one tensor",
-                                     item.span)
+                if i and len(outs) != len(cur) and len(cur) > 1:
+                    raise self.error("E0325", f"item {i} of this list gives {len(outs)} tensors "
+                                     f"where the items before it pass {len(cur)} on", item.span,
+                                     CHAIN_HELP)
                 children.append(child)
                 extras.append(extra + list(item.bound_kw.values()))
                 keywords.append(tuple(item.bound_kw))
                 cur = outs
-            seq = Seq(children, extras, list(ins), tmpl.span, cur[0], keywords, names)
+            seq = Seq(children, extras, list(ins), tmpl.span, cur[0], keywords, names,
+                      outs=list(cur) if len(cur) > 1 else [])
             return seq, cur
         if isinstance(tmpl, ModRef):
             raise self.error("E0326", f"`{'.'.join(tmpl.path)}` is an existing layer and cannot be "
@@ -367,6 +398,26 @@ class Elaborator:
         out = self.layers.emit(None, layer, list(module.inputs), {}, scope, tmpl.span, "x")
         module.outputs = list(out) if isinstance(out, tuple) else [out]
         return module, [v.type for v in module.outputs]
+
+    def check_chain(self, before: Template, item: Template, given: list[T], extra: int,
+                    i: int) -> None:
+        """A list chains its items: item i takes what item i-1 gave (and its own extra tensors).
+        A block that declares another number of inputs is told so here, with both types."""
+        inner = self.expand_alias(item)
+        if not isinstance(inner, BlockT):
+            if len(given) > 1 and isinstance(inner, KindT) and len(inner.cls.inputs) == 1:
+                raise self.error("E0325", f"item {i} of this list is a `{inner.cls.kind}`, which "
+                                 f"takes one tensor, but the item before it gives {len(given)} ("
+                                 f"{', '.join(map(str, given))})", item.span, CHAIN_HELP)
+            return
+        takes = sum(len(stmt.decls) for stmt in inner.defn.body if isinstance(stmt, S.Inputs))
+        if takes and takes != len(given) + extra:
+            gives = ", ".join(map(str, given))
+            raise self.error("E0325", f"item {i} of this list, `{inner.defn.name}`, takes {takes} "
+                             f"tensor{'s' if takes != 1 else ''}, but the item before it gives "
+                             f"{len(given)} ({gives})" + (f" and it is given {extra} more"
+                                                          if extra else ""),
+                             item.span, CHAIN_HELP)
 
     def expand_alias(self, tmpl: Template) -> Template:
         """`block Name(p) = expr`: the template `expr` with the call's parameters bound."""

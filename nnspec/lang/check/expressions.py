@@ -15,14 +15,15 @@ from nnspec.lang.diagnostics import Span, did_you_mean
 from nnspec.ir import ModuleDef, Value
 from nnspec.layers import REGISTRY
 from nnspec.lang.check.context import Context, within
+from nnspec.lang.check.arithmetic import ARITY, scalar_binop
 from nnspec.lang.check.functions import call_builtin
 from nnspec.lang.check.lists import ListEvaluator
 from nnspec.lang.check.templates import (
     BlockT, KindT, ModRef, NamedT, RepeatT, SeqT, Template, satisfied, unrolled_size
 )
 from nnspec.lang.check.values import (
-    BUILTINS, DTYPES, MAX_INT, MAX_OPS, MAX_REPEAT, POISON, Abort, Builtin, Scope, describe,
-    show,
+    BUILTINS, DTYPES, MAX_OPS, MAX_REPEAT, NUMERIC_BUILTINS, POISON, Abort, Builtin,
+    Scope, describe, is_plain, show,
 )
 
 
@@ -47,6 +48,16 @@ class Evaluator(ListEvaluator):
 
     def eval_Literal(self, node: S.Literal, scope, hint):
         return node.value
+
+    def eval_TupleExpr(self, node: S.TupleExpr, scope: Scope, hint):
+        """`(x, bias)`: tensors that flow on together, as a block with several outputs gives them."""
+        values = tuple(self.flow.force(self.eval(sub, scope), scope) for sub in node.items)
+        for v, sub in zip(values, node.items):
+            if isinstance(v, Template) or v is POISON:
+                raise self.error("E0312", f"a tuple holds tensors or plain values, not "
+                                 f"{describe(v)}", sub.span,
+                                 "a list of layers is written in brackets: [a, b]")
+        return values
 
     def eval_Name(self, node: S.Name, scope: Scope, hint):
         name = node.id
@@ -125,6 +136,12 @@ class Evaluator(ListEvaluator):
         raise self.error("E0313", f"cannot index {describe(target)}", node.span,
                          "use select(...) or narrow(...) to take part of a tensor")
 
+    def eval_IfElse(self, node: S.IfElse, scope: Scope, hint):
+        """Only the branch the condition picks is evaluated, as in Python: the other may name a
+        layer or tensor that this call does not have."""
+        picked = node.then if self.condition(node.cond, scope) else node.other
+        return self.eval(picked, scope, hint)
+
     def eval_Unary(self, node: S.Unary, scope: Scope, hint):
         v = self.eval(node.operand, scope)
         if node.op == "not":
@@ -156,7 +173,7 @@ class Evaluator(ListEvaluator):
         right = self.flow.force(right, scope)
         if isinstance(left, Value) or isinstance(right, Value):
             return self.tensor_binop(op, left, right, node, scope, hint)
-        return self.scalar_binop(op, left, right, node)
+        return scalar_binop(self.error, op, left, right, node)
 
     def list_op(self, op: str, left: "SeqT", right, node: S.BinOp) -> "SeqT":
         """`[a, b] + [c]` concatenates, `[a, b] * 2` repeats: one flat list either way."""
@@ -193,11 +210,11 @@ class Evaluator(ListEvaluator):
         return RepeatT(node.span, item=item, count=count)
 
     def tensor_binop(self, op, left, right, node: S.BinOp, scope: Scope, hint):
-        kinds = {"+": "add", "-": "sub", "*": "mul", "/": "div", "@": "matmul", "==": "eq",
-                 "!=": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge"}
+        kinds = {"+": "add", "-": "sub", "*": "mul", "/": "div", "@": "matmul", "**": "pow",
+                 "==": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge"}
         if op not in kinds:
             raise self.error("E0314", f"`{op}` is not defined on tensors", node.span,
-                             "tensors support + - * / @ and the comparisons == != < <= > >=")
+                             "tensors support + - * / ** @ and the comparisons == != < <= > >=")
         for side, sspan in ((left, node.left.span), (right, node.right.span)):
             if not isinstance(side, (Value, int, float)) or isinstance(side, bool):
                 raise self.error("E0314", f"cannot combine a tensor with {describe(side)} by `{op}`",
@@ -207,6 +224,10 @@ class Evaluator(ListEvaluator):
         if op == "@":
             raise self.error("E0314", "`@` needs two tensors", node.span)
         tensor, number = (left, right) if isinstance(left, Value) else (right, left)
+        if op == "**" and tensor is right:
+            raise self.error("E0314", "`number ** tensor` is not supported", node.span,
+                             "a tensor to a power is `x ** number` or pow(x, y) with tensors; "
+                             "a number to a tensor's power is exp(x * log(number))")
         if kinds[op] in _COMPARE:   # `0 < x` is `x > 0`; a number keeps its type (`ids != 0`)
             kind = _COMPARE_SWAPPED[kinds[op]] if tensor is right else kinds[op]
             return self.flow.apply_kind(kind, [tensor], {"other": (number, node.span)}, scope,
@@ -214,32 +235,6 @@ class Evaluator(ListEvaluator):
         kind = {"-": "rsub", "/": "rdiv"}[op] if op in "-/" and tensor is right else kinds[op]
         return self.flow.apply_kind(kind, [tensor], {"other": (float(number), node.span)},
                                     scope, node.span, hint)
-
-    def scalar_binop(self, op, a, b, node: S.BinOp):
-        if op in ("==", "!="):
-            return (a == b) == (op == "==")
-        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (a, b))
-        if not numbers:
-            if op == "+" and isinstance(a, str) and isinstance(b, str):
-                return a + b
-            raise self.error("E0314", f"cannot apply `{op}` to {describe(a)} and {describe(b)}",
-                             node.span)
-        try:
-            if op in ("<", "<=", ">", ">="):
-                return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
-            if op in ("/", "//", "%") and b == 0:
-                raise self.error("E0316", "division by zero", node.right.span)
-            result = {"+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b,
-                      "/": lambda: a / b, "//": lambda: a // b, "%": lambda: a % b}.get(op)
-            if result is None:
-                raise self.error("E0314", f"`{op}` is not defined on numbers", node.span)
-            value = result()
-        except OverflowError:
-            raise self.error("E0317", "number out of range", node.span) from None
-        if abs(value) > MAX_INT:
-            raise self.error("E0317", "number out of range", node.span,
-                             f"values are limited to magnitude {MAX_INT}")
-        return value
 
     def eval_Pipe(self, node: S.Pipe, scope: Scope, hint):
         left = self.flow.force(self.eval(node.left, scope, hint), scope, hint)
@@ -287,6 +282,17 @@ class Evaluator(ListEvaluator):
         if isinstance(func, Builtin):
             return self.builtin(func.name, node, scope)
         if isinstance(func, (KindT, BlockT)) and not (func.pos or func.kw):
+            if (isinstance(func, KindT) and isinstance(node.func, S.Name)
+                    and node.func.id in NUMERIC_BUILTINS):
+                # a layer kind that is also a function on numbers (`pow`, and `abs`, `log`...):
+                # numbers alone, as many as the function takes, decide: `pow(2, 3)` is 8, and
+                # `pow(x, 2.0)`, `x -> pow(2.0)` and `pow(other=2.0)` are the layer
+                args = [self.flow.force(self.eval(a.value, scope), scope) for a in node.args]
+                lo, hi = ARITY[node.func.id]
+                if lo <= len(args) <= hi and all(is_plain(a) for a in args) \
+                        and not any(a.name for a in node.args):
+                    return call_builtin(self.error, node.func.id, args, node)
+                return self.call_template(func, node, scope, args)
             return self.call_template(func, node, scope)
         if isinstance(func, ModRef):
             tensors, rest = self.split_args(node, scope)
@@ -332,11 +338,15 @@ class Evaluator(ListEvaluator):
                 rest.append((arg.name, v, arg.value.span))
         return tensors, rest
 
-    def call_template(self, func, node: S.Call, scope: Scope):
+    def call_template(self, func, node: S.Call, scope: Scope, values: list | None = None):
+        """A layer kind or block called with arguments; `values` are the arguments when they were
+        evaluated already (each is evaluated once: a tensor argument may apply layers)."""
         bound, bound_kw, pos, kw = [], {}, [], {}
         tie = None
-        for arg in node.args:
-            v = self.flow.force(self.eval(arg.value, scope), scope)
+        for i, arg in enumerate(node.args):
+            if arg.name == "tie" and isinstance(func, KindT):
+                self.tie_in_scope(arg.value, scope)
+            v = values[i] if values is not None else self.flow.force(self.eval(arg.value, scope), scope)
             if isinstance(v, Value):
                 if arg.name is None:
                     if pos:
@@ -358,6 +368,13 @@ class Evaluator(ListEvaluator):
                 if not isinstance(v, ModRef):
                     raise self.error("E0322", "`tie` names another layer, e.g. tie=wte",
                                      arg.value.span)
+                if v.scope is not scope:  # a layer of another definition, passed in as an argument
+                    raise self.error("E0322", f"`tie` names a layer of the definition it is "
+                                     f"written in; `{'.'.join(v.path)}` belongs to another",
+                                     arg.value.span, "a layer passed to a block cannot be tied to "
+                                     "there: write the tying layer where "
+                                     f"`{'.'.join(v.path)}` is defined, with "
+                                     f"`tie={'.'.join(v.path)}`")
                 tie = (v, arg.span)
             else:
                 kw[arg.name] = (v, arg.span)
@@ -365,6 +382,28 @@ class Evaluator(ListEvaluator):
             return KindT(node.span, bound=bound, bound_kw=bound_kw, cls=func.cls, pos=pos, kw=kw,
                          tie=tie)
         return BlockT(node.span, bound=bound, bound_kw=bound_kw, defn=func.defn, pos=pos, kw=kw)
+
+    def tie_in_scope(self, node: S.Node, scope: Scope) -> None:
+        """`tie=` names a layer of the definition it is written in (`wte`, or `blocks.0.fc` inside
+        one of its children); a name it cannot see is told what the scope is."""
+        root = node
+        while isinstance(root, S.Attr):
+            root = root.target
+        if not isinstance(root, S.Name) or root.id in scope.layers or root.id in scope.locals \
+                or root.id in scope.params:
+            return
+        names = [n for n in scope.layers if n]
+        if self.ctx.stack:
+            where = f"the block `{self.ctx.stack[-1][0]}`"
+            help = ("a block sees only its own layers: tie from the model instead, "
+                    "`head: linear(n, bias=false, tie=transformer.wte)` written in the model, "
+                    "or tie the model's layer to this one, `tie=block_name.layer`")
+        else:
+            where = "the model"
+            help = ("tie to a layer defined before this one" +
+                    (f": {', '.join(f'`{n}`' for n in names)}" if names else ""))
+        raise self.error("E0322", f"`tie` names a layer of {where}, and `{root.id}` is not one",
+                         root.span, did_you_mean(root.id, names) or help)
 
     def builtin(self, name: str, node: S.Call, scope: Scope):
         args = [self.flow.force(self.eval(a.value, scope), scope) for a in node.args]

@@ -1,5 +1,5 @@
-"""The language's builtin functions: `channels`, `size` and `ndim` of a tensor's type, and `min`,
-`max`, `int`, `float` of numbers. They run at check time on values already evaluated."""
+"""The language's builtin functions: `channels`, `size` and `ndim` of a tensor's type, and those
+on numbers (arithmetic.py). They run at check time on values already evaluated."""
 from __future__ import annotations
 
 from typing import Callable
@@ -8,7 +8,8 @@ from nnspec.lang import syntax as S
 from nnspec.ir import Value
 from nnspec.layers import ShapeError
 from nnspec.layers.base import norm_dim
-from nnspec.lang.check.values import MAX_INT, Abort
+from nnspec.lang.check.arithmetic import numeric_builtin
+from nnspec.lang.check.values import Abort
 
 
 def call_builtin(error: Callable[..., Abort], name: str, args: list, node: S.Call):
@@ -36,14 +37,4 @@ def call_builtin(error: Callable[..., Abort], name: str, args: list, node: S.Cal
             return shape[norm_dim(dim, len(shape), "size")]
         except ShapeError as err:
             raise error("E0402", err.message, node.args[1].span, err.help) from None
-    numbers = [a for a in args if isinstance(a, (int, float)) and not isinstance(a, bool)]
-    if len(numbers) != len(args) or not args or (name in ("int", "float") and len(args) != 1):
-        raise error("E0302", f"`{name}` takes numbers", node.span)
-    if name == "int":
-        if abs(args[0]) > MAX_INT:
-            raise error("E0317", "number out of range", node.span,
-                        f"values are limited to magnitude {MAX_INT}")
-        return int(args[0])
-    if name == "float":
-        return float(args[0])
-    return min(args) if name == "min" else max(args)
+    return numeric_builtin(error, name, args, [a.value.span for a in node.args], node.span)

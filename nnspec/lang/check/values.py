@@ -17,7 +17,7 @@ from typing import Any
 from nnspec.lang.diagnostics import Span
 from nnspec.ir import ModuleDef, Value
 from nnspec.layers import Layer
-from nnspec.lang.check.templates import BlockT, KindT, ModRef, Template
+from nnspec.lang.check.templates import BlockT, KindT, ModRef, SeqT, Template
 
 MAX_REPEAT = 10_000
 MAX_OPS = 200_000
@@ -42,7 +42,10 @@ class Builtin:
     name: str
 
 
-BUILTINS = {"channels", "size", "ndim", "min", "max", "int", "float"}
+# the builtins on numbers (arithmetic.py), and those on a tensor's type (functions.py)
+NUMERIC_BUILTINS = {"min", "max", "int", "float", "bool", "abs", "round", "floor", "ceil", "log",
+                    "pow"}
+BUILTINS = {"channels", "size", "ndim"} | NUMERIC_BUILTINS
 
 
 @dataclass(eq=False)
@@ -80,6 +83,13 @@ def show(v) -> str:
         return "[" + ", ".join(show(x) for x in v) + "]"
     if isinstance(v, (int, float)):
         return repr(v)
+    if isinstance(v, (KindT, BlockT)) and not v.bound and not v.bound_kw:
+        # a layer given as an argument, as the spec writes it: `act=gelu`, `norm=layernorm(eps=...)`
+        name = v.cls.kind if isinstance(v, KindT) else v.defn.name
+        args = [show(x) for x, _ in v.pos] + [f"{k}={show(x)}" for k, (x, _) in v.kw.items()]
+        return f"{name}({', '.join(args)})" if args else name
+    if isinstance(v, SeqT) and not v.bound and not v.bound_kw:
+        return "[" + ", ".join(show(item) for item in v.items) + "]"
     return describe(v)
 
 
