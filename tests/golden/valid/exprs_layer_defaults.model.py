@@ -52,15 +52,15 @@ class Mlp_3(nn.Module):
     def __init__(self):
         super().__init__()
         self.fc1 = nn.Linear(8, 4)  # tests/golden/valid/exprs_layer_defaults.nn:4
-        self.dropout = nn.Dropout(p=0.1)  # tests/golden/valid/exprs_layer_defaults.nn:11
+        self.add_module('1', nn.Dropout(p=0.1))  # tests/golden/valid/exprs_layer_defaults.nn:11
         self.fc2 = nn.Linear(4, 8)  # tests/golden/valid/exprs_layer_defaults.nn:4
 
     def forward(self, x):
         # x: (B, 8)
         fc1 = self.fc1(x)  # (B, 4)  tests/golden/valid/exprs_layer_defaults.nn:4
         tanh = torch.tanh(fc1)  # (B, 4)  tests/golden/valid/exprs_layer_defaults.nn:11
-        dropout = self.dropout(tanh)  # (B, 4)  tests/golden/valid/exprs_layer_defaults.nn:11
-        fc2 = self.fc2(dropout)  # (B, 8)  tests/golden/valid/exprs_layer_defaults.nn:4
+        x1 = self.get_submodule('1')(tanh)  # (B, 4)  tests/golden/valid/exprs_layer_defaults.nn:11
+        fc2 = self.fc2(x1)  # (B, 8)  tests/golden/valid/exprs_layer_defaults.nn:4
         identity = fc2  # (B, 8)  tests/golden/valid/exprs_layer_defaults.nn:11
         return identity
 
