@@ -66,3 +66,15 @@ def test_efficientnet_b0_is_shorter_than_torchvision(in_root):
     b0 = source[source.index("def efficientnet_b0("):source.index("def efficientnet_b1(")]
     reference = sum(_code_lines(part) for part in (head, mbconv, model, b0))
     assert _code_lines(Path("specs/efficientnet_b0.nn").read_text()) < reference
+
+
+def test_efficientnet_b0_flops_match_flop_counter(in_root):
+    """The FLOPs `nnspec check` reports are torch's count of the built model (per sample; torch
+    counts a multiply-add as two)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    spec = nnspec.load("specs/efficientnet_b0.nn", size=64)
+    model = spec.build().eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(torch.randn(2, 3, 64, 64))
+    assert spec.summary()["flops"] * 2 == counter.get_total_flops()
