@@ -27,6 +27,9 @@ SHRINK = {
     "llama": {"vocab_size": 97, "hidden": 32, "intermediate": 48, "layers": 2, "heads": 4,
               "kv_heads": 2, "seq": 8},
     "densenet121": {"size": 32, "num_classes": 10, "growth": 8, "config": [2, 3, 2, 2]},
+    "efficientnet_b0": {"size": 32, "num_classes": 10},
+    "regnet_y_400mf": {"size": 32, "num_classes": 10, "widths": [16, 24, 32, 48],
+                       "depths": [1, 2, 2, 2]},
     "resnet50": {"size": 64, "num_classes": 10},
     # VGG's widths are fixed; its classifier alone is 120M weights: a 32x32 image keeps it quick
     "vgg16": {"size": 32, "num_classes": 10},

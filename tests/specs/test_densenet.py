@@ -7,35 +7,13 @@ from pathlib import Path
 import torch
 import torchvision
 
-import nnspec
+from .vision_reference import assert_matches, code_lines
 
 
 def test_densenet121_matches_torchvision(in_root):
     torch.manual_seed(0)
-    reference = torchvision.models.densenet121(weights=None).eval()
-    spec = nnspec.load("specs/densenet121.nn", size=32)
-    model = spec.build().eval()
-    ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    theirs = {k: tuple(v.shape) for k, v in reference.state_dict().items()}
-    assert list(ours) == list(theirs)   # the same keys, in the same order
-    assert ours == theirs
-    with torch.no_grad():   # batch-norm statistics and affine terms that are not the identity
-        for k, v in reference.state_dict().items():
-            if k.endswith(("running_mean", "bias")):
-                v.copy_(torch.rand_like(v) - 0.5)
-            elif k.endswith("running_var") or (k.endswith("weight") and v.dim() == 1):
-                v.copy_(torch.rand_like(v) + 0.5)
-    model.load_state_dict(reference.state_dict(), strict=True)
-    x = torch.randn(2, 3, 32, 32)
-    with torch.no_grad():
-        want, got = reference(x), model(x)
-    assert got.shape == want.shape == (2, 1000)
-    assert (got - want).abs().max().item() <= 1e-4 * want.abs().max().item()
-    assert spec.summary()["params"] == sum(p.numel() for p in reference.parameters()) == 7_978_856
-
-
-def _code_lines(text: str) -> int:
-    return sum(1 for line in text.splitlines() if line.strip() and not line.strip().startswith("#"))
+    assert_matches(torchvision.models.densenet121(weights=None), "specs/densenet121.nn", 32,
+                   7_978_856)
 
 
 def test_densenet121_is_shorter_than_torchvision(in_root):
@@ -45,4 +23,4 @@ def test_densenet121_is_shorter_than_torchvision(in_root):
     source = re.sub(r'"""[\s\S]*?"""', "", source)
     start = source.index("class _DenseLayer")
     end = source.index("def _load_state_dict")
-    assert _code_lines(Path("specs/densenet121.nn").read_text()) < _code_lines(source[start:end])
+    assert code_lines(Path("specs/densenet121.nn").read_text()) < code_lines(source[start:end])

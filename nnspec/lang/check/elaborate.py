@@ -24,7 +24,8 @@ from nnspec.lang.check.templates import (
     BlockT, KindT, ModRef, NamedT, RepeatT, SeqT, Template, satisfied
 )
 from nnspec.lang.check.values import (
-    DTYPES, MAX_DEPTH, POISON, Abort, Builtin, Scope, describe, freeze, show, signature
+    DTYPES, MAX_DEPTH, POISON, Abort, Builtin, Scope, describe, freeze, from_python, show,
+    signature
 )
 
 
@@ -48,7 +49,8 @@ class Elaborator:
         self.cache: dict[Any, tuple[ModuleDef, tuple[int, int]]] = {}
 
     def check_model(self, defn: S.Definition, overrides: dict[str, Any]) -> ModuleDef:
-        params = self.bind_params(defn, [], {k: (v, defn.span) for k, v in overrides.items()},
+        params = self.bind_params(defn, [], {k: (from_python(v), defn.span)
+                                             for k, v in overrides.items()},
                                   defn.span, from_cli=True)
         module = ModuleDef(defn.name, signature(defn.name, params), defn.span)
         scope = Scope(module, params)

@@ -66,6 +66,14 @@ def is_plain(v) -> bool:
     return isinstance(v, (int, float, str, bool))
 
 
+def from_python(v):
+    """A value given from Python (`nnspec.load(..., widths=[16, 24])`) as the spec holds it: lists
+    are tuples, as a list written in the spec is, so indexing and block-call caching see one type."""
+    if isinstance(v, (list, tuple)):
+        return tuple(from_python(x) for x in v)
+    return v
+
+
 def freeze(params: dict) -> tuple:
     return tuple(sorted((k, (type(v).__name__, v)) for k, v in params.items()))
 
