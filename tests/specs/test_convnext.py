@@ -1,0 +1,71 @@
+"""specs/convnext_tiny.nn is torchvision's convnext_tiny: its CNBlock's raw `layer_scale`
+parameter of shape [C, 1, 1], LayerNorm2d, the Permutes inside `block` and a stochastic-depth rate
+per block all keep torchvision's state_dict keys; random weights load strictly and the outputs agree
+in eval mode. The spec is shorter than torchvision's model code for the same model."""
+import re
+from pathlib import Path
+
+import torch
+import torchvision
+
+import nnspec
+
+
+def _randomise(reference: torch.nn.Module) -> None:
+    """Every parameter torchvision initialises to a constant (zero biases, unit norm weights,
+    layer scales of 1e-6) gets random values, so none of them can hide a difference."""
+    with torch.no_grad():
+        for k, v in reference.state_dict().items():
+            if k.endswith("bias"):
+                v.copy_(torch.rand_like(v) - 0.5)
+            elif k.endswith("layer_scale") or (k.endswith("weight") and v.dim() == 1):
+                v.copy_(torch.rand_like(v) + 0.5)
+
+
+def test_convnext_tiny_matches_torchvision(in_root):
+    torch.manual_seed(0)
+    reference = torchvision.models.convnext_tiny(weights=None).eval()
+    spec = nnspec.load("specs/convnext_tiny.nn", size=32)
+    model = spec.build().eval()
+    ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    theirs = {k: tuple(v.shape) for k, v in reference.state_dict().items()}
+    assert list(ours) == list(theirs)   # the same keys, in the same order
+    assert ours == theirs
+    _randomise(reference)
+    model.load_state_dict(reference.state_dict(), strict=True)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        want, got = reference(x), model(x)
+    assert got.shape == want.shape == (2, 1000)
+    assert (got - want).abs().max().item() <= 1e-4 * want.abs().max().item()
+    assert spec.summary()["params"] == sum(p.numel() for p in reference.parameters()) == 28_589_128
+
+
+def test_convnext_tiny_stochastic_depth_rates_are_torchvision_s(in_root):
+    """Each block drops its branch with torchvision's rate, 0.1 * k / (blocks - 1) for the k-th
+    block overall; and the layer scale starts where torchvision's does."""
+    reference = torchvision.models.convnext_tiny(weights=None)
+    model = nnspec.load("specs/convnext_tiny.nn", size=32).build()
+
+    def rates(m):
+        return [(n, s.p, s.mode) for n, s in m.named_modules() if type(s).__name__ == "StochasticDepth"]
+
+    ours, theirs = rates(model), rates(reference)
+    assert [n for n, _, _ in ours] == [n for n, _, _ in theirs]
+    assert len(ours) == 18
+    for (_, p, mode), (_, q, their_mode) in zip(ours, theirs):
+        assert abs(p - q) <= 1e-12 and mode == their_mode
+
+
+def _code_lines(text: str) -> int:
+    return sum(1 for line in text.splitlines() if line.strip() and not line.strip().startswith("#"))
+
+
+def test_convnext_tiny_is_shorter_than_torchvision(in_root):
+    """torchvision's convnext.py from LayerNorm2d to the ConvNeXt class's end, without docstrings
+    and the weights enums, takes more lines than the whole spec."""
+    source = Path(torchvision.models.convnext.__file__).read_text()
+    source = re.sub(r'"""[\s\S]*?"""', "", source)
+    start = source.index("class LayerNorm2d")
+    end = source.index("def _convnext")
+    assert _code_lines(Path("specs/convnext_tiny.nn").read_text()) < _code_lines(source[start:end])
