@@ -271,7 +271,7 @@ add(Recipe("sinusoidal_position_encoding", (2,), lambda d, t: {
     **({"d_model": t.shape[1]} if d(st.booleans()) else {})}))
 add(Recipe("parameter", (1, 2, 3), lambda d, t: {
     "shape": d(st.sampled_from([t.shape, t.shape[-1:], (1,) * (len(t.shape) - 1) + t.shape[-1:]])),
-    "init": d(st.sampled_from(["zeros", "ones", "normal", "uniform"])), "std": 0.5},
+    "init": d(st.sampled_from(["zeros", "ones", "normal", "uniform", 0.5])), "std": 0.5},
     dtypes=("float", "long")))
 add(Recipe("zeros_like", (1, 2, 3), lambda d, t: {"dtype": "float"}, dtypes=("float", "long")))
 add(Recipe("ones_like", (1, 2, 3), lambda d, t: {"dtype": "float"}, dtypes=("float", "long")))
