@@ -42,7 +42,8 @@ class Elaborator:
         self.cache: dict[Any, tuple[ModuleDef, tuple[int, int]]] = {}
 
     def check_model(self, defn: S.Definition, overrides: dict[str, Any]) -> ModuleDef:
-        params = self.bind_params(defn, [], {k: (v, defn.span) for k, v in overrides.items()},
+        params = self.bind_params(defn, [], {k: (_as_spec_value(v), defn.span)
+                                             for k, v in overrides.items()},
                                   defn.span, from_cli=True)
         module = ModuleDef(defn.name, signature(defn.name, params), defn.span)
         scope = Scope(module, params)
@@ -441,3 +442,11 @@ def _names_defined(stmt: S.Node) -> list[str]:
         node = node.item if isinstance(node, S.When) else node.stage
     return [node.name] if isinstance(node, S.Named) else []
 
+
+
+def _as_spec_value(value: Any) -> Any:
+    """A Python override as the spec's own value: a list written in a spec is a tuple, so
+    `nnspec.load(..., depths=[2, 2])` indexes and compares like `--set depths=[2, 2]`."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_as_spec_value(v) for v in value)
+    return value
