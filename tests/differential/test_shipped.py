@@ -27,6 +27,9 @@ SHRINK = {
     "llama": {"vocab_size": 97, "hidden": 32, "intermediate": 48, "layers": 2, "heads": 4,
               "kv_heads": 2, "seq": 8},
     "densenet121": {"size": 32, "num_classes": 10, "growth": 8, "config": [2, 3, 2, 2]},
+    # four stages kept (the downsampling between them too), narrow and two blocks deep
+    "convnext_tiny": {"size": 32, "num_classes": 10, "widths": [8, 16, 24, 32],
+                      "depths": [1, 2, 1, 1]},
     "resnet50": {"size": 64, "num_classes": 10},
     # VGG's widths are fixed; its classifier alone is 120M weights: a 32x32 image keeps it quick
     "vgg16": {"size": 32, "num_classes": 10},

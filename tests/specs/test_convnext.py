@@ -55,6 +55,10 @@ def test_convnext_tiny_stochastic_depth_rates_are_torchvision_s(in_root):
     assert len(ours) == 18
     for (_, p, mode), (_, q, their_mode) in zip(ours, theirs):
         assert abs(p - q) <= 1e-12 and mode == their_mode
+    scales = {k: v for k, v in model.state_dict().items() if k.endswith("layer_scale")}
+    assert len(scales) == 18
+    for k, v in scales.items():
+        assert torch.equal(v, reference.state_dict()[k])   # ones(C, 1, 1) * 1e-6
 
 
 def _code_lines(text: str) -> int:
@@ -69,3 +73,15 @@ def test_convnext_tiny_is_shorter_than_torchvision(in_root):
     start = source.index("class LayerNorm2d")
     end = source.index("def _convnext")
     assert _code_lines(Path("specs/convnext_tiny.nn").read_text()) < _code_lines(source[start:end])
+
+
+def test_convnext_tiny_flops_are_torchvision_s(in_root):
+    """`nnspec check`'s FLOPs (multiply-adds per sample) are what torch's flop counter measures
+    on torchvision's model: two per multiply-add, a batch of two."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    spec = nnspec.load("specs/convnext_tiny.nn", size=32)
+    reference = torchvision.models.convnext_tiny(weights=None).eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        reference(torch.randn(2, 3, 32, 32))
+    assert spec.summary()["flops"] * 2 == counter.get_total_flops()
