@@ -1,7 +1,6 @@
 """specs/densenet121.nn is torchvision's densenet121: named list items and comprehensions with
 generated names give its exact state_dict keys; its random weights load strictly and the outputs
 agree in eval mode. The spec is shorter than torchvision's model code for the same model."""
-import re
 from pathlib import Path
 
 import torch
@@ -9,16 +8,15 @@ import torchvision
 
 import nnspec
 
+from .reference import assert_same_state_keys, code_lines, definition_lines
+
 
 def test_densenet121_matches_torchvision(in_root):
     torch.manual_seed(0)
     reference = torchvision.models.densenet121(weights=None).eval()
     spec = nnspec.load("specs/densenet121.nn", size=32)
     model = spec.build().eval()
-    ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    theirs = {k: tuple(v.shape) for k, v in reference.state_dict().items()}
-    assert list(ours) == list(theirs)   # the same keys, in the same order
-    assert ours == theirs
+    assert_same_state_keys(model, reference)
     with torch.no_grad():   # batch-norm statistics and affine terms that are not the identity
         for k, v in reference.state_dict().items():
             if k.endswith(("running_mean", "bias")):
@@ -34,15 +32,9 @@ def test_densenet121_matches_torchvision(in_root):
     assert spec.summary()["params"] == sum(p.numel() for p in reference.parameters()) == 7_978_856
 
 
-def _code_lines(text: str) -> int:
-    return sum(1 for line in text.splitlines() if line.strip() and not line.strip().startswith("#"))
-
-
 def test_densenet121_is_shorter_than_torchvision(in_root):
     """torchvision's densenet.py, without docstrings, the weights enums and the other depths,
     still takes more lines than the whole spec."""
-    source = Path(torchvision.models.densenet.__file__).read_text()
-    source = re.sub(r'"""[\s\S]*?"""', "", source)
-    start = source.index("class _DenseLayer")
-    end = source.index("def _load_state_dict")
-    assert _code_lines(Path("specs/densenet121.nn").read_text()) < _code_lines(source[start:end])
+    reference = definition_lines(torchvision.models.densenet, "class _DenseLayer",
+                                 "def _load_state_dict")
+    assert code_lines(Path("specs/densenet121.nn").read_text()) < reference
