@@ -4,6 +4,7 @@ per block all keep torchvision's state_dict keys; random weights load strictly a
 in eval mode. The spec is shorter than torchvision's model code for the same model."""
 from pathlib import Path
 
+import pytest
 import torch
 import torchvision
 
@@ -39,11 +40,13 @@ def test_convnext_tiny_matches_torchvision(in_root):
     assert spec.summary()["params"] == sum(p.numel() for p in reference.parameters()) == 28_589_128
 
 
-def test_convnext_tiny_stochastic_depth_rates_are_torchvision_s(in_root):
-    """Each block drops its branch with torchvision's rate, 0.1 * k / (blocks - 1) for the k-th
-    block overall; and the layer scale starts where torchvision's does."""
-    reference = torchvision.models.convnext_tiny(weights=None)
-    model = nnspec.load("specs/convnext_tiny.nn", size=32).build()
+@pytest.mark.parametrize("settings", [{}, {"stochastic_depth_prob": 0.3, "layer_scale": 0.5}])
+def test_convnext_tiny_stochastic_depth_rates_are_torchvision_s(settings, in_root):
+    """Each block drops its branch with torchvision's rate, p * k / (blocks - 1) for the k-th
+    block overall; and the layer scale starts where torchvision's does, for torchvision's
+    defaults and for other values of its two arguments."""
+    reference = torchvision.models.convnext_tiny(weights=None, **settings)
+    model = nnspec.load("specs/convnext_tiny.nn", size=32, **settings).build()
 
     def rates(m):
         return [(n, s.p, s.mode) for n, s in m.named_modules() if type(s).__name__ == "StochasticDepth"]
@@ -56,7 +59,7 @@ def test_convnext_tiny_stochastic_depth_rates_are_torchvision_s(in_root):
     scales = {k: v for k, v in model.state_dict().items() if k.endswith("layer_scale")}
     assert len(scales) == 18
     for k, v in scales.items():
-        assert torch.equal(v, reference.state_dict()[k])   # ones(C, 1, 1) * 1e-6
+        assert torch.equal(v, reference.state_dict()[k])   # ones(C, 1, 1) * layer_scale
 
 
 def test_convnext_tiny_is_shorter_than_torchvision(in_root):
