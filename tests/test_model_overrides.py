@@ -38,3 +38,22 @@ def test_an_index_out_of_range_in_a_list_from_python_is_located():
     with pytest.raises(SpecError) as err:
         nnspec.loads(SPEC, depths=[1])
     assert "E0313" in str(err.value) and "out of range" in str(err.value)
+
+
+SPEC_CLI = """
+model m(widths = [4, 6], depths = [[1], [2, 3]]) {
+  input x: float[3]
+  a: linear(widths[1] + depths[1][1])
+  b: [linear(w) for w in widths]
+}
+"""
+
+
+def test_a_python_override_gives_what_the_command_line_gives():
+    from nnspec.lang.sections import parse_set
+
+    from_python = nnspec.loads(SPEC_CLI, widths=[8, 16], depths=((1,), [2, 5]))
+    from_cli = nnspec.loads(SPEC_CLI, **parse_set(["widths=[8, 16]", "depths=[[1], [2, 5]]"]))
+    assert from_python.source == from_cli.source
+    assert from_python.summary() == from_cli.summary()
+

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 import nnspec
 from nnspec.emit.module import load_module
+from nnspec.lang.diagnostics import SpecError
 
 LEARNED = Path(__file__).resolve().parent / "golden" / "valid" / "learned_tensors.nn"
 
@@ -134,3 +135,31 @@ def test_batch_dim_needs_a_leading_one():
         nnspec.loads("model m() {\n  input x: float[4]\n  out x -> p: parameter([2, 4], batch_dim=true)\n}\n")
     d = err.value.diagnostics[0]
     assert (d.code, d.span.line) == ("E0401", 3) and "[1, 1, 768]" in d.help
+
+
+def test_a_number_as_init_fills_the_parameter_as_convnext_s_layer_scale_starts():
+    """torchvision starts CNBlock.layer_scale at ones(C, 1, 1) * 1e-6: `init=1e-6` says that."""
+    spec = nnspec.loads("""
+block Scaled(c, start = 1e-6) {
+  in x
+  s = x -> layer_scale: parameter([c, 1, 1], init=start)
+  out s * x
+}
+model m() {
+  input x: float[4, 3, 3]
+  a: Scaled(4)
+  b: Scaled(4, start=2)
+}
+""")
+    model = spec.build()
+    assert torch.equal(model.a.layer_scale, torch.full((4, 1, 1), 1e-6))
+    assert torch.equal(model.b.layer_scale, torch.full((4, 1, 1), 2.0))
+    assert "torch.full((4, 1, 1), 1e-06)" in spec.source
+
+
+def test_an_init_that_is_neither_a_scheme_nor_a_number_is_located():
+    with pytest.raises(SpecError) as err:
+        nnspec.loads('model m() {\n  input x: float[4]\n  s = x -> p: parameter([4], init="one")\n'
+                     '  out s * x\n}\n')
+    text = str(err.value)
+    assert "E0329" in text and "<string>:3:30" in text and "or a number" in text

@@ -2,7 +2,7 @@
 encodings, free-standing parameters (class tokens, scales) and zeros_like / ones_like."""
 from __future__ import annotations
 
-from typing import ClassVar, Literal, Optional
+from typing import ClassVar, Literal, Optional, Union
 
 from pydantic import Field, NonNegativeInt, PositiveInt
 
@@ -133,9 +133,11 @@ class Parameter(Layer):
     bare_parameter: ClassVar[bool] = True
     shape: tuple[PositiveInt, ...] = Field(
         description="the parameter's shape, without a batch dim, e.g. [1, 768] for a class token")
-    init: Literal["zeros", "ones", "normal", "uniform"] = Field(
+    # a number fills the tensor with it, as torchvision starts ConvNeXt's layer scale at 1e-6
+    init: Union[Literal["zeros", "ones", "normal", "uniform"], float] = Field(
         default="zeros",
-        description="initial values: zeros, ones, normal(0, std) or uniform(-std, std)")
+        description="initial values: zeros, ones, normal(0, std), uniform(-std, std), or a "
+                    "number that fills it (ConvNeXt's layer scale: 1e-6)")
     std: float = Field(default=0.02, gt=0,
                        description="spread of the random init: normal's std, uniform's bound")
     batch_dim: bool = Field(
@@ -157,6 +159,8 @@ class Parameter(Layer):
 
     def init_source(self, ins):
         shape = py(tuple(self.shape))
+        if isinstance(self.init, float):
+            return f"nn.Parameter(torch.full({shape}, {py(self.init)}))"
         if self.init in ("zeros", "ones"):
             return f"nn.Parameter(torch.{self.init}({shape}))"
         if self.init == "normal":

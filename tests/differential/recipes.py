@@ -276,7 +276,7 @@ def parameter_args(d, t):
                                tuple(d(st.lists(st.integers(1, 4), min_size=1, max_size=3)))]))
     batch = d(st.booleans())
     return {"shape": (1, *shape) if batch else shape,
-            "init": d(st.sampled_from(["zeros", "ones", "normal", "uniform"])), "std": 0.5,
+            "init": d(st.sampled_from(["zeros", "ones", "normal", "uniform", 0.5])), "std": 0.5,
             "batch_dim": True if batch else None}
 
 

@@ -30,6 +30,9 @@ SHRINK = {
     "efficientnet_b0": {"size": 32, "num_classes": 10},
     "regnet_y_400mf": {"size": 32, "num_classes": 10, "widths": [16, 24, 32, 48],
                        "depths": [1, 2, 2, 2]},
+    # four stages kept (the downsampling between them too), narrow and two blocks deep
+    "convnext_tiny": {"size": 32, "num_classes": 10, "widths": [8, 16, 24, 32],
+                      "depths": [1, 2, 1, 1]},
     "resnet50": {"size": 64, "num_classes": 10},
     # VGG's widths are fixed; its classifier alone is 120M weights: a 32x32 image keeps it quick
     "vgg16": {"size": 32, "num_classes": 10},

@@ -493,4 +493,3 @@ def _names_defined(stmt: S.Node) -> list[str]:
     while isinstance(node, (S.When, S.Pipe)):
         node = node.item if isinstance(node, S.When) else node.stage
     return [node.name] if isinstance(node, S.Named) else []
-
