@@ -58,7 +58,8 @@ def test_vit_matches_torchvision(config, in_root):
 
 def test_vit_b_16_defaults_are_torchvision_s(in_root):
     """At its defaults the spec is vit_b_16: the same keys and shapes (class_token [1, 1, 768],
-    encoder.pos_embedding [1, 197, 768]) and 86,567,656 parameters."""
+    encoder.pos_embedding [1, 197, 768]), 86,567,656 parameters and the 17.564 GFLOPS torchvision
+    publishes for it."""
     with torch.device("meta"):   # shapes only: no need to initialise 86M weights
         reference = torchvision.models.vit_b_16(weights=None)
         model = nnspec.load(SPEC).build()
@@ -66,8 +67,12 @@ def test_vit_b_16_defaults_are_torchvision_s(in_root):
     assert model.state_dict()["class_token"].shape == (1, 1, 768)
     assert model.state_dict()["encoder.pos_embedding"].shape == (1, 197, 768)
     want = sum(p.numel() for p in reference.parameters())
-    assert want == 86_567_656
-    assert nnspec.load(SPEC).summary()["params"] == want
+    meta = torchvision.models.ViT_B_16_Weights.IMAGENET1K_V1.meta   # no download: metadata only
+    assert want == meta["num_params"] == 86_567_656
+    summary = nnspec.load(SPEC).summary()
+    assert summary["params"] == want
+    # torchvision's published GFLOPS are multiply-adds at 224x224; nnspec counts two per one
+    assert round(summary["flops"] / 2 / 1e9, 3) == meta["_ops"] == 17.564
 
 
 def test_vit_dropout_rates_are_torchvision_s(in_root):
