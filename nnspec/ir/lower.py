@@ -8,10 +8,14 @@ import re
 from dataclasses import dataclass, field
 
 from nnspec.ir import Child, Leaf, ModuleDef, Seq, Value
+from nnspec.emit.verify import FORBIDDEN_NAMES
 from nnspec.layers.base import REGISTRY
 
-RESERVED = set(keyword.kwlist) | {"self", "torch", "nn", "F", "math", "super", "print", "len",
-                                  "range", "forward", "training", "m"}
+# names a tensor may not have in model.py: Python's keywords, the module-level names, and the
+# builtins emit/verify.py refuses to see (a block's `in input`, as torchvision names its
+# tensors, becomes `input_`)
+RESERVED = set(keyword.kwlist) | FORBIDDEN_NAMES | {
+    "self", "torch", "nn", "F", "math", "super", "print", "len", "range", "forward", "training", "m"}
 MODULE_ATTRS = {"training", "forward", "children", "modules", "parameters", "buffers", "state_dict",
                 "train", "eval", "apply", "cuda", "cpu", "to", "type", "half", "float", "double",
                 "register_buffer", "register_parameter", "add_module", "get_submodule"}
@@ -126,7 +130,7 @@ def _name_values(module: ModuleDef, out: Lowered) -> None:
 
 def _ident(hint: str) -> str:
     name = re.sub(r"\W", "_", hint) or "x"
-    if name[0].isdigit():
+    if name[0].isdigit() or name.startswith("__"):   # emit/verify.py refuses dunder names
         name = "x" + name
     # a plugin module that model.py imports is a module-level name too (emit/source.py)
     plugin_roots = {m.split(".")[0] for m in REGISTRY.plugin_imports()}

@@ -33,6 +33,9 @@ SHRINK = {
     # four stages kept (the downsampling between them too), narrow and two blocks deep
     "convnext_tiny": {"size": 32, "num_classes": 10, "widths": [8, 16, 24, 32],
                       "depths": [1, 2, 1, 1]},
+    # every layer kind and name kept: two narrow encoder layers over 4 patches and the class token
+    "vit_b_16": {"image_size": 16, "patch_size": 8, "num_layers": 2, "num_heads": 2,
+                 "hidden_dim": 16, "mlp_dim": 24, "num_classes": 10},
     "resnet50": {"size": 64, "num_classes": 10},
     # VGG's widths are fixed; its classifier alone is 120M weights: a 32x32 image keeps it quick
     "vgg16": {"size": 32, "num_classes": 10},

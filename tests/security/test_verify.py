@@ -11,7 +11,7 @@ import pytest
 
 import nnspec
 from nnspec.emit.module import load_source
-from nnspec.emit.verify import GeneratedSourceError, verify_source
+from nnspec.emit.verify import FORBIDDEN_NAMES, GeneratedSourceError, verify_source
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = sorted(p for p in (ROOT / "specs").glob("*.nn")) + sorted(
@@ -196,3 +196,25 @@ def test_a_block_cannot_rebind_a_name_of_model_py(block: str):
     classes = [line.split("(")[0][6:] for line in spec.source.splitlines()
                if line.startswith("class ")]
     assert len(classes) == len(set(classes)) and "F" not in classes and "Model" not in classes
+
+
+@pytest.mark.parametrize("name", sorted(FORBIDDEN_NAMES))
+def test_tensors_named_like_a_refused_builtin_are_renamed_and_build(name: str):
+    """A spec may name its tensors `input` (torchvision's EncoderBlock does) or `type`: the
+    generated variable gets a suffix (a dunder name a prefix) instead of being refused."""
+    spec = nnspec.loads(f"""
+block B() {{
+  in {name}
+  {name}_h = {name} -> fc: linear(4)
+  out {name} + {name}_h
+}}
+model m() {{
+  input {name}: float[4]
+  {name}_out = {name} -> b: B
+  out {name}_out
+}}
+""")
+    verify_source(spec.source)
+    renamed = "x" + name if name.startswith("__") else name + "_"
+    assert f"def forward(self, {renamed})" in spec.source
+    assert spec.build()(__import__("torch").zeros(2, 4)).shape == (2, 4)
