@@ -15,6 +15,7 @@ from nnspec.layers.base import REGISTRY, fmt_shape, py
 from nnspec.ir.lower import Lowered, class_name
 from nnspec.runtime import HELPERS, helper_source
 from nnspec.emit.text import comment_text, doc_text
+from nnspec.emit.verify import FORBIDDEN_ATTRS
 
 HEADER = '''"""{title}
 
@@ -107,10 +108,16 @@ def _seqs(module: ModuleDef):
 
 def _self_attr(path: str) -> str:
     """`self.a.b` for a child path; a name that is not an identifier (`block1-0`, a list item's
-    position) is reached with get_submodule, as Python's attribute syntax cannot spell it."""
-    if all(p.isidentifier() and not keyword.iskeyword(p) for p in path.split(".")):
+    position) is reached with get_submodule, as Python's attribute syntax cannot spell it, and so
+    is one the verifier never lets generated code write as an attribute (`save`, `open`)."""
+    if all(_plain_attr(p) for p in path.split(".")):
         return f"self.{path}"
     return f"self.get_submodule({py(path)})"
+
+
+def _plain_attr(name: str) -> bool:
+    return name.isidentifier() and not keyword.iskeyword(name) and not name.startswith("__") \
+        and name not in FORBIDDEN_ATTRS
 
 
 def _ordered(helpers: list[str]) -> list[str]:
@@ -143,8 +150,9 @@ def _class_body(module: ModuleDef, low: Lowered, classes, helpers: list[str]) ->
         else:
             lines.append(f"        self.{name} = {built}  # {_child_comment(child)}")
     for leaf, param, src, span in module.ties:
+        # `src` is a module path and then a parameter, which get_submodule cannot reach
         lines.append(f"        {_self_attr(module.child_name(leaf))}.{param} = "
-                     f"{_self_attr('.'.join(src))}  # tied, {_where(span)}")
+                     f"{_self_attr('.'.join(src[:-1]))}.{src[-1]}  # tied, {_where(span)}")
     if not module.children:
         lines.append("        pass")
     args = ", ".join(["self"] + [low.var(v) for v in module.inputs])

@@ -16,9 +16,21 @@ from nnspec.layers.base import REGISTRY
 # tensors, becomes `input_`)
 RESERVED = set(keyword.kwlist) | FORBIDDEN_NAMES | {
     "self", "torch", "nn", "F", "math", "super", "print", "len", "range", "forward", "training", "m"}
-MODULE_ATTRS = {"training", "forward", "children", "modules", "parameters", "buffers", "state_dict",
-                "train", "eval", "apply", "cuda", "cpu", "to", "type", "half", "float", "double",
-                "register_buffer", "register_parameter", "add_module", "get_submodule"}
+# the attributes of torch's nn.Module, nn.Sequential and nn.ModuleList (tests/test_lower.py keeps
+# this in step with the installed torch): a child of one of these names would be hidden by the
+# method (`train: linear(4)` made forward call Module.train), or refused by add_module
+MODULE_ATTRS = frozenset({
+    "T_destination", "add_module", "append", "apply", "bfloat16", "buffers", "call_super_init",
+    "children", "compile", "cpu", "cuda", "double", "dump_patches", "eval", "extend", "extra_repr",
+    "float", "forward", "get_buffer", "get_extra_state", "get_parameter", "get_submodule", "half",
+    "insert", "ipu", "load_state_dict", "modules", "mtia", "named_buffers", "named_children",
+    "named_modules", "named_parameters", "parameters", "pop", "register_backward_hook",
+    "register_buffer", "register_forward_hook", "register_forward_pre_hook",
+    "register_full_backward_hook", "register_full_backward_pre_hook",
+    "register_load_state_dict_post_hook", "register_load_state_dict_pre_hook", "register_module",
+    "register_parameter", "register_state_dict_post_hook", "register_state_dict_pre_hook",
+    "requires_grad_", "set_extra_state", "set_submodule", "share_memory", "state_dict", "to",
+    "to_empty", "train", "training", "type", "xpu", "zero_grad"})
 
 
 @dataclass

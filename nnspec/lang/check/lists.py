@@ -17,7 +17,7 @@ from nnspec.lang.check.values import MAX_OPS, MAX_REPEAT, describe, is_plain, sh
 from nnspec.ir.lower import MODULE_ATTRS
 
 # names a child cannot take: nn.Module already has an attribute of that name (add_module refuses)
-_TAKEN = MODULE_ATTRS | {"forward", "training"}
+_TAKEN = MODULE_ATTRS
 
 
 class ListEvaluator:
@@ -181,9 +181,11 @@ class ListEvaluator:
         """The name a `name: layer` gives: an identifier, or a quoted or generated one that
         state_dict keys can hold (not empty, no `.`)."""
         if node.quoted is None:
-            if keyword.iskeyword(node.name) or node.name in ("forward", "training"):
+            if keyword.iskeyword(node.name) or node.name in _TAKEN:
+                what = "a Python keyword" if keyword.iskeyword(node.name) else \
+                    "an attribute of torch's nn.Module"
                 raise self.error("E0209", f"`{node.name}` cannot name a layer", node.name_span,
-                                 f"it is reserved in the generated Python; call it e.g. "
+                                 f"it is {what}, which the child would clash with; call it e.g. "
                                  f"`{node.name}_`")
             return node.name
         if isinstance(node.quoted, S.Literal):
@@ -193,7 +195,7 @@ class ListEvaluator:
                            for p in node.quoted.parts)
         if not name or "." in name or name in _TAKEN:
             why = ("is empty" if not name else "holds a `.`, which separates the parts of a "
-                   "state_dict key" if "." in name else "is an attribute every nn.Module has")
+                   "state_dict key" if "." in name else "is an attribute of torch's nn.Module")
             raise self.error("E0209", f"the name {show(name)} {why}", node.name_span,
                              "a quoted name is any text without `.`, e.g. \"block1-0\"")
         return name
