@@ -22,18 +22,20 @@ def _band(i: torch.Tensor, size: int, window: int, shift: int) -> torch.Tensor:
 def shifted_window_attention(layer, w, args, kwargs, ctx):
     x = args[0]
     b, h, wd, c = x.shape
-    ws, heads = layer.window, layer.heads
-    ph, pw = h + (ws - h % ws) % ws, wd + (ws - wd % ws) % ws
-    sh = 0 if ws >= ph else layer.shift
-    sw = 0 if ws >= pw else layer.shift
+    wh, ww = (layer.window,) * 2 if isinstance(layer.window, int) else layer.window
+    shift = (layer.shift,) * 2 if isinstance(layer.shift, int) else layer.shift
+    heads = layer.heads
+    ph, pw = h + (wh - h % wh) % wh, wd + (ww - wd % ww) % ww
+    sh = 0 if wh >= ph else shift[0]
+    sw = 0 if ww >= pw else shift[1]
     full = x.new_zeros(b, ph, pw, c)
     full[:, :h, :wd] = x
     # shifted position (i, j) holds original (i + sh, j + sw); group shifted positions by window
     i, j = torch.meshgrid(torch.arange(ph), torch.arange(pw), indexing="ij")
-    order = ((i // ws) * (pw // ws) + j // ws) * ws * ws + (i % ws) * ws + j % ws
+    order = ((i // wh) * (pw // ww) + j // ww) * wh * ww + (i % wh) * ww + j % ww
     flat = torch.empty(ph * pw, dtype=torch.long)
     flat[order.flatten()] = torch.arange(ph * pw)
-    si, sj = i.flatten()[flat].view(-1, ws * ws), j.flatten()[flat].view(-1, ws * ws)  # nW, N
+    si, sj = i.flatten()[flat].view(-1, wh * ww), j.flatten()[flat].view(-1, wh * ww)  # nW, N
     src_i, src_j = (si + sh) % ph, (sj + sw) % pw
     tokens = full[:, src_i, src_j]                                    # B, nW, N, C
     qkv = tokens @ w["qkv.weight"].T
@@ -44,11 +46,11 @@ def shifted_window_attention(layer, w, args, kwargs, ctx):
                for n in range(3))                                     # B, nW, heads, N, d
     scores = (q @ k.transpose(-1, -2)) / d ** 0.5
     # the bias of token t for token s: the table row of their offset, per head
-    row = (si[:, :, None] % ws - si[:, None, :] % ws + ws - 1) * (2 * ws - 1)
-    col = sj[:, :, None] % ws - sj[:, None, :] % ws + ws - 1
+    row = (si[:, :, None] % wh - si[:, None, :] % wh + wh - 1) * (2 * ww - 1)
+    col = sj[:, :, None] % ww - sj[:, None, :] % ww + ww - 1
     bias = w["relative_position_bias_table"][row + col]               # nW, N, N, heads
     scores = scores + bias.permute(0, 3, 1, 2)
-    label = _band(si, ph, ws, sh) * 3 + _band(sj, pw, ws, sw)         # nW, N
+    label = _band(si, ph, wh, sh) * 3 + _band(sj, pw, ww, sw)         # nW, N
     apart = label[:, :, None] != label[:, None, :]
     scores = scores + torch.where(apart, -100.0, 0.0).to(scores.dtype)[:, None]
     out = (scores.softmax(-1) @ v).transpose(2, 3).flatten(-2)        # B, nW, N, C

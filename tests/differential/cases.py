@@ -385,5 +385,6 @@ model swin_attn {
   b: shifted_window_attention(1, 2, qkv_bias=false, proj_bias=false)
   c: shifted_window_attention(4, 7, shift=3)
   d: shifted_window_attention(2, 1)
+  e: shifted_window_attention(2, [2, 4], shift=[1, 3])
 }""",
 }

@@ -60,10 +60,15 @@ add(Recipe("rotary", (2,), rotary_args, sample=lambda d: T((d(ints(1, 4)), 2 * d
 
 def window_attention_args(d: Draw, t: T) -> dict:
     # windows larger than the map (padding, no shift) and smaller ones (shift and mask) both
-    window = d(ints(1, 4))
+    # (and as torchvision's [height, width] pairs, sometimes of different sides)
+    if d(st.booleans()):
+        window = d(ints(1, 4))
+        shift = d(ints(0, window - 1))
+    else:
+        window = (d(ints(1, 4)), d(ints(1, 4)))
+        shift = (d(ints(0, window[0] - 1)), d(ints(0, window[1] - 1)))
     return {"heads": d(st.sampled_from(divisors(t.shape[2]))), "window": window,
-            "shift": d(ints(0, window - 1)), "qkv_bias": d(st.booleans()),
-            "proj_bias": d(st.booleans())}
+            "shift": shift, "qkv_bias": d(st.booleans()), "proj_bias": d(st.booleans())}
 
 
 add(Recipe("shifted_window_attention", (3,), window_attention_args,

@@ -18,6 +18,9 @@ SHAPES = [
     ({"heads": 4, "window": 7, "shift": 3}, (2, 2, 8)),        # window past the map: no shift
     ({"heads": 2, "window": 1}, (3, 2, 6)),
     ({"heads": 3, "window": 2, "qkv_bias": False, "proj_bias": False}, (4, 4, 6)),
+    ({"heads": 2, "window": (2, 3), "shift": (1, 2)}, (5, 6, 4)),  # torchvision's [h, w] lists
+    ({"heads": 1, "window": (3, 2), "shift": (0, 1)}, (6, 5, 2)),
+    ({"heads": 2, "window": (4, 2), "shift": 1}, (3, 4, 2)),       # rows covered: no row shift
 ]
 
 
@@ -30,7 +33,9 @@ def test_rules_agree_with_the_module(args, shape):
 def test_same_as_torchvision(args, shape):
     torch.manual_seed(0)
     heads, window, shift = args["heads"], args["window"], args.get("shift", 0)
-    theirs = TorchvisionSWA(shape[2], [window, window], [shift, shift], heads,
+    window = list(window) if isinstance(window, tuple) else [window] * 2
+    shift = list(shift) if isinstance(shift, tuple) else [shift] * 2
+    theirs = TorchvisionSWA(shape[2], window, shift, heads,
                             qkv_bias=args.get("qkv_bias", True),
                             proj_bias=args.get("proj_bias", True)).eval()
     with torch.no_grad():
@@ -61,3 +66,5 @@ def test_a_shift_as_large_as_the_window_is_a_located_error():
     message = str(err.value)
     assert "invalid `shift` for shifted_window_attention: a shift must be smaller than the " \
            "window (2), got 2" in message and "m.nn:3:40" in message
+    with pytest.raises(nnspec.SpecError, match=r"smaller than the window \(\(3, 2\)\)"):
+        nnspec.loads(text.replace("1, 2, shift=2", "1, [3, 2], shift=[1, 2]"), name="m.nn")

@@ -67,9 +67,9 @@ def test_swin_t_blocks_are_torchvision_s(settings, in_root):
     reference = _reference(settings).eval()
     model = nnspec.load("specs/swin_t.nn", size=32, **settings).build().eval()
 
-    def square(attn, name):   # torchvision keeps [h, w] lists, the kind one side
+    def square(attn, name):   # torchvision: shift_size, window_size; the helper: shift, window
         return getattr(attn, f"{name}_size") if hasattr(attn, f"{name}_size") \
-            else [getattr(attn, name)] * 2
+            else getattr(attn, name)
 
     def blocks(m):
         return [(n, s.stochastic_depth.p, square(s.attn, "shift"), square(s.attn, "window"))
