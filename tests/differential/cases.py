@@ -378,4 +378,13 @@ model elementwise {
   n = img -> ln: layernorm2d(eps=1e-6) -> ln2: layernorm2d(elementwise_affine=false)
   out tok + pos, bias, s + sel + far, m, cmp + q, r, cast(x, "bool"), n + layernorm2d(img, bias=false)
 }""",
+    "shifted_window_attention": """
+model swin_attn {
+  input x: float[5, 6, 4]
+  a: shifted_window_attention(2, 3, shift=1)
+  b: shifted_window_attention(1, 2, qkv_bias=false, proj_bias=false)
+  c: shifted_window_attention(4, 7, shift=3)
+  d: shifted_window_attention(2, 1)
+  e: shifted_window_attention(2, [2, 4], shift=[1, 3])
+}""",
 }

@@ -1,5 +1,6 @@
 """Recipes for attention as large language models use it: sdpa with grouped-query heads, a
-sliding window, a padding mask and an additive bias, and rotary position embeddings."""
+sliding window, a padding mask and an additive bias, rotary position embeddings, and Swin's
+shifted window attention on channels-last maps."""
 from __future__ import annotations
 
 from hypothesis import strategies as st
@@ -55,3 +56,20 @@ def rotary_args(d: Draw, t: T) -> dict | None:
 
 
 add(Recipe("rotary", (2,), rotary_args, sample=lambda d: T((d(ints(1, 4)), 2 * d(ints(1, 4))))))
+
+
+def window_attention_args(d: Draw, t: T) -> dict:
+    # windows larger than the map (padding, no shift) and smaller ones (shift and mask) both
+    # (and as torchvision's [height, width] pairs, sometimes of different sides)
+    if d(st.booleans()):
+        window = d(ints(1, 4))
+        shift = d(ints(0, window - 1))
+    else:
+        window = (d(ints(1, 4)), d(ints(1, 4)))
+        shift = (d(ints(0, window[0] - 1)), d(ints(0, window[1] - 1)))
+    return {"heads": d(st.sampled_from(divisors(t.shape[2]))), "window": window,
+            "shift": shift, "qkv_bias": d(st.booleans()), "proj_bias": d(st.booleans())}
+
+
+add(Recipe("shifted_window_attention", (3,), window_attention_args,
+           sample=lambda d: T((d(ints(1, 6)), d(ints(1, 6)), d(st.sampled_from([2, 4, 6]))))))

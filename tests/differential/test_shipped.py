@@ -36,6 +36,11 @@ SHRINK = {
     # every layer kind and name kept: two narrow encoder layers over 4 patches and the class token
     "vit_b_16": {"image_size": 16, "patch_size": 8, "num_layers": 2, "num_heads": 2,
                  "hidden_dim": 16, "mlp_dim": 24, "num_classes": 10},
+    # a 16x16 image in 4x4 patches: stage 1 shifts 3x3 windows over a 4x4 map padded to 6x6, stage 2 merges
+    # it to 2x2, where the window covers the padded map and nothing shifts; a 1x1 map pads to
+    # merge
+    "swin_t": {"size": 16, "num_classes": 10, "patch": 4, "embed_dim": 8, "depths": [2, 2, 1, 1],
+               "heads": [1, 2, 2, 4], "window": 3},
     "resnet50": {"size": 64, "num_classes": 10},
     # VGG's widths are fixed; its classifier alone is 120M weights: a 32x32 image keeps it quick
     "vgg16": {"size": 32, "num_classes": 10},
