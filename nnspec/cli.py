@@ -235,13 +235,14 @@ def cmd_graph(args) -> int:
 
     if args.depth is not None and args.depth < 0:
         raise UsageError(f"--depth must be at least 0, got {args.depth}")
-    fmt = args.format or Path(args.output).suffix.lstrip(".").lower()
+    out = check_file(args.output, "-o")
+    fmt = args.format or out.suffix.lstrip(".").lower()
     if fmt not in FORMATS:
         raise UsageError(f"-o {args.output}: cannot tell the format from the file name; name a "
                          f".svg, .png or .dot file, or pass --format {'|'.join(FORMATS)}")
-    out = check_file(args.output, "-o")
     spec = _load(args)
     data = render(spec.lowered, fmt, args.depth)
+    out.parent.mkdir(parents=True, exist_ok=True)  # as export-weights does
     replace_file(out, lambda tmp: tmp.write_bytes(data))
     print(f"wrote {args.output}")
     return 0
