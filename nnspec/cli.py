@@ -230,7 +230,7 @@ def cmd_plan(args) -> int:
 
 def cmd_graph(args) -> int:
     """Draw the network: SVG or PNG laid out here, or DOT text for Graphviz."""
-    from nnspec.emit.graph import FORMATS, render
+    from nnspec.emit.graph_render import FORMATS, render
     from nnspec.outputs import replace_file
 
     if args.depth is not None and args.depth < 0:

@@ -1,17 +1,14 @@
 """Emit a picture of the network: the checked IR as a graph of nodes (layers, collapsed blocks,
 the spec's inputs and outputs), edges labelled with the shape they carry, and clusters for the
 blocks that are drawn open. `dot_text` writes it as Graphviz DOT; nnspec.emit.graph_layout lays
-it out and draws SVG (and PNG) itself, so no system binary is needed."""
+it out and draws SVG itself (graph_png: PNG), so no system binary is needed; graph_render picks."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from nnspec.ir import Leaf, ModuleDef, Op, Seq, Value, iter_params
+from nnspec.ir import Leaf, ModuleDef, Op, Seq, iter_params
 from nnspec.ir.lower import Lowered
 from nnspec.layers.base import T, fmt_shape, numel
-
-FORMATS = ("svg", "png", "dot")
-
 
 @dataclass
 class Node:
@@ -215,18 +212,3 @@ def dot_text(graph: Graph) -> str:
         out.append(f"  {src} -> {dst} [label={dot_string(label)}];")
     out.append("}")
     return "\n".join(out) + "\n"
-
-
-def render(low: Lowered, fmt: str = "svg", depth: int | None = None) -> bytes:
-    """The picture of a checked spec in `fmt` (one of FORMATS)."""
-    graph = build_graph(low, depth)
-    if fmt == "dot":
-        return dot_text(graph).encode()
-    from nnspec.emit.graph_layout import layout, svg_text
-
-    placed = layout(graph)
-    if fmt == "svg":
-        return svg_text(placed).encode()
-    from nnspec.emit.graph_png import png_bytes
-
-    return png_bytes(placed)

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from nnspec.compile import load, loads
-from nnspec.emit.graph import build_graph, dot_string, dot_text, render
+from nnspec.emit.graph import build_graph, dot_string, dot_text
+from nnspec.emit.graph_render import render
 from tests.test_golden import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -198,3 +199,17 @@ def test_cli_spec_errors_are_diagnostics(tmp_path):
     out = tmp_path / "net.svg"
     code, _, err = run_cli("graph", str(bad), "-o", str(out))
     assert code == 1 and "error[" in err and not out.exists()
+
+
+def test_the_readme_picture_is_up_to_date():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("docs_pages", ROOT / "scripts/docs_pages.py")
+    pages = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pages)
+    image = pages.picture()
+    assert pages.PICTURE.read_bytes() == image, "run: python scripts/docs_pages.py"
+    texts = [t.text for t in ET.fromstring(image).iter(SVG + "text")]
+    assert "transformer.h.1.mlp" in texts and "[B, 1024, 50257]" in texts
+    for page in ("README.md", "docs/index.md"):
+        assert "img/gpt2_small.svg" in (ROOT / page).read_text(encoding="utf-8")
