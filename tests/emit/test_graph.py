@@ -213,3 +213,16 @@ def test_the_readme_picture_is_up_to_date():
     assert "transformer.h.1.mlp" in texts and "[B, 1024, 50257]" in texts
     for page in ("README.md", "docs/index.md"):
         assert "img/gpt2_small.svg" in (ROOT / page).read_text(encoding="utf-8")
+
+
+def test_tensors_passed_beside_a_list_reach_every_item():
+    # bert's encoder list passes the attention mask to each layer beside the chained hidden state
+    spec = load(ROOT / "specs/bert_base.nn")
+    graph = build_graph(spec.lowered, 2)
+    title = {n.id: n.title for n in graph.nodes}
+    into = {}
+    for src, dst, label in graph.edges:
+        into.setdefault(title[dst], []).append((title[src], label))
+    for i in range(12):
+        sources = into[f"encoder.layer.{i}"]
+        assert ("input attention_mask", "[B, 128]") in sources and len(sources) == 2
