@@ -79,25 +79,74 @@ def layout(graph: Graph) -> Placed:
             order[n.id] = i
     placed = Placed(graph, layer=layer, rows=[[n.id for n in row] for row in rows])
     sizes = {n.id: node_size(n) for n in graph.nodes}
+    xs = _Columns(graph, rows, layer, sizes).place(())[1]
     y = MARGIN + LABEL_H
     previous: list[Node] = []
     for row in rows:
         y += _opened(previous, row) * (BORDER + LABEL_H) + _closed(previous, row) * BORDER
-        x, boxes = 0.0, []
-        for i, n in enumerate(row):
-            if i:
-                x += GAP_X + _crossed(row[i - 1].cluster, n.cluster) * BORDER
-            w, h = sizes[n.id]
-            boxes.append(Box(x, y, w, h))
-            x += w
-        for n, b in zip(row, boxes):
-            b.x -= x / 2  # centre the layer on x = 0
-            placed.nodes[n.id] = b
-        y += max((b.h for b in boxes), default=0) + GAP_Y
+        for n in row:
+            placed.nodes[n.id] = Box(xs[n.id], y, *sizes[n.id])
+        y += max((sizes[n.id][1] for n in row), default=0) + GAP_Y
         previous = row
     _cluster_boxes(placed)
     _shift_to_origin(placed, y)
     return placed
+
+
+class _Columns:
+    """Horizontal places, cluster by cluster: a cluster takes one x range over every layer it
+    spans, so no other node or cluster is drawn inside its box. Inside a cluster, its own nodes are
+    packed left to right in each layer and its inner clusters beside them; a layer or an inner
+    cluster that has nothing beside it is centred."""
+
+    def __init__(self, graph: Graph, rows: list[list[Node]], layer: dict[str, int],
+                 sizes: dict[str, tuple[float, float]]):
+        self.graph, self.layer, self.sizes = graph, layer, sizes
+        self.direct: dict[tuple[int, ...], dict[int, list[Node]]] = {}
+        self.inner: dict[tuple[int, ...], list[tuple[int, ...]]] = {(): []}
+        self.span: dict[tuple[int, ...], tuple[int, int]] = {}
+        for row in rows:  # each row is in its drawing order already
+            for n in row:
+                self.direct.setdefault(n.cluster, {}).setdefault(layer[n.id], []).append(n)
+        for n in graph.nodes:  # creation order: inner clusters in the order the spec calls them
+            for path in _prefixes(n.cluster):
+                if path not in self.inner:
+                    self.inner[path] = []
+                    self.inner[path[:-1]].append(path)
+                lo, hi = self.span.get(path, (layer[n.id], layer[n.id]))
+                self.span[path] = (min(lo, layer[n.id]), max(hi, layer[n.id]))
+
+    def place(self, path: tuple[int, ...]) -> tuple[float, dict[str, float]]:
+        """The width of a cluster's content and each node's x in it (0 at its left)."""
+        fill: dict[int, float] = {}
+        xs: dict[str, float] = {}
+        for row, nodes in self.direct.get(path, {}).items():
+            for n in nodes:
+                x = fill[row] + GAP_X if row in fill else 0.0
+                xs[n.id], fill[row] = x, x + self.sizes[n.id][0]
+        kids = []
+        for kid in self.inner[path]:
+            width, inner = self.place(kid)
+            label_w = len(self.graph.clusters[kid[-1]].label) * CHAR_W + 12
+            w = max(width + 2 * BORDER, label_w)
+            rows = range(self.span[kid][0], self.span[kid][1] + 1)
+            x = max((fill[r] + GAP_X if r in fill else 0.0) for r in rows)
+            for r in rows:
+                fill[r] = x + w
+            kids.append((rows, x, w, inner))
+        total = max(fill.values(), default=0.0)
+        spanned = {r for rows, *_ in kids for r in rows}
+        for row, nodes in self.direct.get(path, {}).items():
+            if row not in spanned:  # only this cluster's own nodes: centre them
+                for n in nodes:
+                    xs[n.id] += (total - fill[row]) / 2
+        for i, (rows, x, w, inner) in enumerate(kids):
+            alone = all(r not in self.direct.get(path, {}) for r in rows) and not any(
+                j != i and set(rows) & set(other) for j, (other, *_) in enumerate(kids))
+            x = (total - w) / 2 if alone else x
+            for node_id, nx in inner.items():
+                xs[node_id] = x + (w - width) / 2 + nx  # centred under a wider label
+        return total, xs
 
 
 def _opened(above: list[Node], below: list[Node]) -> int:
@@ -115,13 +164,6 @@ def _prefixes(path: tuple[int, ...]) -> list[tuple[int, ...]]:
     return [path[:i] for i in range(1, len(path) + 1)]
 
 
-def _crossed(a: tuple[int, ...], b: tuple[int, ...]) -> int:
-    common = 0
-    while common < min(len(a), len(b)) and a[common] == b[common]:
-        common += 1
-    return len(a) + len(b) - 2 * common
-
-
 def _cluster_boxes(placed: Placed) -> None:
     """Each cluster's box: around its own nodes and its inner clusters, innermost first."""
     members: dict[tuple[int, ...], list[Box]] = {}
@@ -134,8 +176,8 @@ def _cluster_boxes(placed: Placed) -> None:
         x0, y0 = min(b.x for b in boxes), min(b.y for b in boxes)
         x1, y1 = max(b.x + b.w for b in boxes), max(b.y + b.h for b in boxes)
         label_w = len(placed.graph.clusters[path[-1]].label) * CHAR_W + 12
-        placed.clusters[path[-1]] = Box(x0 - BORDER, y0 - BORDER - LABEL_H,
-                                        max(x1 - x0 + 2 * BORDER, label_w),
+        w = max(x1 - x0 + 2 * BORDER, label_w)  # as wide as _Columns made room for
+        placed.clusters[path[-1]] = Box((x0 + x1 - w) / 2, y0 - BORDER - LABEL_H, w,
                                         y1 - y0 + 2 * BORDER + LABEL_H)
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from nnspec.compile import load, loads
 from nnspec.emit.graph import build_graph, dot_string, dot_text
+from nnspec.emit.graph_layout import layout
 from nnspec.emit.graph_render import render
 from tests.test_golden import run_cli
 
@@ -74,20 +75,21 @@ def test_svg_parses_and_shows_every_layer_and_shape():
     assert len(rects) == 1 + 3 + 11  # the background, 3 clusters, 11 nodes
 
 
-def _node_boxes(svg: str):
-    tree = ET.fromstring(svg)
-    for g in tree.iter(SVG + "g"):
-        if g.get("class", "").startswith("node"):
-            r = g.find(SVG + "rect")
-            yield (float(r.get("x")), float(r.get("y")), float(r.get("width")),
-                   float(r.get("height")))
+def _apart(a, b) -> bool:
+    return a.x + a.w <= b.x or b.x + b.w <= a.x or a.y + a.h <= b.y or b.y + b.h <= a.y
 
 
-def test_svg_nodes_do_not_overlap():
-    boxes = list(_node_boxes(render(load(ROOT / "specs/resnet18.nn").lowered, "svg").decode()))
-    for i, (x, y, w, h) in enumerate(boxes):
-        for (x2, y2, w2, h2) in boxes[i + 1:]:
-            assert x + w <= x2 or x2 + w2 <= x or y + h <= y2 or y2 + h2 <= y
+@pytest.mark.parametrize("path, depth", [("specs/resnet18.nn", None), ("specs/convnext_tiny.nn", None),
+                                         ("tests/golden/valid/tensor_ops.nn", 1)])
+def test_layout_keeps_nodes_apart_and_out_of_other_blocks(path, depth):
+    # convnext's layer_scale sits beside a block it is not in; tensor_ops has branches beside one
+    placed = layout(build_graph(load(ROOT / path).lowered, depth))
+    nodes = placed.graph.nodes
+    for i, a in enumerate(nodes):
+        box = placed.nodes[a.id]
+        assert all(_apart(box, placed.nodes[b.id]) for b in nodes[i + 1:])
+        assert all(_apart(box, c) for k, c in placed.clusters.items() if k not in a.cluster)
+        assert all(not _apart(box, placed.clusters[k]) for k in a.cluster)
 
 
 def test_depth_collapses_blocks_into_one_node_with_the_summary_count():
