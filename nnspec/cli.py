@@ -230,6 +230,7 @@ def cmd_plan(args) -> int:
 
 def cmd_graph(args) -> int:
     """Draw the network: SVG or PNG laid out here, or DOT text for Graphviz."""
+    from nnspec.emit.graph_png import PictureTooLarge
     from nnspec.emit.graph_render import FORMATS, render
     from nnspec.outputs import replace_file
 
@@ -241,7 +242,10 @@ def cmd_graph(args) -> int:
         raise UsageError(f"-o {args.output}: cannot tell the format from the file name; name a "
                          f".svg, .png or .dot file, or pass --format {'|'.join(FORMATS)}")
     spec = _load(args)
-    data = render(spec.lowered, fmt, args.depth)
+    try:
+        data = render(spec.lowered, fmt, args.depth)
+    except PictureTooLarge as err:
+        raise UsageError(f"-o {args.output}: {err}") from None
     out.parent.mkdir(parents=True, exist_ok=True)  # as export-weights does
     replace_file(out, lambda tmp: tmp.write_bytes(data))
     print(f"wrote {args.output}")

@@ -135,14 +135,16 @@ class _Columns:
                 fill[r] = x + w
             kids.append((rows, x, w, inner))
         total = max(fill.values(), default=0.0)
-        spanned = {r for rows, *_ in kids for r in rows}
+        spanned: dict[int, int] = {}  # row -> how many inner clusters span it
+        for rows, *_ in kids:
+            for r in rows:
+                spanned[r] = spanned.get(r, 0) + 1
         for row, nodes in self.direct.get(path, {}).items():
             if row not in spanned:  # only this cluster's own nodes: centre them
                 for n in nodes:
                     xs[n.id] += (total - fill[row]) / 2
-        for i, (rows, x, w, inner) in enumerate(kids):
-            alone = all(r not in self.direct.get(path, {}) for r in rows) and not any(
-                j != i and set(rows) & set(other) for j, (other, *_) in enumerate(kids))
+        for rows, x, w, inner in kids:
+            alone = all(r not in self.direct.get(path, {}) and spanned[r] == 1 for r in rows)
             x = (total - w) / 2 if alone else x
             for node_id, nx in inner.items():
                 xs[node_id] = x + (w - width) / 2 + nx  # centred under a wider label

@@ -10,12 +10,20 @@ from nnspec.emit.graph_layout import (FILL, LINE_H, MARGIN, PAD_Y, Placed, edge_
                                       edge_route, label_point)
 
 SCALE = 2  # drawn at twice the layout's size, so the text stays legible
+MAX_PIXELS = 60_000_000  # about 180 MB of RGB in memory; larger pictures are refused
+
+
+class PictureTooLarge(ValueError):
+    """The PNG would need more memory than MAX_PIXELS allows."""
 
 
 def png_bytes(placed: Placed) -> bytes:
     from PIL import Image, ImageDraw, ImageFont
 
-    s = SCALE
+    s = SCALE if placed.width * placed.height * SCALE ** 2 <= MAX_PIXELS else 1
+    if placed.width * placed.height > MAX_PIXELS:
+        raise PictureTooLarge(f"the PNG would be {placed.width:,.0f} x {placed.height:,.0f} "
+                              "pixels; draw fewer nodes with --depth N, or write SVG")
     image = Image.new("RGB", (int(placed.width * s) + 1, int(placed.height * s) + 1), "white")
     draw = ImageDraw.Draw(image)
     font = ImageFont.load_default(size=11 * s)

@@ -228,3 +228,29 @@ def test_tensors_passed_beside_a_list_reach_every_item():
     for i in range(12):
         sources = into[f"encoder.layer.{i}"]
         assert ("input attention_mask", "[B, 128]") in sources and len(sources) == 2
+
+
+BIG = """
+block B(c) {
+  in x
+  h = x -> fc: linear(c) -> relu
+  out h -> add(x)
+}
+model big {
+  input x: float[8]
+  blocks: [B(8) * 1000]
+}
+"""
+
+
+def test_a_thousand_blocks_draw_fast_and_a_too_large_png_is_refused(tmp_path):
+    low = loads(BIG, name="big.nn").lowered
+    start = time.perf_counter()
+    assert render(low, "svg").startswith(b"<svg") and render(low, "dot").startswith(b"digraph")
+    assert time.perf_counter() - start < 5
+    spec = tmp_path / "big.nn"
+    spec.write_text(BIG)
+    code, _, err = run_cli("graph", str(spec), "-o", str(tmp_path / "big.png"))
+    assert code == 2 and "--depth" in err and not (tmp_path / "big.png").exists()
+    code, _, err = run_cli("graph", str(spec), "-o", str(tmp_path / "big.png"), "--depth", "0")
+    assert code == 0 and (tmp_path / "big.png").read_bytes()[:4] == b"\x89PNG"
