@@ -1,4 +1,4 @@
-"""The `nnspec` command: check, summary, compile, train, launch, compress, layers.
+"""The `nnspec` command: check, summary, compile, train, launch, compress, plan, graph, layers.
 
 Exit codes: 0 success, 1 errors in the spec, 2 usage errors (bad flags, missing files).
 """
@@ -228,6 +228,30 @@ def cmd_plan(args) -> int:
         raise UsageError(str(err)) from None
 
 
+def cmd_graph(args) -> int:
+    """Draw the network: SVG or PNG laid out here, or DOT text for Graphviz."""
+    from nnspec.emit.graph_png import PictureTooLarge
+    from nnspec.emit.graph_render import FORMATS, render
+    from nnspec.outputs import replace_file
+
+    if args.depth is not None and args.depth < 0:
+        raise UsageError(f"--depth must be at least 0, got {args.depth}")
+    out = check_file(args.output, "-o")
+    fmt = args.format or out.suffix.lstrip(".").lower()
+    if fmt not in FORMATS:
+        raise UsageError(f"-o {args.output}: cannot tell the format from the file name; name a "
+                         f".svg, .png or .dot file, or pass --format {'|'.join(FORMATS)}")
+    spec = _load(args)
+    try:
+        data = render(spec.lowered, fmt, args.depth)
+    except PictureTooLarge as err:
+        raise UsageError(f"-o {args.output}: {err}") from None
+    out.parent.mkdir(parents=True, exist_ok=True)  # as export-weights does
+    replace_file(out, lambda tmp: tmp.write_bytes(data))
+    print(f"wrote {args.output}")
+    return 0
+
+
 def cmd_layers(args) -> int:
     from nnspec.emit.reference import reference_markdown
     from nnspec.layers import REGISTRY
@@ -314,6 +338,14 @@ def build_parser() -> argparse.ArgumentParser:
                      "--auto finds the fastest that fits", cmd_plan)
     from nnspec.plan.command import add_arguments
     add_arguments(p)
+    p = _spec_parser(sub, "graph", "draw the network: blocks as groups, shapes on the edges, "
+                     "parameter counts on the nodes (SVG, PNG or DOT)", cmd_graph)
+    p.add_argument("-o", "--output", required=True, help="the picture to write: net.svg, net.png "
+                   "or net.dot (written whole, in one step)")
+    p.add_argument("--depth", type=int, help="draw blocks nested deeper than N as one node "
+                   "each (0: every top-level block is one node; default: all blocks open)")
+    p.add_argument("--format", choices=("svg", "png", "dot"), help="the picture's format "
+                   "(default: from -o's suffix)")
     p = sub.add_parser("layers", help="print the reference of every layer kind, those of "
                        "installed plugins too")
     p.add_argument("kind", nargs="?", help="print only this layer kind")

@@ -1,7 +1,9 @@
-"""Regenerate the generated parts of the docs: the layer reference and the CLI reference.
+"""Regenerate the generated parts of the docs: the layer reference, the CLI reference and the
+picture of a network in the README (`nnspec graph`).
 
-    python scripts/docs_pages.py          # rewrite docs/layers.md and docs/cli.md between markers
-    python scripts/docs_pages.py --check  # exit 1 when either page is out of date (what CI tests)
+    python scripts/docs_pages.py          # rewrite docs/layers.md and docs/cli.md between markers,
+                                          # and docs/img/gpt2_small.svg
+    python scripts/docs_pages.py --check  # exit 1 when any of them is out of date (what CI tests)
 """
 from __future__ import annotations
 
@@ -21,10 +23,28 @@ def pages() -> dict[Path, tuple[tuple[str, str], str]]:
             ROOT / "docs" / "cli.md": (CLI, cli_markdown(build_parser()))}
 
 
+# the README's picture: GPT-2 small cut to two blocks, each block drawn open one level deep
+PICTURE = ROOT / "docs" / "img" / "gpt2_small.svg"
+
+
+def picture() -> bytes:
+    from nnspec.compile import load
+    from nnspec.emit.graph_render import render
+
+    spec = load(ROOT / "specs" / "gpt2_small.nn", n_layer=2)
+    return render(spec.lowered, "svg", depth=3)
+
+
 def main(argv: list[str]) -> int:
     from nnspec.emit.reference import update_page
 
     stale = []
+    image = picture()
+    if not PICTURE.exists() or PICTURE.read_bytes() != image:
+        stale.append(PICTURE.relative_to(ROOT))
+        if "--check" not in argv:
+            PICTURE.parent.mkdir(exist_ok=True)
+            PICTURE.write_bytes(image)
     for path, (markers, content) in pages().items():
         if between_markers(path.read_text(encoding="utf-8"), markers) != "\n" + content:
             stale.append(path.relative_to(ROOT))
