@@ -197,13 +197,18 @@ def cmd_export_weights(args) -> int:
 
 def cmd_export(args) -> int:
     """Export the spec's module to ONNX, checked with onnx.checker and onnxruntime first."""
-    from nnspec.export.onnx_file import OnnxExportError, check_onnx_output, export_onnx
+    from nnspec.export.onnx_file import (OnnxExportError, check_onnx_output, export_onnx,
+                                         missing_packages, newest_opset)
     from nnspec.train.safeload import UnsafeCheckpoint
     from nnspec.weights import WeightsFileError
 
+    missing = missing_packages()
+    if missing:
+        raise UsageError(f"--onnx needs {', '.join(missing)}: pip install 'nnspec[onnx]'")
     check_onnx_output(args.onnx)
-    if args.opset is not None and not 7 <= args.opset <= 30:
-        raise UsageError(f"--opset must be an ONNX opset from 7 to 30, got {args.opset}")
+    if args.opset is not None and not 7 <= args.opset <= newest_opset():
+        raise UsageError(f"--opset must be an ONNX opset from 7 to {newest_opset()}, got "
+                         f"{args.opset}")
     if args.weights is not None and not Path(args.weights).exists():
         raise UsageError(f"--weights {args.weights}: no such file or folder")
     spec = _load(args)

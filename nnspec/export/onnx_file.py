@@ -48,6 +48,21 @@ class Exported:
     shapes: dict[str, str] = field(default_factory=dict)
 
 
+def missing_packages() -> list[str]:
+    """The packages the export needs that are not installed (the `onnx` extra)."""
+    import importlib.util
+
+    return [name for name in ("onnx", "onnxscript", "onnxruntime")
+            if importlib.util.find_spec(name) is None]
+
+
+def newest_opset() -> int:
+    """The newest opset the installed onnx knows."""
+    import onnx
+
+    return onnx.defs.onnx_opset_version()
+
+
 def check_onnx_output(path: str, flag: str = "--onnx") -> Path:
     """A path the export may write: missing, or an earlier nnspec ONNX export; checked before any
     work so that a bad path costs nothing."""

@@ -200,6 +200,12 @@ def test_opset(tmp_path, capsys):
     assert "--opset must be" in capsys.readouterr().err
 
 
+def test_without_the_onnx_extra_the_command_says_what_to_install(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(onnx_file, "missing_packages", lambda: ["onnxscript"])
+    assert export(SPECS / "lenet5.nn", tmp_path / "m.onnx") == 2
+    assert "--onnx needs onnxscript: pip install 'nnspec[onnx]'" in capsys.readouterr().err
+
+
 def test_missing_weights_is_a_usage_error(tmp_path, capsys):
     assert export(SPECS / "lenet5.nn", tmp_path / "m.onnx", "--weights", "nope.pt") == 2
     assert "--weights nope.pt: no such file" in capsys.readouterr().err
