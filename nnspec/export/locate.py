@@ -88,11 +88,14 @@ def _functional_at(root: ModuleDef, source: str, lineno: int) -> tuple[str, str]
     if pointer is None:
         return None
     name, line = pointer.group(1), int(pointer.group(2))
-    for op in _ops(root, set()):
-        span = op.span
-        if span is not None and span.line == line and span.source.name == name and op.layer:
-            return op.layer.kind, repr(span)
-    return None
+    ops = [op for op in _ops(root, set()) if op.layer is not None and op.span is not None
+           and op.span.line == line and op.span.source.name == name]
+    # a line calls a child (`self.fc(x)`) or computes a functional op (`torch.relu(x)`): a
+    # failure outside any child's module is a functional op's, the one the line's code names
+    ops = [op for op in ops if op.target is None] or ops
+    code = lines[lineno - 1].split("#")[0]
+    named = [op for op in ops if op.layer.kind in code] or ops
+    return (named[0].layer.kind, repr(named[0].span)) if named else None
 
 
 def _ops(module: ModuleDef, seen: set):

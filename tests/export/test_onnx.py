@@ -209,3 +209,17 @@ def test_without_the_onnx_extra_the_command_says_what_to_install(tmp_path, capsy
 def test_missing_weights_is_a_usage_error(tmp_path, capsys):
     assert export(SPECS / "lenet5.nn", tmp_path / "m.onnx", "--weights", "nope.pt") == 2
     assert "--weights nope.pt: no such file" in capsys.readouterr().err
+
+
+def test_a_failure_inside_a_block_is_traced_to_its_layer():
+    from nnspec.export.locate import _functional_at, find_child
+
+    spec = nnspec.loads("block B() {\n  in x\n  out x -> fc: linear(4) -> relu\n}\n"
+                        "model m() {\n  input x: float[4]\n  body: [B(), B()]\n}\n", name="n.nn")
+    assert find_child(spec.ir, "body.1.fc").kind == "linear"
+    assert find_child(spec.ir, "body.7") is None
+    lines = spec.source.splitlines()
+    relu = next(i for i, line in enumerate(lines, 1) if "relu" in line and "n.nn:3" in line
+                and "=" in line)
+    kind, where = _functional_at(spec.ir, spec.source, relu)
+    assert kind == "relu" and where.startswith("n.nn:3:")
