@@ -135,7 +135,11 @@ def export_onnx(spec, dest: str | Path, weights: str | Path | None = None,
             raise OnnxExportError(f"the exported model fails onnx.checker: {_first(err)}") from None
         result.max_abs_diff = _compare(tmp, model, checked, names, outs)
 
-    replace_file(Path(dest), write)
+    try:
+        Path(dest).parent.mkdir(parents=True, exist_ok=True)
+        replace_file(Path(dest), write)
+    except OSError as err:  # a full disk, a folder made read-only since the check
+        raise OnnxExportError(f"cannot write {dest}: {err.strerror or err}") from None
     return result
 
 

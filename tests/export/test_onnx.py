@@ -163,6 +163,12 @@ def test_other_files_are_never_replaced(tmp_path, capsys, make, words):
         assert out.read_bytes() == b"my notes"
 
 
+def test_missing_folders_are_made(tmp_path):
+    out = tmp_path / "new" / "sub" / "mlp.onnx"
+    assert export(SPECS / "digits_mlp.nn", out) == 0
+    assert onnx_file.is_nnspec_export(out)
+
+
 def test_a_foreign_onnx_file_is_refused(tmp_path, capsys):
     out = tmp_path / "theirs.onnx"
     torch.onnx.export(torch.nn.Linear(2, 2).eval(), (torch.randn(2, 2),), str(out), dynamo=True,
