@@ -99,6 +99,14 @@ def test_no_spec_outside_an_nn_fence(fence):
         f"{fence.where}: this block is a spec: tag its fence ```nn so the tests check it"
 
 
+def test_every_fence_says_what_it_holds():
+    """An untagged fence escapes every rule above: a fragment of the language written in one
+    (five were, in the language reference) would never be checked. Tag it (`nn`, `text`,
+    `console`, `python`, `bash`, `json`, ...)."""
+    untagged = [f.where for f in OTHER_FENCES if not f.tag]
+    assert untagged == [], f"fences without a language tag: {untagged}"
+
+
 @pytest.mark.parametrize("fence", CONSOLE_FENCES, ids=[f.where for f in CONSOLE_FENCES])
 def test_console_example(fence, tmp_path, capsys):
     """A shown `nnspec check|summary|compile` prints what the page says it prints."""
