@@ -160,7 +160,10 @@ class LayerApplier:
                 msg = e["msg"][0].lower() + e["msg"][1:]
                 if e["type"] == "value_error":  # a validator's own words, without Pydantic's prefix
                     msg = str(e.get("ctx", {}).get("error", msg))
-                if e["type"] == "missing":
+                if not fname:   # a rule over several arguments (a model-level validator)
+                    diag = self.error("E0329", f"invalid arguments for {cls.kind}: {msg}",
+                                      tmpl.span)
+                elif e["type"] == "missing":
                     diag = self.error("E0328", f"{cls.kind} needs argument `{fname}`", tmpl.span,
                                       f"e.g. {cls.kind}({', '.join(f for f in fields if cls.model_fields[f].is_required())})")
                 else:
