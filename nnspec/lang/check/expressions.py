@@ -297,8 +297,13 @@ class Evaluator(ListEvaluator):
         if isinstance(func, ModRef):
             tensors, rest = self.split_args(node, scope)
             if rest:
-                raise self.error("E0302", f"`{'.'.join(func.path)}` is an existing layer; it takes "
-                                 "only tensors", rest[0][2])
+                path = ".".join(func.path)
+                hides = len(func.path) == 1 and func.path[0] in REGISTRY
+                raise self.error("E0302", f"`{path}` is an existing layer; it takes only tensors",
+                                 rest[0][2], f"the layer named `{path}` in this block hides the "
+                                 f"layer kind `{path}`: rename that layer (e.g. `{path}_1:`) to "
+                                 "use the kind here" if hides else
+                                 f"to apply it again, write `x -> {path}`")
             func = ModRef(node.span, path=func.path, child=func.child, scope=func.scope)
             func.bound = [t for t, _ in tensors if not isinstance(t, str)]
             return func
