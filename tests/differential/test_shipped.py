@@ -28,6 +28,7 @@ SHRINK = {
               "kv_heads": 2, "seq": 8},
     "densenet121": {"size": 32, "num_classes": 10, "growth": 8, "config": [2, 3, 2, 2]},
     "efficientnet_b0": {"size": 32, "num_classes": 10},
+    "mobilenet_v3_small": {"size": 32, "num_classes": 10},
     "regnet_y_400mf": {"size": 32, "num_classes": 10, "widths": [16, 24, 32, 48],
                        "depths": [1, 2, 2, 2]},
     # four stages kept (the downsampling between them too), narrow and two blocks deep
