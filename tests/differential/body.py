@@ -301,6 +301,16 @@ class Body(BlockDrawing):
             return Stage(name, apply)
         return None
 
+    def flow_from(self, src: str, stage: Stage) -> None:
+        """`h = src -> stage`: a new tensor from an existing one through one stage."""
+        out = self.b.fresh("h")
+
+        def effect(e: Env):
+            (e.vars[out],) = stage.run([e.vars[src]], e)
+        self.emit(f"{out} = {src} -> {stage.full()}", effect)
+        self.use(src)
+        self.new_var(out)
+
     def reuse(self) -> None:
         """`h = v -> name` for a tensor v that a named layer or block of this body can take."""
         pairs = [(v, n) for v, t in self.env.vars.items() for n, info in self.env.layers.items()
@@ -313,13 +323,7 @@ class Body(BlockDrawing):
         stage = self.reuse_stage(self.env.vars[src], self.env, name)
         if stage is None:
             return
-        out = self.b.fresh("h")
-
-        def effect(e: Env):
-            (e.vars[out],) = stage.run([e.vars[src]], e)
-        self.emit(f"{out} = {src} -> {stage.full()}", effect)
-        self.use(src)
-        self.new_var(out)
+        self.flow_from(src, stage)
 
     @staticmethod
     def fits_reuse(info: tuple, t: T, env: Env) -> bool:
@@ -530,13 +534,7 @@ class Body(BlockDrawing):
                                "bias": self.draw(st.booleans())}, positional=1)
         self.parameterize(call, "out_features", self.env.vars[src])
         stage = call_stage(call, self.b.fresh("l"))
-        out = self.b.fresh("h")
-
-        def effect(e: Env):
-            (e.vars[out],) = stage.run([e.vars[src]], e)
-        self.emit(f"{out} = {src} -> {stage.full()}", effect)
-        self.use(src)
-        self.new_var(out)
+        self.flow_from(src, stage)
 
     def tie(self) -> None:
         """`name: linear(n, bias=false, tie=other)` with other's weight of the same shape."""
