@@ -11,7 +11,7 @@ from typing import ClassVar, Literal, Optional, Union
 
 from pydantic import Field
 
-from nnspec.layers.base import ShapeError, T, fmt_shape, py, register
+from nnspec.layers.base import ShapeError, T, fmt_shape, py, register, variant
 from nnspec.layers.tensor import FunctionalOnly, broadcast, promote
 
 ANY_DTYPE = ("float", "long", "bool")
@@ -123,58 +123,21 @@ class _Compare(FunctionalOnly):
         return f"{args[0]} {self.symbol} {right}"
 
 
-@register
-class Eq(_Compare):
-    """`x == y` element-wise (y a tensor or a number): a bool mask."""
-
-    kind: ClassVar[str] = "eq"
-    torch_name: ClassVar[str] = "torch.eq"
-    symbol: ClassVar[str] = "=="
-
-
-@register
-class Ne(_Compare):
-    """`x != y` element-wise: a bool mask (`ids != 0` marks the tokens)."""
-
-    kind: ClassVar[str] = "ne"
-    torch_name: ClassVar[str] = "torch.ne"
-    symbol: ClassVar[str] = "!="
-
-
-@register
-class Lt(_Compare):
-    """`x < y` element-wise: a bool mask."""
-
-    kind: ClassVar[str] = "lt"
-    torch_name: ClassVar[str] = "torch.lt"
-    symbol: ClassVar[str] = "<"
-
-
-@register
-class Le(_Compare):
-    """`x <= y` element-wise: a bool mask."""
-
-    kind: ClassVar[str] = "le"
-    torch_name: ClassVar[str] = "torch.le"
-    symbol: ClassVar[str] = "<="
-
-
-@register
-class Gt(_Compare):
-    """`x > y` element-wise: a bool mask."""
-
-    kind: ClassVar[str] = "gt"
-    torch_name: ClassVar[str] = "torch.gt"
-    symbol: ClassVar[str] = ">"
-
-
-@register
-class Ge(_Compare):
-    """`x >= y` element-wise: a bool mask."""
-
-    kind: ClassVar[str] = "ge"
-    torch_name: ClassVar[str] = "torch.ge"
-    symbol: ClassVar[str] = ">="
+# the comparisons differ only in their name, torch function and operator
+Eq = variant(_Compare, "eq", "torch.eq",
+             "`x == y` element-wise (y a tensor or a number): a bool mask.", symbol="==",
+             name="Eq")
+Ne = variant(_Compare, "ne", "torch.ne",
+             "`x != y` element-wise: a bool mask (`ids != 0` marks the tokens).", symbol="!=",
+             name="Ne")
+Lt = variant(_Compare, "lt", "torch.lt", "`x < y` element-wise: a bool mask.", symbol="<",
+             name="Lt")
+Le = variant(_Compare, "le", "torch.le", "`x <= y` element-wise: a bool mask.", symbol="<=",
+             name="Le")
+Gt = variant(_Compare, "gt", "torch.gt", "`x > y` element-wise: a bool mask.", symbol=">",
+             name="Gt")
+Ge = variant(_Compare, "ge", "torch.ge", "`x >= y` element-wise: a bool mask.", symbol=">=",
+             name="Ge")
 
 
 @register
