@@ -118,6 +118,8 @@ class Distill:
     seeds: int = 1
     epochs: int | None = None   # default: the train section's epochs
     mixup: float = 0.0          # > 0: also distill on mixup pairs, Beta(mixup, mixup)
+    labels: float = 1.0         # the fraction of the training labels the students see
+    transfer: str = "labelled"  # unlabelled: the teacher also labels the rest of the inputs
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from nnspec.compress import finetune, quantize, report
+from nnspec.compress import finetune, labels, quantize, report
 from nnspec.compress.checked import Plan
 from nnspec.compress.distill import DistillLoss, teacher_model
 from nnspec.compress.errors import CompressError, load_weights
@@ -170,35 +170,50 @@ def _quantize(state: State, plan: Plan, session) -> None:
 
 
 def _distill(state: State, plan: Plan, session, teacher: nn.Module) -> None:
-    """Train the student from scratch with the teacher, and alone, for each seed."""
+    """Train the student from scratch with the teacher, and alone, for each seed: both on the
+    same labelled samples (all, or `labels` of them) for the same steps."""
     d = plan.distill
     epochs = d.epochs or finetune.default_epochs(session.train, len(session.data.train))
     lr = None  # the train section's own lr: these are full training runs
     metric = session.metric
+    train, size = session.data.train, session.train.batch_size
+    cached = labels.teacher_outputs(teacher, d, train)   # once for every seed
     runs = []
     for k in range(d.seeds):
         seed = session.train.seed + k
+        labelled, unlabelled = labels.split_for(d, train, seed)
         torch.manual_seed(seed)
         student = state.spec.build()
         torch.manual_seed(seed)
         alone = state.spec.build()
         loss = DistillLoss(teacher, student, d, session)
         finetune.fit(student, session, epochs, lr, seed=seed, loss_fn=loss,
-                     extra_params=loss.parameters())
+                     extra_params=loss.parameters(),
+                     batches=labels.StudentBatches(train, labelled, unlabelled, size, seed,
+                                                   cached))
         loss.close()
-        finetune.fit(alone, session, epochs, lr, seed=seed)
+        finetune.fit(alone, session, epochs, lr, seed=seed,
+                     batches=labels.StudentBatches(train, labelled, labelled[:0], size, seed))
         runs.append({"seed": seed, "distilled": finetune.evaluate(student, session)[metric],
                      "alone": finetune.evaluate(alone, session)[metric],
                      "student": student, "alone_model": alone})
         state.log(f"seed {seed}: distilled {metric} {runs[-1]['distilled']:.4f}, "
-                  f"alone {runs[-1]['alone']:.4f}")
+                  f"alone {runs[-1]['alone']:.4f} ({len(labelled)} labels, "
+                  f"{len(unlabelled)} unlabelled inputs)")
     state.model, state.extra["alone_model"] = runs[0]["student"], runs[0]["alone_model"]
+    distilled = statistics.mean(r["distilled"] for r in runs)
+    alone_mean = statistics.mean(r["alone"] for r in runs)
     state.extra["distill"] = {
-        "epochs": epochs, "seeds": [r["seed"] for r in runs],
+        "epochs": epochs, "labels": d.labels, "transfer": d.transfer,
+        "labelled_samples": len(labelled), "unlabelled_samples": len(unlabelled),
+        "temperature": d.temperature, "alpha": d.alpha,
+        "seeds": [r["seed"] for r in runs],
         f"distilled_{metric}": [round(r["distilled"], 6) for r in runs],
         f"alone_{metric}": [round(r["alone"], 6) for r in runs],
-        f"distilled_{metric}_mean": round(statistics.mean(r["distilled"] for r in runs), 6),
-        f"alone_{metric}_mean": round(statistics.mean(r["alone"] for r in runs), 6)}
+        f"distilled_{metric}_mean": round(distilled, 6),
+        f"alone_{metric}_mean": round(alone_mean, 6)}
+    if metric == "accuracy":
+        state.extra["distill"]["gain_points_mean"] = round(100 * (distilled - alone_mean), 3)
     state.float_counts = report.count_params(state.model)
 
 

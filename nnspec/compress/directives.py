@@ -25,6 +25,7 @@ from nnspec.compress.checked import (
 PRUNE_METHODS = ("magnitude", "random", "channels", "filters", "heads", "nm")
 QUANT_METHODS = ("dynamic", "static", "qat", "weight_only", "cast")
 SCOPES = ("layer", "global")
+TRANSFER = ("labelled", "unlabelled")   # the inputs the teacher's soft targets cover
 # the layer kinds each quantization can run on the CPU (fbgemm/x86 kernels)
 DYNAMIC_KINDS = ("linear", "lstm", "gru")
 STATIC_KINDS = ("linear", "conv1d", "conv2d", "conv3d", "separable_conv2d")
@@ -102,7 +103,13 @@ ARGS: dict[str, tuple[tuple[str, ...], dict[str, Rule]]] = {
                             "seeds": (1, _pos_int, "a positive integer"),
                             "mixup": (0.0, lambda v: _num(v) and v >= 0, "a number >= 0 (the "
                                       "Beta(a, a) of mixup pairs the teacher labels; 0: none)"),
-                            "epochs": (None, _pos_int, "a positive integer")}),
+                            "epochs": (None, _pos_int, "a positive integer"),
+                            "labels": (1.0, lambda v: _num(v) and 0 < v <= 1, "the fraction of "
+                                       "the training labels the student sees, above 0 and at "
+                                       "most 1 (e.g. 0.1)"),
+                            "transfer": ("labelled", lambda v: v in TRANSFER, "labelled (the "
+                                         "teacher labels the labelled inputs) or unlabelled "
+                                         "(also the training inputs whose labels are unused)")}),
 }
 ARGS["filters"] = ARGS["channels"]
 ARGS["heads"] = (("amount",), {**ARGS["channels"][1], "on": (
@@ -213,7 +220,14 @@ def read_directives(settings: CompressSpec, ir: ModuleDef, section: S.Section | 
                               float(values["temperature"]), float(values["alpha"]),
                               tuple(tuple(p) for p in values["features"]),
                               float(values["feature_weight"]), values["seeds"], values["epochs"],
-                              float(values["mixup"]))
+                              float(values["mixup"]), float(values["labels"]),
+                              values["transfer"])
+            if distill.transfer == "unlabelled" and distill.labels == 1:
+                reporter.error("E0722", "`transfer = unlabelled` needs `labels` below 1: with "
+                               "every training label used no input is left unlabelled",
+                               loc.span("distill", 0, "transfer"),
+                               "e.g. labels=0.1: the student sees 10% of the labels and the "
+                               "teacher labels the other 90% of the inputs")
             for student, _teacher in distill.features:
                 if not any(layer.name == student for layer in layers):
                     reporter.error("E0723", f"feature layer `{student}` is not a layer of the "

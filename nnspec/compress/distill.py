@@ -18,6 +18,7 @@ from torch import nn
 from nnspec.compress.checked import Distill
 from nnspec.compress.errors import CompressError, load_weights
 from nnspec.compress.finetune import Session, _first
+from nnspec.compress.labels import Taught
 
 
 def teacher_model(d: Distill, log=print) -> tuple[nn.Module, object]:
@@ -66,7 +67,8 @@ class FeatureTaps:
 
 
 class DistillLoss:
-    """alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * task loss
+    """alpha * T^2 * KL(teacher_T || student_T) over every input of the batch + (1 - alpha) *
+    task loss over its labelled inputs
     (+ feature_weight * MSE(projection(student feature), teacher feature) per pair)."""
 
     def __init__(self, teacher: nn.Module, student: nn.Module, d: Distill, session: Session):
@@ -97,13 +99,19 @@ class DistillLoss:
     def parameters(self) -> list[nn.Parameter]:
         return list(self.proj.parameters())
 
-    def __call__(self, student: nn.Module, inputs: tuple, y: torch.Tensor) -> torch.Tensor:
+    def __call__(self, student: nn.Module, inputs: tuple, y) -> torch.Tensor:
+        """The loss of one batch; `y` holds the targets of its first len(y) inputs (the rest are
+        the transfer set's unlabelled inputs), or is a Taught that brings the teacher's outputs."""
+        t_out = None
+        if isinstance(y, Taught):
+            y, t_out = y.labels, y.teacher
         n = y.shape[0]
         if self.d.mixup:   # the transfer set: the batch plus mixed pairs only the teacher labels
             inputs = tuple(torch.cat([x, self._mix(x)]) if x.is_floating_point() else
                            torch.cat([x, x]) for x in inputs)
-        with torch.no_grad():
-            t_out = _first(self.teacher(*inputs)).float()
+        if t_out is None:
+            with torch.no_grad():
+                t_out = _first(self.teacher(*inputs)).float()
         s_all = _first(student(*inputs)).float()
         s_out = s_all[:n]
         T, alpha = self.d.temperature, self.d.alpha

@@ -9,14 +9,14 @@ the same data, objective and optimizer settings.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator, Protocol
 
 import numpy as np
 import torch
 from torch import nn
 
 from nnspec.lang.config import Call, TrainSpec, optimizer_lr
-from nnspec.train.data import Data, load_data
+from nnspec.train.data import Data, Split, load_data
 from nnspec.train.metrics import Objective, build_objective
 from nnspec.train.optim import build_optimizer
 
@@ -62,12 +62,35 @@ def default_epochs(train: TrainSpec, n: int) -> int:
 LossFn = Callable[[nn.Module, tuple, torch.Tensor], torch.Tensor]
 
 
+class Batches(Protocol):
+    """Where a run's batches come from: `steps_per_epoch` and one epoch's (inputs, targets)."""
+
+    steps_per_epoch: int
+
+    def epoch(self) -> Iterator[tuple[tuple, object]]: ...
+
+
+class WholeSplit:
+    """Every training sample once per epoch, in an order shuffled from `seed`."""
+
+    def __init__(self, split: Split, size: int, seed: int):
+        self.split, self.size, self.rng = split, size, np.random.default_rng(seed)
+        self.steps_per_epoch = -(-len(split) // size)
+
+    def epoch(self):
+        order = torch.from_numpy(self.rng.permutation(len(self.split)))
+        for start in range(0, len(self.split), self.size):
+            yield self.split.take(order[start:start + self.size])
+
+
 def fit(model: nn.Module, session: Session, epochs: int, lr: float | None = None, *,
         seed: int = 0, loss_fn: LossFn | None = None,
         on_step: Callable[[int], None] | None = None,
-        extra_params: list[nn.Parameter] | None = None) -> int:
+        extra_params: list[nn.Parameter] | None = None,
+        batches: Batches | None = None) -> int:
     """Train `model` in place for `epochs` with the train section's optimizer (at `lr`), a cosine
-    decay to 0, shuffled batches from `seed`; `on_step(step)` runs after every update.
+    decay to 0, shuffled batches from `seed` (or from `batches`); `on_step(step)` runs after
+    every update.
 
     Returns:
         The number of optimizer steps taken.
@@ -78,19 +101,15 @@ def fit(model: nn.Module, session: Session, epochs: int, lr: float | None = None
                     kwargs={**train.optimizer.kwargs, "lr": lr})
     params = [p for p in model.parameters() if p.requires_grad] + list(extra_params or [])
     optimizer = build_optimizer(opt_call, params)
-    n = len(session.data.train)
-    size = train.batch_size
-    total = epochs * -(-n // size)
+    batches = batches or WholeSplit(session.data.train, train.batch_size, seed)
+    total = epochs * batches.steps_per_epoch
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: 0.5 * (1 + np.cos(np.pi * min(s, total) / max(total, 1))))
-    rng = np.random.default_rng(seed)
     loss_fn = loss_fn or (lambda m, inputs, y: session.objective.loss(_first(m(*inputs)), y))
     step = 0
     model.train()
     for _ in range(epochs):
-        order = torch.from_numpy(rng.permutation(n))
-        for start in range(0, n, size):
-            inputs, y = session.data.train.take(order[start:start + size])
+        for inputs, y in batches.epoch():
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(model, inputs, y)
             loss.backward()
