@@ -65,6 +65,16 @@ def test_nm_and_distill_arguments(tmp_path):
     d = p.distill
     assert (d.temperature, d.alpha, d.seeds, d.features) == (2.0, 0.5, 3, (("fc1", "fc1"),))
     assert d.teacher.name == "t.nn"
+    assert (d.labels, d.transfer) == (1.0, "labelled")   # the default: every label, as before
+
+
+def test_few_labels_and_a_transfer_set():
+    d = plan('distill = teacher("t.nn", weights="t.safetensors", labels=0.1, '
+             'transfer=unlabelled)').distill
+    assert (d.labels, d.transfer) == (0.1, "unlabelled")
+    d = plan('distill = teacher("t.nn", weights="w")',
+             sets={"compress.distill.labels": 0.25}).distill
+    assert (d.labels, d.transfer) == (0.25, "labelled")
 
 
 def test_overrides_reach_directive_arguments():
@@ -82,6 +92,14 @@ def test_overrides_reach_directive_arguments():
     ("distill = teacher(\"t.nn\")", "`teacher` needs `weights`"),
     ("distill = teacher(\"t.nn\", weights=\"w\", features=[[\"nope\", \"fc1\"]])",
      "not a layer of the student"),
+    ("distill = teacher(\"t.nn\", weights=\"w\", labels=0)",
+     "invalid `teacher` argument `labels`"),
+    ("distill = teacher(\"t.nn\", weights=\"w\", labels=1.5)",
+     "invalid `teacher` argument `labels`"),
+    ("distill = teacher(\"t.nn\", weights=\"w\", labels=0.1, transfer=teacher)",
+     "invalid `teacher` argument `transfer`"),
+    ("distill = teacher(\"t.nn\", weights=\"w\", transfer=unlabelled)",
+     "`transfer = unlabelled` needs `labels` below 1"),
     ("order = [prune, prune]", "names a step twice"),
     ("order = [shrink]", "invalid `compress.order`"),
 ])
