@@ -6,8 +6,10 @@ criterion of the compress issue read from its report and set against its target.
 3. specs/digits_int8.nn       dynamic int8 on a linear-heavy MLP: >= 2.5x faster, >= 3.5x smaller,
                               drop <= 1 point, outputs within 2% (relative L2)
 4. specs/digits_static_int8.nn  static int8 CNN: faster than fp32, drop <= 1 point
-5. specs/digits_distill.nn    student <= 1/4 of the teacher's parameters: >= 97% of the teacher's
-                              accuracy and >= the student trained alone (means over 3 seeds)
+5. specs/digits_distill.nn    student <= 1/4 of the teacher's parameters, trained on 10% of the
+                              labels plus the teacher-labelled rest: >= 2 points above the same
+                              student alone on the same labels, and >= 97% of the teacher's
+                              accuracy (means over 5 seeds)
 
 Latency: batch 64, one thread (the spec's `threads`), median of repeated forwards, before and
 after alternated in the same process. Everything trains from scratch (the teacher too) in a
@@ -58,11 +60,10 @@ def criteria(name: str, r: dict) -> list[tuple[str, str, float, bool]]:
     d = r["distill"]
     teacher = r["before"]["accuracy"]
     frac = round(d["distilled_accuracy_mean"] / teacher, 4)
+    gain = round(100 * (d["distilled_accuracy_mean"] - d["alone_accuracy_mean"]), 2)
     return [("teacher / student params", ">= 4x", r["param_ratio"], r["param_ratio"] >= 4),
             ("student / teacher accuracy", ">= 0.97", frac, frac >= 0.97),
-            ("distilled - alone (points)", ">= 0",
-             round(100 * (d["distilled_accuracy_mean"] - d["alone_accuracy_mean"]), 2),
-             d["distilled_accuracy_mean"] >= d["alone_accuracy_mean"])]
+            ("distilled - alone (points)", ">= 2", gain, gain >= 2)]
 
 
 CASES = ("digits_pruned", "digits_channels", "digits_int8", "digits_static_int8", "digits_distill")
@@ -97,6 +98,11 @@ def main() -> int:
         print(f"{name}: latency {b['latency_ms']:.2f} -> {a['latency_ms']:.2f} ms, size "
               f"{b['size_bytes']:,} -> {a['size_bytes']:,} B, accuracy {b['accuracy']:.4f} -> "
               f"{a['accuracy']:.4f}")
+        if "distill" in r:
+            d = r["distill"]
+            print(f"{name} per seed {d['seeds']}: distilled {d['distilled_accuracy']} (mean "
+                  f"{d['distilled_accuracy_mean']}), alone {d['alone_accuracy']} (mean "
+                  f"{d['alone_accuracy_mean']})")
     if args.json:
         Path(args.json).write_text(json.dumps({"rows": rows, "reports": reports}, indent=2))
     return 0 if all(r[4] == "yes" for r in rows) else 1

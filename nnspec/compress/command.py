@@ -197,9 +197,10 @@ def _distill(state: State, plan: Plan, session, teacher: nn.Module) -> None:
         runs.append({"seed": seed, "distilled": finetune.evaluate(student, session)[metric],
                      "alone": finetune.evaluate(alone, session)[metric],
                      "student": student, "alone_model": alone})
+        few = f" ({len(labelled)} labels, {len(unlabelled)} unlabelled inputs)" \
+            if d.labels < 1 else ""
         state.log(f"seed {seed}: distilled {metric} {runs[-1]['distilled']:.4f}, "
-                  f"alone {runs[-1]['alone']:.4f} ({len(labelled)} labels, "
-                  f"{len(unlabelled)} unlabelled inputs)")
+                  f"alone {runs[-1]['alone']:.4f}{few}")
     state.model, state.extra["alone_model"] = runs[0]["student"], runs[0]["alone_model"]
     distilled = statistics.mean(r["distilled"] for r in runs)
     alone_mean = statistics.mean(r["alone"] for r in runs)

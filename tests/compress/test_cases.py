@@ -134,6 +134,7 @@ def test_distilled_student_beats_training_alone_on_few_labels(distill):
     total = d["labelled_samples"] + d["unlabelled_samples"]
     assert abs(d["labelled_samples"] - 0.1 * total) <= 10
     assert report["before"]["params"] >= 4 * report["after"]["params"]
+    assert d["distilled_accuracy_mean"] >= 0.97 * report["before"]["accuracy"]   # the teacher's
     assert report["student_alone"]["params"] == report["after"]["params"]
     # `after` and `student_alone` are seed 0's two students
     assert report["after"]["accuracy"] == pytest.approx(d["distilled_accuracy"][0], abs=1e-6)

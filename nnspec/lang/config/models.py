@@ -110,7 +110,8 @@ class CompressSpec(_Section):
                                        "weight_only(int8 | int4), cast(fp16 | bf16); skip=[...]")
     distill: Optional[Call] = Field(None, description="teacher(\"teacher.nn\", weights="
                                     "\"t.safetensors\", temperature=4, alpha=0.9, "
-                                    "features=[[\"student\", \"teacher\"]], mixup=0, seeds=1)")
+                                    "features=[[\"student\", \"teacher\"]], mixup=0, seeds=1, "
+                                    "labels=1, transfer=labelled | unlabelled)")
     finetune_epochs: NonNegativeInt = Field(0, description="epochs of training after pruning "
                                             "(and of quantization-aware training)")
     finetune_lr: Optional[PositiveFloat] = Field(None, description="learning rate of fine-tuning "
