@@ -111,6 +111,11 @@ def table(report: dict) -> str:
         lines.append(f"{name:<15}{cells}")
     lines.append(f"speedup {report['speedup']:.2f}x, size ratio {report['size_ratio']:.2f}x, "
                  f"{metric} {report['before'][metric]:.4f} -> {report['after'][metric]:.4f}")
+    d = report.get("distill")
+    if d is not None:
+        few = f" on {d['labels']:.0%} of the labels" if d["labels"] < 1 else ""
+        lines.append(f"distilled {metric} {d[f'distilled_{metric}_mean']:.4f} vs alone "
+                     f"{d[f'alone_{metric}_mean']:.4f}{few}, mean of {len(d['seeds'])} seeds")
     return "\n".join(lines) + "\n"
 
 

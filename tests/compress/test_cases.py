@@ -9,7 +9,7 @@ import torch
 
 import nnspec
 from nnspec.cli import main
-from nnspec.compress.command import compress
+from nnspec.compress.command import compress, summary_table
 from nnspec.compress.report import unpack_state
 
 
@@ -139,6 +139,9 @@ def test_distilled_student_beats_training_alone_on_few_labels(distill):
     # `after` and `student_alone` are seed 0's two students
     assert report["after"]["accuracy"] == pytest.approx(d["distilled_accuracy"][0], abs=1e-6)
     assert report["student_alone"]["accuracy"] == pytest.approx(d["alone_accuracy"][0], abs=1e-6)
+    assert (f"distilled accuracy {d['distilled_accuracy_mean']:.4f} vs alone "
+            f"{d['alone_accuracy_mean']:.4f} on 10% of the labels, mean of 5 seeds"
+            in summary_table(report))
 
 
 def test_cli_writes_the_folder_and_prints_the_table(root, tmp_path, capsys, pruned):
