@@ -1,5 +1,7 @@
 """Knowledge distillation (Hinton et al. 2015): a student learns from a teacher's softened outputs,
-and optionally matches the teacher's intermediate features through a learned projection.
+and optionally matches the teacher's intermediate features through a learned projection. With
+few labels, the batches also carry a transfer set of unlabelled inputs (labels.py) that only the
+teacher's outputs label.
 
 The teacher is another .nn spec plus a weights file. When the weights file does not exist yet,
 the teacher is trained first with its own spec's train section (nnspec.train.run) and its weights

@@ -100,3 +100,35 @@ def test_the_loss_is_the_same_with_cached_and_live_teacher_outputs():
     want = 0.25 * soft + 0.75 * F.cross_entropy(s[:5], y)
     torch.testing.assert_close(live, want)
     torch.testing.assert_close(cached, want)
+
+
+def test_feature_matching_covers_the_transfer_half_too():
+    """features= stays an option with a transfer set: the teacher then runs on each batch and
+    the projection learns from every input, labelled or not."""
+    from types import SimpleNamespace
+
+    import torch.nn.functional as F
+
+    from nnspec.compress.distill import DistillLoss
+
+    torch.manual_seed(0)
+    teacher = nn.Sequential(nn.Linear(4, 6), nn.Linear(6, 10)).eval()
+    student = nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 10))
+    d = _distill(temperature=1.0, alpha=0.5, features=(("0", "0"),), feature_weight=2.0,
+                 labels=0.1, transfer="unlabelled")
+    assert teacher_outputs(teacher, d, _split()) is None
+    session = SimpleNamespace(objective=SimpleNamespace(loss=F.cross_entropy),
+                              data=SimpleNamespace(train=_split()))
+    loss = DistillLoss(teacher, student, d, session)
+    x, y = torch.randn(12, 4), torch.randint(0, 10, (4,))
+    got = loss(student, (x,), y)
+    with torch.no_grad():
+        t_feat, t = teacher[0](x), teacher(x)
+    s_feat = student[0](x)
+    s = student[1](s_feat)
+    want = 0.5 * F.kl_div(F.log_softmax(s, -1), F.softmax(t, -1), reduction="batchmean") \
+        + 0.5 * F.cross_entropy(s[:4], y) + 2.0 * F.mse_loss(loss.proj["0"](s_feat), t_feat)
+    torch.testing.assert_close(got, want)
+    got.backward()
+    assert loss.proj["0"].weight.grad.abs().sum() > 0
+    loss.close()
