@@ -314,6 +314,8 @@ def _spec_parser(sub, name: str, help: str, func: Callable) -> argparse.Argument
     p.add_argument("--model", help="which model of the file, when it defines several")
     p.add_argument("--max-params", type=int, default=DEFAULT_MAX_PARAMS,
                    help="refuse models with more parameters (default: %(default)s)")
+    p.add_argument("--color", choices=("auto", "always", "never"), default="auto",
+                   help="colour the errors (default: auto, on a terminal unless NO_COLOR is set)")
     p.set_defaults(func=func)
     return p
 
@@ -411,7 +413,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except SpecError as err:
-        print(err.render(), file=sys.stderr)
+        from nnspec.lang.diagnostics import use_color
+        print(err.render(use_color(sys.stderr, getattr(args, "color", "auto"))), file=sys.stderr)
         return EXIT_SPEC
     except (UsageError, OutputError) as err:
         print(f"nnspec: error: {_one_line(str(err))}", file=sys.stderr)
