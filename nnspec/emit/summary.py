@@ -67,9 +67,10 @@ class _Walk:
         # (functional ops such as `x + y` are no modules, so neither counts them)
         self.activation_bytes = 0
 
-    def leaf(self, name, kind, ins, outs, params, flops, depth, shared=False) -> None:
-        self.activation_bytes += sum(tensor_bytes(t) for t in outs)
-        self.rows.append(_row(name, kind, ins, outs, params, flops, depth, shared))
+    def leaf(self, leaf: Leaf, name, ins, outs, params, flops, depth, shared=False) -> None:
+        if not getattr(leaf.layer, "bare_parameter", False):  # an nn.Parameter's expand: a view
+            self.activation_bytes += sum(tensor_bytes(t) for t in outs)
+        self.rows.append(_row(name, leaf.kind, ins, outs, params, flops, depth, shared))
 
     def module(self, module: ModuleDef, prefix: str, depth: int) -> int:
         total = 0
@@ -90,7 +91,7 @@ class _Walk:
             p = 0 if shared else _own_params(target)
             if isinstance(target, Leaf):
                 f = target.layer.flops(ins, tuple(outs))
-                self.leaf(name, target.kind, ins, outs, p, f, depth, shared)
+                self.leaf(target, name, ins, outs, p, f, depth, shared)
                 total += f
                 continue
             at = len(self.rows)
@@ -113,7 +114,7 @@ class _Walk:
             if isinstance(item, Leaf):
                 outs = _leaf_outs(item)
                 f = item.layer.flops(item.ins, tuple(outs))
-                self.leaf(name, item.kind, ins, outs, _own_params(item), f, depth)
+                self.leaf(item, name, ins, outs, _own_params(item), f, depth)
                 total += f
                 continue
             at = len(self.rows)
@@ -178,8 +179,7 @@ def render_table(summary: dict, batch_size: int = 1) -> str:
     """A torchinfo-like text table of a summary; the memory lines are for `batch_size` samples."""
     header = ("Layer", "Kind", "Input shape", "Output shape", "Params", "FLOPs")
     rows = [("  " * r["depth"] + r["name"] + (" (shared)" if r["shared"] else ""), r["kind"],
-             shape_text(r["input_shape"]) if r["input_shape"] else "-",
-             shape_text(r["output_shape"]),
+             _cell(r["input_shape"]) if r["input_shape"] else "-", _cell(r["output_shape"]),
              f"{r['params']:,}" if r["params"] else "-", _si(r["flops"]) if r["flops"] else "-")
             for r in summary["layers"]]
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
@@ -201,8 +201,19 @@ def render_table(summary: dict, batch_size: int = 1) -> str:
     return "\n".join(out) + "\n"
 
 
+def _cell(shape: list) -> str:
+    """A shape in the table; several equal ones (the two sides of an add) as `[B, 8] x2`."""
+    if shape and isinstance(shape[0], list) and all(s == shape[0] for s in shape):
+        return f"{shape_text(shape[0])} x{len(shape)}"
+    return shape_text(shape)
+
+
 def _mb(n: int) -> str:
-    return f"{n / 1e6:,.2f} MB"  # decimal megabytes, as torchinfo prints them
+    """Decimal units, as torchinfo prints its sizes (MB = 10^6 bytes)."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:,.2f} {unit}"
+    return f"{n} B"
 
 
 def _si(n: int) -> str:

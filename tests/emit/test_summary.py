@@ -3,6 +3,7 @@ checked against forward hooks on the built module (the way torchinfo counts it).
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -50,7 +51,10 @@ def leaf_output_bytes(model: torch.nn.Module, inputs: list[torch.Tensor]) -> int
 
 @pytest.mark.parametrize("spec", [pytest.param(lambda: load(ROOT / "specs/resnet18.nn"),
                                                id="resnet18"),
-                                  pytest.param(lambda: loads(SMALL, name="net.nn"), id="small")])
+                                  pytest.param(lambda: loads(SMALL, name="net.nn"), id="small"),
+                                  pytest.param(lambda: load(ROOT / "tests/golden/valid/"
+                                                            "learned_tensors.nn"),
+                                               id="nn.Parameter")])
 def test_activation_bytes_are_the_leaf_outputs_hooks_see(spec):
     spec = spec()
     inputs = [torch.zeros(1, *v["shape"]) for v in spec.summary()["inputs"].values()]
@@ -126,6 +130,8 @@ def test_table_has_input_shapes_and_memory_at_the_batch_size(in_root, capsys):
     assert header.split()[:6] == ["Layer", "Kind", "Input", "shape", "Output", "shape"]
     conv1 = next(line for line in table.splitlines() if line.startswith("conv1"))
     assert conv1.split()[2:10] == ["[B,", "3,", "224,", "224]", "[B,", "64,", "112,", "112]"]
+    add = next(line for line in table.splitlines() if "layer1.0.(add)" in line)
+    assert re.search(r"\[B, 64, 56, 56\] x2 +\[B, 64, 56, 56\]", add)  # both residual sides
     act = load("specs/resnet18.nn").summary()["activation_bytes"]
     assert f"Forward/backward pass size (batch 16): {16 * act / 1e6:,.2f} MB" in table
     assert f"Input size (batch 16): {16 * 4 * 3 * 224 * 224 / 1e6:,.2f} MB" in table
