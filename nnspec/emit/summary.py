@@ -55,7 +55,7 @@ def _own_params(child) -> int:
 
 def tensor_bytes(t: T) -> int:
     """Bytes of one sample of a tensor of this type."""
-    return numel(t.shape) * DTYPE_BYTES.get(t.dtype, 4)
+    return numel(t.shape) * DTYPE_BYTES[t.dtype]
 
 
 class _Walk:
