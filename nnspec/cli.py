@@ -314,8 +314,9 @@ def _spec_parser(sub, name: str, help: str, func: Callable) -> argparse.Argument
     p.add_argument("--model", help="which model of the file, when it defines several")
     p.add_argument("--max-params", type=int, default=DEFAULT_MAX_PARAMS,
                    help="refuse models with more parameters (default: %(default)s)")
-    p.add_argument("--color", choices=("auto", "always", "never"), default="auto",
-                   help="colour the errors (default: auto, on a terminal unless NO_COLOR is set)")
+    p.add_argument("--color", choices=("auto", "always", "never"), default="auto", metavar="WHEN",
+                   help="colour the errors: always, never, or auto (the default): on a terminal "
+                   "unless NO_COLOR is set")
     p.set_defaults(func=func)
     return p
 
@@ -339,10 +340,11 @@ def build_parser() -> argparse.ArgumentParser:
     _spec_parser(sub, "check", "validate a spec", cmd_check)
     p = _spec_parser(sub, "summary", "print the per-layer table", cmd_summary)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.add_argument("--depth", type=int, help="show blocks nested deeper than N as one row each, "
-                   "with their parameters and FLOPs summed (0: top-level rows only; default: all)")
-    p.add_argument("--batch-size", type=int, default=1, help="samples the table's input and "
-                   "forward/backward pass sizes are for (default: %(default)s)")
+    p.add_argument("--depth", type=int, metavar="N", help="show blocks nested deeper than N as "
+                   "one row each, with their parameters and FLOPs summed (0: top-level rows "
+                   "only; default: all)")
+    p.add_argument("--batch-size", type=int, default=1, metavar="N", help="samples the table's "
+                   "input and forward/backward pass sizes are for (default: %(default)s)")
     p = _spec_parser(sub, "compile", "write model.py, summary.json, ds_config.json, launch.sh",
                      cmd_compile)
     p.add_argument("-o", "--output", required=True, help="output folder: written whole, in one "
