@@ -68,17 +68,22 @@ def cmd_check(args) -> int:
 
 
 def cmd_summary(args) -> int:
+    if args.depth is not None and args.depth < 0:
+        raise UsageError(f"--depth must be at least 0, got {args.depth}")
+    positive("--batch-size", args.batch_size)
     spec = _load(args)
     if args.json:
-        print(json.dumps(spec.summary(), indent=2, sort_keys=True))
+        from nnspec.emit.summary import dumps
+        print(dumps(spec.summary(args.depth)))
     else:
-        print(spec.summary_table(), end="")
+        print(spec.summary_table(args.depth, args.batch_size), end="")
     return 0
 
 
 def cmd_compile(args) -> int:
     from nnspec.emit.deepspeed import dumps
     from nnspec.emit.launch import launch_script
+    from nnspec.emit.summary import dumps as summary_json
 
     positive("--world-size", args.world_size)
     out = output_folder(args.output, "-o", "compile")
@@ -86,7 +91,7 @@ def cmd_compile(args) -> int:
     world = args.world_size or spec.world_size
     launch_args = [f"--set={item}" for item in args.set]
     files = {"model.py": spec.source,
-             "summary.json": json.dumps(spec.summary(), indent=2, sort_keys=True) + "\n",
+             "summary.json": summary_json(spec.summary()) + "\n",
              "ds_config.json": dumps(spec.deepspeed_config(world)),
              "launch.sh": launch_script(args.spec, launch_args, num_accelerators=world)}
     write_folder(out, files, "compile", executable=frozenset({"launch.sh"}))
@@ -309,6 +314,9 @@ def _spec_parser(sub, name: str, help: str, func: Callable) -> argparse.Argument
     p.add_argument("--model", help="which model of the file, when it defines several")
     p.add_argument("--max-params", type=int, default=DEFAULT_MAX_PARAMS,
                    help="refuse models with more parameters (default: %(default)s)")
+    p.add_argument("--color", choices=("auto", "always", "never"), default="auto", metavar="WHEN",
+                   help="colour the errors: always, never, or auto (the default): on a terminal "
+                   "unless NO_COLOR is set")
     p.set_defaults(func=func)
     return p
 
@@ -332,6 +340,11 @@ def build_parser() -> argparse.ArgumentParser:
     _spec_parser(sub, "check", "validate a spec", cmd_check)
     p = _spec_parser(sub, "summary", "print the per-layer table", cmd_summary)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--depth", type=int, metavar="N", help="show blocks nested deeper than N as "
+                   "one row each, with their parameters and FLOPs summed (0: top-level rows "
+                   "only; default: all)")
+    p.add_argument("--batch-size", type=int, default=1, metavar="N", help="samples the table's "
+                   "input and forward/backward pass sizes are for (default: %(default)s)")
     p = _spec_parser(sub, "compile", "write model.py, summary.json, ds_config.json, launch.sh",
                      cmd_compile)
     p.add_argument("-o", "--output", required=True, help="output folder: written whole, in one "
@@ -402,7 +415,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except SpecError as err:
-        print(err.render(), file=sys.stderr)
+        from nnspec.lang.diagnostics import use_color
+        print(err.render(use_color(sys.stderr, getattr(args, "color", "auto"))), file=sys.stderr)
         return EXIT_SPEC
     except (UsageError, OutputError) as err:
         print(f"nnspec: error: {_one_line(str(err))}", file=sys.stderr)

@@ -72,10 +72,12 @@ class Spec:
         from nnspec.emit.stages import emit_pipeline_source
         return self.source + "\n\n" + emit_pipeline_source(self.partition, self.lowered)
 
-    def summary(self) -> dict:
+    def summary(self, depth: int | None = None) -> dict:
         """The per-layer table as data: params, trainable_params, flops, layers, ...; for a
-        pipelined spec also `pipeline`, its stages (layers, parameters held, tensor sent on)."""
-        out = summarize(self.lowered)
+        pipelined spec also `pipeline`, its stages (layers, parameters held, tensor sent on).
+        `depth` N keeps the rows of blocks nested at most N deep (each block's row sums its
+        children's)."""
+        out = summarize(self.lowered, depth)
         part = self.partition
         if part.stages > 1:
             out["pipeline"] = [
@@ -87,9 +89,10 @@ class Spec:
                 for s in range(part.stages)]
         return out
 
-    def summary_table(self) -> str:
-        summary = self.summary()
-        text = render_table(summary)
+    def summary_table(self, depth: int | None = None, batch_size: int = 1) -> str:
+        """The table `nnspec summary` prints; its memory lines are for `batch_size` samples."""
+        summary = self.summary(depth)
+        text = render_table(summary, batch_size)
         for stage in summary.get("pipeline", ()):
             layers = stage["layers"]
             span = layers[0] if len(layers) == 1 else f"{layers[0]} .. {layers[-1]}"

@@ -6,10 +6,41 @@ reported, so a user sees every error of that pass at once, rustc-style.
 from __future__ import annotations
 
 import difflib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 MAX_ERRORS = 20  # a pass stops reporting after this many; the rest are counted
+
+# ANSI styles on a terminal, as rustc colours its diagnostics
+_STYLES = {"error": "1;31", "message": "1", "gutter": "1;34", "caret": "1;31", "label": "1"}
+
+
+def _paint(color: bool):
+    """style(name, text): the text in that style when `color`, else the text as it is."""
+    if not color:
+        return lambda name, text: text
+    return lambda name, text: f"\x1b[{_STYLES[name]}m{text}\x1b[0m" if text else text
+
+
+def use_color(stream, choice: str = "auto", environ=None) -> bool:
+    """Whether to colour diagnostics written to `stream`.
+
+    `choice` is the --color flag: "always" and "never" win over the environment. With "auto" a
+    non-empty NO_COLOR turns colour off (https://no-color.org), a FORCE_COLOR other than "",
+    "0" or "false" turns it on, else only a terminal (not TERM=dumb) gets colour."""
+    if choice != "auto":
+        return choice == "always"
+    env = os.environ if environ is None else environ
+    if env.get("NO_COLOR"):
+        return False
+    if env.get("FORCE_COLOR", "").lower() not in ("", "0", "false"):
+        return True
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty and isatty()) and env.get("TERM") != "dumb"
+    except ValueError:  # a closed stream
+        return False
 
 
 @dataclass(frozen=True)
@@ -47,31 +78,34 @@ class Diagnostic:
     help: str | None = None
     notes: list[tuple[str, Span | None]] = field(default_factory=list)
 
-    def render(self) -> str:
-        out = [f"error[{self.code}]: {self.message}"]
+    def render(self, color: bool = False) -> str:
+        """rustc-style text; `color` adds ANSI styles (the text without them is unchanged)."""
+        style = _paint(color)
+        out = [style("error", f"error[{self.code}]") + style("message", f": {self.message}")]
         if self.span is not None:
-            out += _render_span(self.span)
+            out += _render_span(self.span, style)
         for text, span in self.notes:
-            out.append(f"note: {text}")
+            out.append(style("label", "note:") + f" {text}")
             if span is not None:
-                out += _render_span(span)
+                out += _render_span(span, style)
         if self.help:
-            out.append(f"help: {self.help}")
+            out.append(style("label", "help:") + f" {self.help}")
         return "\n".join(out)
 
 
-def _render_span(span: Span) -> list[str]:
+def _render_span(span: Span, style) -> list[str]:
     text = span.source.line(span.line)
     gutter = " " * len(str(span.line))
     width = (span.end_col - span.col) if span.end_line == span.line else len(text) - span.col + 1
     width = max(1, width)
     # tabs keep their width so the caret lines up under the source text
     pad = "".join("\t" if ch == "\t" else " " for ch in text[: span.col - 1])
+    bar = style("gutter", f"{gutter} |")
     return [
-        f"{gutter}--> {span.source.name}:{span.line}:{span.col}",
-        f"{gutter} |",
-        f"{span.line} | {text}",
-        f"{gutter} | {pad}{'^' * width}",
+        style("gutter", f"{gutter}-->") + f" {span.source.name}:{span.line}:{span.col}",
+        bar,
+        style("gutter", f"{span.line} |") + f" {text}",
+        f"{bar} {pad}{style('caret', '^' * width)}",
     ]
 
 
@@ -83,12 +117,12 @@ class SpecError(Exception):
         self.dropped = dropped
         super().__init__(self.render())
 
-    def render(self) -> str:
-        parts = [d.render() for d in self.diagnostics]
+    def render(self, color: bool = False) -> str:
+        parts = [d.render(color) for d in self.diagnostics]
         n = len(self.diagnostics) + self.dropped
         if self.dropped:
             parts.append(f"... and {self.dropped} more")
-        parts.append(f"{n} error{'s' if n != 1 else ''} found")
+        parts.append(_paint(color)("message", f"{n} error{'s' if n != 1 else ''} found"))
         return "\n\n".join(parts)
 
 

@@ -24,6 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import nnspec
 from nnspec import interp
 from nnspec.compile import Spec
+from nnspec.emit.summary import shape_text
 from nnspec.ir import Leaf, ModuleDef, Seq
 from nnspec.layers.base import fmt_shape
 
@@ -237,8 +238,8 @@ def check_shapes(spec, model: nn.Module, summary: dict, calls: dict) -> None:
         if n >= len(records):
             raise AssertionError(f"{where}: {row['kind']} `{name}`: the summary lists call "
                                  f"{n + 1}, but the built module ran it {len(records)} times")
-        want = row["output_shape"]
-        want = [want] if isinstance(want, str) else list(want)
+        want = row["output_shape"]  # ["B", 4, 3], or one such list per tensor
+        want = [shape_text(s) for s in (want if want and isinstance(want[0], list) else [want])]
         seen = _shape_text(records[n])
         if want != seen:
             raise AssertionError(f"{where}: {row['kind']} `{name}`: the summary says "

@@ -340,7 +340,7 @@ def test_a_wrong_summary_is_reported(monkeypatch):
     spec = nnspec.loads(LOCATED, name="m.nn")
     summary = spec.summary()
     wrong = {**summary, "layers": [dict(r) for r in summary["layers"]]}
-    wrong["layers"][2]["output_shape"] = "[B, 4, 4]"
+    wrong["layers"][2]["output_shape"] = ["B", 4, 4]
     monkeypatch.setattr(spec, "summary", lambda: wrong)
     with pytest.raises(AssertionError, match=r"m\.nn:5: linear `c`: the summary says \[B, 4, 4\], "
                                              r"the built module gave \[B, 4, 3\]"):
