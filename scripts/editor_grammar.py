@@ -1,6 +1,6 @@
 """Write the editors' TextMate grammar from the language's vocabulary (nnspec/lang/textmate.py).
 
-    python scripts/editor_grammar.py          # rewrite editors/vscode/syntaxes/nnspec.tmLanguage.json
+    python scripts/editor_grammar.py          # rewrite editors/vscode/syntaxes/*.tmLanguage.json
     python scripts/editor_grammar.py --check  # exit 1 when it is out of date (tests/editors too)
 
 Run it after the language gains a keyword, a builtin function or a layer kind.
@@ -23,7 +23,8 @@ def main(argv: list[str]) -> int:
     current = GRAMMAR.read_text(encoding="utf-8") if GRAMMAR.is_file() else None
     if "--check" in argv:
         if current != text:
-            print(f"{GRAMMAR.relative_to(ROOT)} is out of date: run python scripts/editor_grammar.py")
+            print(f"{GRAMMAR.relative_to(ROOT)} is out of date: "
+                  "run python scripts/editor_grammar.py")
             return 1
         return 0
     if current != text:

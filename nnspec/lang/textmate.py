@@ -12,6 +12,8 @@ from nnspec.lang import vocabulary
 
 SCOPE = "source.nnspec"
 IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+INTERPOLATION = "punctuation.section.interpolation"
+EXPONENT = r"(?:[eE][-+]?[0-9]+)"
 
 
 def _words(words) -> str:
@@ -37,8 +39,8 @@ def textmate_grammar() -> dict:
                  "end": r'"|$', "patterns": [
                      {"include": "#escapes"},
                      {"name": "meta.interpolation.nnspec", "begin": r"\{", "end": r"\}",
-                      "beginCaptures": {"0": {"name": "punctuation.section.interpolation.begin.nnspec"}},
-                      "endCaptures": {"0": {"name": "punctuation.section.interpolation.end.nnspec"}},
+                      "beginCaptures": {"0": {"name": f"{INTERPOLATION}.begin.nnspec"}},
+                      "endCaptures": {"0": {"name": f"{INTERPOLATION}.end.nnspec"}},
                       "patterns": [{"include": "$self"}]}]},
                 {"name": "string.quoted.double.nnspec", "begin": '"', "end": r'"|$',
                  "patterns": [{"include": "#escapes"}]}]},
@@ -59,8 +61,8 @@ def textmate_grammar() -> dict:
                  "match": _words(vocabulary.CONSTANTS)}]},
             "numbers": {"patterns": [{
                 "name": "constant.numeric.nnspec",
-                "match": r"\b[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|\b[0-9][0-9_]*[eE][-+]?[0-9]+"
-                         r"|(?<![A-Za-z0-9_])\.[0-9][0-9_]*(?:[eE][-+]?[0-9]+)?|\b[0-9][0-9_]*\b"}]},
+                "match": rf"\b[0-9][0-9_]*\.[0-9_]*{EXPONENT}?|\b[0-9][0-9_]*{EXPONENT}"
+                         rf"|(?<![A-Za-z0-9_])\.[0-9][0-9_]*{EXPONENT}?|\b[0-9][0-9_]*\b"}]},
             # `float[3, 32, 32]`: an element type is followed by its shape
             "types": {"patterns": [{"name": "storage.type.nnspec",
                                     "match": _words(vocabulary.dtypes()) + r"(?=\s*\[)"}]},

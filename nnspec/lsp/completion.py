@@ -31,6 +31,8 @@ def completions(analysis: Analysis, line: int, col: int) -> list[lsp.CompletionI
     if not 0 < line <= len(lines):
         return []
     before = "\n".join(lines[:line - 1] + [lines[line - 1][:col - 1]])
+    if in_comment_or_string(lines[line - 1][:col - 1]):
+        return []
     call = open_call(before[-SCAN_CHARS:])
     if call is not None:
         callee, given = call
@@ -41,6 +43,21 @@ def completions(analysis: Analysis, line: int, col: int) -> list[lsp.CompletionI
             return [_item(p, lsp.CompletionItemKind.Variable, f"parameter of {callee}",
                           insert=f"{p}=") for p in params if p not in given]
     return _names(analysis)
+
+
+def in_comment_or_string(line: str) -> bool:
+    """Whether the end of `line` (the text before the cursor) is inside a comment or a string
+    (where nothing of the language is typed; strings do not span lines)."""
+    last = None
+    for last in TOKEN.finditer(line):
+        pass
+    if last is None or last.end() != len(line):
+        return False
+    tok = last.group()
+    if tok.startswith("#"):
+        return True
+    quote = 1 if tok.startswith('"') else 2 if tok.startswith('f"') else 0
+    return quote > 0 and (len(tok) == quote or not tok.endswith('"'))
 
 
 def open_call(before: str) -> tuple[str, set[str]] | None:

@@ -8,7 +8,9 @@ instance at the same span: each distinct shape set is shown.
 """
 from __future__ import annotations
 
-from typing import Iterator
+import functools
+from pathlib import Path
+from typing import Iterable, Iterator
 
 from nnspec.ir import Child, Leaf, ModuleDef, Op, Seq
 from nnspec.lang.diagnostics import Span
@@ -21,9 +23,13 @@ MAX_SHAPE_SETS = 12  # a block used 40 times with 40 shapes: the first ones, the
 Node = Child | Op
 
 
-def hover_markdown(analysis: Analysis, line: int, col: int) -> str | None:
-    """Markdown for the node at the 1-based (line, col) of the document, or None."""
-    nodes = [(span, node) for span, node in _nodes(analysis) if span.line <= line <= span.end_line]
+def hover_markdown(analysis: Analysis, line: int, col: int,
+                   others: Iterable[Analysis] = ()) -> str | None:
+    """Markdown for the node at the 1-based (line, col) of the document, or None. The models of
+    `others` (the other open documents) count too where they use this file: a file of blocks
+    has no model of its own, but its blocks have shapes in the specs that include it."""
+    nodes = [(span, node) for span, node in _nodes(analysis, others)
+             if span.line <= line <= span.end_line]
     under = [(s, n) for s, n in nodes if contains(s, line, col)]
     starting = [(s, n) for s, n in nodes if s.line == line]
     if any(s.line == line for s, _ in under):  # the innermost of those under the cursor
@@ -54,16 +60,29 @@ def _render(texts: list[str]) -> str:
     return head + "\n".join(f"- {t}" for t in shown) + (f"\n- ... and {more} more" if more else "")
 
 
-def _nodes(analysis: Analysis) -> Iterator[tuple[Span, Node]]:
-    """Every IR node that came from this document, in each checked model."""
+def _nodes(analysis: Analysis, others: Iterable[Analysis]) -> Iterator[tuple[Span, Node]]:
+    """Every IR node that came from this document, in its checked models and in those of
+    `others` that include it."""
+    yield from _walk(analysis.models, lambda name: name == analysis.name)
+    if analysis.path is None:
+        return
+    for other in others:
+        if other is not analysis:
+            # spans of included files carry their display path: resolve each name once
+            yield from _walk(other.models, functools.lru_cache(maxsize=None)(
+                lambda name, other=other: name != other.name
+                and Path(name).resolve() == analysis.path))
+
+
+def _walk(models: list[ModuleDef], here) -> Iterator[tuple[Span, Node]]:
     seen: set[int] = set()
-    stack: list[Node] = list(reversed(analysis.models))
+    stack: list[Node] = list(reversed(models))
     while stack:
         node = stack.pop()
         if id(node) in seen:
             continue
         seen.add(id(node))
-        if node.span.source.name == analysis.name:
+        if here(node.span.source.name):
             yield node.span, node
         # pushed in reverse, so instances are described in the order the model uses them
         if isinstance(node, Seq):
@@ -77,7 +96,8 @@ def _describe(node: Node) -> str:
         if node.target is not None:
             return _describe(node.target)
         kind = node.layer.kind if node.layer is not None else "op"
-        return f"**{kind}** {_types([v.type for v in node.args])} → {_types(v.type for v in node.outs)}"
+        ins, outs = [v.type for v in node.args], [v.type for v in node.outs]
+        return f"**{kind}** {_types(ins)} → {_types(outs)}"
     if isinstance(node, Leaf):
         outs = node.layer.infer(node.ins)
         outs = outs if isinstance(outs, tuple) else (outs,)

@@ -34,11 +34,12 @@ class NnspecServer(LanguageServer):
         super().__init__("nnspec", __version__)
         self.analyses: dict[str, Analysis] = {}
 
-    def analysis(self, uri: str) -> Analysis:
-        """The analysis of the document's current text (checked now if it changed)."""
+    def analysis(self, uri: str, again: bool = False) -> Analysis:
+        """The analysis of the document's current text (checked now if it changed, or `again`:
+        a file it includes may have changed)."""
         text = self.workspace.get_text_document(uri).source
         found = self.analyses.get(uri)
-        if found is None or found.text != text:
+        if again or found is None or found.text != text:
             path = to_fs_path(uri) if uri.startswith("file:") else None
             found = self.analyses[uri] = analyse(text, Path(path) if path else None, found)
         return found
@@ -54,7 +55,7 @@ class NnspecServer(LanguageServer):
         pos = doc.position_codec.position_from_client_units(doc.source.split("\n"), position)
         return pos.line + 1, pos.character + 1
 
-    async def check_soon(self, uri: str, delay: float) -> None:
+    async def check_soon(self, uri: str, delay: float, again: bool = False) -> None:
         """Publish the document's diagnostics, unless it changes again within `delay`."""
         version = self.workspace.get_text_document(uri).version
         if delay:
@@ -63,7 +64,7 @@ class NnspecServer(LanguageServer):
             return  # closed meanwhile
         if self.workspace.get_text_document(uri).version != version:
             return  # the newer change publishes
-        found = self.analysis(uri)
+        found = self.analysis(uri, again)
         diagnostics = lsp_diagnostics(found)
         for d in diagnostics:  # related locations of other files stay in characters
             d.range = self.to_client(uri, d.range)
@@ -101,8 +102,9 @@ def make_server() -> NnspecServer:
     @server.feature(lsp.TEXT_DOCUMENT_DID_SAVE)
     @_guarded
     async def did_save(ls: NnspecServer, params: lsp.DidSaveTextDocumentParams):
-        ls.analyses.pop(params.text_document.uri, None)  # an included file may have changed
-        await ls.check_soon(params.text_document.uri, 0)
+        # the saved file may be included by the other open documents: check them all again
+        for uri in list(ls.workspace.text_documents):
+            await ls.check_soon(uri, 0, again=True)
 
     @server.feature(lsp.TEXT_DOCUMENT_DID_CLOSE)
     @_guarded
@@ -115,7 +117,8 @@ def make_server() -> NnspecServer:
     @_guarded
     async def hover(ls: NnspecServer, params: lsp.HoverParams) -> lsp.Hover | None:
         uri = params.text_document.uri
-        text = hover_markdown(ls.analysis(uri), *ls.from_client(uri, params.position))
+        text = hover_markdown(ls.analysis(uri), *ls.from_client(uri, params.position),
+                              others=list(ls.analyses.values()))
         return None if text is None else lsp.Hover(lsp.MarkupContent(lsp.MarkupKind.Markdown,
                                                                      text))
 

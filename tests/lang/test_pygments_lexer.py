@@ -13,7 +13,8 @@ from nnspec.lang.pygments_lexer import NnspecLexer
 from tests.docs.examples import doc_pages, fences, rule_of
 
 ROOT = Path(__file__).resolve().parents[2]
-SPECS = sorted((ROOT / "specs").rglob("*.nn")) + sorted((ROOT / "tests" / "golden" / "valid").glob("*.nn"))
+SPECS = (sorted((ROOT / "specs").rglob("*.nn"))
+         + sorted((ROOT / "tests" / "golden" / "valid").glob("*.nn")))
 
 
 def tokens(text: str) -> list[tuple[object, str]]:

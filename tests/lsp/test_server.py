@@ -101,6 +101,18 @@ class Session:
             self.run(asyncio.sleep(0.02))
         raise AssertionError(f"no diagnostics for version {self.versions[uri]} of {uri}")
 
+    def republished(self, uri: str, after: int) -> list[lsp.Diagnostic]:
+        """The diagnostics published for the document after the first `after` publications."""
+        deadline = time.monotonic() + TIMEOUT
+        while len(self.diagnostics.get(uri, [])) <= after:
+            assert time.monotonic() < deadline, f"no new diagnostics for {uri}"
+            self.run(asyncio.sleep(0.02))
+        return list(self.diagnostics[uri][after].diagnostics)
+
+    def save(self, uri: str) -> None:
+        self.client.text_document_did_save(lsp.DidSaveTextDocumentParams(
+            lsp.TextDocumentIdentifier(uri)))
+
     def hover(self, uri: str, line: int, character: int) -> str | None:
         found = self.run(self.client.text_document_hover_async(lsp.HoverParams(
             lsp.TextDocumentIdentifier(uri), lsp.Position(line, character))))
@@ -172,6 +184,11 @@ def test_definition_of_a_block_and_of_a_use(session, tmp_path):
     [loc] = session.definition(uri, 4, 6)  # `Mix` of `a: Mix(16)`
     assert loc.uri == (tmp_path / "blocks.nn").as_uri()
     assert (loc.range.start.line, loc.range.start.character) == (2, 6)  # `block Mix(width)`
+    # in the file of blocks, which has no model, the shapes come from the spec that uses it
+    blocks = session.open(tmp_path / "blocks.nn", BLOCKS)
+    assert session.published(blocks) == []
+    text = session.hover(blocks, 4, 20)
+    assert "`[B, 8]` → `[B, 16]`" in text and "`[B, 16]` → `[B, 4]`" in text
     [loc] = session.definition(uri, 0, 8)  # the path of `use "blocks.nn"`
     assert loc.uri == (tmp_path / "blocks.nn").as_uri() and loc.range.start.line == 0
     assert session.definition(uri, 6, 10) is None  # `linear` is a kind, defined nowhere
@@ -185,6 +202,13 @@ def test_errors_in_an_included_file_show_on_its_use(session, tmp_path):
     assert any("blocks.nn:5:" in d.message and "bais" in d.message for d in diags)
     related = diags[0].related_information
     assert related and related[0].location.uri == (tmp_path / "blocks.nn").as_uri()
+    # the included file is fixed and saved: the document that uses it is checked again
+    blocks = session.open(tmp_path / "blocks.nn", BLOCKS)
+    assert session.published(blocks) == []
+    (tmp_path / "blocks.nn").write_text(BLOCKS)
+    count = len(session.diagnostics[uri])
+    session.save(blocks)
+    assert session.republished(uri, count) == []
 
 
 def test_completion_of_kinds_and_arguments(session, tmp_path):
@@ -201,6 +225,11 @@ def test_completion_of_kinds_and_arguments(session, tmp_path):
     session.change(uri, text.replace("conv2d(\n", "conv2d(8, stride=2, \n"))
     items = session.complete(uri, 4, len("  h = x -> conv2d(8, stride=2, "))
     assert "kernel_size" in items and "stride" not in items
+    # nothing to complete in a comment or a string
+    session.change(uri, text.replace("  y = x -> \n",
+                                     '  y = x -> dropout(0.1)  # a conv\n  z = "con\n'))
+    assert session.complete(uri, 3, len("  y = x -> dropout(0.1)  # a conv")) == {}
+    assert session.complete(uri, 4, len('  z = "con')) == {}
 
 
 def test_completion_of_a_blocks_parameters(session, tmp_path):
