@@ -9,13 +9,17 @@ const { LanguageClient } = require("vscode-languageclient/node");
 let client;
 
 function activate(context) {
-  const [command, ...args] = vscode.workspace.getConfiguration("nnspec").get("server.command");
+  const config = vscode.workspace.getConfiguration("nnspec");
+  const [command, ...args] = config.get("server.command");
   const server = { command, args };
+  const maxParams = config.get("maxParams");
   client = new LanguageClient("nnspec", "nnspec language server", server, {
     documentSelector: [
       { scheme: "file", language: "nnspec" },
       { scheme: "untitled", language: "nnspec" },
     ],
+    // `nnspec check --max-params`: the server refuses larger models, as the CLI does
+    initializationOptions: maxParams ? { maxParams } : {},
   });
   context.subscriptions.push(client);
   return client.start().catch((err) => {

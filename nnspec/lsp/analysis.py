@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nnspec.lang import syntax as S
+from nnspec.lang.check import DEFAULT_MAX_PARAMS, check
 from nnspec.lang.diagnostics import Diagnostic, Span, SpecError
 from nnspec.lang.parse import parse
 from nnspec.lang.resolve import Program, resolve_text
@@ -60,16 +61,17 @@ class Analysis:
         return [u for u in self.syntax.items if isinstance(u, S.Use)] if self.syntax else []
 
 
-def analyse(text: str, path: Path | None, previous: Analysis | None = None) -> Analysis:
+def analyse(text: str, path: Path | None, previous: Analysis | None = None,
+            max_params: int = DEFAULT_MAX_PARAMS) -> Analysis:
     """Every diagnostic of `text` (the document at `path`), and the passes' results that exist;
     `previous` is the analysis of the version before, whose definitions stay in scope while
-    this one does not resolve.
+    this one does not resolve; `max_params` is `nnspec check --max-params`.
 
     Never raises for any text: a failure of the checker itself becomes a diagnostic that says so.
     """
     result = Analysis(text, str(path) if path is not None else UNTITLED, path)
     try:
-        _run(result)
+        _run(result, max_params)
     except Exception as err:  # a checker bug must cost the user a diagnostic, not the server
         last = traceback.extract_tb(err.__traceback__)[-1]
         result.diagnostics.append(Diagnostic(
@@ -80,7 +82,7 @@ def analyse(text: str, path: Path | None, previous: Analysis | None = None) -> A
     return result
 
 
-def _run(result: Analysis) -> None:
+def _run(result: Analysis, max_params: int) -> None:
     try:
         result.syntax = parse(result.text, result.name)
         result.program = resolve_text(result.text, result.name, result.base)
@@ -90,23 +92,23 @@ def _run(result: Analysis) -> None:
     roots = result.program.root_models
     # a file of blocks only is checked where a model uses it; several models are checked each
     for model in [m.name for m in roots] if len(roots) > 1 else [None] if roots else []:
-        ir = _check_model(result, model)
+        ir = _check_model(result, model, max_params)
         if ir is not None:
             result.models.append(ir)
 
 
-def _check_model(result: Analysis, model: str | None) -> ModuleDef | None:
+def _check_model(result: Analysis, model: str | None, max_params: int) -> ModuleDef | None:
     """Check one model the way `nnspec check` does (its sections too); its IR, or None."""
     from nnspec.compile import loads
 
     try:
-        return loads(result.text, name=result.name, base=result.base, model=model).ir
+        return loads(result.text, name=result.name, base=result.base, model=model,
+                     max_params=max_params).ir
     except SpecError as err:
         _add_new(result.diagnostics, err.diagnostics)
     # the sections may be what failed: the model alone still gives shapes for hover
-    from nnspec.lang.check import check
     try:
-        return check(result.program, model)
+        return check(result.program, model, max_params=max_params)
     except SpecError:
         return None
 

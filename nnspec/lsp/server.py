@@ -16,6 +16,7 @@ from lsprotocol import types as lsp
 from pygls.lsp.server import LanguageServer
 from pygls.uris import to_fs_path
 
+from nnspec.lang.check import DEFAULT_MAX_PARAMS
 from nnspec.lsp.analysis import Analysis, analyse
 from nnspec.lsp.completion import completions
 from nnspec.lsp.definition import definition
@@ -33,6 +34,7 @@ class NnspecServer(LanguageServer):
         from nnspec import __version__
         super().__init__("nnspec", __version__)
         self.analyses: dict[str, Analysis] = {}
+        self.max_params = DEFAULT_MAX_PARAMS  # the client may raise it (initializationOptions)
 
     def analysis(self, uri: str, again: bool = False) -> Analysis:
         """The analysis of the document's current text (checked now if it changed, or `again`:
@@ -41,7 +43,8 @@ class NnspecServer(LanguageServer):
         found = self.analyses.get(uri)
         if again or found is None or found.text != text:
             path = to_fs_path(uri) if uri.startswith("file:") else None
-            found = self.analyses[uri] = analyse(text, Path(path) if path else None, found)
+            found = self.analyses[uri] = analyse(text, Path(path) if path else None, found,
+                                                 self.max_params)
         return found
 
     def to_client(self, uri: str, rng: lsp.Range) -> lsp.Range:
@@ -88,6 +91,14 @@ def _guarded(handler):
 def make_server() -> NnspecServer:
     """A server with every feature registered (a new one per call: tests can hold several)."""
     server = NnspecServer()
+
+    @server.feature(lsp.INITIALIZE)
+    def initialize(ls: NnspecServer, params: lsp.InitializeParams) -> None:
+        # {"maxParams": N}: `nnspec check --max-params N`, for specs of more than 10B parameters
+        options = params.initialization_options
+        limit = options.get("maxParams") if isinstance(options, dict) else None
+        if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0:
+            ls.max_params = limit
 
     @server.feature(lsp.TEXT_DOCUMENT_DID_OPEN)
     @_guarded

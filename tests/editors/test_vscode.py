@@ -41,8 +41,8 @@ const Module = require("module");
 const started = [];
 const fakes = {
   "vscode": {
-    workspace: { getConfiguration: (s) => ({ get: (k) => s === "nnspec" &&
-      k === "server.command" ? ["/venv/bin/nnspec", "lsp"] : undefined }) },
+    workspace: { getConfiguration: (s) => ({ get: (k) => s !== "nnspec" ? undefined :
+      ({ "server.command": ["/venv/bin/nnspec", "lsp"], "maxParams": 20000000000 })[k] }) },
     window: { showErrorMessage: (m) => started.push({ error: m }) },
   },
   "vscode-languageclient/node": {
@@ -80,4 +80,5 @@ def test_extension_js_starts_the_configured_server(tmp_path):
     assert client["server"] == {"command": "/venv/bin/nnspec", "args": ["lsp"]}
     selectors = client["options"]["documentSelector"]
     assert {"scheme": "file", "language": "nnspec"} in selectors
+    assert client["options"]["initializationOptions"] == {"maxParams": 20_000_000_000}
     assert result["subscriptions"] == 1

@@ -17,6 +17,7 @@ from pygls.lsp.client import LanguageClient  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 20.0  # seconds any one answer may take (the first check imports the checker)
+MAX_PARAMS = 20_000_000_000  # what the session asks for: above nnspec's default of 10B
 
 BROKEN = """\
 model net {
@@ -65,7 +66,8 @@ class Session:
             [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
         self.run(self.client.start_io(sys.executable, "-m", "nnspec", "lsp", env=env, cwd=ROOT))
         self.run(self.client.initialize_async(lsp.InitializeParams(
-            capabilities=lsp.ClientCapabilities(), root_uri=ROOT.as_uri())))
+            capabilities=lsp.ClientCapabilities(), root_uri=ROOT.as_uri(),
+            initialization_options={"maxParams": MAX_PARAMS})))
         self.client.initialized(lsp.InitializedParams())
 
     def run(self, coro):
@@ -146,6 +148,16 @@ def test_diagnostics_as_you_type(session, tmp_path):
     assert (d.range.end.line, d.range.end.character) == (2, 27)
     session.change(uri, FIXED)
     assert session.published(uri) == []
+
+
+def test_the_client_sets_the_parameter_limit(session, tmp_path):
+    # 1e5 * 1e5 weights: over nnspec check's default limit, under the session's
+    big = "model big {\n  input x: float[100000]\n  fc: linear(100000)\n}\n"
+    uri = session.open(tmp_path / "big.nn", big)
+    assert session.published(uri) == []
+    session.change(uri, big.replace("linear(100000)", "linear(300000)"))
+    [d] = session.published(uri)
+    assert d.code == "E0501" and "20,000,000,000" in d.message
 
 
 def test_positions_are_utf16_units(session, tmp_path):
