@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from nnspec.lsp.analysis import analyse
-from nnspec.lsp.completion import completions
-from nnspec.lsp.definition import definition
-from nnspec.lsp.diagnostics import lsp_diagnostics
-from nnspec.lsp.hover import count_params, hover_markdown
+pytest.importorskip("pygls", reason="the lsp extra: pip install -e '.[lsp]'")
+
+from nnspec.lsp.analysis import analyse  # noqa: E402
+from nnspec.lsp.completion import completions  # noqa: E402
+from nnspec.lsp.definition import definition  # noqa: E402
+from nnspec.lsp.diagnostics import lsp_diagnostics  # noqa: E402
+from nnspec.lsp.hover import count_params, hover_markdown  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 SPECS = sorted((ROOT / "specs").glob("*.nn"))
