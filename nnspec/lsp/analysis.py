@@ -12,6 +12,7 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nnspec.compile import loads
 from nnspec.lang import syntax as S
 from nnspec.lang.check import DEFAULT_MAX_PARAMS, check
 from nnspec.lang.diagnostics import Diagnostic, Span, SpecError
@@ -99,8 +100,6 @@ def _run(result: Analysis, max_params: int) -> None:
 
 def _check_model(result: Analysis, model: str | None, max_params: int) -> ModuleDef | None:
     """Check one model the way `nnspec check` does (its sections too); its IR, or None."""
-    from nnspec.compile import loads
-
     try:
         return loads(result.text, name=result.name, base=result.base, model=model,
                      max_params=max_params).ir

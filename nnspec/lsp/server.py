@@ -16,6 +16,7 @@ from lsprotocol import types as lsp
 from pygls.lsp.server import LanguageServer
 from pygls.uris import to_fs_path
 
+from nnspec import __version__
 from nnspec.lang.check import DEFAULT_MAX_PARAMS
 from nnspec.lsp.analysis import Analysis, analyse
 from nnspec.lsp.completion import completions
@@ -31,7 +32,6 @@ class NnspecServer(LanguageServer):
     """A LanguageServer that keeps the latest analysis of each open document."""
 
     def __init__(self) -> None:
-        from nnspec import __version__
         super().__init__("nnspec", __version__)
         self.analyses: dict[str, Analysis] = {}
         self.max_params = DEFAULT_MAX_PARAMS  # the client may raise it (initializationOptions)
