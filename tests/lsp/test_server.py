@@ -65,10 +65,17 @@ class Session:
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(
             [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
         self.run(self.client.start_io(sys.executable, "-m", "nnspec", "lsp", env=env, cwd=ROOT))
+        # the server's log, read as it comes: a full pipe would stop the server mid-write
+        self.stderr: list[str] = []
+        self.drain = self.loop.create_task(self._drain(self.client._server.stderr))
         self.run(self.client.initialize_async(lsp.InitializeParams(
             capabilities=lsp.ClientCapabilities(), root_uri=ROOT.as_uri(),
             initialization_options={"maxParams": MAX_PARAMS})))
         self.client.initialized(lsp.InitializedParams())
+
+    async def _drain(self, stream) -> None:
+        while line := await stream.readline():
+            self.stderr.append(line.decode(errors="replace"))
 
     def run(self, coro):
         return self.loop.run_until_complete(asyncio.wait_for(coro, TIMEOUT))
@@ -77,6 +84,7 @@ class Session:
         self.run(self.client.shutdown_async(None))
         self.client.exit(None)
         self.run(self.client.stop())
+        self.run(self.drain)
         self.loop.close()
 
     def open(self, path: Path, text: str) -> str:
@@ -269,6 +277,8 @@ def test_random_text_never_stops_the_server(session, tmp_path, seed):
         session.hover(uri, line, len(lines[line]) // 2)
         session.definition(uri, line, 0)
         session.complete(uri, line, len(lines[line]))
-    # still answering, and right
+    # still answering, and right, and no feature failed on the way
     good = session.open(tmp_path / "after.nn", FIXED)
     assert session.published(good) == []
+    assert not [line for line in session.stderr
+                if "failed" in line.lower() or "Traceback" in line], session.stderr
