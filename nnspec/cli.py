@@ -305,6 +305,18 @@ def cmd_layers(args) -> int:
     return 1 if REGISTRY.failed else 0  # each broken plugin was named on stderr
 
 
+def cmd_lsp(args) -> int:
+    try:
+        from nnspec.lsp.server import serve
+    except ModuleNotFoundError as err:
+        if (err.name or "").split(".")[0] not in ("pygls", "lsprotocol", "cattrs", "attrs"):
+            raise
+        raise UsageError(f"`nnspec lsp` needs pygls (no module {err.name}): "
+                         "pip install 'nnspec[lsp]'") from None
+    serve()
+    return 0
+
+
 def _spec_parser(sub, name: str, help: str, func: Callable) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help=help)
     p.add_argument("spec", help="the .nn file")
@@ -406,6 +418,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "installed plugins too")
     p.add_argument("kind", nargs="?", help="print only this layer kind")
     p.set_defaults(func=cmd_layers)
+    p = sub.add_parser("lsp", help="run the language server on stdin/stdout, for editors "
+                       "(diagnostics as you type, hover shapes, definitions, completion)")
+    p.set_defaults(func=cmd_lsp)
     return parser
 
 

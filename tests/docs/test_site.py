@@ -25,3 +25,8 @@ def test_mkdocs_build_strict(tmp_path):
     assert (tmp_path / "site" / "index.html").is_file()
     for page in ("tutorial", "language", "layers", "cli", "architecture", "guides/training"):
         assert (tmp_path / "site" / page / "index.html").is_file(), page
+    # ```nn blocks are coloured by nnspec's Pygments lexer (mkdocs.yml: codehilite, and the hook
+    # that registers the lexer of this checkout)
+    tutorial = (tmp_path / "site" / "tutorial" / "index.html").read_text(encoding="utf-8")
+    assert '<span class="kd">model</span>' in tutorial
+    assert '<span class="nb">conv2d</span>' in tutorial
