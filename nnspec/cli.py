@@ -305,7 +305,7 @@ def cmd_fmt(args) -> int:
     from nnspec.lang.fmt_files import FmtUsageError, format_files
 
     try:
-        return format_files(args.specs, args.check)
+        return format_files(args.spec, args.check)
     except FmtUsageError as err:
         raise UsageError(str(err)) from None
 
@@ -401,7 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: from -o's suffix)")
     p = sub.add_parser("fmt", help="format specs in one canonical layout, comments kept; "
                        "--check lists the files that are not formatted")
-    p.add_argument("specs", nargs="+", metavar="SPEC", help="a .nn file, a folder of them, or `-` "
+    p.add_argument("spec", nargs="+", help="a .nn file, a folder of them, or `-` "
                    "(stdin to stdout)")
     p.add_argument("--check", action="store_true", help="change nothing; exit 1 if any file "
                    "would be reformatted (for CI and pre-commit)")
