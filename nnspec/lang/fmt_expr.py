@@ -76,15 +76,15 @@ def leading_sign(node: S.Node) -> S.Node | None:
 
 
 class ExprPrinter:
-    """Prints expressions; `comments` says which slots carry comments (see nnspec.lang.fmt)."""
+    """Prints expressions; `comments` says which slots carry comments (nnspec.lang.fmt_comments)."""
 
-    def __init__(self, lines: dict, leading: dict, trailing: dict, ends: dict, marked: set):
-        self.source_lines = lines     # Source -> its lines, for literals as the user wrote them
-        self.leading = leading        # id(slot) -> own-line comments before it
-        self.trailing = trailing      # id(slot) -> comments at the end of its last line
-        self.ends = ends              # id(container) -> own-line comments before its closer
-        self.marked = marked          # ids of nodes with a comment somewhere inside
-        self.emitted: set[int] = set()
+    def __init__(self, source_lines: dict, comments):
+        self.source_lines = source_lines  # Source -> its lines, for literals as the user wrote them
+        self.leading = comments.leading    # id(slot) -> own-line comments before it
+        self.trailing = comments.trailing  # id(slot) -> comments at the end of its last line
+        self.ends = comments.ends          # id(container) -> own-line comments before its closer
+        self.marked = comments.marked      # ids of nodes with a comment somewhere inside
+        self.emitted: set[tuple[str, int]] = set()
         self.parenthesized: set[int] = set()  # ids of nodes that keep parentheses all the same
 
     # ---- comments ------------------------------------------------------------------------

@@ -18,7 +18,8 @@ from hypothesis import HealthCheck, given, settings
 
 import nnspec
 from nnspec.lang.diagnostics import SpecError
-from nnspec.lang.fmt import format_text, scan_comments
+from nnspec.lang.fmt import format_text
+from nnspec.lang.fmt_comments import scan_comments
 from nnspec.lang.fmt_expr import WIDTH
 
 from tests.differential.specgen import HELPER, specs
@@ -83,6 +84,39 @@ def formatted_tree(tmp_path_factory) -> Path:
 def test_formatting_keeps_the_checked_result(path: Path, formatted_tree: Path):
     rel = path.relative_to(ROOT)
     assert meaning(formatted_tree / rel, formatted_tree) == meaning(path, ROOT)
+
+
+def with_comments_everywhere(text: str) -> str:
+    """`text` with a comment on a line of its own before every line, and one at the end of every
+    line that has none (not after a `\\` that continues a line)."""
+    out = []
+    for i, line in enumerate(text.split("\n")):
+        if line.rstrip().endswith("\\"):
+            out.append(line)
+            continue
+        out.append(f"# own {i}")
+        out.append(line + (f"  # end {i}" if line.strip() and "#" not in line else ""))
+    return "\n".join(out)
+
+
+@pytest.mark.parametrize("path", CORPUS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_comments_everywhere_survive(path: Path):
+    assert_formatted_well(with_comments_everywhere(path.read_text(encoding="utf-8")))
+
+
+MEANT = [p for p in CORPUS if "invalid" not in p.parts]
+
+
+def test_comments_everywhere_keep_the_checked_result(tmp_path):
+    for folder in FOLDERS[:2]:
+        shutil.copytree(ROOT / folder, tmp_path / folder)
+    for path in MEANT:
+        target = tmp_path / path.relative_to(ROOT)
+        target.write_text(formats(with_comments_everywhere(path.read_text(encoding="utf-8"))),
+                          encoding="utf-8")
+    for path in MEANT:
+        target = tmp_path / path.relative_to(ROOT)
+        assert meaning(target, tmp_path) == meaning(path, ROOT), path
 
 
 def test_random_specs(tmp_path):
