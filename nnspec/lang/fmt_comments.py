@@ -29,6 +29,7 @@ class Comment:
     text: str
     trailing: bool       # code stands before it on its line
     blank_before: bool   # the line above it is blank
+    gap: int = 0         # the spaces between the code and a trailing comment
 
 
 @dataclass
@@ -53,7 +54,8 @@ def scan_comments(text: str) -> list[Comment]:
         col = m.start() - (text.rfind("\n", 0, m.start()) + 1) + 1
         before = lines[line - 1][:col - 1]
         out.append(Comment(line, col, m.group().rstrip(), bool(before.strip()),
-                           line > 1 and not lines[line - 2].strip()))
+                           line > 1 and not lines[line - 2].strip(),
+                           len(before) - len(before.rstrip())))
     return out
 
 

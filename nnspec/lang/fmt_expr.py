@@ -43,13 +43,19 @@ def precedence(node: S.Node) -> int:
 @dataclass
 class Line:
     text: str
-    comments: list[str] = field(default_factory=list)
+    comments: list = field(default_factory=list)  # fmt_comments.Comment, trailing the text
 
     def render(self) -> str:
+        """The line with its comments, the first after as many spaces as it had (at least two,
+        and two if more would pass WIDTH): comments aligned by hand stay aligned."""
         text = self.text.rstrip()
         if not self.comments:
             return text
-        return (text + "  " if text.strip() else text) + "  ".join(self.comments)
+        comments = "  ".join(c.text for c in self.comments)
+        gap = max(2, self.comments[0].gap)
+        if len(text) + gap + len(comments) > WIDTH:
+            gap = 2
+        return text + " " * gap + comments
 
 
 def quote(value: str) -> str:
@@ -92,9 +98,9 @@ class ExprPrinter:
         self.emitted.add(("lead", id(node)))
         return self.leading.get(id(node), [])
 
-    def take_trailing(self, node) -> list[str]:
+    def take_trailing(self, node) -> list:
         self.emitted.add(("trail", id(node)))
-        return [c.text for c in self.trailing.get(id(node), [])]
+        return list(self.trailing.get(id(node), []))
 
     def take_ends(self, key) -> list:
         self.emitted.add(("end", key))
@@ -167,17 +173,74 @@ class ExprPrinter:
     # ---- several lines -------------------------------------------------------------------
     def expr(self, n: S.Node, col: int, indent: int, min_prec: int = PIPE) -> list[Line]:
         """`n` written from column `col` on a line indented by `indent`."""
-        if precedence(n) < min_prec or id(n) in self.parenthesized:
-            self.parenthesized.discard(id(n))
-            out = self.expr(n, col + 1, indent)
+        wrap = precedence(n) < min_prec or id(n) in self.parenthesized
+        if id(n) not in self.marked:
+            text = self.flat(n, min_prec)
+            if col + len(text) <= WIDTH:
+                return [Line(text)]
+        self.parenthesized.discard(id(n))
+        if isinstance(n, S.BinOp) and n.op != "**":
+            return self.operands(n, col, indent)  # in parentheses of its own
+        if wrap:
+            out = self._broken(n, col + 1, indent)
             out[0].text = "(" + out[0].text
             out[-1].text += ")"
             return out
-        if id(n) not in self.marked:
-            text = self._flat(n)
-            if col + len(text) <= WIDTH:
-                return [Line(text)]
         return self._broken(n, col, indent)
+
+    def operands(self, n: S.BinOp, col: int, indent: int) -> list[Line]:
+        """`(a + b + c ...)` too long for a line: the operands of one precedence level filled
+        into lines that start with their operator, in parentheses (where a new line does not
+        end the statement)."""
+        level = _BINARY[n.op]
+        terms: list[tuple[str, S.Node]] = []
+        node: S.Node = n
+        while isinstance(node, S.BinOp) and _BINARY.get(node.op) == level:
+            terms.append((node.op + " ", node.right))
+            node = node.left
+        terms.append(("", node))
+        terms.reverse()
+        saved = set(self.parenthesized)
+        inline = self._inline_operands(terms, level, col, indent)
+        if inline is not None:
+            return inline
+        self.parenthesized = saved
+        out = [Line("(")]
+        for i, (op, term) in enumerate(terms):
+            least = level if i == 0 else level + 1
+            here = end_col(out, col)
+            text = None if id(term) in self.marked else self.flat(term, least)
+            if i and text is not None and here + 1 + len(op + text) < WIDTH:
+                out[-1].text += " " + op + text
+                continue
+            if i == 0:
+                sub = self.expr(term, here, indent, least)
+                out[-1].text += sub[0].text
+                out[-1].comments += sub[0].comments
+                out += sub[1:]
+                continue
+            sub = self.expr(term, col + 1 + len(op), col + 1, least)
+            sub[0].text = " " * (col + 1) + op + sub[0].text
+            out += sub
+        out[-1].text += ")"
+        return out
+
+    def _inline_operands(self, terms: list, level: int, col: int, indent: int) -> list | None:
+        """`a + (b -> ...)`: the operands one after the other, broken only inside their own
+        brackets; None if that needs an operand to start right of the middle of a line."""
+        out = [Line("")]
+        for i, (op, term) in enumerate(terms):
+            out[-1].text += f" {op}" if i else ""
+            here = end_col(out, col)
+            sub = self.expr(term, here, leading_spaces_of(out, indent), level + (i > 0))
+            if len(sub) > 1 and here > WIDTH // 2:
+                return None
+            out[-1].text += sub[0].text
+            out[-1].comments += sub[0].comments
+            out += sub[1:]
+        if col + len(out[0].text) > WIDTH or any(len(line.text) > WIDTH for line in out[1:]):
+            return None
+        return out
 
     def _broken(self, n: S.Node, col: int, indent: int) -> list[Line]:  # noqa: C901
         if isinstance(n, S.Pipe):
@@ -216,11 +279,8 @@ class ExprPrinter:
         if isinstance(n, S.IfElse):
             return self.cat(col, indent, [(n.then, 4), " if ", (n.cond, 4), " else ",
                                           (n.other, IFELSE)])
-        if isinstance(n, S.BinOp):
-            if n.op == "**":
-                return self.cat(col, indent, [(n.left, ATOM), " ** ", (n.right, UNARY)])
-            p = _BINARY[n.op]
-            return self.cat(col, indent, [(n.left, p), f" {n.op} ", (n.right, p + 1)])
+        if isinstance(n, S.BinOp):  # `**`: the others are `operands`
+            return self.cat(col, indent, [(n.left, ATOM), " ** ", (n.right, UNARY)])
         return [Line(self._flat(n))]
 
     def cat(self, col: int, indent: int, parts: list) -> list[Line]:

@@ -235,6 +235,16 @@ def test_comments_stay_where_they_were():
     assert format_text(out) == out
 
 
+def test_trailing_comments_keep_their_alignment():
+    text = ("model m {\n"
+            "  input x: float[3]\n"
+            "  fc: linear(4)        # [B, 4]\n"
+            "  act: relu            # [B, 4]\n"
+            "  head: linear(2) # [B, 2]\n"
+            "}\n")
+    assert format_text(text) == text.replace(") # [B, 2]", ")  # [B, 2]")
+
+
 def test_blank_lines_kept_at_most_one():
     text = "const A = 1\n\n\n\nconst B = 2\nconst C = 3\n"
     assert format_text(text) == "const A = 1\n\nconst B = 2\nconst C = 3\n"

@@ -11,7 +11,7 @@ import pytest
 
 from nnspec.cli import main
 
-UGLY = "model m{\n input x:float[3]\n fc:linear(2)   # a comment\n}\n"
+UGLY = "model m{\n input x:float[3]\n fc:linear(2) # a comment\n}\n"
 PRETTY = "model m {\n  input x: float[3]\n  fc: linear(2)  # a comment\n}\n"
 BROKEN = "model m {\n  x = (1 +\n}\n"
 
