@@ -180,7 +180,7 @@ class ExprPrinter:
                 return [Line(text)]
         self.parenthesized.discard(id(n))
         if isinstance(n, S.BinOp) and n.op != "**":
-            return self.operands(n, col, indent)  # in parentheses of its own
+            return self.operands(n, col, indent, wrap)
         if wrap:
             out = self._broken(n, col + 1, indent)
             out[0].text = "(" + out[0].text
@@ -188,10 +188,10 @@ class ExprPrinter:
             return out
         return self._broken(n, col, indent)
 
-    def operands(self, n: S.BinOp, col: int, indent: int) -> list[Line]:
+    def operands(self, n: S.BinOp, col: int, indent: int, wrap: bool) -> list[Line]:
         """`(a + b + c ...)` too long for a line: the operands of one precedence level filled
         into lines that start with their operator, in parentheses (where a new line does not
-        end the statement)."""
+        end the statement); or, if they fit so, one after the other (parenthesized if `wrap`)."""
         level = _BINARY[n.op]
         terms: list[tuple[str, S.Node]] = []
         node: S.Node = n
@@ -201,8 +201,11 @@ class ExprPrinter:
         terms.append(("", node))
         terms.reverse()
         saved = set(self.parenthesized)
-        inline = self._inline_operands(terms, level, col, indent)
+        inline = self._inline_operands(terms, level, col + wrap, indent)
         if inline is not None:
+            if wrap:
+                inline[0].text = "(" + inline[0].text
+                inline[-1].text += ")"
             return inline
         self.parenthesized = saved
         out = [Line("(")]
@@ -250,8 +253,7 @@ class ExprPrinter:
         if isinstance(n, S.Call):
             return self.cat(col, indent, [(n.func, ATOM), ("items", n.args, "(", ")", True, n)])
         if isinstance(n, S.ListExpr):
-            simple = all(isinstance(i, (S.Literal, S.Name, S.Attr, S.Unary)) for i in n.items)
-            return self.cat(col, indent, [("items", n.items, "[", "]", simple, n)])
+            return self.cat(col, indent, [("items", n.items, "[", "]", _is_data(n), n)])
         if isinstance(n, S.TupleExpr):
             return self.cat(col, indent, [("items", n.items, "(", ")", True, n)])
         if isinstance(n, S.Index):
@@ -399,6 +401,16 @@ class ExprPrinter:
         sub = self.expr(n.cond, when_col + 5, when_col, IFELSE)
         sub[0].text = " " * when_col + "when " + sub[0].text
         return out + sub
+
+
+def _is_data(node: S.Node) -> bool:
+    """Plain values (numbers, names, strings, lists of them): a long list of these fills its
+    lines; a list of layers gets one a line."""
+    if isinstance(node, (S.ListExpr, S.TupleExpr)):
+        return all(_is_data(i) for i in node.items)
+    if isinstance(node, S.Unary):
+        return _is_data(node.operand)
+    return isinstance(node, (S.Literal, S.Name, S.Attr))
 
 
 def end_col(out: list[Line], col: int) -> int:

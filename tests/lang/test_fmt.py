@@ -20,6 +20,7 @@ import nnspec
 from nnspec.lang.diagnostics import SpecError
 from nnspec.lang.fmt import format_text
 from nnspec.lang.fmt_comments import scan_comments
+from nnspec.lang import fmt_expr
 from nnspec.lang.fmt_expr import WIDTH
 
 from tests.differential.specgen import HELPER, specs
@@ -119,9 +120,22 @@ def test_comments_everywhere_keep_the_checked_result(tmp_path):
         assert meaning(target, tmp_path) == meaning(path, ROOT), path
 
 
-def test_random_specs(tmp_path):
+def test_narrow_lines_keep_the_checked_result(tmp_path, monkeypatch):
+    """At 40 columns nearly every flow, call, list and operator chain breaks: each way of
+    breaking must still parse to the same spec (comments everywhere too)."""
+    monkeypatch.setattr(fmt_expr, "WIDTH", 40)
+    for folder in FOLDERS[:2]:
+        shutil.copytree(ROOT / folder, tmp_path / folder)
+    for path in MEANT:
+        text = assert_formatted_well(with_comments_everywhere(path.read_text(encoding="utf-8")))
+        (tmp_path / path.relative_to(ROOT)).write_text(text, encoding="utf-8")
+    for path in MEANT:
+        assert meaning(tmp_path / path.relative_to(ROOT), tmp_path) == meaning(path, ROOT), path
+
+
+def test_random_specs(tmp_path, monkeypatch):
     """~200 random specs of the differential generator: idempotent, and the same checked
-    result once formatted (helper files formatted too)."""
+    result once formatted (helper files formatted too); every second one at 40 columns."""
     seen: set[tuple] = set()
 
     @settings(max_examples=240, derandomize=True, deadline=None, database=None,
@@ -132,6 +146,7 @@ def test_random_specs(tmp_path):
         if key in seen:
             return
         seen.add(key)
+        monkeypatch.setattr(fmt_expr, "WIDTH", 40 if len(seen) % 2 else 100)
         before, after = tmp_path / "before", tmp_path / "after"
         for folder in (before, after):
             shutil.rmtree(folder, ignore_errors=True)
