@@ -29,8 +29,8 @@ class _Formatter(ExprPrinter):
         self.comments = CommentMap(tree, text)
         super().__init__({tree.span.source: text.split("\n")}, self.comments)
         self.by_statement: dict[int, list[tuple[str, int]]] = {}
-        for where, table in (("lead", self.leading), ("trail", self.trailing), ("end", self.ends)):
-            for key in table:
+        for where in ("lead", "trail", "end", "head"):
+            for key in self.comments.table(where):
                 owner = self.comments.statement_of.get(key)
                 self.by_statement.setdefault(owner, []).append((where, key))
 
@@ -70,7 +70,7 @@ class _Formatter(ExprPrinter):
         for where, key in self.by_statement.get(id(node), ()):
             if (where, key) not in self.emitted and key != id(node):
                 self.emitted.add((where, key))
-                missed += {"lead": self.leading, "trail": self.trailing, "end": self.ends}[where][key]
+                missed += self.comments.table(where)[key]
         return sorted(missed, key=lambda c: (c.line, c.col))
 
     def _blank_above(self, node: S.Node) -> bool:
@@ -89,7 +89,7 @@ class _Formatter(ExprPrinter):
         if isinstance(n, S.Definition):
             return self.definition(n, indent)
         if isinstance(n, S.Section):
-            out = [Line(n.name + " {")]
+            out = [Line(n.name + " {", self._take_head(n))]
             for i, setting in enumerate(n.settings):
                 self.slot(out, setting, indent + INDENT, i == 0)
             self._end_comments(out, id(n), indent + INDENT, not n.settings)
@@ -125,10 +125,16 @@ class _Formatter(ExprPrinter):
         if n.alias is not None:
             return self.cat(indent, indent, parts + [" = ", (n.alias, PIPE)])
         out = self.cat(indent, indent, parts + [" {"])
+        out[-1].comments += self._take_head(n)
         for i, stmt in enumerate(n.body):
             self.slot(out, stmt, indent + INDENT, i == 0)
         self._end_comments(out, id(n), indent + INDENT, not n.body)
         return _close(out, indent)
+
+    def _take_head(self, n: S.Node) -> list[Comment]:
+        """The comments after the `{` of a body."""
+        self.emitted.add(("head", id(n)))
+        return list(self.comments.heads.get(id(n), []))
 
     def _use_path(self, n: S.Use) -> str:
         span = n.span

@@ -39,6 +39,7 @@ class _Container:
     end: tuple
     slots: list
     children: list = field(default_factory=list)   # the containers directly inside, in order
+    header: bool = False  # a model, block or section: `{` ends a header line
 
 
 def scan_comments(text: str) -> list[Comment]:
@@ -87,6 +88,7 @@ class CommentMap:
         self.leading: dict[int, list[Comment]] = {}
         self.trailing: dict[int, list[Comment]] = {}
         self.ends: dict[int, list[Comment]] = {}
+        self.heads: dict[int, list[Comment]] = {}    # id(definition) -> after its `{`
         self.marked: set[int] = set()
         self.parents: dict[int, S.Node | None] = {}
         self.statement_of: dict[int, int] = {}
@@ -117,12 +119,15 @@ class CommentMap:
         if isinstance(node, S.Definition):
             if node.alias is None:
                 box = self._add(box, id(node), span, list(node.body))
+                box.header = True
             if node.params:
                 first, last = node.params[0].span, node.params[-1].span
                 self._add(box, id(node.params), None, list(node.params), _start(first), _end(last))
             return box
         if isinstance(node, S.Section):
-            return self._add(box, id(node), span, list(node.settings))
+            box = self._add(box, id(node), span, list(node.settings))
+            box.header = True
+            return box
         if isinstance(node, (S.ListExpr, S.TupleExpr)):
             return self._add(box, id(node), span, list(node.items))
         if isinstance(node, S.Call):
@@ -158,8 +163,7 @@ class CommentMap:
         pos = (c.line, c.col)
         box = self._innermost(pos)
         where, key = self._place(c, pos, box)
-        {"lead": self.leading, "trail": self.trailing, "end": self.ends}[where] \
-            .setdefault(key, []).append(c)
+        self.table(where).setdefault(key, []).append(c)
         if where == "end":
             self.marked.add(key)
         node = self.parents.get(key)
@@ -167,10 +171,17 @@ class CommentMap:
             self.marked.add(id(node))
             node = self.parents.get(id(node))
 
+    def table(self, where: str) -> dict[int, list[Comment]]:
+        return {"lead": self.leading, "trail": self.trailing, "end": self.ends,
+                "head": self.heads}[where]
+
     @staticmethod
     def _place(c: Comment, pos: tuple, box: _Container) -> tuple[str, int]:
-        """Where in `box` comment `c` goes: ("lead" | "trail", id(slot)) or ("end", box.key)."""
+        """Where in `box` comment `c` goes: ("lead" | "trail", id(slot)), ("end", box.key), or
+        ("head", box.key) for one that ends the header line of a body."""
         slots = box.slots
+        if box.header and c.trailing and (not slots or pos < _start(slots[0].span)):
+            return "head", box.key
         if not hasattr(box, "slot_starts"):
             box.slot_starts = [_start(s.span) for s in slots]  # type: ignore[attr-defined]
         i = bisect_left(box.slot_starts, pos) - 1  # type: ignore[attr-defined]  # last before

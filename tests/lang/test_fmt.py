@@ -233,8 +233,7 @@ def test_comments_stay_where_they_were():
     out = format_text(text)
     assert out == ("# header\n"
                    "\n"
-                   "model m {\n"
-                   "  # trailing the header\n"
+                   "model m {  # trailing the header\n"
                    "  input x: float[3]\n"
                    "  # before a statement\n"
                    "  y = x -> a: linear(4)  # after a stage\n"
