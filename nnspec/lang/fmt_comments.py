@@ -6,7 +6,7 @@ them. Containers and their slots: the file (top-level items), a model or block b
 (statements), a train/parallel/... section (settings), parameters, a call (arguments), a list or
 tuple (items) and a flow (its head and stages). An own-line comment goes before the slot that
 follows it, a comment at the end of a line after the slot that ends there; one after a
-container's last slot goes before its closing bracket. A comment inside a slot that is not itself
+container's last slot goes before its closing bracket, one after the `{` of a body stays there. A comment inside a slot that is not itself
 a container goes before that slot (or after it, if it trailed a line), so no comment is lost.
 """
 from __future__ import annotations
