@@ -352,8 +352,12 @@ class ExprPrinter:
         out[-1].comments += self.take_trailing(head)
         # continuation lines put `->` under the first arrow, or under the head if that is long
         short = len(out) == 1 and len(out[0].text) <= MAX_HEAD
-        arrow = end_col(out, col) + 1 if short else leading_spaces(out[-1].text) + INDENT \
-            if len(out) > 1 else col
+        if short:
+            arrow = end_col(out, col) + 1
+        elif len(out) > 1:  # a head over several lines: one step in from its last line
+            arrow = leading_spaces(out[-1].text) + INDENT
+        else:
+            arrow = col
         broke = False  # a stage written over several lines ends its last one
         for i, stage in enumerate(stages):
             leading = self.take_leading(stage)
@@ -382,7 +386,7 @@ class ExprPrinter:
         return out
 
     def _stage(self, stage: S.Node, col: int, indent: int, arrow: int) -> list[Line]:
-        if isinstance(stage, S.When) and precedence(stage) >= WHEN:
+        if isinstance(stage, S.When):  # `when` on a line of its own goes under the arrows
             return self.when(stage, col, indent, arrow)
         return self.expr(stage, col, indent, WHEN)
 
