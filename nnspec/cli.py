@@ -1,5 +1,5 @@
 """The `nnspec` command: check, summary, compile, train, launch, compress, plan, graph, export,
-layers.
+fmt, layers, lsp.
 
 Exit codes: 0 success, 1 errors in the spec, 2 usage errors (bad flags, missing files).
 """
@@ -317,6 +317,16 @@ def cmd_lsp(args) -> int:
     return 0
 
 
+def cmd_fmt(args) -> int:
+    """Format specs in place, or (--check) list those that are not formatted."""
+    from nnspec.lang.fmt_files import FmtUsageError, format_files
+
+    try:
+        return format_files(args.spec, args.check)
+    except FmtUsageError as err:
+        raise UsageError(str(err)) from None
+
+
 def _spec_parser(sub, name: str, help: str, func: Callable) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help=help)
     p.add_argument("spec", help="the .nn file")
@@ -414,6 +424,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "each (0: every top-level block is one node; default: all blocks open)")
     p.add_argument("--format", choices=("svg", "png", "dot"), help="the picture's format "
                    "(default: from -o's suffix)")
+    p = sub.add_parser("fmt", help="format specs in one canonical layout, comments kept; "
+                       "--check lists the files that are not formatted")
+    p.add_argument("spec", nargs="+", help="a .nn file, a folder of them, or `-` "
+                   "(stdin to stdout)")
+    p.add_argument("--check", action="store_true", help="change nothing; exit 1 if any file "
+                   "would be reformatted (for CI and pre-commit)")
+    p.set_defaults(func=cmd_fmt)
     p = sub.add_parser("layers", help="print the reference of every layer kind, those of "
                        "installed plugins too")
     p.add_argument("kind", nargs="?", help="print only this layer kind")

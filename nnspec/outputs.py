@@ -275,15 +275,16 @@ def _remove_output(folder: Path, kind: str) -> None:
 
 # ---- writing one file whole --------------------------------------------------------------------
 
-def replace_file(dest: Path, write) -> None:
+def replace_file(dest: Path, write, mode: int | None = None) -> None:
     """Call `write(tmp_path)` to write a temporary file beside `dest`, then rename it onto `dest`
-    with the usual mode; the temporary file is removed if anything fails."""
+    with the usual mode (or `mode`: a file rewritten in place keeps its own); the temporary file
+    is removed if anything fails."""
     dest = Path(dest)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
     os.close(fd)
     try:
         write(Path(tmp))
-        os.chmod(tmp, file_mode())
+        os.chmod(tmp, file_mode() if mode is None else mode)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, dest)
