@@ -4,19 +4,18 @@ A model's body runs once; a block's body runs once per distinct call (its argume
 types), and each further call with the same ones gets a copy of that module, counted again in
 the ledger. Applying a template to tensors decides what it becomes: a layer kind a leaf
 (apply.py builds it), a block its own module, a list or repeat a `Seq` of modules, a named child
-applied again an op sharing its weights. A block alias (`block B(p) = expr`) is expanded to the
-template it stands for first.
+applied again an op sharing its weights. Block calls and aliases are blocks.py's.
 """
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from nnspec.lang import syntax as S
 from nnspec.lang.diagnostics import Span, did_you_mean
-from nnspec.ir import Leaf, ModuleDef, Seq, Value, clone
+from nnspec.ir import Leaf, ModuleDef, Seq, Value
 from nnspec.layers import REGISTRY, T
 from nnspec.lang.check.apply import LayerApplier
+from nnspec.lang.check.blocks import BlockCalls
 from nnspec.lang.check.context import Context
 from nnspec.lang.check.expressions import Evaluator
 from nnspec.lang.check.ledger import ParamLedger
@@ -24,8 +23,7 @@ from nnspec.lang.check.templates import (
     BlockT, KindT, ModRef, NamedT, RepeatT, SeqT, Template, satisfied
 )
 from nnspec.lang.check.values import (
-    DTYPES, MAX_DEPTH, POISON, Abort, Builtin, Scope, describe, freeze, from_python, show,
-    signature
+    DTYPES, POISON, Abort, Builtin, Scope, describe, from_python, show, signature
 )
 
 
@@ -35,7 +33,7 @@ CHAIN_HELP = ("a list chains its items: each item's outputs are the next item's 
               "`in x, bias` ... `out x, bias`")
 
 
-class Elaborator:
+class Elaborator(BlockCalls):
     """Elaborates definitions into IR modules; holds the collaborators it shares with them."""
 
     def __init__(self, ctx: Context, max_params: int):
@@ -420,69 +418,6 @@ class Elaborator:
                              f"{len(given)} ({gives})" + (f" and it is given {extra} more"
                                                           if extra else ""),
                              item.span, CHAIN_HELP)
-
-    def expand_alias(self, tmpl: Template) -> Template:
-        """`block Name(p) = expr`: the template `expr` with the call's parameters bound."""
-        while isinstance(tmpl, BlockT) and tmpl.defn.alias is not None:
-            defn = tmpl.defn
-            stack = self.ctx.stack
-            if sum(1 for name, _ in stack if name == defn.name) or len(stack) >= MAX_DEPTH:
-                raise self.error("E0502", f"`{defn.name}` uses itself", tmpl.span)
-            stack.append((defn.name, tmpl.span))
-            try:
-                params = self.bind_params(defn, tmpl.pos, tmpl.kw, tmpl.span)
-                scope = Scope(ModuleDef(defn.name, "", defn.span), params)
-                inner = self.expr.eval(defn.alias, scope)
-            finally:
-                stack.pop()
-            if not isinstance(inner, Template) or isinstance(inner, ModRef):
-                raise self.error("E0318", f"`{defn.name}` must stand for a layer or a list of layers, "
-                                 f"not {describe(inner)}", defn.alias.span)
-            if isinstance(inner, (SeqT, RepeatT)) and tmpl.bound_kw:
-                # a list has no named inputs: the tensor would be dropped, silently
-                raise self.error("E0323", f"unexpected keyword tensor `{next(iter(tmpl.bound_kw))}`"
-                                 f": `{defn.name}` stands for a list, which takes its tensors "
-                                 "positionally", tmpl.span,
-                                 "give the tensor to the layer in the list that takes it",
-                                 [(f"`{defn.name}` is defined here", defn.alias.span)])
-            inner = copy.copy(inner)
-            inner.bound = list(inner.bound) + list(tmpl.bound)
-            inner.bound_kw = {**inner.bound_kw, **tmpl.bound_kw}
-            tmpl = inner
-        return tmpl
-
-    def instantiate_block(self, tmpl: BlockT, ins: list[T], kw: dict[str, Value], scope: Scope):
-        defn = tmpl.defn
-        if len(self.ctx.stack) >= MAX_DEPTH:
-            raise self.error("E0502", f"blocks nest more than {MAX_DEPTH} deep (is `{defn.name}` "
-                             "recursive?)", tmpl.span)
-        if any(name == defn.name for name, _ in self.ctx.stack):
-            raise self.error("E0502", f"`{defn.name}` uses itself", tmpl.span,
-                             "a block cannot contain itself")
-        self.ctx.stack.append((defn.name, tmpl.span))
-        try:
-            params = self.bind_params(defn, tmpl.pos, tmpl.kw, tmpl.span)
-            if kw:
-                raise self.error("E0323", f"block `{defn.name}` takes its tensors positionally",
-                                 tmpl.span)
-            key = (defn.name, id(defn), freeze(params), tuple(ins))
-            if key in self.cache:
-                cached, cost = self.cache[key]
-                self.ledger.charge(cost, tmpl.span)  # counted again, without walking the block
-                # a copy, not the cached module: each call is its own module with its own
-                # weights, and the passes after check tell modules apart by identity
-                return clone(cached)
-            module = ModuleDef(defn.name, signature(defn.name, params), defn.span)
-            inner = Scope(module, params)
-            before = len(self.ctx.reporter.diagnostics)
-            mark = self.ledger.mark()
-            self.run_body(defn, inner, [Value(t, "x") for t in ins])
-            if len(self.ctx.reporter.diagnostics) != before:
-                raise Abort()
-            self.cache[key] = (module, self.ledger.since(mark))
-            return module
-        finally:
-            self.ctx.stack.pop()
 
 
 def _names_defined(stmt: S.Node) -> list[str]:
