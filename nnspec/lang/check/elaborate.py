@@ -139,8 +139,7 @@ class Elaborator(BlockCalls):
                         self.expr.tensor(self.force(self.expr.eval(v, scope), scope), v.span)
                         for v in stmt.values]
                 elif isinstance(stmt, S.Const):
-                    value = self.expr.value(self.expr.eval(stmt.value, scope), stmt.value.span)
-                    self.bind_local(scope, stmt.name, value, stmt.span)
+                    self.const(stmt, scope)
                 elif isinstance(stmt, S.Assign):
                     self.assign(stmt, scope)
                 elif isinstance(stmt, S.ExprStmt):
@@ -158,6 +157,8 @@ class Elaborator(BlockCalls):
                     if name not in scope.layers:
                         scope.locals[name] = POISON
                 scope.cursor = POISON
+        if len(self.ctx.reporter.diagnostics) == errors_before:
+            self.place_declared(scope)
         if not outputs_seen:
             if scope.cursor is POISON:
                 raise Abort()
@@ -166,6 +167,42 @@ class Elaborator(BlockCalls):
             raise Abort()
         if len(self.ctx.reporter.diagnostics) == errors_before:  # a failed use would look like none
             self.check_used(results, scope)
+
+    def const(self, stmt: S.Const, scope: Scope) -> None:
+        """`const n = expr` binds a value; `const name = layer` declares the layer `name`."""
+        value = self.expr.eval(stmt.value, scope)
+        if isinstance(value, Template) and not isinstance(value, (ModRef, NamedT)) \
+                and not value.bound and not value.bound_kw:
+            self.declare(stmt, value, scope)
+            return
+        self.bind_local(scope, stmt.name, self.expr.value(value, stmt.value.span), stmt.span)
+
+    def declare(self, stmt: S.Const, tmpl: Template, scope: Scope) -> None:
+        """`const reduction = linear(2 * c, bias=false)`: the layer `reduction`, built where the
+        flow first applies it (`-> reduction`, shared where applied again), but placed among the
+        module's children here, as PyTorch orders them by their assignment in __init__, not by
+        their use in forward (torchvision's PatchMerging: `reduction` before `norm`)."""
+        if stmt.name in scope.layers:
+            raise self.error("E0205", f"`{stmt.name}` already names a layer in this block", stmt.span)
+        self.bind_local(scope, stmt.name, NamedT(stmt.span, name=stmt.name, name_span=stmt.span,
+                                                 item=tmpl), stmt.span)
+        scope.declared[stmt.name] = (len(scope.module.children), stmt.span)
+
+    def place_declared(self, scope: Scope) -> None:
+        """Move each declared layer to the place of its declaration among the children."""
+        if not scope.declared:
+            return
+        at: dict[int, tuple[float, int]] = {}
+        for seq, (name, (mark, span)) in enumerate(scope.declared.items()):
+            child = scope.layers.get(name)
+            if child is None:
+                raise self.error("E0334", f"the layer `{name}` is declared but never applied",
+                                 span, f"apply it in the flow, `x -> {name}`, or remove it")
+            # before the children made after the declaration, in the order of declaration
+            at[id(child)] = (mark - 0.5, seq)
+        order = sorted(range(len(scope.module.children)),
+                       key=lambda i: at.get(id(scope.module.children[i][1]), (i, 0)))
+        scope.module.children = [scope.module.children[i] for i in order]
 
     def check_used(self, results: list[tuple[S.ExprStmt, list[Value]]], scope: Scope) -> None:
         """An expression statement whose tensor nothing reads is an error: it is most often a line
@@ -284,6 +321,8 @@ class Elaborator(BlockCalls):
         an unnamed list comes with its `position`: its name if it becomes a child."""
         name = None
         if isinstance(tmpl, NamedT):
+            if name is None and scope.locals.get(tmpl.name) is tmpl:  # a declared layer's first use
+                del scope.locals[tmpl.name]
             name, name_span, tmpl = tmpl.name, tmpl.name_span, tmpl.item
             if name in scope.layers or (name in scope.locals and not isinstance(scope.locals[name], Value)):
                 first = scope.layers.get(name)
