@@ -12,6 +12,7 @@ from .blocks import BlockDrawing
 from .loops import comprehension_stage, name_items, quoted_stage, splice_pair
 from .chains import chain_statement
 from .exprs import arith_text, param_ifelse
+from .declared import declared_statement
 from .outer_ties import tie_from_block
 from .pieces import (
     Cond, Effect, Env, Invalid, Stage, call_stage, constructor, infer, lit, render, weight
@@ -531,6 +532,9 @@ class Body(BlockDrawing):
                                "bias": self.draw(st.booleans())}, positional=1)
         self.parameterize(call, "out_features", self.env.vars[src])
         stage = call_stage(call, self.b.fresh("l"))
+        if self.draw(st.integers(0, 3)) == 0:
+            declared_statement(self, src, call, stage)
+            return
         self.flow_from(src, stage)
 
     def tie(self) -> None:

@@ -47,7 +47,8 @@ CONSTRUCTS = frozenset({
     "cat", "add", "sub", "mul", "div", "matmul", "several_inputs", "several_outputs",
     "implicit_output", "include", "keyword_tensor", "tensor_call", "tensor_number", "out_flow",
     "block_several_outputs", "repeat_in_list", "shared_inner_layer", "tie_inner_layer",
-    "tensors_in_list", "tie_from_block", "tie_from_block_shared"}) | LOOP_CONSTRUCTS | ARITH_CONSTRUCTS
+    "tensors_in_list", "tie_from_block", "tie_from_block_shared",
+    "declared_layer"}) | LOOP_CONSTRUCTS | ARITH_CONSTRUCTS
 
 
 # ---- the generator ------------------------------------------------------------------------
