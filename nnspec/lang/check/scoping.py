@@ -34,12 +34,12 @@ def defined_later(defn: S.Definition | None, name: str, used: Span) -> Span | No
 
 
 def _walk(nodes):
-    for node in nodes:
-        if isinstance(node, S.Node):
+    """Every syntax node under `nodes`, without recursion (a body may nest deeply)."""
+    stack = list(reversed(nodes))
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (tuple, list)):
+            stack.extend(reversed(node))
+        elif isinstance(node, S.Node):
             yield node
-            for f in dataclasses.fields(node):
-                value = getattr(node, f.name)
-                if isinstance(value, S.Node):
-                    yield from _walk([value])
-                elif isinstance(value, (tuple, list)):
-                    yield from _walk(value)
+            stack.extend(reversed([getattr(node, f.name) for f in dataclasses.fields(node)]))
