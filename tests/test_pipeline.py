@@ -196,3 +196,38 @@ def test_summary_reports_the_stages():
     assert stages[0]["tied"] == stages[-1]["tied"] == ["transformer_wte_weight"]
     assert "Pipeline stage 3: transformer.ln_f .. lm_head" in spec.summary_table()
     assert "pipeline" not in nnspec.load(SPECS / "gpt2_small.nn").summary()
+
+
+TIED_FROM_A_BLOCK = """
+block Head(vocab, embed) {
+  in h
+  out h -> norm: layernorm -> lm_head: linear(vocab, bias=false, tie=embed)
+}
+model lm(vocab = 40, width = 16) {
+  input ids: long[8]
+  h = ids -> wte: embedding(vocab, width) -> mid: [linear(width), gelu, linear(width)]
+  out h -> head: Head(vocab, wte)
+}"""
+
+
+def test_a_tie_from_inside_a_block_across_stages_is_a_tied_layer():
+    # the head's weight is wte's, tied from inside the block `Head` (the root holds the tie, its
+    # leaf two levels down): with the head on the last stage it is one DeepSpeed tied layer
+    spec = nnspec.loads(TIED_FROM_A_BLOCK, name="lm.nn", sets={"parallel.pipeline_stages": 2})
+    part = spec.partition
+    assert [t.key for t in part.cross_stage_ties()] == ["wte_weight"]
+    (tie,) = part.ties
+    assert [part.units[u].label for u in tie.units] == ["wte", "head.lm_head"]
+    assert tie.attrs[tie.units[1]] == ["m.weight"]
+    assert sum(part.stage_params(s) for s in range(2)) == spec.summary()["params"] + 40 * 16
+    generated = load_module(spec.pipeline_source())
+    torch.manual_seed(0)
+    model = generated.Model().eval()
+    assert model.head.lm_head.weight is model.wte.weight
+    layers = [cls(model) for cls in generated.LAYERS]
+    ids = torch.randint(0, 40, (2, 8))
+    with torch.no_grad():
+        live = ids
+        for layer in layers:
+            live = layer(live)
+        assert torch.equal(live, model(ids))

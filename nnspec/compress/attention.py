@@ -62,6 +62,16 @@ class Attention:
 def find_attentions(ir: ModuleDef) -> list[Attention]:
     """Every sdpa op of the model, once per module instance, in definition order."""
     out: list[Attention] = []
+    tied: set[int] = set()   # a tied weight's layer, by identity: a root's tie may reach deep
+
+    def ties(child) -> None:
+        if isinstance(child, Seq):
+            for item in child.items:
+                ties(item)
+        elif isinstance(child, ModuleDef):
+            tied.update(id(leaf) for leaf, *_ in child.ties)
+            for _, c in child.children:
+                ties(c)
 
     def walk(child, prefix: str) -> None:
         if isinstance(child, Seq):
@@ -70,16 +80,17 @@ def find_attentions(ir: ModuleDef) -> list[Attention]:
         elif isinstance(child, ModuleDef):
             for op in child.ops:
                 if op.target is None and op.layer is not None and op.layer.kind == "sdpa":
-                    out.append(_attention(child, op, prefix))
+                    out.append(_attention(child, op, prefix, tied))
             for name, c in child.children:
                 if name is not None:
                     walk(c, f"{prefix}.{name}" if prefix else name)
 
+    ties(ir)
     walk(ir, "")
     return out
 
 
-def _attention(module: ModuleDef, op: Op, prefix: str) -> Attention:
+def _attention(module: ModuleDef, op: Op, prefix: str, tied: set[int]) -> Attention:
     heads = op.layer.heads
     width = op.args[0].type.shape[-1]
     base = Attention(prefix or "<model>", heads, width // heads, op.span)
@@ -113,13 +124,13 @@ def _attention(module: ModuleDef, op: Op, prefix: str) -> Attention:
             offset = 0
             if src is not None and len(uses.get(id(src.outs[0]), [])) != 1:
                 return _with(base, problem="its q, k and v projections must feed only sdpa")
-        name = _linear_name(module, src)
+        name = _linear_name(module, src, tied)
         if name is None:
             return _with(base, problem="q, k and v must come from named linear layers of the "
                          "same block")
         projections.append(Projection(_join(prefix, name), offset, src.target.span))
     consumers = uses.get(id(op.outs[0]), [])
-    out = _linear_name(module, consumers[0]) if len(consumers) == 1 else None
+    out = _linear_name(module, consumers[0], tied) if len(consumers) == 1 else None
     if out is None or any(op.outs[0] is v for v in module.outputs):
         return _with(base, problem="the output of sdpa must go straight into one named linear "
                      "layer of the same block (the output projection)")
@@ -131,12 +142,12 @@ def _attention(module: ModuleDef, op: Op, prefix: str) -> Attention:
                      out=_join(prefix, out), split=split)
 
 
-def _linear_name(module: ModuleDef, op: Op | None) -> str | None:
+def _linear_name(module: ModuleDef, op: Op | None, tied: set[int]) -> str | None:
     """The name of the linear layer `op` calls, when it is used by that op alone and not tied."""
     if op is None or not isinstance(op.target, Leaf) or op.target.kind != "linear":
         return None
     if sum(1 for o in module.ops if o.target is op.target) != 1 or \
-            any(leaf is op.target for leaf, *_ in module.ties):
+            id(op.target) in tied:
         return None
     return next((n for n, c in module.children if c is op.target), None)
 

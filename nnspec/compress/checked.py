@@ -46,9 +46,8 @@ def model_layers(ir: ModuleDef) -> list[LayerInfo]:
                 walk(item, f"{prefix}.{child.item_name(i)}" if prefix else child.item_name(i), None)
         else:
             for leaf, _param, src, _span in child.ties:
-                own = next((n for n, c in child.children if c is leaf), None)
-                if own is not None:
-                    tied.add(f"{prefix}.{own}" if prefix else own)
+                own = child.child_name(leaf)   # the root's ties may reach into blocks
+                tied.add(f"{prefix}.{own}" if prefix else own)
                 tied.add(".".join(([prefix] if prefix else []) + list(src[:-1])))
             for name, c in child.children:
                 if name is not None:

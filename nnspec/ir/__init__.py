@@ -98,7 +98,13 @@ class ModuleDef:
     input_names: list[str] = field(default_factory=list)
     outputs: list[Value] = field(default_factory=list)
     ops: list[Op] = field(default_factory=list)
-    ties: list[tuple["Leaf", str, list[str], Span]] = field(default_factory=list)  # (leaf, param, src path)
+    # (leaf, param, src path, span): `leaf.param` is `src`'s tensor. In a block, leaf and src are
+    # this module's (src relative to it); in the root, the leaf may be a descendant any number of
+    # blocks deep and src is a path from the root (`tie=` of a model layer passed to a block)
+    ties: list[tuple["Leaf", str, list[str], Span]] = field(default_factory=list)
+    # ties of a leaf of this module to a layer outside it (passed in as a block argument), by the
+    # target object: check moves them to the root's `ties` once every name is settled (hoist_ties)
+    outer_ties: list[tuple["Leaf", str, "Child", Span]] = field(default_factory=list)
 
     def child_name(self, child: "Child") -> str:
         """The attribute path of a child, or of a layer inside a child block that the spec reused
@@ -114,13 +120,27 @@ class ModuleDef:
 
     def _descendant_path(self, child: "Child") -> str | None:
         for name, c in self.children:
-            if isinstance(c, ModuleDef) and name is not None:
-                if any(x is child for _, x in c.children):
-                    return f"{name}.{c.child_name(child)}"
-                inner = c._descendant_path(child)
+            if name is not None:
+                inner = _path_below(c, child)
                 if inner is not None:
                     return f"{name}.{inner}"
         return None
+
+
+def _path_below(holder: "Child", child: "Child") -> str | None:
+    """The path of `child` inside `holder` (a block or a list), or None when it is not there."""
+    if isinstance(holder, ModuleDef):
+        if any(x is child for _, x in holder.children):
+            return holder.child_name(child)
+        return holder._descendant_path(child)
+    if isinstance(holder, Seq):
+        for i, item in enumerate(holder.items):
+            if item is child:
+                return holder.item_name(i)
+            inner = _path_below(item, child)
+            if inner is not None:
+                return f"{holder.item_name(i)}.{inner}"
+    return None
 
 
 Child = Union[Leaf, Seq, ModuleDef]
@@ -154,8 +174,36 @@ def clone(child: Child, memo: dict[int, object] | None = None) -> Child:
         new.outputs = [_clone_value(v, memo) for v in child.outputs]
         new.ties = [(clone(leaf, memo), param, list(src), span)  # type: ignore[misc]
                     for leaf, param, src, span in child.ties]
+        # a target outside the copied module stays the one layer every copy ties to (N calls of
+        # a block share the model's layer); one copied along with it is its copy
+        new.outer_ties = [(clone(leaf, memo), param, memo.get(id(target), target), span)  # type: ignore[misc]
+                          for leaf, param, target, span in child.outer_ties]
     memo[id(child)] = new
     return new
+
+
+def hoist_ties(root: ModuleDef) -> None:
+    """Move every module's `outer_ties` to the root's `ties`, with the target's path from the
+    root. Runs after the children are named, as the paths the emitters print need the names."""
+    paths: dict[int, str] = {}
+
+    def walk(child: Child, prefix: str) -> None:
+        paths[id(child)] = prefix
+        if isinstance(child, Seq):
+            for i, item in enumerate(child.items):
+                walk(item, f"{prefix}.{child.item_name(i)}" if prefix else child.item_name(i))
+        elif isinstance(child, ModuleDef):
+            for name, c in child.children:
+                walk(c, f"{prefix}.{name}" if prefix else str(name))
+            for leaf, param, target, span in child.outer_ties:
+                found.append((leaf, param, target, span))
+            child.outer_ties = []
+
+    found: list[tuple[Leaf, str, Child, Span]] = []
+    walk(root, "")
+    for leaf, param, target, span in found:
+        assert id(target) in paths and id(leaf) in paths, "a tie's layers are in the tree"
+        root.ties.append((leaf, param, paths[id(target)].split(".") + [param], span))
 
 
 def _clone_value(v: Value, memo: dict[int, object]) -> Value:

@@ -12,17 +12,15 @@ from .blocks import BlockDrawing
 from .loops import comprehension_stage, name_items, quoted_stage, splice_pair
 from .chains import chain_statement
 from .exprs import arith_text, param_ifelse
-from .pieces import Cond, Effect, Env, Invalid, Stage, call_stage, constructor, infer, lit, render
+from .declared import declared_statement
+from .outer_ties import tie_from_block
+from .pieces import (
+    Cond, Effect, Env, Invalid, Stage, call_stage, constructor, infer, lit, render, weight
+)
 from .recipes import RECIPES, Call, Expr, Recipe
 
 if TYPE_CHECKING:
     from .specgen import Builder
-
-
-def weight(call: Call, ins: list[T], bind: dict) -> tuple[int, ...] | None:
-    layer = REGISTRY[call.kind].model_validate(
-        {k: v for k, v in call.bound(bind).items() if v is not None})
-    return layer.params(ins).get("weight")
 
 
 class Body(BlockDrawing):
@@ -534,10 +532,19 @@ class Body(BlockDrawing):
                                "bias": self.draw(st.booleans())}, positional=1)
         self.parameterize(call, "out_features", self.env.vars[src])
         stage = call_stage(call, self.b.fresh("l"))
+        if self.draw(st.integers(0, 3)) == 0:
+            declared_statement(self, src, call, stage)
+            return
         self.flow_from(src, stage)
 
     def tie(self) -> None:
         """`name: linear(n, bias=false, tie=other)` with other's weight of the same shape."""
+        if not self.depth and self.draw(st.integers(0, 2)) == 0:
+            try:   # from inside a block, to the model's layer passed in (outer_ties.py)
+                tie_from_block(self)
+                return
+            except Invalid:
+                pass
         leaves = [(n, info) for n, info in self.env.layers.items() if info[0] == "leaf"
                   and info[1].kind in ("linear", "embedding")]
         if not leaves:

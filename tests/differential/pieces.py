@@ -182,3 +182,10 @@ class Block:
                 continue   # leave out an argument equal to its default
             parts.append(f"{name}={lit(values[name])}" if default else lit(values[name]))
         return f"{self.name}({', '.join(parts)})" if parts else self.name
+
+
+def weight(call: Call, ins: list[T], bind: dict) -> tuple[int, ...] | None:
+    """The shape of the `weight` a layer call has on `ins` (None when it has none)."""
+    layer = REGISTRY[call.kind].model_validate(
+        {k: v for k, v in call.bound(bind).items() if v is not None})
+    return layer.params(ins).get("weight")

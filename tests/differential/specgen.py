@@ -3,8 +3,11 @@
 `specs()` is a strategy of `Generated` specs: a main file (and sometimes a helper file that it
 includes with `use`) holding constants, blocks (called several times with equal and with
 different arguments, nested, aliases), and one model (parameters with defaults, several inputs
-and outputs, flows, lists, repeats, `when` true and false, shared layers, tied weights, branches
-merged by split, chunk, cat, +, -, *, / and @, local constants, keyword tensors).
+and outputs, flows, lists, repeats, `when` true and false, shared layers, tied weights (also
+from inside a block, to a model layer passed in: outer_ties.py), layers declared before they run
+(declared.py), branches merged by split, chunk, cat, +, -, *, / and @, local constants, keyword
+tensors), and sometimes a `weights` section that check_generated round-trips a checkpoint
+through (weights_roundtrip.py). The k/v cache path has its own generator, decoders.py.
 
 The generator is valid by construction: it tracks the type of every tensor it writes, running
 each kind's own `infer` on the arguments it draws (recipes.py says how to draw them), and records
@@ -38,6 +41,7 @@ from .harness import check_spec
 from .loops import LOOP_CONSTRUCTS
 from .pieces import Block, Env, Invalid, call_stage, infer, lit, render
 from .recipes import RECIPES, Call, Draw, Expr
+from .weights_roundtrip import check_roundtrip, weights_section
 
 HELPER = "helper.nn"
 CONSTRUCTS = frozenset({
@@ -47,7 +51,8 @@ CONSTRUCTS = frozenset({
     "cat", "add", "sub", "mul", "div", "matmul", "several_inputs", "several_outputs",
     "implicit_output", "include", "keyword_tensor", "tensor_call", "tensor_number", "out_flow",
     "block_several_outputs", "repeat_in_list", "shared_inner_layer", "tie_inner_layer",
-    "tensors_in_list"}) | LOOP_CONSTRUCTS | ARITH_CONSTRUCTS
+    "tensors_in_list", "tie_from_block", "tie_from_block_shared",
+    "declared_layer", "weights_section"}) | LOOP_CONSTRUCTS | ARITH_CONSTRUCTS
 
 
 # ---- the generator ------------------------------------------------------------------------
@@ -153,6 +158,11 @@ def specs(draw: Draw) -> Generated:
     for effect in body.effects:
         effect(final)
     drawn = set(b.drawn) | final.drawn
+    # decided and written without a draw, so the specs drawn stay those of a run without it
+    section = weights_section(final) if b.counter % 3 == 0 else None
+    if section is not None:
+        main += "\n" + section
+        drawn.add("weights_section")
     if len(inputs) > 1:
         drawn.add("several_inputs")
     if len(outs) > 1:
@@ -232,6 +242,9 @@ def check_generated(g: Generated, seed: int = 0) -> dict:
             raise AssertionError(f"a generated spec does not check (a generator bug):\n"
                                  f"{g.show()}\n{err}") from None
         try:
-            return check_spec(spec, seed=seed)
+            compared = check_spec(spec, seed=seed)
+            if "weights_section" in g.drawn:
+                check_roundtrip(spec)
+            return compared
         except AssertionError as err:
             raise AssertionError(f"{err}\n--- the spec:\n{g.show()}") from None

@@ -23,7 +23,7 @@ from typing import Any
 
 from nnspec.lang import syntax as S
 from nnspec.lang.diagnostics import Reporter, Span, did_you_mean
-from nnspec.ir import ModuleDef, verify_identities
+from nnspec.ir import ModuleDef, hoist_ties, verify_identities
 from nnspec.ir.lower import name_children
 from nnspec.lang.resolve import Program
 from nnspec.lang.check.context import Context
@@ -50,6 +50,7 @@ def check(program: Program, model: str | None = None, overrides: dict[str, Any] 
     assert root is not None
     verify_identities(root)
     name_children(root)
+    hoist_ties(root)
     return root
 
 

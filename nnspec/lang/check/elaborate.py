@@ -4,19 +4,18 @@ A model's body runs once; a block's body runs once per distinct call (its argume
 types), and each further call with the same ones gets a copy of that module, counted again in
 the ledger. Applying a template to tensors decides what it becomes: a layer kind a leaf
 (apply.py builds it), a block its own module, a list or repeat a `Seq` of modules, a named child
-applied again an op sharing its weights. A block alias (`block B(p) = expr`) is expanded to the
-template it stands for first.
+applied again an op sharing its weights. Block calls and aliases are blocks.py's.
 """
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from nnspec.lang import syntax as S
 from nnspec.lang.diagnostics import Span, did_you_mean
-from nnspec.ir import Leaf, ModuleDef, Seq, Value, clone
+from nnspec.ir import Leaf, ModuleDef, Seq, Value
 from nnspec.layers import REGISTRY, T
 from nnspec.lang.check.apply import LayerApplier
+from nnspec.lang.check.blocks import BlockCalls
 from nnspec.lang.check.context import Context
 from nnspec.lang.check.expressions import Evaluator
 from nnspec.lang.check.ledger import ParamLedger
@@ -24,8 +23,7 @@ from nnspec.lang.check.templates import (
     BlockT, KindT, ModRef, NamedT, RepeatT, SeqT, Template, satisfied
 )
 from nnspec.lang.check.values import (
-    DTYPES, MAX_DEPTH, POISON, Abort, Builtin, Scope, describe, freeze, from_python, show,
-    signature
+    DTYPES, POISON, Abort, Builtin, Scope, describe, from_python, show, signature
 )
 
 
@@ -35,7 +33,7 @@ CHAIN_HELP = ("a list chains its items: each item's outputs are the next item's 
               "`in x, bias` ... `out x, bias`")
 
 
-class Elaborator:
+class Elaborator(BlockCalls):
     """Elaborates definitions into IR modules; holds the collaborators it shares with them."""
 
     def __init__(self, ctx: Context, max_params: int):
@@ -141,8 +139,7 @@ class Elaborator:
                         self.expr.tensor(self.force(self.expr.eval(v, scope), scope), v.span)
                         for v in stmt.values]
                 elif isinstance(stmt, S.Const):
-                    value = self.expr.value(self.expr.eval(stmt.value, scope), stmt.value.span)
-                    self.bind_local(scope, stmt.name, value, stmt.span)
+                    self.const(stmt, scope)
                 elif isinstance(stmt, S.Assign):
                     self.assign(stmt, scope)
                 elif isinstance(stmt, S.ExprStmt):
@@ -160,6 +157,8 @@ class Elaborator:
                     if name not in scope.layers:
                         scope.locals[name] = POISON
                 scope.cursor = POISON
+        if len(self.ctx.reporter.diagnostics) == errors_before:
+            self.place_declared(scope)
         if not outputs_seen:
             if scope.cursor is POISON:
                 raise Abort()
@@ -168,6 +167,42 @@ class Elaborator:
             raise Abort()
         if len(self.ctx.reporter.diagnostics) == errors_before:  # a failed use would look like none
             self.check_used(results, scope)
+
+    def const(self, stmt: S.Const, scope: Scope) -> None:
+        """`const n = expr` binds a value; `const name = layer` declares the layer `name`."""
+        value = self.expr.eval(stmt.value, scope)
+        if isinstance(value, Template) and not isinstance(value, (ModRef, NamedT)) \
+                and not value.bound and not value.bound_kw:
+            self.declare(stmt, value, scope)
+            return
+        self.bind_local(scope, stmt.name, self.expr.value(value, stmt.value.span), stmt.span)
+
+    def declare(self, stmt: S.Const, tmpl: Template, scope: Scope) -> None:
+        """`const reduction = linear(2 * c, bias=false)`: the layer `reduction`, built where the
+        flow first applies it (`-> reduction`, shared where applied again), but placed among the
+        module's children here, as PyTorch orders them by their assignment in __init__, not by
+        their use in forward (torchvision's PatchMerging: `reduction` before `norm`)."""
+        if stmt.name in scope.layers:
+            raise self.error("E0205", f"`{stmt.name}` already names a layer in this block", stmt.span)
+        self.bind_local(scope, stmt.name, NamedT(stmt.span, name=stmt.name, name_span=stmt.span,
+                                                 item=tmpl), stmt.span)
+        scope.declared[stmt.name] = (len(scope.module.children), stmt.span)
+
+    def place_declared(self, scope: Scope) -> None:
+        """Move each declared layer to the place of its declaration among the children."""
+        if not scope.declared:
+            return
+        at: dict[int, tuple[float, int]] = {}
+        for seq, (name, (mark, span)) in enumerate(scope.declared.items()):
+            child = scope.layers.get(name)
+            if child is None:
+                raise self.error("E0334", f"the layer `{name}` is declared but never applied",
+                                 span, f"apply it in the flow, `x -> {name}`, or remove it")
+            # before the children made after the declaration, in the order of declaration
+            at[id(child)] = (mark - 0.5, seq)
+        order = sorted(range(len(scope.module.children)),
+                       key=lambda i: at.get(id(scope.module.children[i][1]), (i, 0)))
+        scope.module.children = [scope.module.children[i] for i in order]
 
     def check_used(self, results: list[tuple[S.ExprStmt, list[Value]]], scope: Scope) -> None:
         """An expression statement whose tensor nothing reads is an error: it is most often a line
@@ -286,6 +321,8 @@ class Elaborator:
         an unnamed list comes with its `position`: its name if it becomes a child."""
         name = None
         if isinstance(tmpl, NamedT):
+            if name is None and scope.locals.get(tmpl.name) is tmpl:  # a declared layer's first use
+                del scope.locals[tmpl.name]
             name, name_span, tmpl = tmpl.name, tmpl.name_span, tmpl.item
             if name in scope.layers or (name in scope.locals and not isinstance(scope.locals[name], Value)):
                 first = scope.layers.get(name)
@@ -420,69 +457,6 @@ class Elaborator:
                              f"{len(given)} ({gives})" + (f" and it is given {extra} more"
                                                           if extra else ""),
                              item.span, CHAIN_HELP)
-
-    def expand_alias(self, tmpl: Template) -> Template:
-        """`block Name(p) = expr`: the template `expr` with the call's parameters bound."""
-        while isinstance(tmpl, BlockT) and tmpl.defn.alias is not None:
-            defn = tmpl.defn
-            stack = self.ctx.stack
-            if sum(1 for name, _ in stack if name == defn.name) or len(stack) >= MAX_DEPTH:
-                raise self.error("E0502", f"`{defn.name}` uses itself", tmpl.span)
-            stack.append((defn.name, tmpl.span))
-            try:
-                params = self.bind_params(defn, tmpl.pos, tmpl.kw, tmpl.span)
-                scope = Scope(ModuleDef(defn.name, "", defn.span), params)
-                inner = self.expr.eval(defn.alias, scope)
-            finally:
-                stack.pop()
-            if not isinstance(inner, Template) or isinstance(inner, ModRef):
-                raise self.error("E0318", f"`{defn.name}` must stand for a layer or a list of layers, "
-                                 f"not {describe(inner)}", defn.alias.span)
-            if isinstance(inner, (SeqT, RepeatT)) and tmpl.bound_kw:
-                # a list has no named inputs: the tensor would be dropped, silently
-                raise self.error("E0323", f"unexpected keyword tensor `{next(iter(tmpl.bound_kw))}`"
-                                 f": `{defn.name}` stands for a list, which takes its tensors "
-                                 "positionally", tmpl.span,
-                                 "give the tensor to the layer in the list that takes it",
-                                 [(f"`{defn.name}` is defined here", defn.alias.span)])
-            inner = copy.copy(inner)
-            inner.bound = list(inner.bound) + list(tmpl.bound)
-            inner.bound_kw = {**inner.bound_kw, **tmpl.bound_kw}
-            tmpl = inner
-        return tmpl
-
-    def instantiate_block(self, tmpl: BlockT, ins: list[T], kw: dict[str, Value], scope: Scope):
-        defn = tmpl.defn
-        if len(self.ctx.stack) >= MAX_DEPTH:
-            raise self.error("E0502", f"blocks nest more than {MAX_DEPTH} deep (is `{defn.name}` "
-                             "recursive?)", tmpl.span)
-        if any(name == defn.name for name, _ in self.ctx.stack):
-            raise self.error("E0502", f"`{defn.name}` uses itself", tmpl.span,
-                             "a block cannot contain itself")
-        self.ctx.stack.append((defn.name, tmpl.span))
-        try:
-            params = self.bind_params(defn, tmpl.pos, tmpl.kw, tmpl.span)
-            if kw:
-                raise self.error("E0323", f"block `{defn.name}` takes its tensors positionally",
-                                 tmpl.span)
-            key = (defn.name, id(defn), freeze(params), tuple(ins))
-            if key in self.cache:
-                cached, cost = self.cache[key]
-                self.ledger.charge(cost, tmpl.span)  # counted again, without walking the block
-                # a copy, not the cached module: each call is its own module with its own
-                # weights, and the passes after check tell modules apart by identity
-                return clone(cached)
-            module = ModuleDef(defn.name, signature(defn.name, params), defn.span)
-            inner = Scope(module, params)
-            before = len(self.ctx.reporter.diagnostics)
-            mark = self.ledger.mark()
-            self.run_body(defn, inner, [Value(t, "x") for t in ins])
-            if len(self.ctx.reporter.diagnostics) != before:
-                raise Abort()
-            self.cache[key] = (module, self.ledger.since(mark))
-            return module
-        finally:
-            self.ctx.stack.pop()
 
 
 def _names_defined(stmt: S.Node) -> list[str]:

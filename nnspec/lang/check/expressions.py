@@ -18,6 +18,7 @@ from nnspec.lang.check.context import Context, within
 from nnspec.lang.check.arithmetic import ARITY, scalar_binop
 from nnspec.lang.check.functions import call_builtin
 from nnspec.lang.check.lists import ListEvaluator
+from nnspec.lang.check.scoping import TIE_SCOPE, defined_later
 from nnspec.lang.check.templates import (
     BlockT, KindT, ModRef, NamedT, RepeatT, SeqT, Template, satisfied, unrolled_size
 )
@@ -88,6 +89,12 @@ class Evaluator(ListEvaluator):
         known = (list(scope.locals) + list(scope.layers) + list(scope.params)
                  + list(self.ctx.program.consts) + list(self.ctx.program.definitions)
                  + list(REGISTRY))
+        later = defined_later(self.ctx.program.definitions.get(scope.module.name), name, node.span)
+        if later is not None:
+            raise self.error("E0201", f"`{name}` is used before it is defined", node.span,
+                             "statements run in order: move this use below the definition, or "
+                             f"define `{name}` first (to pass a layer to a block, or tie to it, "
+                             "it must exist already)", [(f"`{name}` is defined here", later)])
         hint = did_you_mean(name, known)
         if hint is None or hint == did_you_mean(name, REGISTRY):  # it reads as a layer kind
             hint = REGISTRY.unknown_kind_help(hint)
@@ -371,15 +378,8 @@ class Evaluator(ListEvaluator):
                                  "remove one of them")
             elif arg.name == "tie" and isinstance(func, KindT):
                 if not isinstance(v, ModRef):
-                    raise self.error("E0322", "`tie` names another layer, e.g. tie=wte",
-                                     arg.value.span)
-                if v.scope is not scope:  # a layer of another definition, passed in as an argument
-                    raise self.error("E0322", f"`tie` names a layer of the definition it is "
-                                     f"written in; `{'.'.join(v.path)}` belongs to another",
-                                     arg.value.span, "a layer passed to a block cannot be tied to "
-                                     "there: write the tying layer where "
-                                     f"`{'.'.join(v.path)}` is defined, with "
-                                     f"`tie={'.'.join(v.path)}`")
+                    raise self.error("E0322", f"`tie` names a layer, not {describe(v)}",
+                                     arg.value.span, TIE_SCOPE)
                 tie = (v, arg.span)
             else:
                 kw[arg.name] = (v, arg.span)
@@ -400,9 +400,11 @@ class Evaluator(ListEvaluator):
         names = [n for n in scope.layers if n]
         if self.ctx.stack:
             where = f"the block `{self.ctx.stack[-1][0]}`"
-            help = ("a block sees only its own layers: tie from the model instead, "
-                    "`head: linear(n, bias=false, tie=transformer.wte)` written in the model, "
-                    "or tie the model's layer to this one, `tie=block_name.layer`")
+            block = self.ctx.stack[-1][0]
+            help = ("a block sees its own layers and its parameters, not the model's: pass the "
+                    f"layer in, as PyTorch passes modules to a constructor: add a parameter "
+                    f"`{root.id}` to `{block}`, call `{block}(..., {root.id}={root.id})`, and keep "
+                    f"`tie={root.id}`")
         else:
             where = "the model"
             help = ("tie to a layer defined before this one" +

@@ -100,17 +100,30 @@ class ParamLedger:
                              f"`{ref.path[-1]}2: ...`")
 
     def tie(self, leaf: Leaf, tie: tuple[ModRef, Span], scope: Scope) -> None:
-        """`tie=other`: `leaf` uses `other`'s weight, which must have the same shape."""
+        """`tie=other`: `leaf` uses `other`'s weight, which must have the same shape. `other` is a
+        layer of this definition, or one passed in as a block argument (a layer of the model or
+        of an enclosing block): that tie is held by the module until check moves it to the root
+        (ir.hoist_ties), so every call of the block ties to the one layer."""
         ref, span = tie
         target = ref.child
+        name = ".".join(ref.path)
         mine = leaf.layer.params(leaf.ins).get("weight")
         if not isinstance(target, Leaf):
-            raise self.error("E0322", f"`{'.'.join(ref.path)}` is not a single layer", span)
+            raise self.error("E0322", f"`{name}` is not a single layer, so it has no one weight "
+                             "to tie to", span, "tie to one layer inside it, e.g. "
+                             f"`tie={name}.LAYER`, or to a layer that has a weight")
         theirs = target.layer.params(target.ins).get("weight")
         if mine is None or theirs is None:
-            raise self.error("E0322", f"tie needs a `weight` on both layers", span)
+            whose = f"`{name}` ({target.kind})" if theirs is None else f"this {leaf.kind}"
+            raise self.error("E0322", f"tie needs a `weight` on both layers, and {whose} has "
+                             "none", span)
         if mine != theirs:
             raise self.error("E0405", f"cannot tie weights of shape {list(mine)} to "
-                             f"`{'.'.join(ref.path)}.weight` of shape {list(theirs)}", span,
-                             "tied weights must have the same shape")
-        scope.module.ties.append((leaf, "weight", ref.path + ["weight"], span))
+                             f"`{name}.weight` of shape {list(theirs)}", span,
+                             "tied weights must have the same shape (a head tied to "
+                             "embedding(vocab, width) is linear(vocab, bias=false) on width-wide "
+                             "inputs)")
+        if ref.scope is scope:
+            scope.module.ties.append((leaf, "weight", ref.path + ["weight"], span))
+        else:
+            scope.module.outer_ties.append((leaf, "weight", target, span))

@@ -58,6 +58,9 @@ class Scope:
     read: set[int] = field(default_factory=set)              # ids of tensors read by name
     instantiated_at: list[tuple[str, Span]] = field(default_factory=list)
     numbered: int = 0  # items of unnamed lists applied in this body, named by position
+    # layers declared with `const name = layer`: how many children the body had at the
+    # declaration, where the layer takes its place once it is built (see Elaborator.declare)
+    declared: dict[str, tuple[int, Span]] = field(default_factory=dict)
 
 
 def is_plain(v) -> bool:

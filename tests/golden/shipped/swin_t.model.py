@@ -108,7 +108,7 @@ class StochasticDepth(nn.Module):
 
 
 class Permute(nn.Module):
-    """permute(dims=[0, 2, 3, 1]), from specs/swin_t.nn:33."""
+    """permute(dims=[0, 2, 3, 1]), from specs/swin_t.nn:35."""
 
     def __init__(self):
         super().__init__()
@@ -116,7 +116,7 @@ class Permute(nn.Module):
 
     def forward(self, x):
         # x: (B, 96, 56, 56)
-        x = torch.permute(x, (0, 2, 3, 1))  # (B, 56, 56, 96)  specs/swin_t.nn:33
+        x = torch.permute(x, (0, 2, 3, 1))  # (B, 56, 56, 96)  specs/swin_t.nn:35
         return x
 
 
@@ -181,21 +181,21 @@ class SwinBlock_2(nn.Module):
 
 
 class PatchMerging(nn.Module):
-    """PatchMerging(), from specs/swin_t.nn:16."""
+    """PatchMerging(), from specs/swin_t.nn:17."""
 
     def __init__(self):
         super().__init__()
-        self.norm = nn.LayerNorm(384)  # specs/swin_t.nn:23
-        self.reduction = nn.Linear(384, 192, bias=False)  # specs/swin_t.nn:23
+        self.reduction = nn.Linear(384, 192, bias=False)  # specs/swin_t.nn:22
+        self.norm = nn.LayerNorm(384)  # specs/swin_t.nn:25
 
     def forward(self, x):
         # x: (B, 56, 56, 96)
-        x = F.pad(x, (0, 0, 0, 0, 0, 0))  # (B, 56, 56, 96)  specs/swin_t.nn:21
-        x = torch.reshape(x, (-1, 28, 2, 28, 2, 96))  # (B, 28, 2, 28, 2, 96)  specs/swin_t.nn:21
-        x = torch.permute(x, (0, 1, 3, 4, 2, 5))  # (B, 28, 28, 2, 2, 96)  specs/swin_t.nn:22
-        x = torch.reshape(x, (-1, 28, 28, 384))  # (B, 28, 28, 384)  specs/swin_t.nn:22
-        x = self.norm(x)  # (B, 28, 28, 384)  specs/swin_t.nn:23
-        x = self.reduction(x)  # (B, 28, 28, 192)  specs/swin_t.nn:23
+        x = F.pad(x, (0, 0, 0, 0, 0, 0))  # (B, 56, 56, 96)  specs/swin_t.nn:23
+        x = torch.reshape(x, (-1, 28, 2, 28, 2, 96))  # (B, 28, 2, 28, 2, 96)  specs/swin_t.nn:23
+        x = torch.permute(x, (0, 1, 3, 4, 2, 5))  # (B, 28, 28, 2, 2, 96)  specs/swin_t.nn:24
+        x = torch.reshape(x, (-1, 28, 28, 384))  # (B, 28, 28, 384)  specs/swin_t.nn:24
+        x = self.norm(x)  # (B, 28, 28, 384)  specs/swin_t.nn:25
+        x = self.reduction(x)  # (B, 28, 28, 192)  specs/swin_t.nn:22
         return x
 
 
@@ -260,21 +260,21 @@ class SwinBlock_4(nn.Module):
 
 
 class PatchMerging_2(nn.Module):
-    """PatchMerging(), from specs/swin_t.nn:16."""
+    """PatchMerging(), from specs/swin_t.nn:17."""
 
     def __init__(self):
         super().__init__()
-        self.norm = nn.LayerNorm(768)  # specs/swin_t.nn:23
-        self.reduction = nn.Linear(768, 384, bias=False)  # specs/swin_t.nn:23
+        self.reduction = nn.Linear(768, 384, bias=False)  # specs/swin_t.nn:22
+        self.norm = nn.LayerNorm(768)  # specs/swin_t.nn:25
 
     def forward(self, x):
         # x: (B, 28, 28, 192)
-        x = F.pad(x, (0, 0, 0, 0, 0, 0))  # (B, 28, 28, 192)  specs/swin_t.nn:21
-        x = torch.reshape(x, (-1, 14, 2, 14, 2, 192))  # (B, 14, 2, 14, 2, 192)  specs/swin_t.nn:21
-        x = torch.permute(x, (0, 1, 3, 4, 2, 5))  # (B, 14, 14, 2, 2, 192)  specs/swin_t.nn:22
-        x = torch.reshape(x, (-1, 14, 14, 768))  # (B, 14, 14, 768)  specs/swin_t.nn:22
-        x = self.norm(x)  # (B, 14, 14, 768)  specs/swin_t.nn:23
-        x = self.reduction(x)  # (B, 14, 14, 384)  specs/swin_t.nn:23
+        x = F.pad(x, (0, 0, 0, 0, 0, 0))  # (B, 28, 28, 192)  specs/swin_t.nn:23
+        x = torch.reshape(x, (-1, 14, 2, 14, 2, 192))  # (B, 14, 2, 14, 2, 192)  specs/swin_t.nn:23
+        x = torch.permute(x, (0, 1, 3, 4, 2, 5))  # (B, 14, 14, 2, 2, 192)  specs/swin_t.nn:24
+        x = torch.reshape(x, (-1, 14, 14, 768))  # (B, 14, 14, 768)  specs/swin_t.nn:24
+        x = self.norm(x)  # (B, 14, 14, 768)  specs/swin_t.nn:25
+        x = self.reduction(x)  # (B, 14, 14, 384)  specs/swin_t.nn:22
         return x
 
 
@@ -459,21 +459,21 @@ class SwinBlock_10(nn.Module):
 
 
 class PatchMerging_3(nn.Module):
-    """PatchMerging(), from specs/swin_t.nn:16."""
+    """PatchMerging(), from specs/swin_t.nn:17."""
 
     def __init__(self):
         super().__init__()
-        self.norm = nn.LayerNorm(1536)  # specs/swin_t.nn:23
-        self.reduction = nn.Linear(1536, 768, bias=False)  # specs/swin_t.nn:23
+        self.reduction = nn.Linear(1536, 768, bias=False)  # specs/swin_t.nn:22
+        self.norm = nn.LayerNorm(1536)  # specs/swin_t.nn:25
 
     def forward(self, x):
         # x: (B, 14, 14, 384)
-        x = F.pad(x, (0, 0, 0, 0, 0, 0))  # (B, 14, 14, 384)  specs/swin_t.nn:21
-        x = torch.reshape(x, (-1, 7, 2, 7, 2, 384))  # (B, 7, 2, 7, 2, 384)  specs/swin_t.nn:21
-        x = torch.permute(x, (0, 1, 3, 4, 2, 5))  # (B, 7, 7, 2, 2, 384)  specs/swin_t.nn:22
-        x = torch.reshape(x, (-1, 7, 7, 1536))  # (B, 7, 7, 1536)  specs/swin_t.nn:22
-        x = self.norm(x)  # (B, 7, 7, 1536)  specs/swin_t.nn:23
-        x = self.reduction(x)  # (B, 7, 7, 768)  specs/swin_t.nn:23
+        x = F.pad(x, (0, 0, 0, 0, 0, 0))  # (B, 14, 14, 384)  specs/swin_t.nn:23
+        x = torch.reshape(x, (-1, 7, 2, 7, 2, 384))  # (B, 7, 2, 7, 2, 384)  specs/swin_t.nn:23
+        x = torch.permute(x, (0, 1, 3, 4, 2, 5))  # (B, 7, 7, 2, 2, 384)  specs/swin_t.nn:24
+        x = torch.reshape(x, (-1, 7, 7, 1536))  # (B, 7, 7, 1536)  specs/swin_t.nn:24
+        x = self.norm(x)  # (B, 7, 7, 1536)  specs/swin_t.nn:25
+        x = self.reduction(x)  # (B, 7, 7, 768)  specs/swin_t.nn:22
         return x
 
 
@@ -538,7 +538,7 @@ class SwinBlock_12(nn.Module):
 
 
 class Swin_t(nn.Module):
-    """swin_t(num_classes=1000, size=224, patch=4, embed_dim=96, depths=[2, 2, 6, 2], heads=[3, 6, 12, 24], window=7, stochastic_depth_prob=0.2), from specs/swin_t.nn:26."""
+    """swin_t(num_classes=1000, size=224, patch=4, embed_dim=96, depths=[2, 2, 6, 2], heads=[3, 6, 12, 24], window=7, stochastic_depth_prob=0.2), from specs/swin_t.nn:28."""
 
     def __init__(self):
         super().__init__()
@@ -562,19 +562,19 @@ class Swin_t(nn.Module):
             ),
             PatchMerging_3(),
             nn.Sequential(SwinBlock_11(), SwinBlock_12()),
-        )  # specs/swin_t.nn:32
-        self.norm = nn.LayerNorm(768)  # specs/swin_t.nn:39
-        self.avgpool = nn.AdaptiveAvgPool2d(1)  # specs/swin_t.nn:41
-        self.head = nn.Linear(768, 1000)  # specs/swin_t.nn:43
+        )  # specs/swin_t.nn:34
+        self.norm = nn.LayerNorm(768)  # specs/swin_t.nn:41
+        self.avgpool = nn.AdaptiveAvgPool2d(1)  # specs/swin_t.nn:43
+        self.head = nn.Linear(768, 1000)  # specs/swin_t.nn:45
 
     def forward(self, x):
         # x: (B, 3, 224, 224)
-        x = self.features(x)  # (B, 7, 7, 768)  specs/swin_t.nn:32
-        x = self.norm(x)  # (B, 7, 7, 768)  specs/swin_t.nn:39
-        x = torch.permute(x, (0, 3, 1, 2))  # (B, 768, 7, 7)  specs/swin_t.nn:40
-        x = self.avgpool(x)  # (B, 768, 1, 1)  specs/swin_t.nn:41
-        x = torch.flatten(x, 1)  # (B, 768)  specs/swin_t.nn:42
-        x = self.head(x)  # (B, 1000)  specs/swin_t.nn:43
+        x = self.features(x)  # (B, 7, 7, 768)  specs/swin_t.nn:34
+        x = self.norm(x)  # (B, 7, 7, 768)  specs/swin_t.nn:41
+        x = torch.permute(x, (0, 3, 1, 2))  # (B, 768, 7, 7)  specs/swin_t.nn:42
+        x = self.avgpool(x)  # (B, 768, 1, 1)  specs/swin_t.nn:43
+        x = torch.flatten(x, 1)  # (B, 768)  specs/swin_t.nn:44
+        x = self.head(x)  # (B, 1000)  specs/swin_t.nn:45
         return x
 
 
