@@ -42,8 +42,8 @@ from typing import Any, Optional
 
 from nnspec.lang.config import (
     JSON_OPTIMIZERS, Layout, ParallelConfigError, ParallelSpec, Problem, TrainSpec, _plain,
-    check_parallel, check_train, optimizer_lr, resolve_layout, schedule_args,
-    torch_optimizer_class, total_steps_for
+    check_parallel, check_train, optimizer_class_name, optimizer_lr, resolve_layout,
+    schedule_args, total_steps_for
 )
 
 __all__ = ["emit_deepspeed_config", "dumps", "check_parallel", "check_train", "check_keys",
@@ -126,8 +126,7 @@ def client_optimizer(train: TrainSpec) -> Optional[tuple[str, dict]]:
     config's "optimizer" block builds it)."""
     if train.optimizer.name.lower() in JSON_OPTIMIZERS:
         return None
-    cls = torch_optimizer_class(train.optimizer.name)
-    return cls.__name__, _plain(dict(train.optimizer.kwargs))
+    return optimizer_class_name(train.optimizer.name), _plain(dict(train.optimizer.kwargs))
 
 
 def client_scheduler(train: TrainSpec) -> Optional[tuple[str, dict]]:
