@@ -37,11 +37,16 @@ def subcommands() -> set[str]:
     return set(sub.choices)
 
 
+def python(code: str, *argv: str) -> subprocess.CompletedProcess:
+    """Run `code` in a new interpreter, from the repository root."""
+    return subprocess.run([sys.executable, "-c", code, *argv], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+
+
 def probe(tmp_path, *argv: str) -> dict:
     """Run `nnspec ARGV` in a new interpreter; its exit code and the heavy modules it loaded."""
     out = tmp_path / "probe.json"
-    done = subprocess.run([sys.executable, "-c", PROBE, str(out), *argv], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    done = python(PROBE, str(out), *argv)
     assert out.exists(), done.stderr[-3000:]
     assert "Traceback" not in done.stderr, done.stderr[-3000:]
     return json.loads(out.read_text())
@@ -87,7 +92,8 @@ def test_spec_errors_import_no_torch(tmp_path):
 
 # every module under these packages imports without torch; the tools (train, compress, export,
 # interp, the runtime helpers' own modules) and emit/module.py may import it
-TORCH_FREE_PACKAGES = ("nnspec.lang", "nnspec.layers", "nnspec.plan", "nnspec.ir", "nnspec.place")
+TORCH_FREE_PACKAGES = ("nnspec.lang", "nnspec.layers", "nnspec.plan", "nnspec.ir", "nnspec.place",
+                       "nnspec.data")
 TORCH_FREE_MODULES = ("nnspec", "nnspec.cli", "nnspec.compile", "nnspec.runtime",
                       "nnspec.emit.source", "nnspec.emit.summary", "nnspec.emit.deepspeed",
                       "nnspec.emit.reference", "nnspec.emit.launch")
@@ -106,8 +112,7 @@ for name in names:
     assert not heavy, (name, heavy[:3])
 print(len(names))
 """
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
+    done = python(code)
     assert done.returncode == 0, done.stderr[-3000:]
     assert int(done.stdout) > 50   # the walk found the packages' modules
 
@@ -121,8 +126,7 @@ spec = nnspec.load("specs/swin_t.nn")
 assert "class ShiftedWindowAttention(nn.Module):" in spec.source
 assert not [m for m in sys.modules if m.partition(".")[0] == "torch"]
 """
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
+    done = python(code)
     assert done.returncode == 0, done.stderr[-3000:]
 
 

@@ -50,7 +50,8 @@ def test_names_are_case_insensitive():
 # it refuses. Each must be refused by check exactly when torch refuses it.
 VALUES = [
     ("AdamW", {"lr": -1.0}), ("AdamW", {"lr": 0.0}), ("Adam", {"eps": -1e-8}),
-    ("Adam", {"betas": (0.9, 1.0)}), ("Adam", {"betas": (-0.1, 0.9)}), ("NAdam", {"betas": (0.5, 0.5)}),
+    ("Adam", {"betas": (0.9, 1.0)}), ("Adam", {"betas": (-0.1, 0.9)}),
+    ("NAdam", {"betas": (0.5, 0.5)}),
     ("Adamax", {"weight_decay": -0.1}), ("RAdam", {"weight_decay": 0.1}),
     ("SGD", {"momentum": -0.9}), ("SGD", {"lr": 0.1, "nesterov": True}),
     ("SGD", {"lr": 0.1, "momentum": 0.9, "nesterov": True}),
