@@ -89,3 +89,15 @@ def test_unknown_names_suggest_usable_optimizers_only():
     assert problems[0].message == "unknown optimizer `sparse_adam`"
     assert "sparseadam" not in problems[0].help
     assert all(optimizer_class_name(name) for name in REFUSED_OPTIMIZERS)  # torch's own names
+
+
+def test_every_argument_has_a_type_rule():
+    """Each argument of a usable optimizer gets its type from its default; a new kind of default
+    in a torch upgrade (None other than foreach/fused, a string) needs a rule of its own."""
+    from nnspec.lang.config.optim_values import _type_rule
+
+    unruled = [(cls, name) for cls, params in TORCH_OPTIMIZERS.items()
+               if cls.lower() not in REFUSED_OPTIMIZERS
+               for name, _, default in params
+               if name != "params" and _type_rule(name, default) is None]
+    assert unruled == []
