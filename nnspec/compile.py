@@ -9,7 +9,6 @@ from typing import Any
 from nnspec.lang.check import DEFAULT_MAX_PARAMS, check, const_values
 from nnspec.place.checkpointing import checkpointed, submodules
 from nnspec.lang.diagnostics import Reporter, SpecError, display_path
-from nnspec.emit.source import emit_source  # torch-free: nnspec.runtime reads helpers as text
 from nnspec.emit.summary import render_table, summarize
 from nnspec.ir import Leaf, ModuleDef
 from nnspec.ir.lower import Lowered, lower
@@ -34,6 +33,8 @@ class Spec:
     @cached_property
     def source(self) -> str:
         """model.py: standalone PyTorch source."""
+        from nnspec.emit.source import emit_source  # an emitter: may import torch, check must not
+
         return emit_source(self.lowered, self.source_name)
 
     def build(self, weights: str | Path | None = None):
