@@ -83,7 +83,7 @@ class NnspecSteps:
 
         self.train = TrainSpec(steps=10_000, batch_size=batch,
                                optimizer=Call(name="adamw", kwargs={"lr": LR}))
-        self.backend = LocalBackend(spec.build(), self.train, "fp32", None, LR)
+        self.backend = LocalBackend(spec.build(), self.train, "fp32", None)
         self.objective = build_objective(self.train)
         self.plan = BatchPlan(len(data.train), batch, batch, 1, 1, 0, 0)
         self.data, self.step, self.order = data, 0, self.plan.order(0)

@@ -9,8 +9,6 @@ from typing import Any
 from nnspec.lang.check import DEFAULT_MAX_PARAMS, check, const_values
 from nnspec.place.checkpointing import checkpointed, submodules
 from nnspec.lang.diagnostics import Reporter, SpecError, display_path
-from nnspec.emit.module import load_source
-from nnspec.emit.source import emit_source
 from nnspec.emit.summary import render_table, summarize
 from nnspec.ir import Leaf, ModuleDef
 from nnspec.ir.lower import Lowered, lower
@@ -35,6 +33,8 @@ class Spec:
     @cached_property
     def source(self) -> str:
         """model.py: standalone PyTorch source."""
+        from nnspec.emit.source import emit_source  # an emitter: may import torch, check must not
+
         return emit_source(self.lowered, self.source_name)
 
     def build(self, weights: str | Path | None = None):
@@ -47,6 +47,8 @@ class Spec:
                 keys, E0741).
             nnspec.weights.WeightsFileError, UnsafeCheckpoint: it cannot be read, or safely.
         """
+        from nnspec.emit.module import load_source  # torch: only building needs it
+
         model = load_source(self.source)()
         if weights is not None:
             from nnspec.weights import load_into

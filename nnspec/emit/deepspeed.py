@@ -40,10 +40,11 @@ from __future__ import annotations
 import json
 from typing import Any, Optional
 
+from nnspec.lang.config.optim_table import DEEPSPEED_SCHEDULERS
 from nnspec.lang.config import (
     JSON_OPTIMIZERS, Layout, ParallelConfigError, ParallelSpec, Problem, TrainSpec, _plain,
-    check_parallel, check_train, optimizer_lr, resolve_layout, schedule_args,
-    torch_optimizer_class, total_steps_for
+    check_parallel, check_train, optimizer_class_name, optimizer_lr, resolve_layout,
+    schedule_args, total_steps_for
 )
 
 __all__ = ["emit_deepspeed_config", "dumps", "check_parallel", "check_train", "check_keys",
@@ -61,7 +62,8 @@ ZERO_TESTED = {"adam", "adamw", "adagrad"}
 
 # Every key nnspec may emit, as DeepSpeed 0.19.8 reads it. A dict is a block whose keys are
 # checked in turn; None is a leaf; FREE is a block DeepSpeed passes on as **kwargs (optimizer and
-# scheduler params), which tests check against the constructor's signature instead.
+# scheduler params): the scheduler's are checked against its class's signature (optim_table),
+# the optimizer's by check_train.
 FREE = "free"
 _OFFLOAD_PARAM = {"device": None, "nvme_path": None}  # zero/offload_config.py
 _OFFLOAD_OPTIMIZER = {"device": None, "nvme_path": None}  # (DeepSpeedZeroOffload*Config)
@@ -118,7 +120,19 @@ def check_keys(cfg: dict, known: Optional[dict] = None, path: str = "") -> list[
     if cfg.get("zero_optimization", {}).get("stage", 3) != 3 and path == "":
         zero = cfg["zero_optimization"]
         bad += [f"zero_optimization.{k}" for k in STAGE3_ONLY_KEYS if k in zero]
+    if path == "" and isinstance(cfg.get("scheduler"), dict):
+        bad += _scheduler_params(cfg["scheduler"])
     return bad
+
+
+def _scheduler_params(block: dict) -> list[str]:
+    """The scheduler's type and params that its DeepSpeed class does not take (read from the
+    class's signature, stored in lang/config/optim_table.py)."""
+    table = DEEPSPEED_SCHEDULERS.get(block.get("type"))
+    if table is None:
+        return ["scheduler.type"]
+    taken = {name for name, _, _ in table} - {"optimizer"}
+    return [f"scheduler.params.{k}" for k in block.get("params", {}) if k not in taken]
 
 
 def client_optimizer(train: TrainSpec) -> Optional[tuple[str, dict]]:
@@ -126,8 +140,7 @@ def client_optimizer(train: TrainSpec) -> Optional[tuple[str, dict]]:
     config's "optimizer" block builds it)."""
     if train.optimizer.name.lower() in JSON_OPTIMIZERS:
         return None
-    cls = torch_optimizer_class(train.optimizer.name)
-    return cls.__name__, _plain(dict(train.optimizer.kwargs))
+    return optimizer_class_name(train.optimizer.name), _plain(dict(train.optimizer.kwargs))
 
 
 def client_scheduler(train: TrainSpec) -> Optional[tuple[str, dict]]:

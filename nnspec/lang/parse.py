@@ -15,6 +15,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from nnspec.lang import syntax as S
 from nnspec.lang.diagnostics import Diagnostic, Source, Span, SpecError
+from nnspec.lang.lark_tables import cached_lark  # the LALR tables, built ahead of time
 from nnspec.lang.names import not_a_name
 from nnspec.lang.to_syntax import to_syntax
 
@@ -77,8 +78,8 @@ class _BracketNewlines:
 
 @lru_cache(maxsize=1)
 def _parser() -> Lark:
-    return Lark(grammar_text(), parser="lalr", postlex=_BracketNewlines(), propagate_positions=True,
-                maybe_placeholders=True)
+    return cached_lark(grammar_text(), parser="lalr", postlex=_BracketNewlines(),
+                       propagate_positions=True, maybe_placeholders=True)
 
 
 def parse(text: str, name: str = "<string>") -> S.File:

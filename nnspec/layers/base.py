@@ -46,7 +46,8 @@ class ShapeError(Exception):
 class Layer(BaseModel):
     """Base of every layer kind. Subclasses override the rules below."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=True,
+                              defer_build=True)
 
     kind: ClassVar[str] = ""
     torch_name: ClassVar[str] = ""      # the torch.nn class or function it matches, for docs

@@ -14,20 +14,20 @@ import torch
 from nnspec.lang.config import TrainSpec
 from nnspec.train.checkpoint import LocalCheckpoints, capture_rng, restore_rng
 from nnspec.train.errors import TrainError
-from nnspec.train.optim import build_optimizer, lr_factor, plateau
+from nnspec.train.optim import build_optimizer, deepspeed_scheduler, plateau
 
 HALF = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class LocalBackend:
-    """torch optimizer, the emitted schedule through LambdaLR, autocast for bf16/fp16, gradient
+    """torch optimizer, the emitted schedule's DeepSpeed scheduler, autocast for bf16/fp16, gradient
     accumulation over micro-batches and clipping, as DeepSpeed would do them."""
 
     rank, world, is_main = 0, 1, True
     data_rank, data_world = 0, 1
 
     def __init__(self, model: torch.nn.Module, train: TrainSpec, precision: str,
-                 schedule_block: dict | None, base_lr: float):
+                 schedule_block: dict | None):
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.half = HALF.get(precision)
         if self.half is torch.float16 and self.device.type != "cuda":
@@ -35,9 +35,8 @@ class LocalBackend:
         self.model = model.to(self.device)
         self.optimizer = build_optimizer(train.optimizer,
                                          [p for p in model.parameters() if p.requires_grad])
-        factor = lr_factor(schedule_block, base_lr)
-        self.scheduler = (torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
-                          if factor is not None else None)
+        # DeepSpeed's scheduler class, stepped after each optimizer step as its engine does
+        self.scheduler = deepspeed_scheduler(schedule_block, self.optimizer)
         self.plateau = plateau(train, self.optimizer)
         self.clip = train.clip_grad_norm
         self.scaler = torch.amp.GradScaler("cuda") if self.half is torch.float16 else None

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from nnspec.lang.config import (
-    ParallelSpec, TrainSpec, check_parallel, optimizer_lr, resolve_layout, total_steps_for
+    ParallelSpec, TrainSpec, check_parallel, resolve_layout, total_steps_for
 )
 from nnspec.outputs import replace_file
 from nnspec.train import distributed, pipeline_module as pipe, runs
@@ -373,7 +373,7 @@ def run(spec, train: TrainSpec | None = None, parallel: ParallelSpec | None = No
                 log.warning("zero and offload apply under the deepspeed runner; one process "
                             "trains the whole model")
             backend = LocalBackend(_model(spec, parallel, weights), train, parallel.precision,
-                                   config.get("scheduler"), optimizer_lr(train.optimizer))
+                                   config.get("scheduler"))
         torch.manual_seed(train.seed + rank)  # per-rank dropout streams, after identical init
         trainer = Trainer(backend, data, objective, train, plan, total, out_dir, progress,
                           spec.name)

@@ -135,7 +135,16 @@ RULES = [
         ("optimizer", "optimizer adamw has no argument `max_grad_norm`",
          "gradient clipping is the train setting clip_grad_norm", E)]),
     ("optimizer_value", dict(optimizer=C("adamw", lr=-1.0)), dict(), 1, [
-        ("optimizer", "optimizer adamw: Invalid learning rate: -1.0", None, E)]),
+        ("optimizer", "optimizer adamw: lr must be a number >= 0, got -1.0",
+         "AdamW's default is lr=0.001", E)]),
+    ("optimizer_values", dict(optimizer=C("adam", betas=(0.9, 1.0), eps="tiny")), dict(), 1, [
+        ("optimizer", "optimizer adam: betas must be a pair of numbers each in [0, 1), got "
+         "(0.9, 1.0)", "Adam's default is betas=(0.9, 0.999)", E),
+        ("optimizer", "optimizer adam: eps must be a number, got 'tiny'",
+         "Adam's default is eps=1e-08", E)]),
+    ("optimizer_nesterov", dict(optimizer=C("sgd", lr=0.1, nesterov=True)), dict(), 1, [
+        ("optimizer", "optimizer sgd: nesterov needs a momentum > 0 and dampening 0",
+         "set momentum (e.g. 0.9), or nesterov = false", E)]),
     ("optimizer_positional", dict(optimizer=C("sgd", 0.1)), dict(), 1, [
         ("optimizer", "optimizer sgd takes keyword arguments only, got 1 positional",
          "write sgd(lr=...) with the names of SGD's arguments", E)]),

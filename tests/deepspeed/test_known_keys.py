@@ -101,3 +101,7 @@ def test_check_keys_catches_strays():
     assert check_keys({"train_batch_size": {"x": 1}}) == ["train_batch_size"]
     assert check_keys({"optimizer": {"type": "SGD", "params": {"anything": 1}}}) == []
     assert check_keys({"pipeline": {"stages": 2}}) == ["pipeline.stages"]
+    # scheduler params are the class's constructor arguments (optim_table, from its signature)
+    assert check_keys({"scheduler": {"type": "WarmupLR", "params": {
+        "warmup_num_steps": 5, "warmup_steps": 5}}}) == ["scheduler.params.warmup_steps"]
+    assert check_keys({"scheduler": {"type": "CosineLR", "params": {}}}) == ["scheduler.type"]

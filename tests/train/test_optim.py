@@ -1,15 +1,18 @@
-"""Optimizers by name; one-process schedules follow DeepSpeed's schedulers step for step; bad
+"""Optimizers by name; one-process runs use DeepSpeed's own schedulers, step for step; bad
 settings are TrainErrors before anything runs."""
 from __future__ import annotations
 
 import pytest
 import torch
+from deepspeed.runtime import lr_schedules
 
+from nnspec.lang.config import SCHEDULES as SCHEDULES_OF_LANGUAGE
 from nnspec.lang.config import Call, ParallelSpec, TrainSpec
 from nnspec.emit.deepspeed import emit_deepspeed_config
 from nnspec.train import TrainError
+from nnspec.train.local import LocalBackend
 from nnspec.train.loop import check_settings
-from nnspec.train.optim import build_optimizer, lr_factor, plateau
+from nnspec.train.optim import build_optimizer, deepspeed_scheduler, plateau
 
 TOTAL = 60
 
@@ -18,38 +21,85 @@ def sgd(lr=0.1):
     return torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
 
 
-def curve(scheduler, optimizer) -> list[float]:
+class SquaredError:
+    """The loop's objective, reduced to what LocalBackend.train_step calls."""
+
+    @staticmethod
+    def loss(out, y):
+        return ((out - y) ** 2).mean()
+
+
+def one_process_lrs(backend: LocalBackend, steps: int) -> list[float]:
+    """The lr each optimizer step of a one-process run trains at."""
+    batch = [((torch.ones(4, 2),), torch.zeros(4, 1))]
     out = []
-    for _ in range(TOTAL + 5):  # a few past the end, where schedules hold their floor
+    for _ in range(steps):
+        out.append(backend.lr())
+        backend.train_step(batch, SquaredError)
+    return out
+
+
+def deepspeed_lrs(block: dict, steps: int) -> list[float]:
+    """The same from DeepSpeed's scheduler class, stepped after each optimizer step as its
+    engine does (deepspeed/runtime/engine.py _take_model_step)."""
+    optimizer = sgd()
+    scheduler = getattr(lr_schedules, block["type"])(optimizer, **block["params"])
+    out = []
+    for _ in range(steps):
         out.append(optimizer.param_groups[0]["lr"])
         optimizer.step()
         scheduler.step()
     return out
 
 
-@pytest.mark.parametrize("schedule", [
-    Call(name="constant", kwargs={"warmup": 10}),
-    Call(name="warmup_linear", kwargs={"warmup": 10}),
-    Call(name="warmup_linear"),
-    Call(name="warmup_cosine", kwargs={"warmup": 7, "min_ratio": 0.1}),
-    Call(name="warmup_cosine"),
-    Call(name="one_cycle", kwargs={"pct_start": 0.25}),
-    Call(name="one_cycle", kwargs={"max_lr": 0.3, "div_factor": 10.0}),
-], ids=lambda c: f"{c.name}{sorted(c.kwargs.items())}")
-def test_one_process_lr_follows_deepspeed(schedule):
-    lr_schedules = pytest.importorskip("deepspeed.runtime.lr_schedules")
+# every schedule the language has that DeepSpeed runs (reduce_on_plateau is torch's, below)
+SCHEDULES = [
+    (Call(name="constant", kwargs={"warmup": 10}), "WarmupLR"),
+    (Call(name="warmup_linear", kwargs={"warmup": 10}), "WarmupDecayLR"),
+    (Call(name="warmup_linear"), "WarmupDecayLR"),
+    (Call(name="warmup_cosine", kwargs={"warmup": 7, "min_ratio": 0.1}), "WarmupCosineLR"),
+    (Call(name="warmup_cosine"), "WarmupCosineLR"),
+    (Call(name="one_cycle", kwargs={"pct_start": 0.25}), "OneCycle"),
+    (Call(name="one_cycle", kwargs={"max_lr": 0.3, "div_factor": 10.0}), "OneCycle"),
+]
+
+
+def test_every_schedule_kind_is_covered():
+    assert {c.name for c, _ in SCHEDULES} == set(SCHEDULES_OF_LANGUAGE) - {"reduce_on_plateau"}
+
+
+@pytest.mark.parametrize("schedule,kind", SCHEDULES,
+                         ids=lambda v: f"{v.name}{sorted(v.kwargs.items())}"
+                         if isinstance(v, Call) else v)
+def test_one_process_lr_is_deepspeeds(schedule, kind):
     train = TrainSpec(optimizer=Call(name="sgd", kwargs={"lr": 0.1}), schedule=schedule)
     block = emit_deepspeed_config(train, ParallelSpec(), 1, total_steps=TOTAL)["scheduler"]
-    ds_opt = sgd()
-    ds = getattr(lr_schedules, block["type"])(ds_opt, **block["params"])
-    ours_opt = sgd()
-    ours = torch.optim.lr_scheduler.LambdaLR(ours_opt, lr_factor(block, 0.1))
-    assert curve(ours, ours_opt) == pytest.approx(curve(ds, ds_opt), rel=1e-9, abs=1e-12)
+    assert block["type"] == kind
+    backend = LocalBackend(torch.nn.Linear(2, 1), train, "fp32", block)
+    assert type(backend.scheduler) is getattr(lr_schedules, kind)  # one implementation
+    steps = TOTAL + 5  # a few past the end, where schedules hold their floor
+    got = one_process_lrs(backend, steps)
+    assert got == deepspeed_lrs(block, steps)
+    assert len(set(got)) > 2  # the schedule moved the lr
+
+
+def test_one_process_schedule_resumes_where_it_stopped(tmp_path):
+    """The scheduler's state travels in the checkpoint: a resumed run continues the curve."""
+    train = TrainSpec(optimizer=Call(name="sgd", kwargs={"lr": 0.1}),
+                      schedule=Call(name="warmup_cosine", kwargs={"warmup": 5}))
+    block = emit_deepspeed_config(train, ParallelSpec(), 1, total_steps=TOTAL)["scheduler"]
+    first = LocalBackend(torch.nn.Linear(2, 1), train, "fp32", block)
+    head = one_process_lrs(first, 20)
+    first.save(tmp_path, 20, {}, keep=1)
+    resumed = LocalBackend(torch.nn.Linear(2, 1), train, "fp32", block)
+    resumed.load(tmp_path)
+    assert head + one_process_lrs(resumed, 20) == deepspeed_lrs(block, 40)
 
 
 def test_constant_without_warmup_has_no_scheduler():
     cfg = emit_deepspeed_config(TrainSpec(), ParallelSpec(), 1, total_steps=TOTAL)
-    assert lr_factor(cfg.get("scheduler"), 1e-3) is None
+    assert "scheduler" not in cfg
+    assert deepspeed_scheduler(cfg.get("scheduler"), sgd()) is None
 
 
 @pytest.mark.parametrize("name,cls", [

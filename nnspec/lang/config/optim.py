@@ -5,6 +5,7 @@ from typing import Any, Optional
 
 from nnspec.data.sklearn_sets import SKLEARN
 from nnspec.lang.config.models import Call, TrainSpec
+from nnspec.lang.config.optim_values import optimizer_class_name, optimizer_defaults
 
 
 # Optimizers DeepSpeed builds from its JSON config (`"optimizer": {"type": ...}`); the value is
@@ -69,27 +70,21 @@ def schedule_args(schedule: Call) -> dict[str, Any]:
 
 
 def torch_optimizer_class(name: str):
-    """The torch.optim class a spec's optimizer name stands for (case-insensitive), or None."""
+    """The torch.optim class a spec's optimizer name stands for (case-insensitive), or None.
+    Imports torch: for runs; checks read optim_values.optimizer_class_name."""
+    cls = optimizer_class_name(name)
+    if cls is None:
+        return None
     import torch
 
-    wanted = name.lower()
-    for attr in dir(torch.optim):
-        cls = getattr(torch.optim, attr)
-        if (attr.lower() == wanted and isinstance(cls, type)
-                and issubclass(cls, torch.optim.Optimizer) and cls is not torch.optim.Optimizer):
-            return cls
-    return None
+    return getattr(torch.optim, cls)
 
 
 def optimizer_lr(optimizer: Call) -> float:
     """The learning rate an optimizer runs at: its `lr` argument, else torch's default."""
-    import inspect
-
     if "lr" in optimizer.kwargs:
         return float(optimizer.kwargs["lr"])
-    cls = torch_optimizer_class(optimizer.name)
-    default = inspect.signature(cls).parameters["lr"].default if cls is not None else None
-    return float(default)
+    return float(optimizer_defaults(optimizer_class_name(optimizer.name))["lr"])
 
 
 def total_steps_for(train: TrainSpec, train_samples: int) -> int:
