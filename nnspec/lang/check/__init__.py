@@ -23,6 +23,7 @@ from typing import Any
 
 from nnspec.lang import syntax as S
 from nnspec.lang.diagnostics import Reporter, Span, did_you_mean
+from nnspec.lang.gc_pause import pauses_collection
 from nnspec.ir import ModuleDef, verify_identities
 from nnspec.ir.lower import name_children
 from nnspec.lang.resolve import Program
@@ -33,6 +34,7 @@ from nnspec.lang.check.values import Abort
 DEFAULT_MAX_PARAMS = 10_000_000_000
 
 
+@pauses_collection  # it builds a large graph of live objects: see gc_pause.py
 def check(program: Program, model: str | None = None, overrides: dict[str, Any] | None = None,
           max_params: int = DEFAULT_MAX_PARAMS) -> ModuleDef:
     """Elaborate the root model of `program` into the IR; raises SpecError with every error."""
