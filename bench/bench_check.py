@@ -16,7 +16,9 @@ show the other ways a spec grows:
 - `repeats`: one block, applied N times with the same arguments (the instantiation cache hits);
 - `flat`: one model of N layer lines and no blocks (the flat 20,000-layer spec of the issue).
 
-Each figure is the minimum of a few runs (the machine is shared). Run:
+The targets are judged on `check` (the checked IR); `+summary` adds what `nnspec check` prints
+(lowering, the partition into units, parameter and FLOP totals). Wall time; each figure is the
+minimum of a few runs (the machine is shared). Run:
     PYTHONPATH=. python bench/bench_check.py [--quick]
 """
 from __future__ import annotations
@@ -93,13 +95,15 @@ def timed(fn, runs: int) -> float:
     return best
 
 
-def measure(shape: str, n: int, runs: int) -> tuple[float, float]:
-    """(parse seconds, check seconds: nnspec.loads, which parses, resolves and checks)."""
+def measure(shape: str, n: int, runs: int) -> tuple[float, float, float]:
+    """Seconds to parse; to check (nnspec.loads: parse, resolve, check, up to the checked IR);
+    and to check and summarize, which is what `nnspec check` does after its imports."""
     text = SHAPES[shape](n)
     name = f"{shape}{n}.nn"
     t_parse = timed(lambda: parse(text, name), runs)
     t_check = timed(lambda: nnspec.loads(text, name=name), runs)
-    return t_parse, t_check
+    t_summary = timed(lambda: nnspec.loads(text, name=name).summary(), runs)
+    return t_parse, t_check, t_summary
 
 
 def main() -> None:
@@ -108,24 +112,28 @@ def main() -> None:
     args = ap.parse_args()
     runs = 1 if args.quick else 3
     nnspec.loads(instances(2))  # warm-up: grammar construction, imports
-    print(f"{'spec':26} {'parse s':>9} {'check s':>9} {'check ms/unit':>14}")
+    print(f"{'spec':26} {'parse s':>9} {'check s':>9} {'check ms/unit':>14} {'+summary s':>11}")
     results: dict[str, dict[int, float]] = {}
+    summaries: dict[str, dict[int, float]] = {}
     plan = [("instances", (10, 100, 1000)), ("definitions", (10, 100, 1000)),
             ("repeats", (10, 100, 1000)), ("flat", (200, 2000, 5000 if args.quick else 20000))]
     for shape, sizes in plan:
         for n in sizes:
-            t_parse, t_check = measure(shape, n, runs if n <= 2000 else 1)
+            t_parse, t_check, t_summary = measure(shape, n, runs if n <= 2000 else 1)
             results.setdefault(shape, {})[n] = t_check
-            print(f"{f'{shape} {n:,}':26} {t_parse:9.3f} {t_check:9.3f} {t_check / n * 1e3:14.3f}")
+            summaries.setdefault(shape, {})[n] = t_summary
+            print(f"{f'{shape} {n:,}':26} {t_parse:9.3f} {t_check:9.3f} {t_check / n * 1e3:14.3f} "
+                  f"{t_summary:11.3f}")
     print()
-    for shape in ("instances", "definitions", "repeats"):
-        r = results[shape]
-        print(f"{shape}: 10 -> 1,000 grows {r[1000] / r[10]:.0f}x (target <= 120x); "
-              f"1,000 in {r[1000]:.3f} s (target < 1 s)")
-    r = results["flat"]
-    big = max(r)
-    print(f"flat: 200 -> 2,000 grows {r[2000] / r[200]:.1f}x (linear: 10x); "
-          f"{big:,} layers in {r[big]:.3f} s" + (" (target < 5 s)" if big == 20000 else ""))
+    for what, table in (("check", results), ("check+summary", summaries)):
+        for shape in ("instances", "definitions", "repeats"):
+            r = table[shape]
+            print(f"{what} {shape}: 10 -> 1,000 grows {r[1000] / r[10]:.0f}x (target <= 120x); "
+                  f"1,000 in {r[1000]:.3f} s (target < 1 s)")
+        r = table["flat"]
+        big = max(r)
+        print(f"{what} flat: 200 -> 2,000 grows {r[2000] / r[200]:.1f}x (linear: 10x); {big:,} "
+              f"layers in {r[big]:.3f} s" + (" (target < 5 s)" if big == 20000 else ""))
 
 
 if __name__ == "__main__":
