@@ -74,25 +74,18 @@ class _Run:
     def first_last(self, children: list):
         """(start, end) of the first and last children that cover text, as propagate_positions
         takes them (a Token's own position; another value's extent, widest container)."""
+        return self._edge(children, 1), self._edge(reversed(children), 2)
+
+    def _edge(self, children, which: int):
+        """The start (which=1) or end (2) of the first child in `children` that covers text."""
         table = self.table
-        start = end = None
         for c in children:
             if isinstance(c, Token):
-                start = (c.line, c.column)
-                break
+                return (c.line, c.column) if which == 1 else (c.end_line, c.end_column)
             entry = table.get(id(c))
-            if entry is not None and entry[1] is not None:
-                start = entry[1]
-                break
-        for c in reversed(children):
-            if isinstance(c, Token):
-                end = (c.end_line, c.end_column)
-                break
-            entry = table.get(id(c))
-            if entry is not None and entry[2] is not None:
-                end = entry[2]
-                break
-        return start, end
+            if entry is not None and entry[which] is not None:
+                return entry[which]
+        return None
 
     def height(self, children) -> int:
         table, best = self.table, -1
