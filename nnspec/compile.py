@@ -9,6 +9,7 @@ from typing import Any
 from nnspec.lang.check import DEFAULT_MAX_PARAMS, check, const_values
 from nnspec.place.checkpointing import checkpointed, submodules
 from nnspec.lang.diagnostics import Reporter, SpecError, display_path
+from nnspec.lang.gc_pause import pauses_collection
 from nnspec.emit.module import load_source
 from nnspec.emit.source import emit_source
 from nnspec.emit.summary import render_table, summarize
@@ -72,6 +73,7 @@ class Spec:
         from nnspec.emit.stages import emit_pipeline_source
         return self.source + "\n\n" + emit_pipeline_source(self.partition, self.lowered)
 
+    @pauses_collection  # lowering and the partition build large live structures: see gc_pause.py
     def summary(self) -> dict:
         """The per-layer table as data: params, trainable_params, flops, layers, ...; for a
         pipelined spec also `pipeline`, its stages (layers, parameters held, tensor sent on)."""
