@@ -9,7 +9,6 @@ from typing import Any
 from nnspec.lang.check import DEFAULT_MAX_PARAMS, check, const_values
 from nnspec.place.checkpointing import checkpointed, submodules
 from nnspec.lang.diagnostics import Reporter, SpecError, display_path
-from nnspec.lang.gc_pause import pauses_collection
 from nnspec.emit.module import load_source
 from nnspec.emit.source import emit_source
 from nnspec.emit.summary import render_table, summarize
@@ -18,6 +17,7 @@ from nnspec.ir.lower import Lowered, lower
 from nnspec.place.partition import Partition
 from nnspec.lang.resolve import Program, resolve_file, resolve_text
 from nnspec.lang.sections import Settings, evaluate_sections
+from nnspec.lang.gc_pause import pauses_collection
 
 @dataclass
 class Spec:
@@ -30,6 +30,7 @@ class Spec:
     compress_plan: Any = None   # nnspec.compress.directives.Plan, when the spec has a compress section
 
     @cached_property
+    @pauses_collection  # a large structure of live objects: see gc_pause.py
     def lowered(self) -> Lowered:
         return lower(self.ir)
 
@@ -62,6 +63,7 @@ class Spec:
         return hf_values(self.settings.weights, model_params(self.ir.signature))
 
     @cached_property
+    @pauses_collection  # a large structure of live objects: see gc_pause.py
     def partition(self) -> "Partition":
         """The pipeline layers and stages of the parallel section (one stage without a pipeline);
         the same placement the runtime builds, the planner counts and the summary reports."""
@@ -73,7 +75,6 @@ class Spec:
         from nnspec.emit.stages import emit_pipeline_source
         return self.source + "\n\n" + emit_pipeline_source(self.partition, self.lowered)
 
-    @pauses_collection  # lowering and the partition build large live structures: see gc_pause.py
     def summary(self) -> dict:
         """The per-layer table as data: params, trainable_params, flops, layers, ...; for a
         pipelined spec also `pipeline`, its stages (layers, parameters held, tensor sent on)."""

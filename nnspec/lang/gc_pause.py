@@ -5,7 +5,7 @@ and the collector's automatic runs keep traversing them: for a 20,000-line spec 
 again to the parse and made it grow faster than the input. Nothing these passes drop is cyclic
 garbage worth collecting mid-pass, so automatic collection is paused for the pass and resumed
 after it (reference counting frees memory as usual). Nested pauses are one pause. Used by the
-direct parse, `check` and `Spec.summary` (lowering and the pipeline partition).
+direct parse, `check`, and `Spec.lowered` and `Spec.partition` (which the summary reads).
 """
 from __future__ import annotations
 

@@ -23,13 +23,13 @@ from typing import Any
 
 from nnspec.lang import syntax as S
 from nnspec.lang.diagnostics import Reporter, Span, did_you_mean
-from nnspec.lang.gc_pause import pauses_collection
 from nnspec.ir import ModuleDef, verify_identities
 from nnspec.ir.lower import name_children
 from nnspec.lang.resolve import Program
 from nnspec.lang.check.context import Context
 from nnspec.lang.check.elaborate import Elaborator
 from nnspec.lang.check.values import Abort
+from nnspec.lang.gc_pause import pauses_collection
 
 DEFAULT_MAX_PARAMS = 10_000_000_000
 
