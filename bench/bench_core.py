@@ -23,6 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import nnspec  # noqa: E402
+# the generated model of bench_check.py: n block instances, each with its own arguments
+from bench_check import instances as generated_spec  # noqa: E402
 
 
 def step_time(model, make_batch, repeats: int) -> list[float]:
@@ -72,32 +74,6 @@ def bench_gpt2(rounds: int) -> tuple[str, float, float]:
     ref_call.zero_grad = ref.zero_grad  # type: ignore[attr-defined]
     a, b = interleaved(ours, ref_call, lambda: (ids,), rounds, 3)
     return "gpt2_small fwd+bwd (batch 1, 64 tokens)", a, b
-
-
-BLOCKS = """
-block Residual(width, expand = 4) {
-  in x
-  h = x -> norm: layernorm -> fc1: linear(width * expand) -> act: gelu -> fc2: linear(width)
-  out h + x
-}
-
-block Project(width) {
-  in x
-  out x -> proj: linear(width) -> norm: layernorm -> act: relu
-}
-"""
-
-
-def generated_spec(n: int) -> str:
-    """A model of n block instances, every one with its own width, so each is elaborated anew
-    (the checker's cache of identical instantiations never hits)."""
-    uses = []
-    for i in range(n):
-        if i % 2 == 0:
-            uses.append(f"  p{i}: Project({16 + i})")
-        else:
-            uses.append(f"  r{i}: Residual({15 + i}, expand={1 + i % 4})")
-    return f"{BLOCKS}\nmodel deep {{\n  input x: float[16, 32]\n" + "\n".join(uses) + "\n}\n"
 
 
 def bench_check(sizes) -> list[tuple[int, float]]:

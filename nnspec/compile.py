@@ -15,6 +15,7 @@ from nnspec.ir.lower import Lowered, lower
 from nnspec.place.partition import Partition
 from nnspec.lang.resolve import Program, resolve_file, resolve_text
 from nnspec.lang.sections import Settings, evaluate_sections
+from nnspec.lang.gc_pause import pauses_collection
 
 @dataclass
 class Spec:
@@ -27,6 +28,7 @@ class Spec:
     compress_plan: Any = None   # nnspec.compress.directives.Plan, when the spec has a compress section
 
     @cached_property
+    @pauses_collection  # a large structure of live objects: see gc_pause.py
     def lowered(self) -> Lowered:
         return lower(self.ir)
 
@@ -63,6 +65,7 @@ class Spec:
         return hf_values(self.settings.weights, model_params(self.ir.signature))
 
     @cached_property
+    @pauses_collection  # a large structure of live objects: see gc_pause.py
     def partition(self) -> "Partition":
         """The pipeline layers and stages of the parallel section (one stage without a pipeline);
         the same placement the runtime builds, the planner counts and the summary reports."""

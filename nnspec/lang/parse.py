@@ -17,6 +17,7 @@ from nnspec.lang import syntax as S
 from nnspec.lang.diagnostics import Diagnostic, Source, Span, SpecError
 from nnspec.lang.lark_tables import cached_lark  # the LALR tables, built ahead of time
 from nnspec.lang.names import not_a_name
+from nnspec.lang.parse_direct import parse_direct
 from nnspec.lang.to_syntax import to_syntax
 
 GRAMMAR_NAME = "nnspec.lark"
@@ -89,8 +90,12 @@ def parse(text: str, name: str = "<string>") -> S.File:
     _check_brackets(source)
     _check_signs(source)
     _check_statement_length(source)
+    text = text if text.endswith("\n") else text + "\n"
+    syntax = parse_direct(_parser(), text, source, MAX_NESTING)  # None: a diagnostic to report
+    if syntax is not None:
+        return syntax
     try:
-        tree = _parser().parse(text if text.endswith("\n") else text + "\n")
+        tree = _parser().parse(text)
     except UnexpectedInput as err:
         raise SpecError([_syntax_diagnostic(err, source)]) from None
     except _SignStart as err:

@@ -210,11 +210,14 @@ def _live(units: list[Unit], inputs: list[Value], outputs: list[Value]) -> list[
             last[id(v)] = u.index
     for v in outputs:
         last[id(v)] = n
-    defined: list[Value] = list(inputs)
+    # only the values still live are carried on (a value dead after unit i is dead after every
+    # later one): rescanning every value defined so far made this quadratic in the units
+    alive: list[Value] = list(inputs)
     out = []
     for u in units:
-        defined += [v for v in u.outs if id(v) in last]
-        out.append([v for v in defined if last.get(id(v), -1) > u.index])
+        alive = [v for v in alive + [v for v in u.outs if id(v) in last]
+                 if last.get(id(v), -1) > u.index]  # a new list: out[i - 1] is kept as it is
+        out.append(alive)
     return out
 
 

@@ -29,10 +29,12 @@ from nnspec.lang.resolve import Program
 from nnspec.lang.check.context import Context
 from nnspec.lang.check.elaborate import Elaborator
 from nnspec.lang.check.values import Abort
+from nnspec.lang.gc_pause import pauses_collection
 
 DEFAULT_MAX_PARAMS = 10_000_000_000
 
 
+@pauses_collection  # it builds a large graph of live objects: see gc_pause.py
 def check(program: Program, model: str | None = None, overrides: dict[str, Any] | None = None,
           max_params: int = DEFAULT_MAX_PARAMS) -> ModuleDef:
     """Elaborate the root model of `program` into the IR; raises SpecError with every error."""
