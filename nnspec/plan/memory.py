@@ -34,9 +34,11 @@ For mixed-precision Adam this gives 2 + 18/D bytes per parameter per GPU at ZeRO
 18/D + 4 L at ZeRO-3, DeepSpeed's `estimate_zero2_model_states_mem_needs` and
 `estimate_zero3_model_states_mem_needs` exactly. Offload moves the optimizer (master weights,
 states and their fp32 gradients) and, at ZeRO-3, the parameters to the CPU (or NVMe); DeepSpeed's
-estimators count the CPU per machine, including the fp32 copy of the whole model each local
-process builds before `deepspeed.initialize` partitions it, times `additional_buffer_factor`
-(1.5): `per_node_cpu_bytes` does the same.
+estimators count the CPU per machine, including the fp32 model each local process builds before
+`deepspeed.initialize`, times `additional_buffer_factor` (1.5): `per_node_cpu_bytes` does the
+same. nnspec builds a ZeRO-3 model inside zero.Init (only the largest layer is whole at once, as
+DeepSpeed's `zero_init=True`) and a pipeline rank materializes only its stage, so that model is
+the stage's; `construction_bytes` is what one rank allocates to construct it.
 """
 from __future__ import annotations
 
@@ -141,6 +143,17 @@ def per_node_cpu_bytes(states: States, *, params: int, largest_layer: int, gpus_
     if zero_init and offloaded:
         return int(offloaded * buffer_factor)
     return int(max(build, offloaded) * buffer_factor)
+
+
+def construction_bytes(params: int, largest_layer: int, *, zero: int, data_parallel: int,
+                       pipelined: bool) -> int:
+    """Bytes one rank allocates while it constructs its model (fp32, as `build()` draws it;
+    nnspec/train/construct.py): the whole model; under ZeRO-3 (zero.Init) its shard, plus the
+    module being constructed before it is partitioned; in a pipeline, its stage's `params`, plus
+    a module of another stage, constructed and then released, at a time."""
+    if zero == 3:
+        return 4 * (_ceil(params, data_parallel) + largest_layer)
+    return 4 * (params + (largest_layer if pipelined else 0))
 
 
 def temporary_buffers(params: int, *, zero: int, data_parallel: int, precision: str,
