@@ -7,7 +7,8 @@ from nnspec.plan.estimate import gib
 from nnspec.plan.search import describe
 
 COLUMNS = ("#", "zero", "offload", "stages", "dp", "micro x accum", "ckpt", "params", "grads",
-           "optim", "activ", "buffers", "GPU total", "CPU/node", "build/rank", "PFLOP/step", "step s", "fits")
+           "optim", "activ", "buffers", "GPU total", "CPU/node", "build/rank", "PFLOP/step",
+           "step s", "fits")
 
 
 def to_json(params: int, plans: list[dict]) -> str:

@@ -165,12 +165,15 @@ def test_construction_per_rank_is_the_shard_or_the_stage(models):
     zero0 = evaluate(model, Choice(0, "none", "none", 1, 1, 1, ()), cluster, PROFILE)
     zero3 = evaluate(model, Choice(3, "none", "none", 1, 1, 1, ()), cluster, PROFILE)
     assert zero0["construct_bytes_per_rank"] == 4 * total
-    assert zero3["construct_bytes_per_rank"] == 4 * (-(-total // 8) + largest)
+    # zero.Init creates the tensors in the training precision (bf16 here)
+    assert zero3["construct_bytes_per_rank"] == 2 * (-(-total // 8) + largest)
     assert zero0["per_cpu_bytes"] > cluster.cpu_memory >= zero3["per_cpu_bytes"]
     assert zero3["per_cpu_bytes"] == int(4 * largest * 8 * ADDITIONAL_BUFFER_FACTOR)
     piped = evaluate(model, Choice(0, "none", "none", 4, 1, 8, ()), cluster, PROFILE)
     stages = piped["stages"]
-    for st in stages:
-        assert st["construct_bytes_per_rank"] <= 4 * (st["params"] + largest)
+    for st in stages:  # a later stage's largest module is made and released meanwhile
+        later = [u.largest_layer for _, units in model.stages(4)[st["stage"] + 1:] for u in units]
+        assert st["construct_bytes_per_rank"] == 4 * (st["params"] + max(later, default=0))
+    assert stages[-1]["construct_bytes_per_rank"] == 4 * stages[-1]["params"]
     assert piped["construct_bytes_per_rank"] == max(st["construct_bytes_per_rank"]
                                                     for st in stages) < 0.4 * 4 * total
