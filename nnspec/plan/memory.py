@@ -148,13 +148,13 @@ def per_node_cpu_bytes(states: States, *, params: int, largest_layer: int, gpus_
 def construction_bytes(params: int, largest_layer: int, *, zero: int, data_parallel: int,
                        precision: str, released: int = 0) -> int:
     """Bytes one rank allocates while it constructs its model (nnspec/train/construct.py).
-    ZeRO-3 constructs inside zero.Init, which creates tensors in the training precision and
-    partitions each module when its constructor returns: the shard plus the module being made.
+    ZeRO-3 constructs inside zero.Init, which partitions each module, cast to the training
+    precision, when its constructor returns: the shard plus the module being made, in fp32.
     Otherwise the model is built in fp32, as `build()` draws it: the whole model, or in a
     pipeline the stage's `params` plus `released`, the largest module of a later stage, made
     (to draw the same random numbers) and released while the rank already holds its stage."""
     if zero == 3:
-        return PRECISION_BYTES[precision] * (_ceil(params, data_parallel) + largest_layer)
+        return PRECISION_BYTES[precision] * _ceil(params, data_parallel) + 4 * largest_layer
     return 4 * (params + released)
 
 

@@ -6,8 +6,8 @@ construction order (`seed_everything(seed)` then `Model()`). Every path below ke
 the weights do not depend on the layout:
 
 * ZeRO-3: the model is constructed inside `deepspeed.zero.Init`, which partitions each module's
-  parameters as soon as its constructor returns; every rank draws the whole stream, and holds
-  its shard plus one module at a time.
+  parameters (cast to the training precision) as soon as its constructor returns; every rank
+  draws the whole stream in fp32, and holds its shard plus one module at a time.
 * Pipeline stages: a first pass on the meta device (no storage, no draws) learns which tensors
   the local stage's layers use; a second pass constructs on the CPU and, each time a finished
   module is attached to its parent, replaces the tensors no local layer uses by meta tensors.
@@ -26,10 +26,31 @@ from torch.nn.modules.module import register_module_module_registration_hook
 def zero3_model(spec, config: dict) -> nn.Module:
     """The spec's model constructed inside `deepspeed.zero.Init` with this run's DeepSpeed
     config: parameters are partitioned across the data-parallel ranks as they are created."""
-    import deepspeed
-
-    with deepspeed.zero.Init(config_dict_or_path=config):
+    with _zero_init(config):
         return spec.build()
+
+
+def _zero_init(config: dict):
+    """zero.Init that draws every tensor in fp32, as `build()` does, and casts each module's
+    parameters to the training precision just before partitioning them. zero.Init's own dtype
+    would create them in bf16 before the layer initializes them, and a bf16 `uniform_` draws
+    other numbers than an fp32 one cast to bf16 (nn.Linear's weights differ by up to 0.1)."""
+    import deepspeed
+    from deepspeed.runtime.zero.partition_parameters import DeepSpeedTensorOverride, is_zero_param
+
+    target = (torch.bfloat16 if config.get("bf16", {}).get("enabled") else
+              torch.float16 if config.get("fp16", {}).get("enabled") else torch.float32)
+
+    class Init(deepspeed.zero.Init):
+        def _post_init_method(self, module):
+            for param in module.parameters(recurse=False):
+                if not is_zero_param(param) and param.is_floating_point():
+                    param.data = param.data.to(target)
+            super()._post_init_method(module)
+
+    # tensors keep the device override and lose the dtype one (passing dtype=torch.float32 does
+    # not do it: DeepSpeed 0.19 then picks bf16 on a CPU without fp16)
+    return Init(config_dict_or_path=config, tensor_overrides=[DeepSpeedTensorOverride.device])
 
 
 @contextmanager

@@ -2,7 +2,7 @@
 
     deepspeed --num_accelerators 2 --module tests.train.construct_worker SPEC OUT
 
-For each layout (ZeRO-3 over 2 ranks, then a 2-stage pipeline) every rank seeds and builds its
+For each layout (ZeRO-3 over 2 ranks in fp32 and in bf16, then a 2-stage pipeline) every rank seeds and builds its
 backend as `nnspec.train.run` does (loop.backend_for), reports how many parameter elements it
 holds and which spec names it materialized, and rank 0 saves the gathered weights to
 OUT/LAYOUT.safetensors before any step. The pipeline runs last: after a PipelineEngine,
@@ -24,6 +24,8 @@ from nnspec.train.batches import seed_everything
 from nnspec.train.loop import _emit, backend_for, check_settings
 
 LAYOUTS = {"zero3": {"zero": 3, "pipeline_stages": 1, "stage_boundaries": ()},
+           "zero3_bf16": {"zero": 3, "pipeline_stages": 1, "stage_boundaries": (),
+                          "precision": "bf16"},
            "pipeline": {"zero": 0, "pipeline_stages": 2}}
 
 

@@ -1,7 +1,8 @@
 """Sharded construction: `build(device="meta")` allocates nothing; under the real deepspeed runner
-(2 CPU ranks, one launch) ZeRO-3 constructs inside zero.Init and a 2-stage pipeline materializes
-only its stage, each rank holding part of the model, and the weights gathered at step 0 equal a
-one-process `build()` with the same seed (so initialization does not depend on the layout)."""
+(2 CPU ranks, one launch) ZeRO-3 constructs inside zero.Init (fp32 and bf16) and a 2-stage
+pipeline materializes only its stage, each rank holding part of the model, and the weights
+gathered at step 0 equal a one-process `build()` with the same seed (cast to bf16 for the bf16
+run), so initialization does not depend on the layout."""
 from __future__ import annotations
 
 import json
@@ -72,10 +73,12 @@ def test_zero3_and_pipeline_step0_weights_equal_one_process_build(tmp_path):
     seed_everything(spec.settings.train.seed)
     expected = spec.build().state_dict()
     total = sum(v.numel() for v in spec.build(device="meta").parameters())
-    for layout in ("zero3", "pipeline"):
+    for layout in ("zero3", "zero3_bf16", "pipeline"):
         got = load_file(tmp_path / f"{layout}.safetensors")
         assert sorted(got) == sorted(expected), layout
         for key, value in expected.items():
+            if layout.endswith("bf16"):  # drawn in fp32 as build() does, then cast
+                value = value.to(torch.bfloat16).float()
             assert torch.equal(got[key], value), (layout, key)
         reports = [json.loads(line.split(" ", 1)[1]) for line in r.stdout.splitlines()
                    if line.startswith(layout + " {")]
