@@ -149,12 +149,15 @@ def construction_bytes(params: int, largest_layer: int, *, zero: int, data_paral
                        precision: str, released: int = 0) -> int:
     """Bytes one rank allocates while it constructs its model (nnspec/train/construct.py).
     ZeRO-3 constructs inside zero.Init, which partitions each module, cast to the training
-    precision, when its constructor returns: the shard plus the module being made, in fp32.
+    precision, when its constructor returns: the shard of the rest of the model, plus the
+    largest layer whole in fp32 beside its cast copy (or, in fp32, beside its shard).
     Otherwise the model is built in fp32, as `build()` draws it: the whole model, or in a
     pipeline the stage's `params` plus `released`, the largest module of a later stage, made
     (to draw the same random numbers) and released while the rank already holds its stage."""
     if zero == 3:
-        return PRECISION_BYTES[precision] * _ceil(params, data_parallel) + 4 * largest_layer
+        c = PRECISION_BYTES[precision]
+        beside = c * largest_layer if c != 4 else 4 * _ceil(largest_layer, data_parallel)
+        return c * _ceil(params - largest_layer, data_parallel) + 4 * largest_layer + beside
     return 4 * (params + released)
 
 
