@@ -39,19 +39,34 @@ class Spec:
 
         return emit_source(self.lowered, self.source_name)
 
-    def build(self, weights: str | Path | None = None):
+    def build(self, weights: str | Path | None = None, *, device: Any = None):
         """A fresh torch.nn.Module for this spec: default PyTorch initialization, or the tensors
         of `weights` (a .safetensors or torch file, or a Hugging Face folder) mapped as the
         spec's `weights` section says.
+
+        `device` constructs the parameters there (the default torch device when None);
+        `device="meta"` allocates no storage: the same state_dict keys, shapes and dtypes, for
+        planning or for materializing part of the model later (`to_empty`).
 
         Raises:
             SpecError: the checkpoint does not fit the model (missing, unexpected or mis-shaped
                 keys, E0741).
             nnspec.weights.WeightsFileError, UnsafeCheckpoint: it cannot be read, or safely.
+            ValueError: `weights` with `device="meta"` (meta tensors hold no values to load).
         """
         from nnspec.emit.module import load_source  # torch: only building needs it
 
-        model = load_source(self.source)()
+        if device is None:
+            model = load_source(self.source)()
+        else:
+            import torch
+            device = torch.device(device)
+            if weights is not None and device.type == "meta":
+                raise ValueError("build(weights=..., device='meta'): a meta model holds no values "
+                                 "to load weights into; build on a real device, or load the "
+                                 "weights after materializing it (to_empty)")
+            with device:  # factory calls inside the constructors default to this device
+                model = load_source(self.source)()
         if weights is not None:
             from nnspec.weights import load_into
             load_into(model, weights, self)

@@ -20,7 +20,8 @@ from typing import Optional
 from nnspec.lang.config import ParallelSpec, TrainSpec
 from nnspec.plan.costs import ModelCosts, UnitCost, model_costs, recomputed_flops, regions
 from nnspec.plan.memory import (
-    PRECISION_BYTES, model_states, optimizer_state_bytes, per_node_cpu_bytes, temporary_buffers
+    PRECISION_BYTES, construction_bytes, model_states, optimizer_state_bytes, per_node_cpu_bytes,
+    temporary_buffers
 )
 from nnspec.plan.profiles import Profile
 
@@ -139,10 +140,15 @@ def evaluate(model: Model, choice: Choice, cluster: Cluster, profile: Profile) -
         gpu = {"params": states.params, "grads": states.grads, "optimizer": states.optimizer,
                "activations": acts, "buffers": buffers}
         gpu["total"] = sum(gpu.values())
+        # ZeRO-3 constructs inside zero.Init; a pipeline rank materializes only its stage
         cpu = per_node_cpu_bytes(states, params=params, largest_layer=largest,
-                                 gpus_per_node=cluster.gpus_per_node)
+                                 gpus_per_node=cluster.gpus_per_node, zero_init=choice.zero == 3)
+        later = [u.largest_layer for _, us in model.stages(stages)[s + 1:] for u in us]
+        build = construction_bytes(params, largest, zero=choice.zero, data_parallel=dp,
+                                   precision=model.precision, released=max(later, default=0))
         per_stage.append({"stage": s, "params": params, "per_gpu_bytes": gpu,
-                          "per_cpu_bytes": cpu, "units": [u.label for u in units[:1]] +
+                          "per_cpu_bytes": cpu, "construct_bytes_per_rank": build,
+                          "units": [u.label for u in units[:1]] +
                           ([u.label for u in units[-1:]] if len(units) > 1 else []),
                           "_states": states, "_units": units})
     worst = max(per_stage, key=lambda st: st["per_gpu_bytes"]["total"])
@@ -182,6 +188,7 @@ def evaluate(model: Model, choice: Choice, cluster: Cluster, profile: Profile) -
         "precision": model.precision,
         "per_gpu_bytes": dict(worst["per_gpu_bytes"]),
         "per_cpu_bytes": cpu,
+        "construct_bytes_per_rank": max(st["construct_bytes_per_rank"] for st in per_stage),
         "per_nvme_bytes": nvme,
         "step_flops": global_batch * (3 * fwd + recompute),
         "est_step_seconds": timing["total"],

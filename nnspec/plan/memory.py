@@ -34,9 +34,11 @@ For mixed-precision Adam this gives 2 + 18/D bytes per parameter per GPU at ZeRO
 18/D + 4 L at ZeRO-3, DeepSpeed's `estimate_zero2_model_states_mem_needs` and
 `estimate_zero3_model_states_mem_needs` exactly. Offload moves the optimizer (master weights,
 states and their fp32 gradients) and, at ZeRO-3, the parameters to the CPU (or NVMe); DeepSpeed's
-estimators count the CPU per machine, including the fp32 copy of the whole model each local
-process builds before `deepspeed.initialize` partitions it, times `additional_buffer_factor`
-(1.5): `per_node_cpu_bytes` does the same.
+estimators count the CPU per machine, including the fp32 model each local process builds before
+`deepspeed.initialize`, times `additional_buffer_factor` (1.5): `per_node_cpu_bytes` does the
+same. nnspec builds a ZeRO-3 model inside zero.Init (only the largest layer is whole at once, as
+DeepSpeed's `zero_init=True`) and a pipeline rank materializes only its stage, so that model is
+the stage's; `construction_bytes` is what one rank allocates to construct it.
 """
 from __future__ import annotations
 
@@ -141,6 +143,22 @@ def per_node_cpu_bytes(states: States, *, params: int, largest_layer: int, gpus_
     if zero_init and offloaded:
         return int(offloaded * buffer_factor)
     return int(max(build, offloaded) * buffer_factor)
+
+
+def construction_bytes(params: int, largest_layer: int, *, zero: int, data_parallel: int,
+                       precision: str, released: int = 0) -> int:
+    """Bytes one rank allocates while it constructs its model (nnspec/train/construct.py).
+    ZeRO-3 constructs inside zero.Init, which partitions each module, cast to the training
+    precision, when its constructor returns: the shard of the rest of the model, plus the
+    largest layer whole in fp32 beside its cast copy (or, in fp32, beside its shard).
+    Otherwise the model is built in fp32, as `build()` draws it: the whole model, or in a
+    pipeline the stage's `params` plus `released`, the largest module of a later stage, made
+    (to draw the same random numbers) and released while the rank already holds its stage."""
+    if zero == 3:
+        c = PRECISION_BYTES[precision]
+        beside = c * largest_layer if c != 4 else 4 * _ceil(largest_layer, data_parallel)
+        return c * _ceil(params - largest_layer, data_parallel) + 4 * largest_layer + beside
+    return 4 * (params + released)
 
 
 def temporary_buffers(params: int, *, zero: int, data_parallel: int, precision: str,

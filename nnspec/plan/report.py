@@ -7,7 +7,8 @@ from nnspec.plan.estimate import gib
 from nnspec.plan.search import describe
 
 COLUMNS = ("#", "zero", "offload", "stages", "dp", "micro x accum", "ckpt", "params", "grads",
-           "optim", "activ", "buffers", "GPU total", "CPU/node", "PFLOP/step", "step s", "fits")
+           "optim", "activ", "buffers", "GPU total", "CPU/node", "build/rank", "PFLOP/step",
+           "step s", "fits")
 
 
 def to_json(params: int, plans: list[dict]) -> str:
@@ -16,12 +17,13 @@ def to_json(params: int, plans: list[dict]) -> str:
 
 
 def table(plans: list[dict]) -> str:
-    """One row per plan: memory per GPU by kind, CPU per machine, FLOPs and time per step."""
+    """One row per plan: memory per GPU by kind, CPU per machine, what one rank allocates to
+    construct its model (build/rank), FLOPs and time per step."""
     rows = [_row(i, p) for i, p in enumerate(plans, 1)]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(COLUMNS)]
 
     def fmt(r):
-        return "  ".join(c.rjust(w) if 7 <= i <= 15 or i in (0, 3, 4) else c.ljust(w)
+        return "  ".join(c.rjust(w) if 7 <= i <= 16 or i in (0, 3, 4) else c.ljust(w)
                          for i, (c, w) in enumerate(zip(r, widths))).rstrip()
 
     rule = "-" * len(fmt(COLUMNS))
@@ -37,7 +39,8 @@ def _row(i: int, p: dict) -> tuple[str, ...]:
             "yes" if p["activation_checkpointing"] else "-",
             *(_g(gpu[k]) for k in ("params", "grads", "optimizer", "activations", "buffers",
                                    "total")),
-            _g(p["per_cpu_bytes"]), f"{p['step_flops'] / 1e15:.2f}", f"{p['est_step_seconds']:.2f}",
+            _g(p["per_cpu_bytes"]), _g(p["construct_bytes_per_rank"]),
+            f"{p['step_flops'] / 1e15:.2f}", f"{p['est_step_seconds']:.2f}",
             "yes" if p["fits"] else f"no (-{_g(p['shortfall_bytes'])})" if p["shortfall_bytes"]
             else "no (CPU)")
 

@@ -363,17 +363,7 @@ def run(spec, train: TrainSpec | None = None, parallel: ParallelSpec | None = No
         out_dir, created = _claim_out_dir(out_dir, spec, resume, data, multi, rank)
         distributed.barrier()
         seed_everything(train.seed)
-        if multi and stages > 1:
-            backend = pipe.PipelineBackend(spec, train, parallel, config, objective)
-        elif multi:
-            backend = distributed.DeepSpeedBackend(_model(spec, parallel, weights), train,
-                                                      config)
-        else:
-            if parallel.zero or "cpu" in (parallel.offload_optimizer, parallel.offload_param):
-                log.warning("zero and offload apply under the deepspeed runner; one process "
-                            "trains the whole model")
-            backend = LocalBackend(_model(spec, parallel, weights), train, parallel.precision,
-                                   config.get("scheduler"))
+        backend = backend_for(spec, train, parallel, config, objective, weights, multi)
         torch.manual_seed(train.seed + rank)  # per-rank dropout streams, after identical init
         trainer = Trainer(backend, data, objective, train, plan, total, out_dir, progress,
                           spec.name)
@@ -401,12 +391,35 @@ def run(spec, train: TrainSpec | None = None, parallel: ParallelSpec | None = No
             distributed.shutdown()
 
 
-def _model(spec, parallel: ParallelSpec, weights=None) -> torch.nn.Module:
+def backend_for(spec, train: TrainSpec, parallel: ParallelSpec, config: dict, objective,
+                weights=None, multi: bool = False):
+    """What trains the model in this process: a pipeline stage or a DeepSpeed engine under the
+    runner (`multi`), else a LocalBackend. Call it right after seeding: the weights are drawn
+    here, in the same order on every path, so they do not depend on the layout."""
+    if multi and parallel.pipeline_stages > 1:
+        return pipe.PipelineBackend(spec, train, parallel, config, objective)
+    if multi:
+        zero3 = config if parallel.zero == 3 else None  # constructed inside zero.Init
+        return distributed.DeepSpeedBackend(_model(spec, parallel, weights, zero3), train, config)
+    if parallel.zero or "cpu" in (parallel.offload_optimizer, parallel.offload_param):
+        log.warning("zero and offload apply under the deepspeed runner; one process "
+                    "trains the whole model")
+    return LocalBackend(_model(spec, parallel, weights), train, parallel.precision,
+                        config.get("scheduler"))
+
+
+def _model(spec, parallel: ParallelSpec, weights=None, zero3: dict | None = None
+           ) -> torch.nn.Module:
     """The spec's model (from `weights` when given), with activation checkpointing on the blocks
-    the parallel section names."""
+    the parallel section names. `zero3`, the DeepSpeed config of a ZeRO-3 run: constructed
+    inside zero.Init, each rank holding its shard (weights are loaded whole, then partitioned)."""
     from nnspec.place.checkpointing import apply, checkpointed
 
-    model = spec.build(weights=weights)
+    if zero3 is not None and weights is None:
+        from nnspec.train.construct import zero3_model
+        model = zero3_model(spec, zero3)
+    else:
+        model = spec.build(weights=weights)
     apply(model, checkpointed(spec.ir, parallel.activation_checkpointing)[0])
     return model
 

@@ -8,6 +8,8 @@ again, so what `nnspec compile` and `nnspec plan` report is what runs. `train_ba
 step's micro-batches; the last stage computes the loss, and evaluation gathers its logits.
 
 Ranks are laid out as DeepSpeed's PipeDataParallelTopology does: rank = stage * dp + data rank.
+Each rank materializes only its stage's weights (train/construct.py), with the values a
+one-process `build()` gives them under the same seed.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from functools import partial
 import torch
 
 from nnspec.lang.config import ParallelSpec, TrainSpec
+from nnspec.train.construct import stage_model
 from nnspec.train.distributed import DeepSpeedBackend
 from nnspec.train.errors import TrainError
 
@@ -28,6 +31,17 @@ def data_rank(rank: int, world: int, stages: int) -> tuple[int, int]:
 def _run(layer, _tied_module, live):
     """A tied layer's forward: its own unit's code, over the weights the tied module holds."""
     return layer(live)
+
+
+def _local_stage(stages: int) -> int:
+    rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return rank // (world // stages)  # rank = stage * dp + data rank
+
+
+def _stage_modules(part, classes, stage: int, model) -> list:
+    """What the pipeline layers of `stage` hold of `model` (modules, or bare parameters)."""
+    layers = [cls(model) for cls in classes[part.bounds[stage]:part.bounds[stage + 1]]]
+    return [layer.m for layer in layers if hasattr(layer, "m")]
 
 
 def _first(out):
@@ -46,7 +60,9 @@ class PipelineBackend(DeepSpeedBackend):
 
         part = spec.partition
         generated = load_module(spec.pipeline_source())
-        model = generated.Model()  # every rank builds the same weights from the same seed
+        # only this stage's tensors are materialized, with the values build() gives them
+        model = stage_model(generated.Model, partial(_stage_modules, part, generated.LAYERS,
+                                                     _local_stage(part.stages)))
         tie_of = {u: t for t in part.cross_stage_ties() for u in t.units}
         builds = {(t.key, part.stage_of(u)): u for t in part.cross_stage_ties()
                   for u in reversed(t.units)}  # the first holder on each stage builds the module

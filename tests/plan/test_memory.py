@@ -6,7 +6,8 @@ num_gpus_per_node, num_nodes, cpu_offload, additional_buffer_factor)` -> (cpu by
 gpu bytes per GPU) and `estimate_zero3_model_states_mem_needs(total_params, largest_layer_params,
 num_gpus_per_node, num_nodes, cpu_offload, cpu_offload_params, zero_init,
 additional_buffer_factor)` -> (cpu, gpu, largest layer bytes). Both assume mixed-precision Adam;
-nnspec builds the model in every process before initialize, so zero_init is False.
+nnspec constructs a ZeRO-3 model inside zero.Init (nnspec/train/construct.py), so zero_init is
+True at ZeRO-3; below it every process builds the whole model before initialize.
 """
 from __future__ import annotations
 
@@ -84,7 +85,7 @@ def test_zero3_matches_deepspeed(models, name, gpus, nodes, offload):
     largest = model.costs.largest_layer
     cpu, gpu, _ = estimate_zero3_model_states_mem_needs(
         total, largest, num_gpus_per_node=gpus, num_nodes=nodes,
-        cpu_offload=offload != "none", cpu_offload_params=offload == "both", zero_init=False,
+        cpu_offload=offload != "none", cpu_offload_params=offload == "both", zero_init=True,
         additional_buffer_factor=ADDITIONAL_BUFFER_FACTOR)
     p = plan(model, 3, gpus, nodes, "none" if offload == "none" else "cpu",
              "cpu" if offload == "both" else "none")
@@ -152,3 +153,27 @@ def test_optimizer_of_the_spec_sets_the_state_bytes():
     n = spec.summary()["params"]
     assert (p["per_gpu_bytes"]["params"], p["per_gpu_bytes"]["grads"],
             p["per_gpu_bytes"]["optimizer"]) == (4 * n, 4 * n, 4 * n)
+
+
+def test_construction_per_rank_is_the_shard_or_the_stage(models):
+    """What one rank allocates to construct its model: the whole fp32 model without ZeRO-3, the
+    shard plus the largest layer inside zero.Init, a stage plus the largest layer in a pipeline;
+    the 13B shape on 8 GPUs no longer needs 8 whole fp32 copies per machine at ZeRO-3."""
+    spec, model = models["gpt3_13b"]
+    total, largest = spec.summary()["params"], model.costs.largest_layer
+    cluster = Cluster(8, 1, 80 * 10 ** 9, 256 * 10 ** 9)
+    zero0 = evaluate(model, Choice(0, "none", "none", 1, 1, 1, ()), cluster, PROFILE)
+    zero3 = evaluate(model, Choice(3, "none", "none", 1, 1, 1, ()), cluster, PROFILE)
+    assert zero0["construct_bytes_per_rank"] == 4 * total
+    # the shard in the training precision (bf16 here), the largest layer in fp32 and cast
+    assert zero3["construct_bytes_per_rank"] == 2 * -(-(total - largest) // 8) + 6 * largest
+    assert zero0["per_cpu_bytes"] > cluster.cpu_memory >= zero3["per_cpu_bytes"]
+    assert zero3["per_cpu_bytes"] == int(4 * largest * 8 * ADDITIONAL_BUFFER_FACTOR)
+    piped = evaluate(model, Choice(0, "none", "none", 4, 1, 8, ()), cluster, PROFILE)
+    stages = piped["stages"]
+    for st in stages:  # a later stage's largest module is made and released meanwhile
+        later = [u.largest_layer for _, units in model.stages(4)[st["stage"] + 1:] for u in units]
+        assert st["construct_bytes_per_rank"] == 4 * (st["params"] + max(later, default=0))
+    assert stages[-1]["construct_bytes_per_rank"] == 4 * stages[-1]["params"]
+    assert piped["construct_bytes_per_rank"] == max(st["construct_bytes_per_rank"]
+                                                    for st in stages) < 0.4 * 4 * total
