@@ -16,7 +16,7 @@ from nnspec.ir.lower import Lowered, class_name
 from nnspec.emit.blocks import (arg_name, child_modules, class_text, generalize_or_split,
                                 input_dims, signature_values, TAKEN_ATTRS)
 from nnspec.emit.generic import Unfit, Use, generalize
-from nnspec.emit.statements import split_comment
+from nnspec.emit.statements import LINE, split_comment
 from nnspec.runtime import HELPERS, helper_source
 from nnspec.emit.text import comment_text, doc_text
 from nnspec.emit.verify import FORBIDDEN_ATTRS
@@ -138,12 +138,14 @@ def _attrs(use: Use) -> set[str]:
 
 
 def _block_doc(first: ModuleDef, modules: list[ModuleDef], params: list[str]) -> list[str]:
-    where = _doc_where(first.span)
+    """A class's docstring: the use's signature, or for several uses the block's parameters."""
     if len(modules) == 1:
-        return [f'    """{_wrap_doc(doc_text(first.signature) + ", from " + where, 4)}."""']
-    text = f"{doc_text(first.name)}({', '.join(params)}), from {where}: one class for its " \
-        f"{len(modules)} uses"
-    return [f'    """{_wrap_doc(text, 4)}."""']
+        return [f'    """{_wrap_doc(first.signature + ", from " + _raw_where(first.span), 4)}."""']
+    head = f"{doc_text(first.name)}({', '.join(params)})"
+    tail = f"from {_doc_where(first.span)}: one class for its {len(modules)} uses"
+    if len(head) + len(tail) + 14 <= LINE:
+        return [f'    """{head}, {tail}."""']
+    return [f'    """{head},', f'    {tail}."""']
 
 
 def _root_class(members, variants, calls, helpers, used_names):
@@ -170,7 +172,7 @@ def _root_class(members, variants, calls, helpers, used_names):
     guards = {names[p]: defaults[p] for p in names if p not in free}
     children = _attrs(uses[0])
     name = _unique(class_name(root.name), used_names)
-    doc = [f'    """{_wrap_doc(doc_text(root.signature) + ", from " + _doc_where(root.span), 4)}."""']
+    doc = [f'    """{_wrap_doc(root.signature + ", from " + _raw_where(root.span), 4)}."""']
     text = class_text(name, doc, generic, {names[p]: defaults[p] for p in names}, guards,
                       children)
     return text, set(), name
@@ -188,8 +190,8 @@ def _unique(name: str, used_names: set[str]) -> str:
 def _header(low: Lowered, source_name: str, imports: list[str], body: str) -> str:
     """The docstring and the imports the classes use; a plugin's modules come last, as a group
     of their own."""
-    title = doc_text(f"{low.root.signature} as PyTorch modules.")
-    text = HEADER.format(title=_wrap_doc(title, 0), source=doc_text(source_name))
+    title = _wrap_doc(f"{low.root.signature} as PyTorch modules.", 0)
+    text = HEADER.format(title=title, source=doc_text(source_name))
     std = [m for m in ("math",) if re.search(rf"\b{m}\.", body)]
     if "OrderedDict(" in body:
         std.append("from collections import OrderedDict")
@@ -204,15 +206,21 @@ def _header(low: Lowered, source_name: str, imports: list[str], body: str) -> st
     return text + "\n".join("\n".join(g) + "\n" for g in groups if g)
 
 
-def _wrap_doc(text: str, indent: int, width: int = 100) -> str:
-    """A docstring's text broken at spaces to fit `width` columns (escapes hold no spaces)."""
+def _wrap_doc(raw: str, indent: int, width: int = 100) -> str:
+    """User text (`raw`, a signature) for a docstring, broken into lines between its arguments
+    (at a `, ` before `name=`, so that a string value is shown whole) to fit `width`."""
+    pieces, start = [], 0
+    for m in re.finditer(r", (?=\w+=|from )", raw):  # before `name=` or the `from` pointer
+        pieces.append(raw[start:m.start() + 1])
+        start = m.end()
+    pieces.append(raw[start:])
     lines, line = [], ""
-    for word in text.split(" "):
-        if line and indent + len(line) + 1 + len(word) > width - 8:
+    for piece in map(doc_text, pieces):
+        if line and indent + 3 + len(line) + 1 + len(piece) > width - 4:
             lines.append(line)
-            line = word
+            line = piece
         else:
-            line = f"{line} {word}" if line else word
+            line = f"{line} {piece}" if line else piece
     lines.append(line)
     return ("\n" + " " * indent).join(lines)
 
@@ -268,6 +276,10 @@ def _ordered(helpers: list[str]) -> list[str]:
 def _where(span) -> str:
     """`file:line` of a span, for a comment (the file name is user text)."""
     return comment_text(f"{span.source.name}:{span.line}")
+
+
+def _raw_where(span) -> str:
+    return f"{span.source.name}:{span.line}"
 
 
 def _doc_where(span) -> str:

@@ -56,8 +56,8 @@ class BertEmbeddings(nn.Module):
 
 
 class BertSelfAttention(nn.Module):
-    """BertSelfAttention(hidden, heads, dropout_p), from specs/bert_base.nn:13: one class for
-    its 12 uses."""
+    """BertSelfAttention(hidden, heads, dropout_p),
+    from specs/bert_base.nn:13: one class for its 12 uses."""
 
     def __init__(self, hidden, heads, dropout_p):
         super().__init__()
@@ -108,8 +108,8 @@ class AddNorm(nn.Module):
 
 
 class BertAttention(nn.Module):
-    """BertAttention(hidden, heads, eps, dropout_p), from specs/bert_base.nn:28: one class for
-    its 12 uses."""
+    """BertAttention(hidden, heads, eps, dropout_p),
+    from specs/bert_base.nn:28: one class for its 12 uses."""
 
     def __init__(self, hidden, heads, eps, dropout_p):
         super().__init__()
@@ -141,8 +141,8 @@ class BertIntermediate(nn.Module):
 
 
 class BertLayer(nn.Module):
-    """BertLayer(hidden, heads, intermediate_size, eps, dropout_p), from specs/bert_base.nn:39:
-    one class for its 12 uses."""
+    """BertLayer(hidden, heads, intermediate_size, eps, dropout_p),
+    from specs/bert_base.nn:39: one class for its 12 uses."""
 
     def __init__(self, hidden, heads, intermediate_size, eps, dropout_p):
         super().__init__()
@@ -215,8 +215,8 @@ class BertPooler(nn.Module):
 
 class BertBase(nn.Module):
     """bert_base(vocab_size=30522, hidden=768, layers=12, heads=12, intermediate_size=3072,
-    max_positions=512, type_vocab_size=2, eps=1e-12, dropout_p=0.1, seq=128), from
-    specs/bert_base.nn:56."""
+    max_positions=512, type_vocab_size=2, eps=1e-12, dropout_p=0.1, seq=128),
+    from specs/bert_base.nn:56."""
 
     def __init__(
         self,

@@ -63,8 +63,8 @@ class Permute(nn.Module):
 
 
 class CNBlock(nn.Module):
-    """CNBlock(dim, sd_prob, layer_scale), from specs/convnext_tiny.nn:6: one class for its 108
-    uses."""
+    """CNBlock(dim, sd_prob, layer_scale),
+    from specs/convnext_tiny.nn:6: one class for its 108 uses."""
 
     def __init__(self, dim, sd_prob, layer_scale):
         super().__init__()
@@ -93,8 +93,9 @@ class CNBlock(nn.Module):
 
 
 class ConvnextTiny(nn.Module):
-    """convnext_tiny(num_classes=1000, size=224, widths=[96, 192, 384, 768], depths=[3, 3, 9,
-    3], stochastic_depth_prob=0.1, layer_scale=1e-06), from specs/convnext_tiny.nn:14."""
+    """convnext_tiny(num_classes=1000, size=224, widths=[96, 192, 384, 768],
+    depths=[3, 3, 9, 3], stochastic_depth_prob=0.1, layer_scale=1e-06),
+    from specs/convnext_tiny.nn:14."""
 
     def __init__(
         self,

@@ -57,8 +57,8 @@ class SqueezeExcitation(nn.Module):
 
 
 class MBConv(nn.Module):
-    """MBConv(oup, expand_ratio, kernel, stride, id), from specs/efficientnet_b0.nn:19: one
-    class for its 6 uses."""
+    """MBConv(oup, expand_ratio, kernel, stride, id),
+    from specs/efficientnet_b0.nn:19: one class for its 6 uses."""
 
     def __init__(self, oup, expand_ratio, kernel, stride, id):
         super().__init__()
@@ -105,8 +105,8 @@ class MBConv(nn.Module):
 # A class of its own for 24 more use(s) of MBConv:
 # their structure differs in a way one class does not express.
 class MBConv2(nn.Module):
-    """MBConv(oup, expand_ratio, kernel, stride, id), from specs/efficientnet_b0.nn:19: one
-    class for its 24 uses."""
+    """MBConv(oup, expand_ratio, kernel, stride, id),
+    from specs/efficientnet_b0.nn:19: one class for its 24 uses."""
 
     def __init__(self, oup, expand_ratio, kernel, stride, id, in_channels, padding):
         super().__init__()
@@ -154,8 +154,8 @@ class MBConv2(nn.Module):
 # A class of its own for 54 more use(s) of MBConv:
 # their structure differs in a way one class does not express.
 class MBConv3(nn.Module):
-    """MBConv(oup, expand_ratio, kernel, stride, id), from specs/efficientnet_b0.nn:19: one
-    class for its 54 uses."""
+    """MBConv(oup, expand_ratio, kernel, stride, id),
+    from specs/efficientnet_b0.nn:19: one class for its 54 uses."""
 
     def __init__(self, oup, expand_ratio, kernel, stride, id, padding, stochastic_depth):
         super().__init__()
@@ -200,8 +200,8 @@ class MBConv3(nn.Module):
 # A class of its own for 12 more use(s) of MBConv:
 # their structure differs in a way one class does not express.
 class MBConv4(nn.Module):
-    """MBConv(oup, expand_ratio, kernel, stride, id), from specs/efficientnet_b0.nn:19: one
-    class for its 12 uses."""
+    """MBConv(oup, expand_ratio, kernel, stride, id),
+    from specs/efficientnet_b0.nn:19: one class for its 12 uses."""
 
     def __init__(self, oup, expand_ratio, kernel, stride, id, in_channels, padding):
         super().__init__()
@@ -246,8 +246,8 @@ class MBConv4(nn.Module):
 
 
 class EfficientnetB0(nn.Module):
-    """efficientnet_b0(num_classes=1000, size=224, dropout_p=0.2), from
-    specs/efficientnet_b0.nn:36."""
+    """efficientnet_b0(num_classes=1000, size=224, dropout_p=0.2),
+    from specs/efficientnet_b0.nn:36."""
 
     def __init__(self, num_classes=1000, size=224, dropout_p=0.2):
         super().__init__()

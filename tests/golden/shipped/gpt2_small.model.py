@@ -25,8 +25,8 @@ class PositionEmbedding(nn.Module):
 
 
 class CausalSelfAttention(nn.Module):
-    """CausalSelfAttention(n_embd, n_head, dropout_p), from specs/blocks/gpt.nn:4: one class
-    for its 12 uses."""
+    """CausalSelfAttention(n_embd, n_head, dropout_p),
+    from specs/blocks/gpt.nn:4: one class for its 12 uses."""
 
     def __init__(self, n_embd, n_head, dropout_p):
         super().__init__()

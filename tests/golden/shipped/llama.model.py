@@ -149,8 +149,8 @@ class KVCacheAttention(nn.Module):
 
 
 class LlamaAttention(nn.Module):
-    """LlamaAttention(hidden, heads, kv_heads, head_dim, theta), from specs/llama.nn:7: one
-    class for its 32 uses."""
+    """LlamaAttention(hidden, heads, kv_heads, head_dim, theta),
+    from specs/llama.nn:7: one class for its 32 uses."""
 
     def __init__(self, hidden, heads, kv_heads, head_dim, theta):
         super().__init__()
@@ -201,8 +201,8 @@ class LlamaMLP(nn.Module):
 
 
 class LlamaDecoderLayer(nn.Module):
-    """LlamaDecoderLayer(hidden, intermediate, heads, kv_heads, head_dim, theta, eps), from
-    specs/llama.nn:24: one class for its 32 uses."""
+    """LlamaDecoderLayer(hidden, intermediate, heads, kv_heads, head_dim, theta, eps),
+    from specs/llama.nn:24: one class for its 32 uses."""
 
     def __init__(self, hidden, intermediate, heads, kv_heads, head_dim, theta, eps):
         super().__init__()

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 
 
 class InvertedResidual(nn.Module):
-    """InvertedResidual(oup, stride, expand_ratio), from specs/mobilenet_v2.nn:9: one class for
-    its 6 uses."""
+    """InvertedResidual(oup, stride, expand_ratio),
+    from specs/mobilenet_v2.nn:9: one class for its 6 uses."""
 
     def __init__(self, oup, stride, expand_ratio):
         super().__init__()
@@ -46,8 +46,8 @@ class InvertedResidual(nn.Module):
 # A class of its own for 24 more use(s) of InvertedResidual:
 # their structure differs in a way one class does not express.
 class InvertedResidual2(nn.Module):
-    """InvertedResidual(oup, stride, expand_ratio), from specs/mobilenet_v2.nn:9: one class for
-    its 24 uses."""
+    """InvertedResidual(oup, stride, expand_ratio),
+    from specs/mobilenet_v2.nn:9: one class for its 24 uses."""
 
     def __init__(self, oup, stride, expand_ratio, in_channels):
         super().__init__()
@@ -92,8 +92,8 @@ class InvertedResidual2(nn.Module):
 # A class of its own for 60 more use(s) of InvertedResidual:
 # their structure differs in a way one class does not express.
 class InvertedResidual3(nn.Module):
-    """InvertedResidual(oup, stride, expand_ratio), from specs/mobilenet_v2.nn:9: one class for
-    its 60 uses."""
+    """InvertedResidual(oup, stride, expand_ratio),
+    from specs/mobilenet_v2.nn:9: one class for its 60 uses."""
 
     def __init__(self, oup, stride, expand_ratio):
         super().__init__()
@@ -133,8 +133,8 @@ class InvertedResidual3(nn.Module):
 # A class of its own for 12 more use(s) of InvertedResidual:
 # their structure differs in a way one class does not express.
 class InvertedResidual4(nn.Module):
-    """InvertedResidual(oup, stride, expand_ratio), from specs/mobilenet_v2.nn:9: one class for
-    its 12 uses."""
+    """InvertedResidual(oup, stride, expand_ratio),
+    from specs/mobilenet_v2.nn:9: one class for its 12 uses."""
 
     def __init__(self, oup, stride, expand_ratio, in_channels):
         super().__init__()

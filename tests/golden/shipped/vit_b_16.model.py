@@ -43,8 +43,8 @@ class MultiheadAttentionLayer(nn.MultiheadAttention):
 
 
 class EncoderBlock(nn.Module):
-    """EncoderBlock(num_heads, hidden_dim, mlp_dim, dropout_p, attention_dropout), from
-    specs/vit_b_16.nn:11: one class for its 12 uses."""
+    """EncoderBlock(num_heads, hidden_dim, mlp_dim, dropout_p, attention_dropout),
+    from specs/vit_b_16.nn:11: one class for its 12 uses."""
 
     def __init__(self, num_heads, hidden_dim, mlp_dim, dropout_p, attention_dropout):
         super().__init__()
@@ -150,8 +150,8 @@ class Encoder(nn.Module):
 
 class VitB16(nn.Module):
     """vit_b_16(image_size=224, patch_size=16, num_layers=12, num_heads=12, hidden_dim=768,
-    mlp_dim=3072, dropout_p=0.0, attention_dropout=0.0, num_classes=1000), from
-    specs/vit_b_16.nn:32."""
+    mlp_dim=3072, dropout_p=0.0, attention_dropout=0.0, num_classes=1000),
+    from specs/vit_b_16.nn:32."""
 
     def __init__(
         self,

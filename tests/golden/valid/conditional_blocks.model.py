@@ -8,8 +8,8 @@ import torch.nn as nn
 
 
 class Unit(nn.Module):
-    """Unit(c, stride, residual), from tests/golden/valid/conditional_blocks.nn:4: one class
-    for its 4 uses."""
+    """Unit(c, stride, residual),
+    from tests/golden/valid/conditional_blocks.nn:4: one class for its 4 uses."""
 
     def __init__(self, c, stride, residual):
         super().__init__()

@@ -8,8 +8,7 @@ import torch.nn.functional as F
 
 
 class ExprsArithmetic(nn.Module):
-    """exprs_arithmetic(act=\"gelu\", scale=0.5), from
-    tests/golden/valid/exprs_arithmetic.nn:13."""
+    """exprs_arithmetic(act=\"gelu\", scale=0.5), from tests/golden/valid/exprs_arithmetic.nn:13."""
 
     def __init__(self, act='gelu', scale=0.5):
         super().__init__()

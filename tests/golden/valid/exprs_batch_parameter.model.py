@@ -8,8 +8,8 @@ import torch.nn as nn
 
 
 class Encoder(nn.Module):
-    """Encoder(seq, dim), from tests/golden/valid/exprs_batch_parameter.nn:3: one class for its
-    5 uses."""
+    """Encoder(seq, dim),
+    from tests/golden/valid/exprs_batch_parameter.nn:3: one class for its 5 uses."""
 
     def __init__(self, seq, dim):
         super().__init__()
@@ -25,8 +25,8 @@ class Encoder(nn.Module):
 
 
 class ExprsBatchParameter(nn.Module):
-    """exprs_batch_parameter(patches=4, dim=8), from
-    tests/golden/valid/exprs_batch_parameter.nn:8."""
+    """exprs_batch_parameter(patches=4, dim=8),
+    from tests/golden/valid/exprs_batch_parameter.nn:8."""
 
     def __init__(self, patches=4, dim=8):
         super().__init__()

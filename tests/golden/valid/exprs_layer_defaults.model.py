@@ -9,8 +9,8 @@ import torch.nn.functional as F
 
 
 class Mlp(nn.Module):
-    """Mlp(hidden=16, act=gelu, norm=layernorm(eps=1e-06)), from
-    tests/golden/valid/exprs_layer_defaults.nn:2."""
+    """Mlp(hidden=16, act=gelu, norm=layernorm(eps=1e-06)),
+    from tests/golden/valid/exprs_layer_defaults.nn:2."""
 
     def __init__(self, hidden):
         super().__init__()
@@ -30,8 +30,8 @@ class Mlp(nn.Module):
 # A class of its own for 1 more use(s) of Mlp:
 # their structure differs in a way one class does not express.
 class Mlp2(nn.Module):
-    """Mlp(hidden=16, act=gelu, norm=layernorm(eps=1e-06)), from
-    tests/golden/valid/exprs_layer_defaults.nn:2."""
+    """Mlp(hidden=16, act=gelu, norm=layernorm(eps=1e-06)),
+    from tests/golden/valid/exprs_layer_defaults.nn:2."""
 
     def __init__(self, hidden):
         super().__init__()
@@ -51,8 +51,8 @@ class Mlp2(nn.Module):
 # A class of its own for 1 more use(s) of Mlp:
 # their structure differs in a way one class does not express.
 class Mlp3(nn.Module):
-    """Mlp(hidden=16, act=gelu, norm=layernorm(eps=1e-06)), from
-    tests/golden/valid/exprs_layer_defaults.nn:2."""
+    """Mlp(hidden=16, act=gelu, norm=layernorm(eps=1e-06)),
+    from tests/golden/valid/exprs_layer_defaults.nn:2."""
 
     def __init__(self, hidden):
         super().__init__()

@@ -10,8 +10,8 @@ import torch.nn as nn
 
 
 class DenseLayer(nn.Module):
-    """DenseLayer(growth, bn_size), from tests/golden/valid/loops_densenet.nn:3: one class for
-    its 5 uses."""
+    """DenseLayer(growth, bn_size),
+    from tests/golden/valid/loops_densenet.nn:3: one class for its 5 uses."""
 
     def __init__(self, growth, bn_size, in_channels):
         super().__init__()

@@ -19,8 +19,8 @@ class LayerNorm2d(nn.LayerNorm):
 
 
 class Gqa(nn.Module):
-    """Gqa(dim, heads, kv_heads), from tests/golden/valid/tensor_ops.nn:5: one class for its 3
-    uses."""
+    """Gqa(dim, heads, kv_heads),
+    from tests/golden/valid/tensor_ops.nn:5: one class for its 3 uses."""
 
     def __init__(self, dim, heads, kv_heads):
         super().__init__()
