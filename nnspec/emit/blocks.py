@@ -132,8 +132,11 @@ def class_text(name: str, doc: list[str], generic: Generic, defaults: dict[str, 
         lines += [f"                {py(p)}" for p in pieces[:-1]] + [f"                {py(pieces[-1])})"]
     for arg, attr in generic.stored.items():
         lines.append(f"        self.{attr} = {arg}")
-    body = [line for line in generic.init if line.strip() != "pass"]
-    lines += body or (["        pass"] if not generic.stored and not guards else [])
+    # `pass` stands for a use without children; other statements, or a branch's, replace it
+    body = [line for line in generic.init if line != "        pass"]
+    if not body and not generic.stored and not guards:
+        body = ["        pass"]
+    lines += body
     lines += ["", f"    def forward({generic.forward_args}):"] + generic.forward
     return "\n".join(lines) + "\n"
 

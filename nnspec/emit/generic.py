@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 
 from nnspec.emit.statements import LINE, Stmt, fill_defaults, fit, key, slots, split_comment
-from nnspec.emit.symbolic import Expr, condition, explain
+from nnspec.emit.symbolic import Expr, condition, explain, same
 
 NUMBER_IN_TEXT = re.compile(r"(?<![\w.:/-])\d+(?![\w.])")
 
@@ -228,7 +228,7 @@ class _State:
         if constant:
             # a number every use shares stays a number, unless a block parameter gives it
             # an argument that differs between the uses, but not between these (a branch's)
-            varying = [a for a in self.params if a in bases and bases[a] == values
+            varying = [a for a in self.params if a in bases and same(bases[a], values)
                        and len(set(map(repr, self.bases[a]))) > 1]
             if varying:
                 expr = Expr(varying[0], lambda env, a=varying[0]: env[a])
@@ -252,7 +252,7 @@ class _State:
                     self.bases[arg][m] = v
                 expr = Expr(arg, lambda env, a=arg: env[a])
         if expr is not None:
-            if any(expr.fn(env) != v for env, v in zip(envs, values)):
+            if not same([expr.fn(env) for env in envs], values):
                 raise Unfit(set(members))  # never: explain() checked every use
             self.used |= set(re.findall(r"\w+", expr.text)) & set(self.bases)
             self.found.append((expr, dict(zip(members, values))))
@@ -288,7 +288,7 @@ class _State:
             text = str(values[0])
             if any(v != values[0] for v in values):
                 names = [a for a, vs in self.bases.items()
-                         if [vs[m] for m in members] == values]
+                         if same([vs[m] for m in members], values)]
                 names += [e.text for e, got in self.found
                           if all(got.get(m) == v for m, v in zip(members, values))]
                 text = names[0] if names else "?" if self.extra_ok else str(values[0])

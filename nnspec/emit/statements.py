@@ -245,7 +245,9 @@ def fit(code: str, indent: int) -> str:
         if col + len(text) <= LINE:
             return text
         if isinstance(node, ast.Attribute):
-            inner = render(node.value, at, col)
+            head = text[:len(text) - len(node.attr) - 1]
+            # `(a * b).masked_fill`: the parentheses are not part of the inner node's text
+            inner = render(node.value, at, col) if head == seg(node.value) else head
             return f"{inner}.{node.attr}"
         if not isinstance(node, ast.Call) or not (node.args or node.keywords):
             return text

@@ -63,7 +63,7 @@ def explain(values: list, bases: dict[str, list], envs: list[dict],
     if not constants:
         return _only(values, bases, envs)
     for arg, vec in bases.items():
-        if vec == values:
+        if same(vec, values):
             return name(arg)
     if not all(_is_int(v) for v in values):
         return None
@@ -96,13 +96,18 @@ def _only(values: list, bases: dict[str, list], envs: list[dict]) -> Expr | None
             if a < b:
                 candidates += [_product(name(a), name(b)), _plus(name(a), name(b), "+")]
             candidates.append(_plus(name(a), name(b), "-"))
-    fits = [e for e in candidates if all(e.fn(env) == v for env, v in zip(envs, values))]
+    fits = [e for e in candidates if same([e.fn(env) for env in envs], values)]
     return fits[0] if len(fits) == 1 else None
+
+
+def same(a: list, b: list) -> bool:
+    """Equal values of the same types: `True` is not the number 1 here."""
+    return len(a) == len(b) and all(type(x) is type(y) and x == y for x, y in zip(a, b))
 
 
 def _first(candidates: list[Expr], values: list, envs: list[dict]) -> Expr | None:
     for expr in candidates:
-        if all(expr.fn(env) == v for env, v in zip(envs, values)):
+        if same([expr.fn(env) for env in envs], values):
             return expr
     return None
 
