@@ -84,8 +84,14 @@ def generalize(uses: list[Use], params: list[str], dims: list[str], taken: set[s
         forward = _diff([uses[i].forward for i in a], [uses[i].forward for i in b])
         member = [i in a for i in range(len(uses))]
         known = _shared_exprs(uses, envs, bases, params, init + forward, a + b)
-        cond = condition(member, state.bases, envs, known)
-        other = condition([not m for m in member], state.bases, envs, known)
+        tests = state.bases
+        if not extra_ok:
+            # the model: its uses are the spec's defaults and a few variants, which cannot tell
+            # `p1 > 4` from `p1 != 1`; only a true/false parameter, seen both ways, decides
+            known, tests = [], {k: v for k, v in tests.items()
+                                if all(isinstance(x, bool) for x in v)}
+        cond = condition(member, tests, envs, known)
+        other = condition([not m for m in member], tests, envs, known)
         if other is not None and (cond is None or "==" in cond.text or " not " in cond.text):
             # the uses with more structure come first: `if stride != 1:`, as people write it
             a, b, cond = b, a, other
@@ -144,8 +150,8 @@ class _State:
 
     def flag(self, regions, member) -> Expr:
         """A boolean argument that picks the branch, named after the first child it adds."""
-        if not self.extra_ok:
-            raise Unfit({i for i, m in enumerate(member) if not m})
+        if not self.extra_ok:  # the model: the variants built unlike its defaults are out
+            raise Unfit({i for i, m in enumerate(member) if m != member[0]})
         names = [re.match(r"self\.(\w+)", s.code) for kind, rows, _ in regions
                  if kind == "branch" for row in rows for s in row[:1]]
         base = next((f"has_{m.group(1)}" for m in names if m), "variant")

@@ -238,22 +238,23 @@ def fit(code: str, indent: int) -> str:
         return code[_offset(code, starts, node.lineno, node.col_offset):
                     _offset(code, starts, node.end_lineno, node.end_col_offset)]
 
-    def render(node, at: int, col: int) -> str:
-        """`node` starting at column `col` of a line indented `at`; a call that does not fit
-        gets its arguments one per line, recursively."""
+    def render(node, at: int, col: int, tail: int = 0) -> str:
+        """`node` starting at column `col` of a line indented `at`, followed by `tail` more
+        characters; a call that does not fit gets its arguments one per line, recursively."""
         text = seg(node)
-        if col + len(text) <= LINE:
+        if col + len(text) + tail <= LINE:
             return text
         if isinstance(node, ast.Attribute):
             head = text[:len(text) - len(node.attr) - 1]
             # `(a * b).masked_fill`: the parentheses are not part of the inner node's text
-            inner = render(node.value, at, col) if head == seg(node.value) else head
+            inner = render(node.value, at, col, tail + len(node.attr) + 2) \
+                if head == seg(node.value) else head
             return f"{inner}.{node.attr}"
         if not isinstance(node, ast.Call) or not (node.args or node.keywords):
             return text
-        head = render(node.func, at, col)
-        items = [render(a, at + 4, at + 4) for a in node.args] + [
-            f"{k.arg}={render(k.value, at + 4, at + 4 + len(k.arg) + 1)}" if k.arg
+        head = render(node.func, at, col, 1)
+        items = [render(a, at + 4, at + 4, 1) for a in node.args] + [
+            f"{k.arg}={render(k.value, at + 4, at + 4 + len(k.arg) + 1, 1)}" if k.arg
             else f"**{seg(k.value)}" for k in node.keywords]
         pad = " " * (at + 4)
         return head + "(\n" + "".join(f"{pad}{item},\n" for item in items) + " " * at + ")"
