@@ -62,7 +62,7 @@ def _emit(low: Lowered, source_name: str, variants) -> tuple[str, set[str]]:
             if dropped:
                 return "", dropped
         else:
-            text = _block_classes(members, calls, helpers, used_names)
+            text = _block_classes(members, calls, helpers, used_names, low)
         texts.append(text)
     classes = "\n\n".join(t.rstrip("\n") + "\n" for t in texts)
     parts = [_header(low, source_name, imports, classes + "".join(map(helper_source, helpers)))]
@@ -102,7 +102,9 @@ def _use(module: ModuleDef, low: Lowered, calls, helpers, values: dict) -> Use:
     return Use(values, [split_comment(x) for x in init], args, [split_comment(x) for x in forward])
 
 
-def _block_classes(members, calls, helpers, used_names: set[str]) -> str:
+def _block_classes(members, calls, helpers, used_names: set[str], low: Lowered) -> str:
+    """The class (rarely classes) of one block; `members` are its uses in `low` (the spec as
+    checked) and in the model's variants."""
     first = members[0][0]
     sigs = [signature_values(m.signature) for m, _ in members]
     params: dict[str, str] = {}
@@ -121,7 +123,9 @@ def _block_classes(members, calls, helpers, used_names: set[str]) -> str:
         guards = {a: group[0].values[a] for a in params.values() if a not in generic.used
                   and all(u.values[a] == group[0].values[a] for u in group)}
         children = {x for u in group for x in _attrs(u)}
-        doc = _block_doc(first, [members[i][0] for i in idx], list(params.values()))
+        # the uses in the spec itself (a variant's uses only widen what the class is checked on)
+        doc = _block_doc(first, [members[i][0] for i in idx if members[i][1] is low] or [first],
+                         list(params.values()))
         text = class_text(name, doc, generic, {}, guards, children)
         if n:
             text = (f"# A class of its own for {len(idx)} more use(s) of {comment_text(first.name)}:"

@@ -47,7 +47,7 @@ class LayerNorm2d(nn.LayerNorm):
 
 
 class Permute(nn.Module):
-    """Permute(dims), from specs/convnext_tiny.nn:8: one class for its 216 uses."""
+    """Permute(dims), from specs/convnext_tiny.nn:8: one class for its 36 uses."""
 
     def __init__(self, dims, size, size_2, size_3):
         super().__init__()
@@ -64,7 +64,7 @@ class Permute(nn.Module):
 
 class CNBlock(nn.Module):
     """CNBlock(dim, sd_prob, layer_scale),
-    from specs/convnext_tiny.nn:6: one class for its 108 uses."""
+    from specs/convnext_tiny.nn:6: one class for its 18 uses."""
 
     def __init__(self, dim, sd_prob, layer_scale):
         super().__init__()

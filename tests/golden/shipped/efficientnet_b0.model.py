@@ -35,7 +35,7 @@ class StochasticDepth(nn.Module):
 
 
 class SqueezeExcitation(nn.Module):
-    """SqueezeExcitation(squeeze), from specs/efficientnet_b0.nn:11: one class for its 96 uses."""
+    """SqueezeExcitation(squeeze), from specs/efficientnet_b0.nn:11: one class for its 16 uses."""
 
     def __init__(self, squeeze, in_channels):
         super().__init__()
@@ -57,8 +57,8 @@ class SqueezeExcitation(nn.Module):
 
 
 class MBConv(nn.Module):
-    """MBConv(oup, expand_ratio, kernel, stride, id),
-    from specs/efficientnet_b0.nn:19: one class for its 6 uses."""
+    """MBConv(oup=16, expand_ratio=1, kernel=3, stride=1, id=0),
+    from specs/efficientnet_b0.nn:19."""
 
     def __init__(self, oup, expand_ratio, kernel, stride, id):
         super().__init__()
@@ -106,7 +106,7 @@ class MBConv(nn.Module):
 # their structure differs in a way one class does not express.
 class MBConv2(nn.Module):
     """MBConv(oup, expand_ratio, kernel, stride, id),
-    from specs/efficientnet_b0.nn:19: one class for its 24 uses."""
+    from specs/efficientnet_b0.nn:19: one class for its 4 uses."""
 
     def __init__(self, oup, expand_ratio, kernel, stride, id, in_channels, padding):
         super().__init__()
@@ -155,7 +155,7 @@ class MBConv2(nn.Module):
 # their structure differs in a way one class does not express.
 class MBConv3(nn.Module):
     """MBConv(oup, expand_ratio, kernel, stride, id),
-    from specs/efficientnet_b0.nn:19: one class for its 54 uses."""
+    from specs/efficientnet_b0.nn:19: one class for its 9 uses."""
 
     def __init__(self, oup, expand_ratio, kernel, stride, id, padding, stochastic_depth):
         super().__init__()
@@ -201,7 +201,7 @@ class MBConv3(nn.Module):
 # their structure differs in a way one class does not express.
 class MBConv4(nn.Module):
     """MBConv(oup, expand_ratio, kernel, stride, id),
-    from specs/efficientnet_b0.nn:19: one class for its 12 uses."""
+    from specs/efficientnet_b0.nn:19: one class for its 2 uses."""
 
     def __init__(self, oup, expand_ratio, kernel, stride, id, in_channels, padding):
         super().__init__()

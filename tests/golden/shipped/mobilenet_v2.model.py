@@ -9,8 +9,7 @@ import torch.nn.functional as F
 
 
 class InvertedResidual(nn.Module):
-    """InvertedResidual(oup, stride, expand_ratio),
-    from specs/mobilenet_v2.nn:9: one class for its 6 uses."""
+    """InvertedResidual(oup=16, stride=1, expand_ratio=1), from specs/mobilenet_v2.nn:9."""
 
     def __init__(self, oup, stride, expand_ratio):
         super().__init__()
@@ -47,7 +46,7 @@ class InvertedResidual(nn.Module):
 # their structure differs in a way one class does not express.
 class InvertedResidual2(nn.Module):
     """InvertedResidual(oup, stride, expand_ratio),
-    from specs/mobilenet_v2.nn:9: one class for its 24 uses."""
+    from specs/mobilenet_v2.nn:9: one class for its 4 uses."""
 
     def __init__(self, oup, stride, expand_ratio, in_channels):
         super().__init__()
@@ -93,7 +92,7 @@ class InvertedResidual2(nn.Module):
 # their structure differs in a way one class does not express.
 class InvertedResidual3(nn.Module):
     """InvertedResidual(oup, stride, expand_ratio),
-    from specs/mobilenet_v2.nn:9: one class for its 60 uses."""
+    from specs/mobilenet_v2.nn:9: one class for its 10 uses."""
 
     def __init__(self, oup, stride, expand_ratio):
         super().__init__()
@@ -134,7 +133,7 @@ class InvertedResidual3(nn.Module):
 # their structure differs in a way one class does not express.
 class InvertedResidual4(nn.Module):
     """InvertedResidual(oup, stride, expand_ratio),
-    from specs/mobilenet_v2.nn:9: one class for its 12 uses."""
+    from specs/mobilenet_v2.nn:9: one class for its 2 uses."""
 
     def __init__(self, oup, stride, expand_ratio, in_channels):
         super().__init__()

@@ -8,7 +8,7 @@ import torch.nn as nn
 
 
 class SE(nn.Module):
-    """SE(squeeze), from specs/mobilenet_v3_small.nn:13: one class for its 45 uses."""
+    """SE(squeeze), from specs/mobilenet_v3_small.nn:13: one class for its 9 uses."""
 
     def __init__(self, squeeze, in_channels):
         super().__init__()
@@ -30,8 +30,8 @@ class SE(nn.Module):
 
 
 class Bneck(nn.Module):
-    """Bneck(k, exp, out, se, hs, stride),
-    from specs/mobilenet_v3_small.nn:20: one class for its 5 uses."""
+    """Bneck(k=3, exp=16, out=16, se=true, hs=false, stride=2),
+    from specs/mobilenet_v3_small.nn:20."""
 
     def __init__(self, k, exp, out, se, hs, stride):
         super().__init__()
@@ -81,8 +81,8 @@ class Bneck(nn.Module):
 # A class of its own for 5 more use(s) of Bneck:
 # their structure differs in a way one class does not express.
 class Bneck2(nn.Module):
-    """Bneck(k, exp, out, se, hs, stride),
-    from specs/mobilenet_v3_small.nn:20: one class for its 5 uses."""
+    """Bneck(k=3, exp=16, out=16, se=true, hs=false, stride=2),
+    from specs/mobilenet_v3_small.nn:20."""
 
     def __init__(self, k, exp, out, se, hs, stride):
         super().__init__()
@@ -132,8 +132,8 @@ class Bneck2(nn.Module):
 # A class of its own for 5 more use(s) of Bneck:
 # their structure differs in a way one class does not express.
 class Bneck3(nn.Module):
-    """Bneck(k, exp, out, se, hs, stride),
-    from specs/mobilenet_v3_small.nn:20: one class for its 5 uses."""
+    """Bneck(k=3, exp=16, out=16, se=true, hs=false, stride=2),
+    from specs/mobilenet_v3_small.nn:20."""
 
     def __init__(self, k, exp, out, se, hs, stride):
         super().__init__()
@@ -189,7 +189,7 @@ class Bneck3(nn.Module):
 # their structure differs in a way one class does not express.
 class Bneck4(nn.Module):
     """Bneck(k, exp, out, se, hs, stride),
-    from specs/mobilenet_v3_small.nn:20: one class for its 10 uses."""
+    from specs/mobilenet_v3_small.nn:20: one class for its 2 uses."""
 
     def __init__(self, k, exp, out, se, hs, stride, in_channels):
         super().__init__()
@@ -241,7 +241,7 @@ class Bneck4(nn.Module):
 # their structure differs in a way one class does not express.
 class Bneck5(nn.Module):
     """Bneck(k, exp, out, se, hs, stride),
-    from specs/mobilenet_v3_small.nn:20: one class for its 25 uses."""
+    from specs/mobilenet_v3_small.nn:20: one class for its 5 uses."""
 
     def __init__(self, k, exp, out, se, hs, stride, block):
         super().__init__()
@@ -289,8 +289,8 @@ class Bneck5(nn.Module):
 # A class of its own for 5 more use(s) of Bneck:
 # their structure differs in a way one class does not express.
 class Bneck6(nn.Module):
-    """Bneck(k, exp, out, se, hs, stride),
-    from specs/mobilenet_v3_small.nn:20: one class for its 5 uses."""
+    """Bneck(k=3, exp=16, out=16, se=true, hs=false, stride=2),
+    from specs/mobilenet_v3_small.nn:20."""
 
     def __init__(self, k, exp, out, se, hs, stride):
         super().__init__()

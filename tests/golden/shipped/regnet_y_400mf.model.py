@@ -11,7 +11,7 @@ import torch.nn as nn
 
 
 class SqueezeExcitation(nn.Module):
-    """SqueezeExcitation(squeeze), from specs/regnet_y_400mf.nn:12: one class for its 80 uses."""
+    """SqueezeExcitation(squeeze), from specs/regnet_y_400mf.nn:12: one class for its 16 uses."""
 
     def __init__(self, squeeze, in_channels):
         super().__init__()
@@ -34,7 +34,7 @@ class SqueezeExcitation(nn.Module):
 
 class ResBottleneckBlock(nn.Module):
     """ResBottleneckBlock(oup, stride),
-    from specs/regnet_y_400mf.nn:21: one class for its 80 uses."""
+    from specs/regnet_y_400mf.nn:21: one class for its 16 uses."""
 
     def __init__(self, oup, stride, in_channels):
         super().__init__()

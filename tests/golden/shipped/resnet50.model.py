@@ -9,7 +9,7 @@ import torch.nn as nn
 
 class Bottleneck(nn.Module):
     """Bottleneck(planes, stride, expansion),
-    from specs/blocks/resnet.nn:12: one class for its 80 uses."""
+    from specs/blocks/resnet.nn:12: one class for its 16 uses."""
 
     def __init__(self, planes, stride, expansion, in_channels):
         super().__init__()

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 
 class ShuffleDown(nn.Module):
-    """ShuffleDown(oup), from specs/shufflenet_v2_x1_0.nn:5: one class for its 15 uses."""
+    """ShuffleDown(oup), from specs/shufflenet_v2_x1_0.nn:5: one class for its 3 uses."""
 
     def __init__(self, oup, in_channels):
         super().__init__()
@@ -58,7 +58,7 @@ class ShuffleDown(nn.Module):
 
 
 class ShuffleBasic(nn.Module):
-    """ShuffleBasic(oup), from specs/shufflenet_v2_x1_0.nn:18: one class for its 65 uses."""
+    """ShuffleBasic(oup), from specs/shufflenet_v2_x1_0.nn:18: one class for its 13 uses."""
 
     def __init__(self, oup):
         super().__init__()

@@ -26,7 +26,7 @@ class PositionEmbedding(nn.Module):
 
 class CausalSelfAttention(nn.Module):
     """CausalSelfAttention(n_embd, n_head, dropout_p),
-    from specs/blocks/gpt.nn:4: one class for its 20 uses."""
+    from specs/blocks/gpt.nn:4: one class for its 4 uses."""
 
     def __init__(self, n_embd, n_head, dropout_p):
         super().__init__()
@@ -63,7 +63,7 @@ class CausalSelfAttention(nn.Module):
 
 
 class MLP(nn.Module):
-    """MLP(n_embd, dropout_p), from specs/blocks/gpt.nn:11: one class for its 20 uses."""
+    """MLP(n_embd, dropout_p), from specs/blocks/gpt.nn:11: one class for its 4 uses."""
 
     def __init__(self, n_embd, dropout_p):
         super().__init__()
@@ -87,7 +87,7 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    """Block(n_embd, n_head, dropout_p), from specs/blocks/gpt.nn:17: one class for its 20 uses."""
+    """Block(n_embd, n_head, dropout_p), from specs/blocks/gpt.nn:17: one class for its 4 uses."""
 
     def __init__(self, n_embd, n_head, dropout_p):
         super().__init__()
@@ -113,8 +113,8 @@ class Block(nn.Module):
 
 
 class GPT2Model(nn.Module):
-    """GPT2Model(vocab_size, n_positions, n_embd, n_layer, n_head, dropout_p),
-    from specs/blocks/gpt.nn:25: one class for its 5 uses."""
+    """GPT2Model(vocab_size=32, n_positions=16, n_embd=32, n_layer=4, n_head=4, dropout_p=0.0),
+    from specs/blocks/gpt.nn:25."""
 
     def __init__(self, vocab_size, n_positions, n_embd, n_layer, n_head, dropout_p):
         super().__init__()

@@ -8,7 +8,7 @@ import torch.nn as nn
 
 
 class Gate(nn.Module):
-    """Gate(width), from tests/golden/valid/dag_branches.nn:4: one class for its 3 uses."""
+    """Gate(width=16), from tests/golden/valid/dag_branches.nn:4."""
 
     def __init__(self, width):
         super().__init__()

@@ -8,8 +8,7 @@ import torch.nn as nn
 
 
 class Encoder(nn.Module):
-    """Encoder(seq, dim),
-    from tests/golden/valid/exprs_batch_parameter.nn:3: one class for its 5 uses."""
+    """Encoder(seq=5, dim=8), from tests/golden/valid/exprs_batch_parameter.nn:3."""
 
     def __init__(self, seq, dim):
         super().__init__()

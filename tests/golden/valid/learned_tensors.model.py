@@ -8,7 +8,7 @@ import torch.nn as nn
 
 
 class ScaledMlp(nn.Module):
-    """ScaledMlp(dim), from tests/golden/valid/learned_tensors.nn:3: one class for its 20 uses."""
+    """ScaledMlp(dim), from tests/golden/valid/learned_tensors.nn:3: one class for its 4 uses."""
 
     def __init__(self, dim):
         super().__init__()

@@ -19,8 +19,7 @@ class LayerNorm2d(nn.LayerNorm):
 
 
 class Gqa(nn.Module):
-    """Gqa(dim, heads, kv_heads),
-    from tests/golden/valid/tensor_ops.nn:5: one class for its 3 uses."""
+    """Gqa(dim=8, heads=4, kv_heads=2), from tests/golden/valid/tensor_ops.nn:5."""
 
     def __init__(self, dim, heads, kv_heads):
         super().__init__()

@@ -8,7 +8,7 @@ import torch.nn as nn
 
 
 class BasicBlock(nn.Module):
-    """BasicBlock(planes, stride), from specs/blocks/resnet.nn:3: one class for its 12 uses."""
+    """BasicBlock(planes, stride), from specs/blocks/resnet.nn:3: one class for its 4 uses."""
 
     def __init__(self, planes, stride, in_channels):
         super().__init__()
