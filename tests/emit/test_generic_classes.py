@@ -199,3 +199,27 @@ def test_the_verifier_allows_literal_defaults_only():
     with pytest.raises(GeneratedSourceError):
         verify_source(bad)
     verify_source(source)
+
+
+def test_a_tie_on_the_root_reaches_a_layer_inside_a_block():
+    """Ties recorded on the root may name a leaf several blocks deep: the tie line walks the
+    children for its path, after every child is built."""
+    from nnspec.emit.source import emit_source, tie_lines
+    from nnspec.ir import Leaf, ModuleDef
+    from nnspec.ir.lower import lower
+
+    spec = nnspec.loads(
+        "block Head {\n  in x\n  out x -> proj: linear(50, bias=false)\n}\n"
+        "block Outer {\n  in x\n  out x -> head: Head\n}\n"
+        "model m {\n  input ids: long[6]\n  out ids -> wte: embedding(50, 8) -> outer: Outer\n}\n")
+    root = spec.ir
+    outer = dict(root.children)["outer"]
+    head = dict(outer.children)["head"]
+    proj = dict(head.children)["proj"]
+    assert isinstance(outer, ModuleDef) and isinstance(proj, Leaf)
+    root.ties.append((proj, "weight", ["wte", "weight"], root.span))
+    assert tie_lines(root) == [
+        f"        self.outer.head.proj.weight = self.wte.weight  # tied, {root.span.source.name}:"
+        f"{root.span.line}"]
+    model = load_source(emit_source(lower(root), "m.nn"))()
+    assert model.outer.head.proj.weight is model.wte.weight
