@@ -117,7 +117,7 @@ def child_modules(module: ModuleDef) -> list[ModuleDef]:
 
 
 def class_text(name: str, doc: list[str], generic: Generic, defaults: dict[str, object],
-               guards: dict[str, object], children: set[str]) -> str:
+               guards: dict[str, object]) -> str:
     """The text of a class; `defaults` gives the model's arguments their spec values, `guards`
     the arguments fixed at one value."""
     args = [a if a not in defaults else f"{a}={py(defaults[a])}" for a in generic.args]

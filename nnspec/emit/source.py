@@ -1,5 +1,9 @@
 """Emit `model.py`: readable, standalone PyTorch source for a lowered spec.
 
+Each module of the IR is one use of a block with concrete numbers; this module writes each use's
+statements, and emit/blocks.py and emit/generic.py turn a block's uses into one class with
+constructor arguments (the model's class takes the model's parameters, with the spec's defaults).
+
 Only literals from the spec reach this text (through `layers.base.py`'s `py()`), every name in it
 was checked to be an identifier, and user text in comments and docstrings (file names, block
 signatures with their string arguments) goes through `emit/text.py`, so generated code never
@@ -122,11 +126,10 @@ def _block_classes(members, calls, helpers, used_names: set[str], low: Lowered) 
         group = [uses[i] for i in idx]
         guards = {a: group[0].values[a] for a in params.values() if a not in generic.used
                   and all(u.values[a] == group[0].values[a] for u in group)}
-        children = {x for u in group for x in _attrs(u)}
         # the uses in the spec itself (a variant's uses only widen what the class is checked on)
         doc = _block_doc(first, [members[i][0] for i in idx if members[i][1] is low] or [first],
                          list(params.values()))
-        text = class_text(name, doc, generic, {}, guards, children)
+        text = class_text(name, doc, generic, {}, guards)
         if n:
             text = (f"# A class of its own for {len(idx)} more use(s) of {comment_text(first.name)}:"
                     "\n# their structure differs in a way one class does not express.\n" + text)
@@ -135,10 +138,6 @@ def _block_classes(members, calls, helpers, used_names: set[str], low: Lowered) 
             values = ", ".join(py(generic.values[k][a]) for a in generic.args)
             calls[id(members[i][0])] = f"{name}({values})"
     return "\n\n".join(t.rstrip("\n") + "\n" for t in texts)
-
-
-def _attrs(use: Use) -> set[str]:
-    return {m.group(1) for s in use.init for m in [re.match(r"self\.(\w+)", s.code)] if m}
 
 
 def _block_doc(first: ModuleDef, modules: list[ModuleDef], params: list[str]) -> list[str]:
@@ -174,11 +173,9 @@ def _root_class(members, variants, calls, helpers, used_names):
         return "", bad or free or {""}, ""
     generic.args = [names[p] for p in names]
     guards = {names[p]: defaults[p] for p in names if p not in free}
-    children = _attrs(uses[0])
     name = _unique(class_name(root.name), used_names)
     doc = [f'    """{_wrap_doc(root.signature + ", from " + _raw_where(root.span), 4)}."""']
-    text = class_text(name, doc, generic, {names[p]: defaults[p] for p in names}, guards,
-                      children)
+    text = class_text(name, doc, generic, {names[p]: defaults[p] for p in names}, guards)
     return text, set(), name
 
 
@@ -244,15 +241,6 @@ def plugin_imports(low: Lowered) -> list[str]:
                 stack.extend(child.items)
     origins = [REGISTRY.origin(kind) for kind in kinds]
     return sorted({m for origin in origins if origin is not None for m in origin.imports})
-
-
-def _seqs(module: ModuleDef):
-    """Every nn.Sequential among a module's children, nested ones included."""
-    stack = [c for _, c in module.children if isinstance(c, Seq)]
-    while stack:
-        seq = stack.pop()
-        yield seq
-        stack += [c for c in seq.items if isinstance(c, Seq)]
 
 
 def _self_attr(path: str) -> str:
