@@ -21,7 +21,7 @@ NUMBER_TYPES = (int, float, bool)
 LINE = 100  # model.py's line length, as the linter in the tests checks it
 
 
-@dataclass
+@dataclass(frozen=True)
 class Stmt:
     """One statement: `code` (continuation lines of a broken container keep their indentation,
     relative to `indent`), and its trailing comment without `# `; code "" is a comment line."""
@@ -31,6 +31,7 @@ class Stmt:
     comment: str = ""
 
 
+@lru_cache(maxsize=65536)
 def split_comment(line: str) -> Stmt:
     """A generated line (or a container broken over lines) as a Stmt."""
     indent = len(line) - len(line.lstrip(" "))
