@@ -131,7 +131,8 @@ def _block_classes(members, calls, helpers, used_names: set[str], low: Lowered) 
                          list(params.values()))
         text = class_text(name, doc, generic, {}, guards)
         if n:
-            text = (f"# A class of its own for {len(idx)} more use(s) of {comment_text(first.name)}:"
+            count = sum(members[i][1] is low for i in idx)
+            text = (f"# A class of its own for {count} more use(s) of {comment_text(first.name)}:"
                     "\n# their structure differs in a way one class does not express.\n" + text)
         texts.append(text)
         for k, i in enumerate(idx):

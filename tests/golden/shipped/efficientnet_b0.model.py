@@ -102,7 +102,7 @@ class MBConv(nn.Module):
         return h
 
 
-# A class of its own for 24 more use(s) of MBConv:
+# A class of its own for 4 more use(s) of MBConv:
 # their structure differs in a way one class does not express.
 class MBConv2(nn.Module):
     """MBConv(oup, expand_ratio, kernel, stride, id),
@@ -151,7 +151,7 @@ class MBConv2(nn.Module):
         return h
 
 
-# A class of its own for 54 more use(s) of MBConv:
+# A class of its own for 9 more use(s) of MBConv:
 # their structure differs in a way one class does not express.
 class MBConv3(nn.Module):
     """MBConv(oup, expand_ratio, kernel, stride, id),
@@ -197,7 +197,7 @@ class MBConv3(nn.Module):
         return add
 
 
-# A class of its own for 12 more use(s) of MBConv:
+# A class of its own for 2 more use(s) of MBConv:
 # their structure differs in a way one class does not express.
 class MBConv4(nn.Module):
     """MBConv(oup, expand_ratio, kernel, stride, id),

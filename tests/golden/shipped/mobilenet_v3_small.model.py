@@ -78,7 +78,7 @@ class Bneck(nn.Module):
         return h
 
 
-# A class of its own for 5 more use(s) of Bneck:
+# A class of its own for 1 more use(s) of Bneck:
 # their structure differs in a way one class does not express.
 class Bneck2(nn.Module):
     """Bneck(k=3, exp=16, out=16, se=true, hs=false, stride=2),
@@ -129,7 +129,7 @@ class Bneck2(nn.Module):
         return h
 
 
-# A class of its own for 5 more use(s) of Bneck:
+# A class of its own for 1 more use(s) of Bneck:
 # their structure differs in a way one class does not express.
 class Bneck3(nn.Module):
     """Bneck(k=3, exp=16, out=16, se=true, hs=false, stride=2),
@@ -185,7 +185,7 @@ class Bneck3(nn.Module):
         return add
 
 
-# A class of its own for 10 more use(s) of Bneck:
+# A class of its own for 2 more use(s) of Bneck:
 # their structure differs in a way one class does not express.
 class Bneck4(nn.Module):
     """Bneck(k, exp, out, se, hs, stride),
@@ -237,7 +237,7 @@ class Bneck4(nn.Module):
         return h
 
 
-# A class of its own for 25 more use(s) of Bneck:
+# A class of its own for 5 more use(s) of Bneck:
 # their structure differs in a way one class does not express.
 class Bneck5(nn.Module):
     """Bneck(k, exp, out, se, hs, stride),
@@ -286,7 +286,7 @@ class Bneck5(nn.Module):
         return add
 
 
-# A class of its own for 5 more use(s) of Bneck:
+# A class of its own for 1 more use(s) of Bneck:
 # their structure differs in a way one class does not express.
 class Bneck6(nn.Module):
     """Bneck(k=3, exp=16, out=16, se=true, hs=false, stride=2),
