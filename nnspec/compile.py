@@ -26,6 +26,9 @@ class Spec:
     source_name: str
     settings: Settings
     compress_plan: Any = None   # nnspec.compress.directives.Plan, when the spec has a compress section
+    model_name: str | None = None              # which model of the file, as load() was given
+    overrides: dict[str, Any] | None = None    # the model parameters load() was given
+    max_params: int = DEFAULT_MAX_PARAMS
 
     @cached_property
     @pauses_collection  # a large structure of live objects: see gc_pause.py
@@ -37,7 +40,31 @@ class Spec:
         """model.py: standalone PyTorch source."""
         from nnspec.emit.source import emit_source  # an emitter: may import torch, check must not
 
-        return emit_source(self.lowered, self.source_name)
+        return emit_source(self.lowered, self.source_name, self._variants())
+
+    def _variants(self) -> list:
+        """The model checked again with one parameter changed at a time (two values for a
+        number): model.py's class takes as free arguments the parameters these fit."""
+        from nnspec.emit.blocks import signature_values
+        out = []
+        for name, value in signature_values(self.ir.signature).items():
+            if isinstance(value, bool):
+                tries = [not value]
+            elif isinstance(value, int):
+                tries = [value + 7, 2 * value + 3]
+            elif isinstance(value, float):
+                tries = [value * 0.5 + 0.125]
+            else:
+                continue
+            for new in tries:
+                try:
+                    ir = check(self.program, self.model_name,
+                               {**(self.overrides or {}), name: new}, self.max_params)
+                except SpecError:
+                    out = [v for v in out if v[0] != name]
+                    break
+                out.append((name, new, lower(ir)))
+        return out
 
     def build(self, weights: str | Path | None = None, *, device: Any = None):
         """A fresh torch.nn.Module for this spec: default PyTorch initialization, or the tensors
@@ -207,7 +234,8 @@ def _checked(program: Program, name: str, model, max_params, sets, world_size, o
         check_data(ir, program, settings, reporter)
     if ir is None:
         reporter.check()
-    spec = Spec(program, ir, name, settings)
+    spec = Spec(program, ir, name, settings, model_name=model, overrides=dict(overrides),
+                max_params=max_params)
     if "compress" in program.sections and "compress" not in settings.invalid:
         from nnspec.compress.directives import read_directives
 

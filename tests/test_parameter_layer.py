@@ -154,7 +154,10 @@ model m() {
     model = spec.build()
     assert torch.equal(model.a.layer_scale, torch.full((4, 1, 1), 1e-6))
     assert torch.equal(model.b.layer_scale, torch.full((4, 1, 1), 2.0))
-    assert "torch.full((4, 1, 1), 1e-06)" in spec.source
+    # one class for both uses: the fill is an argument (2 is written 2.0: torch.full of an int
+    # would make an integer tensor)
+    assert "torch.full((c, 1, 1), " in spec.source
+    assert "Scaled(4, 1e-06, 1e-06)" in spec.source and "Scaled(4, 2, 2.0)" in spec.source
 
 
 def test_an_init_that_is_neither_a_scheme_nor_a_number_is_located():

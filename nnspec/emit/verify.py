@@ -10,7 +10,9 @@ text become code, `build()` refuses to run it instead of running it. It allows e
   (layers/registry.py): the installed Python decides it, never the spec;
 - runtime helper classes whose tree equals the helper's own source (nnspec/runtime);
 - generated classes: `class Name(nn.Module)` with a docstring and plain methods (`__init__`,
-  `forward`) made of assignments, `for` over a module list, `return`, `super().__init__()` and
+  `forward`; __init__'s arguments may have literal defaults, the model's parameters) made of
+  assignments, `for` over a module list, `if`/`else` on an expression, `raise ValueError("...")`
+  with a string literal, `return`, `super().__init__()` and
   `self.add_module("name", ...)` (a child whose name is not an identifier),
   over names, attributes, calls, numbers, string literals, tuples, lists, operators,
   subscripts and `a if b else c`;
@@ -145,8 +147,10 @@ def _check_class(cls: ast.ClassDef) -> None:
 def _check_method(fn: ast.FunctionDef) -> None:
     a = fn.args
     _require(not (fn.decorator_list or fn.returns or a.posonlyargs or a.vararg or a.kwonlyargs
-                  or a.kwarg or a.defaults or a.kw_defaults), fn, f"a method {fn.name} "
+                  or a.kwarg or a.kw_defaults), fn, f"a method {fn.name} "
              "with decorators, annotations or special arguments")
+    for default in a.defaults:  # the model's parameters, with the spec's values
+        _require(_is_literal(default), default, "a default that is not a literal")
     for arg in a.args:
         _require(arg.annotation is None, arg, "an annotated argument")
         _check_identifier(arg.arg, arg)
@@ -164,6 +168,12 @@ def _check_block(body: list[ast.stmt]) -> None:
             _check_expr(stmt.target)
             _check_expr(stmt.iter)
             _check_block(stmt.body)
+        elif isinstance(stmt, ast.If):
+            _check_expr(stmt.test)
+            _check_block(stmt.body)
+            _check_block(stmt.orelse)
+        elif isinstance(stmt, ast.Raise):
+            _require(_is_value_error(stmt), stmt, "a raise of anything but ValueError(\"...\")")
         elif isinstance(stmt, ast.Return):
             if stmt.value is not None:
                 _check_expr(stmt.value)
@@ -172,6 +182,23 @@ def _check_block(body: list[ast.stmt]) -> None:
                      "an expression statement")
         elif not isinstance(stmt, ast.Pass):
             _refuse(stmt, f"a {type(stmt).__name__} statement")
+
+
+def _is_literal(node: ast.expr) -> bool:
+    """A number, string, bool or None, negated or not, or a tuple of those."""
+    if isinstance(node, ast.Tuple):
+        return all(_is_literal(e) for e in node.elts)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        node = node.operand
+    return isinstance(node, ast.Constant) and isinstance(node.value, CONSTANT_TYPES)
+
+
+def _is_value_error(stmt: ast.Raise) -> bool:
+    """`raise ValueError("...")`: a class refusing an argument it was not generated for."""
+    exc = stmt.exc
+    return (stmt.cause is None and isinstance(exc, ast.Call) and isinstance(exc.func, ast.Name)
+            and exc.func.id == "ValueError" and not exc.keywords and len(exc.args) == 1
+            and isinstance(exc.args[0], ast.Constant) and isinstance(exc.args[0].value, str))
 
 
 def _is_super_init(call: ast.expr) -> bool:

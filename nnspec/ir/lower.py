@@ -154,6 +154,8 @@ def _snake(name: str) -> str:
 
 
 def class_name(name: str) -> str:
-    """A block or model name as a Python class name: `resnet18` -> `Resnet18`."""
-    name = re.sub(r"\W", "_", name)
-    return name[:1].upper() + name[1:]
+    """A block or model name as a PEP 8 class name (CapWords): `resnet18` -> `Resnet18`,
+    `char_lstm` -> `CharLstm`; `GPT2Model` and `DenseLayer` stay as they are."""
+    parts = [p for p in re.split(r"[\W_]+", name) if p]
+    name = "".join(p[:1].upper() + p[1:] for p in parts) or "Block"
+    return name if name[0].isalpha() else "Block" + name

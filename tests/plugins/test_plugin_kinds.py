@@ -60,7 +60,8 @@ def test_forward_computes_a_gated_linear_unit(glu):
 def test_generated_code_imports_the_plugin_module_and_verifies(glu):
     source = nnspec.loads(NET).source
     assert "\nimport nnspec_example_glu.modules\n" in source
-    assert "self.fc1 = nnspec_example_glu.modules.GatedLinear(8, 16)" in source
+    # the model parameter `hidden` (16) is an argument of the model class
+    assert "self.fc1 = nnspec_example_glu.modules.GatedLinear(8, hidden)" in source
     assert "Needs PyTorch and the plugin modules imported below." in source
     verify_source(source)
     # a spec without plugin kinds imports no plugin, even with plugins installed

@@ -124,7 +124,7 @@ HOSTILE_STATEMENTS = {
 def test_a_forbidden_statement_is_refused_and_never_runs(name: str, tmp_path):
     canary = tmp_path / "canary"
     source = _tiny_source()
-    at = source.index("\nimport math")
+    at = source.index("\nimport torch.nn as nn")  # the one import every model.py has
     text = HOSTILE_STATEMENTS[name].format(canary=canary)
     for hostile in (source[:at] + "\n" + text + source[at:], source + "\n" + text):
         with pytest.raises(GeneratedSourceError):
@@ -134,7 +134,13 @@ def test_a_forbidden_statement_is_refused_and_never_runs(name: str, tmp_path):
 
 @pytest.mark.parametrize("line", [
     "import os", "global torch", "del self.fc", "assert open('{canary}', 'w')",
-    "self.fc.weight.data += 1", "if True:\n            pass", "raise ValueError()",
+    "self.fc.weight.data += 1", "raise ValueError()",
+    # the generic classes' `if` (a block's optional structure) and `raise ValueError("...")` (a
+    # parameter fixed in this file) hold only what any other statement may hold
+    "if open('{canary}', 'w'):\n            pass", "if True:\n            import os",
+    "if True:\n            pass\n        else:\n            del self.fc",
+    "raise ValueError(open('{canary}', 'w'))", "raise OSError('x')",
+    "raise ValueError('x') from None", "raise ValueError(f'{{self}}')",
     "super().__init__(open('{canary}', 'w'))", "x.__init__()",
     # add_module (a child whose name is not an identifier) takes a literal name and a module
     "self.add_module(open('{canary}', 'w'), self.fc)",
