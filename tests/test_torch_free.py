@@ -117,19 +117,6 @@ print(len(names))
     assert int(done.stdout) > 50   # the walk found the packages' modules
 
 
-def test_emitting_model_source_imports_no_torch():
-    """model.py's text (runtime helpers copied in) is emitted without torch; building needs it."""
-    code = """
-import sys
-import nnspec
-spec = nnspec.load("specs/swin_t.nn")
-assert "class ShiftedWindowAttention(nn.Module):" in spec.source
-assert not [m for m in sys.modules if m.partition(".")[0] == "torch"]
-"""
-    done = python(code)
-    assert done.returncode == 0, done.stderr[-3000:]
-
-
 def test_runtime_helpers_read_from_their_files_are_the_classes():
     """nnspec.runtime finds its helpers with `ast` (no torch): the same classes, in the same
     order, with the same source text as importing the modules and asking `inspect` gives."""

@@ -14,8 +14,6 @@ import tokenize
 from dataclasses import dataclass
 from functools import lru_cache
 
-import torch.nn as nn
-import torch.nn.functional as F
 
 NUMBER_TYPES = (int, float, bool)
 LINE = 100  # model.py's line length, as the linter in the tests checks it
@@ -75,8 +73,12 @@ def _is_literal(node: ast.AST) -> bool:
 def _torch_callable(call: ast.Call):
     """The torch class or function `nn.X(...)` / `F.x(...)` calls, else None."""
     f = call.func
-    if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name):
-        owner = {"nn": nn, "F": F}.get(f.value.id)
+    if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and f.value.id in ("nn", "F"):
+        # torch only here: emitting model.py's text stays torch-free (tests/test_torch_free.py)
+        import torch.nn as nn
+        import torch.nn.functional as F
+
+        owner = {"nn": nn, "F": F}[f.value.id]
         if owner is not None:
             return getattr(owner, f.attr, None)
     return None

@@ -15,7 +15,8 @@ from nnspec.layers.base import REGISTRY
 # builtins emit/verify.py refuses to see (a block's `in input`, as torchvision names its
 # tensors, becomes `input_`)
 RESERVED = set(keyword.kwlist) | FORBIDDEN_NAMES | {
-    "self", "torch", "nn", "F", "math", "super", "print", "len", "range", "forward", "training", "m"}
+    "self", "torch", "nn", "F", "math", "super", "print", "len", "range", "forward", "training", "m",
+    "l", "O", "I"}  # the last three: PEP 8's ambiguous names (a linter's E741), `l` -> `l_`
 # the attributes of torch's nn.Module, nn.Sequential and nn.ModuleList (tests/test_lower.py keeps
 # this in step with the installed torch): a child of one of these names would be hidden by the
 # method (`train: linear(4)` made forward call Module.train), or refused by add_module

@@ -107,7 +107,7 @@ class StochasticDepth(nn.Module):
 
 
 class Permute(nn.Module):
-    """permute(dims=[0, 2, 3, 1]), from specs/swin_t.nn:33."""
+    """permute(dims=[0, 2, 3, 1]), from specs/swin_t.nn:35."""
 
     def __init__(self, dims):
         super().__init__()
@@ -119,7 +119,7 @@ class Permute(nn.Module):
 
     def forward(self, x):
         # x: (B, 96, 56, 56)
-        x = torch.permute(x, (0, 2, 3, 1))  # (B, 56, 56, 96)  specs/swin_t.nn:33
+        x = torch.permute(x, (0, 2, 3, 1))  # (B, 56, 56, 96)  specs/swin_t.nn:35
         return x
 
 
@@ -161,35 +161,35 @@ class SwinBlock(nn.Module):
 
 
 class PatchMerging(nn.Module):
-    """PatchMerging(), from specs/swin_t.nn:16: one class for its 3 uses."""
+    """PatchMerging(), from specs/swin_t.nn:17: one class for its 3 uses."""
 
-    def __init__(self, in_channels, norm):
+    def __init__(self, in_channels, reduction, reduction_2):
         super().__init__()
-        self.norm_ = norm
+        self.reduction_ = reduction
         self.in_channels = in_channels
-        self.norm = nn.LayerNorm(norm)  # specs/swin_t.nn:23
-        self.reduction = nn.Linear(norm, norm // 2, bias=False)  # specs/swin_t.nn:23
+        self.reduction = nn.Linear(reduction, reduction_2, bias=False)  # specs/swin_t.nn:22
+        self.norm = nn.LayerNorm(reduction)  # specs/swin_t.nn:25
 
     def forward(self, x):
         # x: (B, in_channels, in_channels, ?)
-        x = F.pad(x, (0, 0, 0, 0, 0, 0))  # (B, in_channels, in_channels, ?)  specs/swin_t.nn:21
+        x = F.pad(x, (0, 0, 0, 0, 0, 0))  # (B, in_channels, in_channels, ?)  specs/swin_t.nn:23
         x = torch.reshape(
             x,
-            (-1, self.in_channels // 2, 2, self.in_channels // 2, 2, self.norm_ // 4),
-        )  # (B, in_channels // 2, 2, in_channels // 2, 2, norm // 4)  specs/swin_t.nn:21
-        # (B, in_channels // 2, in_channels // 2, 2, 2, norm // 4)  specs/swin_t.nn:22
+            (-1, self.in_channels // 2, 2, self.in_channels // 2, 2, self.reduction_ // 4),
+        )  # (B, in_channels // 2, 2, in_channels // 2, 2, reduction // 4)  specs/swin_t.nn:23
+        # (B, in_channels // 2, in_channels // 2, 2, 2, reduction // 4)  specs/swin_t.nn:24
         x = torch.permute(x, (0, 1, 3, 4, 2, 5))
-        # (B, in_channels // 2, in_channels // 2, norm)  specs/swin_t.nn:22
-        x = torch.reshape(x, (-1, self.in_channels // 2, self.in_channels // 2, self.norm_))
-        x = self.norm(x)  # (B, in_channels // 2, in_channels // 2, norm)  specs/swin_t.nn:23
-        # (B, in_channels // 2, in_channels // 2, norm // 2)  specs/swin_t.nn:23
+        # (B, in_channels // 2, in_channels // 2, reduction)  specs/swin_t.nn:24
+        x = torch.reshape(x, (-1, self.in_channels // 2, self.in_channels // 2, self.reduction_))
+        x = self.norm(x)  # (B, in_channels // 2, in_channels // 2, reduction)  specs/swin_t.nn:25
+        # (B, in_channels // 2, in_channels // 2, reduction_2)  specs/swin_t.nn:22
         x = self.reduction(x)
         return x
 
 
 class SwinT(nn.Module):
     """swin_t(num_classes=1000, size=224, patch=4, embed_dim=96, depths=[2, 2, 6, 2],
-    heads=[3, 6, 12, 24], window=7, stochastic_depth_prob=0.2), from specs/swin_t.nn:26."""
+    heads=[3, 6, 12, 24], window=7, stochastic_depth_prob=0.2), from specs/swin_t.nn:28."""
 
     def __init__(
         self,
@@ -250,12 +250,12 @@ class SwinT(nn.Module):
                 SwinBlock(96, 3, 7, 0, 0.0),
                 SwinBlock(96, 3, 7, 3, 0.018181818181818184),
             ),
-            PatchMerging(56, 384),
+            PatchMerging(56, 384, 192),
             nn.Sequential(
                 SwinBlock(192, 6, 7, 0, 0.03636363636363637),
                 SwinBlock(192, 6, 7, 3, 0.05454545454545456),
             ),
-            PatchMerging(28, 768),
+            PatchMerging(28, 768, 384),
             nn.Sequential(
                 SwinBlock(384, 12, 7, 0, 0.07272727272727274),
                 SwinBlock(384, 12, 7, 3, 0.09090909090909091),
@@ -264,24 +264,24 @@ class SwinT(nn.Module):
                 SwinBlock(384, 12, 7, 0, 0.14545454545454548),
                 SwinBlock(384, 12, 7, 3, 0.16363636363636364),
             ),
-            PatchMerging(14, 1536),
+            PatchMerging(14, 1536, 768),
             nn.Sequential(
                 SwinBlock(768, 24, 7, 0, 0.18181818181818182),
                 SwinBlock(768, 24, 7, 3, 0.2),
             ),
-        )  # specs/swin_t.nn:32
-        self.norm = nn.LayerNorm(768)  # specs/swin_t.nn:39
-        self.avgpool = nn.AdaptiveAvgPool2d(1)  # specs/swin_t.nn:41
-        self.head = nn.Linear(768, 1000)  # specs/swin_t.nn:43
+        )  # specs/swin_t.nn:34
+        self.norm = nn.LayerNorm(768)  # specs/swin_t.nn:41
+        self.avgpool = nn.AdaptiveAvgPool2d(1)  # specs/swin_t.nn:43
+        self.head = nn.Linear(768, 1000)  # specs/swin_t.nn:45
 
     def forward(self, x):
         # x: (B, 3, 224, 224)
-        x = self.features(x)  # (B, 7, 7, 768)  specs/swin_t.nn:32
-        x = self.norm(x)  # (B, 7, 7, 768)  specs/swin_t.nn:39
-        x = torch.permute(x, (0, 3, 1, 2))  # (B, 768, 7, 7)  specs/swin_t.nn:40
-        x = self.avgpool(x)  # (B, 768, 1, 1)  specs/swin_t.nn:41
-        x = torch.flatten(x, 1)  # (B, 768)  specs/swin_t.nn:42
-        x = self.head(x)  # (B, 1000)  specs/swin_t.nn:43
+        x = self.features(x)  # (B, 7, 7, 768)  specs/swin_t.nn:34
+        x = self.norm(x)  # (B, 7, 7, 768)  specs/swin_t.nn:41
+        x = torch.permute(x, (0, 3, 1, 2))  # (B, 768, 7, 7)  specs/swin_t.nn:42
+        x = self.avgpool(x)  # (B, 768, 1, 1)  specs/swin_t.nn:43
+        x = torch.flatten(x, 1)  # (B, 768)  specs/swin_t.nn:44
+        x = self.head(x)  # (B, 1000)  specs/swin_t.nn:45
         return x
 
 
