@@ -43,13 +43,18 @@ def emit_source(low: Lowered, source_name: str,
     """The complete text of model.py; `Model` names the root class. `variants` are the model
     checked again with one parameter changed (name, value, lowered IR; compile.py makes them):
     the parameters whose variants fit the model's class become its free arguments."""
-    accepted = list(variants)
-    for _ in range(3):
-        text, dropped = _emit(low, source_name, accepted)
+    text, dropped = _emit(low, source_name, list(variants))
+    if not dropped:
+        return text
+    # one parameter at a time: a misfit does not always say which parameter caused it, and one
+    # that changes the structure (a repeat count) must not pin the others with it
+    accepted: list = []
+    for name in dict.fromkeys(v[0] for v in variants):
+        trial = accepted + [v for v in variants if v[0] == name]
+        text, dropped = _emit(low, source_name, trial)
         if not dropped:
-            return text
-        accepted = [v for v in accepted if v[0] not in dropped]
-    return _emit(low, source_name, [])[0]
+            accepted = trial
+    return _emit(low, source_name, accepted)[0]
 
 
 def _emit(low: Lowered, source_name: str, variants) -> tuple[str, set[str]]:

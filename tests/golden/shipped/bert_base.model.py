@@ -30,28 +30,23 @@ class BertEmbeddings(nn.Module):
 
     def __init__(self, vocab_size, hidden, max_positions, type_vocab_size, eps, dropout_p):
         super().__init__()
-        if type_vocab_size != 2:
-            raise ValueError(
-                'type_vocab_size is fixed at 2 in this file: other values change the '
-                'structure of the network; generate the file again from the spec with '
-                'type_vocab_size set')
         # specs/bert_base.nn:7
         self.word_embeddings = nn.Embedding(vocab_size, hidden, padding_idx=0)
         self.position_embeddings = PositionEmbedding(max_positions, hidden)  # specs/bert_base.nn:8
-        self.token_type_embeddings = nn.Embedding(2, hidden)  # specs/bert_base.nn:9
+        self.token_type_embeddings = nn.Embedding(type_vocab_size, hidden)  # specs/bert_base.nn:9
         self.LayerNorm = nn.LayerNorm(hidden, eps=eps)  # specs/bert_base.nn:10
         self.dropout = nn.Dropout(p=dropout_p)  # specs/bert_base.nn:10
 
     def forward(self, input_ids):
-        # input_ids: (B, 128) long
-        w = self.word_embeddings(input_ids)  # (B, 128, 768)  specs/bert_base.nn:7
-        p = self.position_embeddings(input_ids)  # (B, 128, 768)  specs/bert_base.nn:8
-        t = torch.zeros_like(input_ids)  # (B, 128) long  specs/bert_base.nn:9
-        t = self.token_type_embeddings(t)  # (B, 128, 768)  specs/bert_base.nn:9
-        add = w + p  # (B, 128, 768)  specs/bert_base.nn:10
-        add = add + t  # (B, 128, 768)  specs/bert_base.nn:10
-        LayerNorm = self.LayerNorm(add)  # (B, 128, 768)  specs/bert_base.nn:10
-        dropout = self.dropout(LayerNorm)  # (B, 128, 768)  specs/bert_base.nn:10
+        # input_ids: (B, in_features) long
+        w = self.word_embeddings(input_ids)  # (B, in_features, 768)  specs/bert_base.nn:7
+        p = self.position_embeddings(input_ids)  # (B, in_features, 768)  specs/bert_base.nn:8
+        t = torch.zeros_like(input_ids)  # (B, in_features) long  specs/bert_base.nn:9
+        t = self.token_type_embeddings(t)  # (B, in_features, 768)  specs/bert_base.nn:9
+        add = w + p  # (B, in_features, 768)  specs/bert_base.nn:10
+        add = add + t  # (B, in_features, 768)  specs/bert_base.nn:10
+        LayerNorm = self.LayerNorm(add)  # (B, in_features, 768)  specs/bert_base.nn:10
+        dropout = self.dropout(LayerNorm)  # (B, in_features, 768)  specs/bert_base.nn:10
         return dropout
 
 
@@ -68,11 +63,11 @@ class BertSelfAttention(nn.Module):
         self.value = nn.Linear(hidden, hidden)  # specs/bert_base.nn:17
 
     def forward(self, x, mask):
-        # x: (B, 128, 768)
-        # mask: (B, 128) long
-        q = self.query(x)  # (B, 128, 768)  specs/bert_base.nn:15
-        k = self.key(x)  # (B, 128, 768)  specs/bert_base.nn:16
-        v = self.value(x)  # (B, 128, 768)  specs/bert_base.nn:17
+        # x: (B, mask_features, 768)
+        # mask: (B, mask_features) long
+        q = self.query(x)  # (B, mask_features, 768)  specs/bert_base.nn:15
+        k = self.key(x)  # (B, mask_features, 768)  specs/bert_base.nn:16
+        v = self.value(x)  # (B, mask_features, 768)  specs/bert_base.nn:17
         sdpa = F.scaled_dot_product_attention(
             q.unflatten(-1, (self.heads, -1)).transpose(1, 2),
             k.unflatten(-1, (self.heads, -1)).transpose(1, 2),
@@ -84,7 +79,7 @@ class BertSelfAttention(nn.Module):
             2,
         ).flatten(
             2,
-        )  # (B, 128, 768)  specs/bert_base.nn:18
+        )  # (B, mask_features, 768)  specs/bert_base.nn:18
         return sdpa
 
 
@@ -98,12 +93,12 @@ class AddNorm(nn.Module):
         self.LayerNorm = nn.LayerNorm(hidden, eps=eps)  # specs/bert_base.nn:25
 
     def forward(self, h, residual):
-        # h: (B, 128, h_features)
-        # residual: (B, 128, 768)
-        dense = self.dense(h)  # (B, 128, 768)  specs/bert_base.nn:24
-        dropout = self.dropout(dense)  # (B, 128, 768)  specs/bert_base.nn:24
-        add = dropout + residual  # (B, 128, 768)  specs/bert_base.nn:24
-        LayerNorm = self.LayerNorm(add)  # (B, 128, 768)  specs/bert_base.nn:25
+        # h: (B, ?, h_features)
+        # residual: (B, ?, 768)
+        dense = self.dense(h)  # (B, ?, 768)  specs/bert_base.nn:24
+        dropout = self.dropout(dense)  # (B, ?, 768)  specs/bert_base.nn:24
+        add = dropout + residual  # (B, ?, 768)  specs/bert_base.nn:24
+        LayerNorm = self.LayerNorm(add)  # (B, ?, 768)  specs/bert_base.nn:25
         return LayerNorm
 
 
@@ -117,10 +112,10 @@ class BertAttention(nn.Module):
         self.output = AddNorm(hidden, eps, dropout_p, hidden)  # specs/bert_base.nn:22
 
     def forward(self, x, mask):
-        # x: (B, 128, 768)
-        # mask: (B, 128) long
-        a = self.self(x, mask)  # (B, 128, 768)  specs/bert_base.nn:30
-        output = self.output(a, x)  # (B, 128, 768)  specs/bert_base.nn:31
+        # x: (B, mask_features, 768)
+        # mask: (B, mask_features) long
+        a = self.self(x, mask)  # (B, mask_features, 768)  specs/bert_base.nn:30
+        output = self.output(a, x)  # (B, mask_features, 768)  specs/bert_base.nn:31
         return output
 
 
@@ -133,10 +128,9 @@ class BertIntermediate(nn.Module):
         self.intermediate_act_fn = nn.GELU()  # specs/bert_base.nn:36
 
     def forward(self, x):
-        # x: (B, 128, 768)
-        dense = self.dense(x)  # (B, 128, 3072)  specs/bert_base.nn:36
-        # (B, 128, 3072)  specs/bert_base.nn:36
-        intermediate_act_fn = self.intermediate_act_fn(dense)
+        # x: (B, ?, 768)
+        dense = self.dense(x)  # (B, ?, size)  specs/bert_base.nn:36
+        intermediate_act_fn = self.intermediate_act_fn(dense)  # (B, ?, size)  specs/bert_base.nn:36
         return intermediate_act_fn
 
 
@@ -151,11 +145,11 @@ class BertLayer(nn.Module):
         self.output = AddNorm(hidden, eps, dropout_p, intermediate_size)  # specs/bert_base.nn:22
 
     def forward(self, x, mask):
-        # x: (B, 128, 768)
-        # mask: (B, 128) long
-        a = self.attention(x, mask)  # (B, 128, 768)  specs/bert_base.nn:41
-        i = self.intermediate(a)  # (B, 128, 3072)  specs/bert_base.nn:42
-        output = self.output(i, a)  # (B, 128, 768)  specs/bert_base.nn:43
+        # x: (B, mask_features, 768)
+        # mask: (B, mask_features) long
+        a = self.attention(x, mask)  # (B, mask_features, 768)  specs/bert_base.nn:41
+        i = self.intermediate(a)  # (B, mask_features, intermediate_size)  specs/bert_base.nn:42
+        output = self.output(i, a)  # (B, mask_features, 768)  specs/bert_base.nn:43
         return output
 
 
@@ -189,11 +183,11 @@ class BertEncoder(nn.Module):
         ])  # specs/bert_base.nn:48
 
     def forward(self, x, mask):
-        # x: (B, 128, 768)
-        # mask: (B, 128) long
+        # x: (B, mask_features, 768)
+        # mask: (B, mask_features) long
         layer = x
         for m in self.layer:
-            layer = m(layer, mask)  # (B, 128, 768)  specs/bert_base.nn:48
+            layer = m(layer, mask)  # (B, mask_features, 768)  specs/bert_base.nn:48
         return layer
 
 
@@ -206,7 +200,7 @@ class BertPooler(nn.Module):
         self.activation = nn.Tanh()  # specs/bert_base.nn:53
 
     def forward(self, h):
-        # h: (B, 128, 768)
+        # h: (B, ?, 768)
         select = torch.select(h, 1, 0)  # (B, 768)  specs/bert_base.nn:53
         dense = self.dense(select)  # (B, 768)  specs/bert_base.nn:53
         activation = self.activation(dense)  # (B, 768)  specs/bert_base.nn:53
@@ -232,11 +226,6 @@ class BertBase(nn.Module):
         seq=128,
     ):
         super().__init__()
-        if vocab_size != 30522:
-            raise ValueError(
-                'vocab_size is fixed at 30522 in this file: other values change the '
-                'structure of the network; generate the file again from the spec with '
-                'vocab_size set')
         if hidden != 768:
             raise ValueError(
                 'hidden is fixed at 768 in this file: other values change the structure '
@@ -249,43 +238,23 @@ class BertBase(nn.Module):
             raise ValueError(
                 'heads is fixed at 12 in this file: other values change the structure '
                 'of the network; generate the file again from the spec with heads set')
-        if intermediate_size != 3072:
-            raise ValueError(
-                'intermediate_size is fixed at 3072 in this file: other values change '
-                'the structure of the network; generate the file again from the spec '
-                'with intermediate_size set')
-        if max_positions != 512:
-            raise ValueError(
-                'max_positions is fixed at 512 in this file: other values change the '
-                'structure of the network; generate the file again from the spec with '
-                'max_positions set')
-        if type_vocab_size != 2:
-            raise ValueError(
-                'type_vocab_size is fixed at 2 in this file: other values change the '
-                'structure of the network; generate the file again from the spec with '
-                'type_vocab_size set')
-        if eps != 1e-12:
-            raise ValueError(
-                'eps is fixed at 1e-12 in this file: other values change the structure '
-                'of the network; generate the file again from the spec with eps set')
-        if dropout_p != 0.1:
-            raise ValueError(
-                'dropout_p is fixed at 0.1 in this file: other values change the '
-                'structure of the network; generate the file again from the spec with '
-                'dropout_p set')
-        if seq != 128:
-            raise ValueError(
-                'seq is fixed at 128 in this file: other values change the structure of '
-                'the network; generate the file again from the spec with seq set')
-        self.embeddings = BertEmbeddings(30522, 768, 512, 2, 1e-12, 0.1)  # specs/bert_base.nn:5
-        self.encoder = BertEncoder(768, 12, 12, 3072, 1e-12, 0.1)  # specs/bert_base.nn:46
+        self.embeddings = BertEmbeddings(
+            vocab_size,
+            768,
+            max_positions,
+            type_vocab_size,
+            eps,
+            dropout_p,
+        )  # specs/bert_base.nn:5
+        # specs/bert_base.nn:46
+        self.encoder = BertEncoder(768, 12, 12, intermediate_size, eps, dropout_p)
         self.pooler = BertPooler(768)  # specs/bert_base.nn:51
 
     def forward(self, input_ids, attention_mask):
-        # input_ids: (B, 128) long
-        # attention_mask: (B, 128) long
-        e = self.embeddings(input_ids)  # (B, 128, 768)  specs/bert_base.nn:61
-        h = self.encoder(e, attention_mask)  # (B, 128, 768)  specs/bert_base.nn:63
+        # input_ids: (B, seq) long
+        # attention_mask: (B, seq) long
+        e = self.embeddings(input_ids)  # (B, seq, 768)  specs/bert_base.nn:61
+        h = self.encoder(e, attention_mask)  # (B, seq, 768)  specs/bert_base.nn:63
         pooled = self.pooler(h)  # (B, 768)  specs/bert_base.nn:65
         return h, pooled
 

@@ -158,16 +158,6 @@ class Gpt2Small(nn.Module):
         dropout_p=0.1,
     ):
         super().__init__()
-        if vocab_size != 50257:
-            raise ValueError(
-                'vocab_size is fixed at 50257 in this file: other values change the '
-                'structure of the network; generate the file again from the spec with '
-                'vocab_size set')
-        if n_positions != 1024:
-            raise ValueError(
-                'n_positions is fixed at 1024 in this file: other values change the '
-                'structure of the network; generate the file again from the spec with '
-                'n_positions set')
         if n_embd != 768:
             raise ValueError(
                 'n_embd is fixed at 768 in this file: other values change the structure '
@@ -184,19 +174,15 @@ class Gpt2Small(nn.Module):
             raise ValueError(
                 'seq is fixed at 1024 in this file: other values change the structure '
                 'of the network; generate the file again from the spec with seq set')
-        if dropout_p != 0.1:
-            raise ValueError(
-                'dropout_p is fixed at 0.1 in this file: other values change the '
-                'structure of the network; generate the file again from the spec with '
-                'dropout_p set')
-        self.transformer = GPT2Model(50257, 1024, 768, 12, 12, 0.1)  # specs/blocks/gpt.nn:25
-        self.lm_head = nn.Linear(768, 50257, bias=False)  # specs/gpt2_small.nn:11
+        # specs/blocks/gpt.nn:25
+        self.transformer = GPT2Model(vocab_size, n_positions, 768, 12, 12, dropout_p)
+        self.lm_head = nn.Linear(768, vocab_size, bias=False)  # specs/gpt2_small.nn:11
         self.lm_head.weight = self.transformer.wte.weight  # tied, specs/gpt2_small.nn:11
 
     def forward(self, input_ids):
         # input_ids: (B, 1024) long
         input_ids = self.transformer(input_ids)  # (B, 1024, 768)  specs/gpt2_small.nn:10
-        input_ids = self.lm_head(input_ids)  # (B, 1024, 50257)  specs/gpt2_small.nn:11
+        input_ids = self.lm_head(input_ids)  # (B, 1024, vocab_size)  specs/gpt2_small.nn:11
         return input_ids
 
 

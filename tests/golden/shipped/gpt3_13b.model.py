@@ -204,15 +204,6 @@ class Gpt313b(nn.Module):
         dropout_p=0.0,
     ):
         super().__init__()
-        if vocab_size != 50257:
-            raise ValueError(
-                'vocab_size is fixed at 50257 in this file: other values change the '
-                'structure of the network; generate the file again from the spec with '
-                'vocab_size set')
-        if n_ctx != 2048:
-            raise ValueError(
-                'n_ctx is fixed at 2048 in this file: other values change the structure '
-                'of the network; generate the file again from the spec with n_ctx set')
         if n_embd != 5120:
             raise ValueError(
                 'n_embd is fixed at 5120 in this file: other values change the '
@@ -235,14 +226,14 @@ class Gpt313b(nn.Module):
                 'dropout_p is fixed at 0.0 in this file: other values change the '
                 'structure of the network; generate the file again from the spec with '
                 'dropout_p set')
-        self.transformer = GPT2Model(50257, 2048, 5120, 40, 40, 0.0)  # specs/blocks/gpt.nn:25
-        self.lm_head = nn.Linear(5120, 50257, bias=False)  # specs/gpt3_13b.nn:12
+        self.transformer = GPT2Model(vocab_size, n_ctx, 5120, 40, 40, 0.0)  # specs/blocks/gpt.nn:25
+        self.lm_head = nn.Linear(5120, vocab_size, bias=False)  # specs/gpt3_13b.nn:12
         self.lm_head.weight = self.transformer.wte.weight  # tied, specs/gpt3_13b.nn:12
 
     def forward(self, input_ids):
         # input_ids: (B, 2048) long
         input_ids = self.transformer(input_ids)  # (B, 2048, 5120)  specs/gpt3_13b.nn:11
-        input_ids = self.lm_head(input_ids)  # (B, 2048, 50257)  specs/gpt3_13b.nn:12
+        input_ids = self.lm_head(input_ids)  # (B, 2048, vocab_size)  specs/gpt3_13b.nn:12
         return input_ids
 
 

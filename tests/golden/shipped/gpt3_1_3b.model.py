@@ -118,16 +118,6 @@ class GPT2Model(nn.Module):
 
     def __init__(self, vocab_size, n_positions, n_embd, n_layer, n_head, dropout_p):
         super().__init__()
-        if n_positions != 2048:
-            raise ValueError(
-                'n_positions is fixed at 2048 in this file: other values change the '
-                'structure of the network; generate the file again from the spec with '
-                'n_positions set')
-        if n_embd != 2048:
-            raise ValueError(
-                'n_embd is fixed at 2048 in this file: other values change the '
-                'structure of the network; generate the file again from the spec with '
-                'n_embd set')
         if n_layer != 24:
             raise ValueError(
                 'n_layer is fixed at 24 in this file: other values change the structure '
@@ -137,36 +127,36 @@ class GPT2Model(nn.Module):
                 'dropout_p is fixed at 0.0 in this file: other values change the '
                 'structure of the network; generate the file again from the spec with '
                 'dropout_p set')
-        self.wte = nn.Embedding(vocab_size, 2048)  # specs/blocks/gpt.nn:27
-        self.wpe = PositionEmbedding(2048, 2048)  # specs/blocks/gpt.nn:28
+        self.wte = nn.Embedding(vocab_size, n_embd)  # specs/blocks/gpt.nn:27
+        self.wpe = PositionEmbedding(n_positions, n_embd)  # specs/blocks/gpt.nn:28
         self.drop = nn.Dropout(p=0.0)  # specs/blocks/gpt.nn:29
         self.h = nn.Sequential(
-            Block(2048, n_head, 0.0),
-            Block(2048, n_head, 0.0),
-            Block(2048, n_head, 0.0),
-            Block(2048, n_head, 0.0),
-            Block(2048, n_head, 0.0),
-            Block(2048, n_head, 0.0),
-            Block(2048, n_head, 0.0),
-            Block(2048, n_head, 0.0),
-            Block(2048, n_head, 0.0),
-            Block(2048, n_head, 0.0),
-            Block(2048, n_head, 0.0),
-            Block(2048, n_head, 0.0),
-            Block(2048, n_head, 0.0),
-            Block(2048, n_head, 0.0),
-            Block(2048, n_head, 0.0),
-            Block(2048, n_head, 0.0),
-            Block(2048, n_head, 0.0),
-            Block(2048, n_head, 0.0),
-            Block(2048, n_head, 0.0),
-            Block(2048, n_head, 0.0),
-            Block(2048, n_head, 0.0),
-            Block(2048, n_head, 0.0),
-            Block(2048, n_head, 0.0),
-            Block(2048, n_head, 0.0),
+            Block(n_embd, n_head, 0.0),
+            Block(n_embd, n_head, 0.0),
+            Block(n_embd, n_head, 0.0),
+            Block(n_embd, n_head, 0.0),
+            Block(n_embd, n_head, 0.0),
+            Block(n_embd, n_head, 0.0),
+            Block(n_embd, n_head, 0.0),
+            Block(n_embd, n_head, 0.0),
+            Block(n_embd, n_head, 0.0),
+            Block(n_embd, n_head, 0.0),
+            Block(n_embd, n_head, 0.0),
+            Block(n_embd, n_head, 0.0),
+            Block(n_embd, n_head, 0.0),
+            Block(n_embd, n_head, 0.0),
+            Block(n_embd, n_head, 0.0),
+            Block(n_embd, n_head, 0.0),
+            Block(n_embd, n_head, 0.0),
+            Block(n_embd, n_head, 0.0),
+            Block(n_embd, n_head, 0.0),
+            Block(n_embd, n_head, 0.0),
+            Block(n_embd, n_head, 0.0),
+            Block(n_embd, n_head, 0.0),
+            Block(n_embd, n_head, 0.0),
+            Block(n_embd, n_head, 0.0),
         )  # specs/blocks/gpt.nn:29
-        self.ln_f = nn.LayerNorm(2048)  # specs/blocks/gpt.nn:30
+        self.ln_f = nn.LayerNorm(n_embd)  # specs/blocks/gpt.nn:30
 
     def forward(self, input_ids):
         # input_ids: (B, 2048) long
@@ -194,15 +184,6 @@ class Gpt313b(nn.Module):
         dropout_p=0.0,
     ):
         super().__init__()
-        if vocab_size != 50257:
-            raise ValueError(
-                'vocab_size is fixed at 50257 in this file: other values change the '
-                'structure of the network; generate the file again from the spec with '
-                'vocab_size set')
-        if n_ctx != 2048:
-            raise ValueError(
-                'n_ctx is fixed at 2048 in this file: other values change the structure '
-                'of the network; generate the file again from the spec with n_ctx set')
         if n_embd != 2048:
             raise ValueError(
                 'n_embd is fixed at 2048 in this file: other values change the '
@@ -225,14 +206,14 @@ class Gpt313b(nn.Module):
                 'dropout_p is fixed at 0.0 in this file: other values change the '
                 'structure of the network; generate the file again from the spec with '
                 'dropout_p set')
-        self.transformer = GPT2Model(50257, 2048, 2048, 24, 16, 0.0)  # specs/blocks/gpt.nn:25
-        self.lm_head = nn.Linear(2048, 50257, bias=False)  # specs/gpt3_1_3b.nn:12
+        self.transformer = GPT2Model(vocab_size, n_ctx, 2048, 24, 16, 0.0)  # specs/blocks/gpt.nn:25
+        self.lm_head = nn.Linear(2048, vocab_size, bias=False)  # specs/gpt3_1_3b.nn:12
         self.lm_head.weight = self.transformer.wte.weight  # tied, specs/gpt3_1_3b.nn:12
 
     def forward(self, input_ids):
         # input_ids: (B, 2048) long
         input_ids = self.transformer(input_ids)  # (B, 2048, 2048)  specs/gpt3_1_3b.nn:11
-        input_ids = self.lm_head(input_ids)  # (B, 2048, 50257)  specs/gpt3_1_3b.nn:12
+        input_ids = self.lm_head(input_ids)  # (B, 2048, vocab_size)  specs/gpt3_1_3b.nn:12
         return input_ids
 
 

@@ -169,14 +169,14 @@ class LlamaAttention(nn.Module):
         self.o_proj = nn.Linear(4096, 4096, bias=False)  # specs/llama.nn:13
 
     def forward(self, x):
-        # x: (B, 8192, 4096)
-        q = self.q_proj(x)  # (B, 8192, 4096)  specs/llama.nn:9
-        q = self.rotary(q)  # (B, 8192, 4096)  specs/llama.nn:9
-        k = self.k_proj(x)  # (B, 8192, 1024)  specs/llama.nn:10
-        k = self.rotary2(k)  # (B, 8192, 1024)  specs/llama.nn:10
-        v = self.v_proj(x)  # (B, 8192, 1024)  specs/llama.nn:11
-        kv_attention = self.kv_attention(q, k, v)  # (B, 8192, 4096)  specs/llama.nn:12
-        o_proj = self.o_proj(kv_attention)  # (B, 8192, 4096)  specs/llama.nn:13
+        # x: (B, ?, 4096)
+        q = self.q_proj(x)  # (B, ?, 4096)  specs/llama.nn:9
+        q = self.rotary(q)  # (B, ?, 4096)  specs/llama.nn:9
+        k = self.k_proj(x)  # (B, ?, 1024)  specs/llama.nn:10
+        k = self.rotary2(k)  # (B, ?, 1024)  specs/llama.nn:10
+        v = self.v_proj(x)  # (B, ?, 1024)  specs/llama.nn:11
+        kv_attention = self.kv_attention(q, k, v)  # (B, ?, 4096)  specs/llama.nn:12
+        o_proj = self.o_proj(kv_attention)  # (B, ?, 4096)  specs/llama.nn:13
         return o_proj
 
 
@@ -191,12 +191,12 @@ class LlamaMLP(nn.Module):
         self.down_proj = nn.Linear(intermediate, hidden, bias=False)  # specs/llama.nn:21
 
     def forward(self, x):
-        # x: (B, 8192, 4096)
-        g = self.gate_proj(x)  # (B, 8192, 14336)  specs/llama.nn:19
-        g = self.act_fn(g)  # (B, 8192, 14336)  specs/llama.nn:19
-        u = self.up_proj(x)  # (B, 8192, 14336)  specs/llama.nn:20
-        mul = g * u  # (B, 8192, 14336)  specs/llama.nn:21
-        down_proj = self.down_proj(mul)  # (B, 8192, 4096)  specs/llama.nn:21
+        # x: (B, ?, 4096)
+        g = self.gate_proj(x)  # (B, ?, intermediate)  specs/llama.nn:19
+        g = self.act_fn(g)  # (B, ?, intermediate)  specs/llama.nn:19
+        u = self.up_proj(x)  # (B, ?, intermediate)  specs/llama.nn:20
+        mul = g * u  # (B, ?, intermediate)  specs/llama.nn:21
+        down_proj = self.down_proj(mul)  # (B, ?, 4096)  specs/llama.nn:21
         return down_proj
 
 
@@ -217,13 +217,13 @@ class LlamaDecoderLayer(nn.Module):
         self.mlp = LlamaMLP(4096, intermediate)  # specs/llama.nn:17
 
     def forward(self, x):
-        # x: (B, 8192, 4096)
-        a = self.input_layernorm(x)  # (B, 8192, 4096)  specs/llama.nn:26
-        a = self.self_attn(a)  # (B, 8192, 4096)  specs/llama.nn:27
-        h = x + a  # (B, 8192, 4096)  specs/llama.nn:28
-        m_ = self.post_attention_layernorm(h)  # (B, 8192, 4096)  specs/llama.nn:29
-        m_ = self.mlp(m_)  # (B, 8192, 4096)  specs/llama.nn:29
-        add = h + m_  # (B, 8192, 4096)  specs/llama.nn:30
+        # x: (B, ?, 4096)
+        a = self.input_layernorm(x)  # (B, ?, 4096)  specs/llama.nn:26
+        a = self.self_attn(a)  # (B, ?, 4096)  specs/llama.nn:27
+        h = x + a  # (B, ?, 4096)  specs/llama.nn:28
+        m_ = self.post_attention_layernorm(h)  # (B, ?, 4096)  specs/llama.nn:29
+        m_ = self.mlp(m_)  # (B, ?, 4096)  specs/llama.nn:29
+        add = h + m_  # (B, ?, 4096)  specs/llama.nn:30
         return add
 
 
@@ -279,10 +279,10 @@ class LlamaModel(nn.Module):
         self.norm = nn.RMSNorm(hidden, eps=eps)  # specs/llama.nn:38
 
     def forward(self, input_ids):
-        # input_ids: (B, 8192) long
-        embed_tokens = self.embed_tokens(input_ids)  # (B, 8192, 4096)  specs/llama.nn:35
-        layers = self.layers(embed_tokens)  # (B, 8192, 4096)  specs/llama.nn:36
-        norm = self.norm(layers)  # (B, 8192, 4096)  specs/llama.nn:38
+        # input_ids: (B, in_features) long
+        embed_tokens = self.embed_tokens(input_ids)  # (B, in_features, 4096)  specs/llama.nn:35
+        layers = self.layers(embed_tokens)  # (B, in_features, 4096)  specs/llama.nn:36
+        norm = self.norm(layers)  # (B, in_features, 4096)  specs/llama.nn:38
         return norm
 
 
@@ -303,21 +303,11 @@ class Llama(nn.Module):
         seq=8192,
     ):
         super().__init__()
-        if vocab_size != 128256:
-            raise ValueError(
-                'vocab_size is fixed at 128256 in this file: other values change the '
-                'structure of the network; generate the file again from the spec with '
-                'vocab_size set')
         if hidden != 4096:
             raise ValueError(
                 'hidden is fixed at 4096 in this file: other values change the '
                 'structure of the network; generate the file again from the spec with '
                 'hidden set')
-        if intermediate != 14336:
-            raise ValueError(
-                'intermediate is fixed at 14336 in this file: other values change the '
-                'structure of the network; generate the file again from the spec with '
-                'intermediate set')
         if layers != 32:
             raise ValueError(
                 'layers is fixed at 32 in this file: other values change the structure '
@@ -331,27 +321,14 @@ class Llama(nn.Module):
                 'kv_heads is fixed at 8 in this file: other values change the structure '
                 'of the network; generate the file again from the spec with kv_heads '
                 'set')
-        if theta != 500000.0:
-            raise ValueError(
-                'theta is fixed at 500000.0 in this file: other values change the '
-                'structure of the network; generate the file again from the spec with '
-                'theta set')
-        if eps != 1e-05:
-            raise ValueError(
-                'eps is fixed at 1e-05 in this file: other values change the structure '
-                'of the network; generate the file again from the spec with eps set')
-        if seq != 8192:
-            raise ValueError(
-                'seq is fixed at 8192 in this file: other values change the structure '
-                'of the network; generate the file again from the spec with seq set')
         # specs/llama.nn:33
-        self.model = LlamaModel(128256, 4096, 14336, 32, 32, 8, 500000.0, 1e-05)
-        self.lm_head = nn.Linear(4096, 128256, bias=False)  # specs/llama.nn:45
+        self.model = LlamaModel(vocab_size, 4096, intermediate, 32, 32, 8, theta, eps)
+        self.lm_head = nn.Linear(4096, vocab_size, bias=False)  # specs/llama.nn:45
 
     def forward(self, input_ids):
-        # input_ids: (B, 8192) long
-        input_ids = self.model(input_ids)  # (B, 8192, 4096)  specs/llama.nn:44
-        input_ids = self.lm_head(input_ids)  # (B, 8192, 128256)  specs/llama.nn:45
+        # input_ids: (B, seq) long
+        input_ids = self.model(input_ids)  # (B, seq, 4096)  specs/llama.nn:44
+        input_ids = self.lm_head(input_ids)  # (B, seq, vocab_size)  specs/llama.nn:45
         return input_ids
 
 

@@ -203,11 +203,6 @@ class SwinT(nn.Module):
         stochastic_depth_prob=0.2,
     ):
         super().__init__()
-        if num_classes != 1000:
-            raise ValueError(
-                'num_classes is fixed at 1000 in this file: other values change the '
-                'structure of the network; generate the file again from the spec with '
-                'num_classes set')
         if size != 224:
             raise ValueError(
                 'size is fixed at 224 in this file: other values change the structure '
@@ -272,7 +267,7 @@ class SwinT(nn.Module):
         )  # specs/swin_t.nn:34
         self.norm = nn.LayerNorm(768)  # specs/swin_t.nn:41
         self.avgpool = nn.AdaptiveAvgPool2d(1)  # specs/swin_t.nn:43
-        self.head = nn.Linear(768, 1000)  # specs/swin_t.nn:45
+        self.head = nn.Linear(768, num_classes)  # specs/swin_t.nn:45
 
     def forward(self, x):
         # x: (B, 3, 224, 224)
@@ -281,7 +276,7 @@ class SwinT(nn.Module):
         x = torch.permute(x, (0, 3, 1, 2))  # (B, 768, 7, 7)  specs/swin_t.nn:42
         x = self.avgpool(x)  # (B, 768, 1, 1)  specs/swin_t.nn:43
         x = torch.flatten(x, 1)  # (B, 768)  specs/swin_t.nn:44
-        x = self.head(x)  # (B, 1000)  specs/swin_t.nn:45
+        x = self.head(x)  # (B, num_classes)  specs/swin_t.nn:45
         return x
 
 

@@ -42,9 +42,9 @@ class CausalSelfAttention(nn.Module):
         self.resid_dropout = nn.Dropout(p=0.0)  # specs/blocks/gpt.nn:8
 
     def forward(self, x):
-        # x: (B, 16, 32)
-        q = self.c_attn(x)  # (B, 16, 96)  specs/blocks/gpt.nn:6
-        # (B, 16, 32), (B, 16, 32), (B, 16, 32)  specs/blocks/gpt.nn:6
+        # x: (B, ?, 32)
+        q = self.c_attn(x)  # (B, ?, 96)  specs/blocks/gpt.nn:6
+        # (B, ?, 32), (B, ?, 32), (B, ?, 32)  specs/blocks/gpt.nn:6
         q, k, v = torch.split(q, self.n_embd, dim=2)
         y = F.scaled_dot_product_attention(
             q.unflatten(-1, (self.n_head, -1)).transpose(1, 2),
@@ -56,9 +56,9 @@ class CausalSelfAttention(nn.Module):
             2,
         ).flatten(
             2,
-        )  # (B, 16, 32)  specs/blocks/gpt.nn:7
-        c_proj = self.c_proj(y)  # (B, 16, 32)  specs/blocks/gpt.nn:8
-        resid_dropout = self.resid_dropout(c_proj)  # (B, 16, 32)  specs/blocks/gpt.nn:8
+        )  # (B, ?, 32)  specs/blocks/gpt.nn:7
+        c_proj = self.c_proj(y)  # (B, ?, 32)  specs/blocks/gpt.nn:8
+        resid_dropout = self.resid_dropout(c_proj)  # (B, ?, 32)  specs/blocks/gpt.nn:8
         return resid_dropout
 
 
@@ -78,11 +78,11 @@ class MLP(nn.Module):
         self.dropout = nn.Dropout(p=0.0)  # specs/blocks/gpt.nn:14
 
     def forward(self, x):
-        # x: (B, 16, 32)
-        c_fc = self.c_fc(x)  # (B, 16, 128)  specs/blocks/gpt.nn:13
-        act = self.act(c_fc)  # (B, 16, 128)  specs/blocks/gpt.nn:13
-        c_proj = self.c_proj(act)  # (B, 16, 32)  specs/blocks/gpt.nn:13
-        dropout = self.dropout(c_proj)  # (B, 16, 32)  specs/blocks/gpt.nn:14
+        # x: (B, ?, 32)
+        c_fc = self.c_fc(x)  # (B, ?, 128)  specs/blocks/gpt.nn:13
+        act = self.act(c_fc)  # (B, ?, 128)  specs/blocks/gpt.nn:13
+        c_proj = self.c_proj(act)  # (B, ?, 32)  specs/blocks/gpt.nn:13
+        dropout = self.dropout(c_proj)  # (B, ?, 32)  specs/blocks/gpt.nn:14
         return dropout
 
 
@@ -102,13 +102,13 @@ class Block(nn.Module):
         self.mlp = MLP(n_embd, 0.0)  # specs/blocks/gpt.nn:11
 
     def forward(self, x):
-        # x: (B, 16, 32)
-        a = self.ln_1(x)  # (B, 16, 32)  specs/blocks/gpt.nn:19
-        a = self.attn(a)  # (B, 16, 32)  specs/blocks/gpt.nn:19
-        x = x + a  # (B, 16, 32)  specs/blocks/gpt.nn:20
-        m_ = self.ln_2(x)  # (B, 16, 32)  specs/blocks/gpt.nn:21
-        m_ = self.mlp(m_)  # (B, 16, 32)  specs/blocks/gpt.nn:21
-        add = x + m_  # (B, 16, 32)  specs/blocks/gpt.nn:22
+        # x: (B, ?, 32)
+        a = self.ln_1(x)  # (B, ?, 32)  specs/blocks/gpt.nn:19
+        a = self.attn(a)  # (B, ?, 32)  specs/blocks/gpt.nn:19
+        x = x + a  # (B, ?, 32)  specs/blocks/gpt.nn:20
+        m_ = self.ln_2(x)  # (B, ?, 32)  specs/blocks/gpt.nn:21
+        m_ = self.mlp(m_)  # (B, ?, 32)  specs/blocks/gpt.nn:21
+        add = x + m_  # (B, ?, 32)  specs/blocks/gpt.nn:22
         return add
 
 
@@ -118,20 +118,6 @@ class GPT2Model(nn.Module):
 
     def __init__(self, vocab_size, n_positions, n_embd, n_layer, n_head, dropout_p):
         super().__init__()
-        if vocab_size != 32:
-            raise ValueError(
-                'vocab_size is fixed at 32 in this file: other values change the '
-                'structure of the network; generate the file again from the spec with '
-                'vocab_size set')
-        if n_positions != 16:
-            raise ValueError(
-                'n_positions is fixed at 16 in this file: other values change the '
-                'structure of the network; generate the file again from the spec with '
-                'n_positions set')
-        if n_embd != 32:
-            raise ValueError(
-                'n_embd is fixed at 32 in this file: other values change the structure '
-                'of the network; generate the file again from the spec with n_embd set')
         if n_layer != 2:
             raise ValueError(
                 'n_layer is fixed at 2 in this file: other values change the structure '
@@ -141,21 +127,21 @@ class GPT2Model(nn.Module):
                 'dropout_p is fixed at 0.0 in this file: other values change the '
                 'structure of the network; generate the file again from the spec with '
                 'dropout_p set')
-        self.wte = nn.Embedding(32, 32)  # specs/blocks/gpt.nn:27
-        self.wpe = PositionEmbedding(16, 32)  # specs/blocks/gpt.nn:28
+        self.wte = nn.Embedding(vocab_size, n_embd)  # specs/blocks/gpt.nn:27
+        self.wpe = PositionEmbedding(n_positions, n_embd)  # specs/blocks/gpt.nn:28
         self.drop = nn.Dropout(p=0.0)  # specs/blocks/gpt.nn:29
         # specs/blocks/gpt.nn:29
-        self.h = nn.Sequential(Block(32, n_head, 0.0), Block(32, n_head, 0.0))
-        self.ln_f = nn.LayerNorm(32)  # specs/blocks/gpt.nn:30
+        self.h = nn.Sequential(Block(n_embd, n_head, 0.0), Block(n_embd, n_head, 0.0))
+        self.ln_f = nn.LayerNorm(n_embd)  # specs/blocks/gpt.nn:30
 
     def forward(self, input_ids):
-        # input_ids: (B, 16) long
-        tok = self.wte(input_ids)  # (B, 16, 32)  specs/blocks/gpt.nn:27
-        pos = self.wpe(input_ids)  # (B, 16, 32)  specs/blocks/gpt.nn:28
-        add = tok + pos  # (B, 16, 32)  specs/blocks/gpt.nn:29
-        drop = self.drop(add)  # (B, 16, 32)  specs/blocks/gpt.nn:29
-        h = self.h(drop)  # (B, 16, 32)  specs/blocks/gpt.nn:29
-        ln_f = self.ln_f(h)  # (B, 16, 32)  specs/blocks/gpt.nn:30
+        # input_ids: (B, n_positions) long
+        tok = self.wte(input_ids)  # (B, n_positions, 32)  specs/blocks/gpt.nn:27
+        pos = self.wpe(input_ids)  # (B, n_positions, 32)  specs/blocks/gpt.nn:28
+        add = tok + pos  # (B, n_positions, 32)  specs/blocks/gpt.nn:29
+        drop = self.drop(add)  # (B, n_positions, 32)  specs/blocks/gpt.nn:29
+        h = self.h(drop)  # (B, n_positions, 32)  specs/blocks/gpt.nn:29
+        ln_f = self.ln_f(h)  # (B, n_positions, 32)  specs/blocks/gpt.nn:30
         return ln_f
 
 
@@ -165,15 +151,6 @@ class TinyGptHeads(nn.Module):
 
     def __init__(self, vocab_size=32, seq=16, n_embd=32, n_layer=2, n_head=4, dropout_p=0.0):
         super().__init__()
-        if vocab_size != 32:
-            raise ValueError(
-                'vocab_size is fixed at 32 in this file: other values change the '
-                'structure of the network; generate the file again from the spec with '
-                'vocab_size set')
-        if seq != 16:
-            raise ValueError(
-                'seq is fixed at 16 in this file: other values change the structure of '
-                'the network; generate the file again from the spec with seq set')
         if n_embd != 32:
             raise ValueError(
                 'n_embd is fixed at 32 in this file: other values change the structure '
@@ -191,13 +168,13 @@ class TinyGptHeads(nn.Module):
                 'dropout_p is fixed at 0.0 in this file: other values change the '
                 'structure of the network; generate the file again from the spec with '
                 'dropout_p set')
-        self.transformer = GPT2Model(32, 16, 32, 2, 4, 0.0)  # specs/blocks/gpt.nn:25
-        self.lm_head = nn.Linear(32, 32, bias=False)  # specs/tiny_gpt_heads.nn:13
+        self.transformer = GPT2Model(vocab_size, seq, 32, 2, 4, 0.0)  # specs/blocks/gpt.nn:25
+        self.lm_head = nn.Linear(32, vocab_size, bias=False)  # specs/tiny_gpt_heads.nn:13
 
     def forward(self, input_ids):
-        # input_ids: (B, 16) long
-        input_ids = self.transformer(input_ids)  # (B, 16, 32)  specs/tiny_gpt_heads.nn:12
-        input_ids = self.lm_head(input_ids)  # (B, 16, 32)  specs/tiny_gpt_heads.nn:13
+        # input_ids: (B, seq) long
+        input_ids = self.transformer(input_ids)  # (B, seq, 32)  specs/tiny_gpt_heads.nn:12
+        input_ids = self.lm_head(input_ids)  # (B, seq, vocab_size)  specs/tiny_gpt_heads.nn:13
         return input_ids
 
 

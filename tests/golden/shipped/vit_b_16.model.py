@@ -48,11 +48,6 @@ class EncoderBlock(nn.Module):
 
     def __init__(self, num_heads, hidden_dim, mlp_dim, dropout_p, attention_dropout):
         super().__init__()
-        if dropout_p != 0.0:
-            raise ValueError(
-                'dropout_p is fixed at 0.0 in this file: other values change the '
-                'structure of the network; generate the file again from the spec with '
-                'dropout_p set')
         if attention_dropout != 0.0:
             raise ValueError(
                 'attention_dropout is fixed at 0.0 in this file: other values change '
@@ -60,14 +55,14 @@ class EncoderBlock(nn.Module):
                 'with attention_dropout set')
         self.ln_1 = nn.LayerNorm(hidden_dim, eps=1e-06)  # specs/vit_b_16.nn:13
         self.self_attention = MultiheadAttentionLayer(hidden_dim, num_heads)  # specs/vit_b_16.nn:14
-        self.dropout = nn.Dropout(p=0.0)  # specs/vit_b_16.nn:15
+        self.dropout = nn.Dropout(p=dropout_p)  # specs/vit_b_16.nn:15
         self.ln_2 = nn.LayerNorm(hidden_dim, eps=1e-06)  # specs/vit_b_16.nn:17
         self.mlp = nn.Sequential(
             nn.Linear(hidden_dim, mlp_dim),
             nn.GELU(),
-            nn.Dropout(p=0.0),
+            nn.Dropout(p=dropout_p),
             nn.Linear(mlp_dim, hidden_dim),
-            nn.Dropout(p=0.0),
+            nn.Dropout(p=dropout_p),
         )  # specs/vit_b_16.nn:8
 
     def forward(self, input_):
@@ -107,11 +102,6 @@ class Encoder(nn.Module):
                 'num_heads is fixed at 12 in this file: other values change the '
                 'structure of the network; generate the file again from the spec with '
                 'num_heads set')
-        if dropout_p != 0.0:
-            raise ValueError(
-                'dropout_p is fixed at 0.0 in this file: other values change the '
-                'structure of the network; generate the file again from the spec with '
-                'dropout_p set')
         if attention_dropout != 0.0:
             raise ValueError(
                 'attention_dropout is fixed at 0.0 in this file: other values change '
@@ -120,20 +110,20 @@ class Encoder(nn.Module):
         self.pos_embedding = nn.Parameter(
             torch.empty((1, seq_length, hidden_dim)).normal_(0.0, 0.02),
         )  # specs/vit_b_16.nn:24
-        self.dropout = nn.Dropout(p=0.0)  # specs/vit_b_16.nn:26
+        self.dropout = nn.Dropout(p=dropout_p)  # specs/vit_b_16.nn:26
         self.layers = nn.Sequential(OrderedDict([
-            ('encoder_layer_0', EncoderBlock(12, hidden_dim, mlp_dim, 0.0, 0.0)),
-            ('encoder_layer_1', EncoderBlock(12, hidden_dim, mlp_dim, 0.0, 0.0)),
-            ('encoder_layer_2', EncoderBlock(12, hidden_dim, mlp_dim, 0.0, 0.0)),
-            ('encoder_layer_3', EncoderBlock(12, hidden_dim, mlp_dim, 0.0, 0.0)),
-            ('encoder_layer_4', EncoderBlock(12, hidden_dim, mlp_dim, 0.0, 0.0)),
-            ('encoder_layer_5', EncoderBlock(12, hidden_dim, mlp_dim, 0.0, 0.0)),
-            ('encoder_layer_6', EncoderBlock(12, hidden_dim, mlp_dim, 0.0, 0.0)),
-            ('encoder_layer_7', EncoderBlock(12, hidden_dim, mlp_dim, 0.0, 0.0)),
-            ('encoder_layer_8', EncoderBlock(12, hidden_dim, mlp_dim, 0.0, 0.0)),
-            ('encoder_layer_9', EncoderBlock(12, hidden_dim, mlp_dim, 0.0, 0.0)),
-            ('encoder_layer_10', EncoderBlock(12, hidden_dim, mlp_dim, 0.0, 0.0)),
-            ('encoder_layer_11', EncoderBlock(12, hidden_dim, mlp_dim, 0.0, 0.0)),
+            ('encoder_layer_0', EncoderBlock(12, hidden_dim, mlp_dim, dropout_p, 0.0)),
+            ('encoder_layer_1', EncoderBlock(12, hidden_dim, mlp_dim, dropout_p, 0.0)),
+            ('encoder_layer_2', EncoderBlock(12, hidden_dim, mlp_dim, dropout_p, 0.0)),
+            ('encoder_layer_3', EncoderBlock(12, hidden_dim, mlp_dim, dropout_p, 0.0)),
+            ('encoder_layer_4', EncoderBlock(12, hidden_dim, mlp_dim, dropout_p, 0.0)),
+            ('encoder_layer_5', EncoderBlock(12, hidden_dim, mlp_dim, dropout_p, 0.0)),
+            ('encoder_layer_6', EncoderBlock(12, hidden_dim, mlp_dim, dropout_p, 0.0)),
+            ('encoder_layer_7', EncoderBlock(12, hidden_dim, mlp_dim, dropout_p, 0.0)),
+            ('encoder_layer_8', EncoderBlock(12, hidden_dim, mlp_dim, dropout_p, 0.0)),
+            ('encoder_layer_9', EncoderBlock(12, hidden_dim, mlp_dim, dropout_p, 0.0)),
+            ('encoder_layer_10', EncoderBlock(12, hidden_dim, mlp_dim, dropout_p, 0.0)),
+            ('encoder_layer_11', EncoderBlock(12, hidden_dim, mlp_dim, dropout_p, 0.0)),
         ]))  # specs/vit_b_16.nn:27
         self.ln = nn.LayerNorm(hidden_dim, eps=1e-06)  # specs/vit_b_16.nn:29
 
@@ -191,31 +181,16 @@ class VitB16(nn.Module):
                 'hidden_dim is fixed at 768 in this file: other values change the '
                 'structure of the network; generate the file again from the spec with '
                 'hidden_dim set')
-        if mlp_dim != 3072:
-            raise ValueError(
-                'mlp_dim is fixed at 3072 in this file: other values change the '
-                'structure of the network; generate the file again from the spec with '
-                'mlp_dim set')
-        if dropout_p != 0.0:
-            raise ValueError(
-                'dropout_p is fixed at 0.0 in this file: other values change the '
-                'structure of the network; generate the file again from the spec with '
-                'dropout_p set')
         if attention_dropout != 0.0:
             raise ValueError(
                 'attention_dropout is fixed at 0.0 in this file: other values change '
                 'the structure of the network; generate the file again from the spec '
                 'with attention_dropout set')
-        if num_classes != 1000:
-            raise ValueError(
-                'num_classes is fixed at 1000 in this file: other values change the '
-                'structure of the network; generate the file again from the spec with '
-                'num_classes set')
         self.conv_proj = nn.Conv2d(3, 768, kernel_size=16, stride=16)  # specs/vit_b_16.nn:38
         self.class_token = nn.Parameter(torch.zeros((1, 1, 768)))  # specs/vit_b_16.nn:40
-        self.encoder = Encoder(197, 12, 12, 768, 3072, 0.0, 0.0)  # specs/vit_b_16.nn:21
+        self.encoder = Encoder(197, 12, 12, 768, mlp_dim, dropout_p, 0.0)  # specs/vit_b_16.nn:21
         # specs/vit_b_16.nn:44
-        self.heads = nn.Sequential(OrderedDict([('head', nn.Linear(768, 1000))]))
+        self.heads = nn.Sequential(OrderedDict([('head', nn.Linear(768, num_classes))]))
 
     def forward(self, x):
         # x: (B, 3, 224, 224)
@@ -226,7 +201,7 @@ class VitB16(nn.Module):
         h = torch.cat([cls, tokens], dim=1)  # (B, 197, 768)  specs/vit_b_16.nn:41
         h = self.encoder(h)  # (B, 197, 768)  specs/vit_b_16.nn:42
         select = torch.select(h, 1, 0)  # (B, 768)  specs/vit_b_16.nn:44
-        heads = self.heads(select)  # (B, 1000)  specs/vit_b_16.nn:44
+        heads = self.heads(select)  # (B, num_classes)  specs/vit_b_16.nn:44
         return heads
 
 

@@ -11,15 +11,15 @@ import torch.nn.functional as F
 class Bias(nn.Module):
     """Bias(length=5), from tests/golden/valid/exprs_chain.nn:3."""
 
-    def __init__(self, length):
+    def __init__(self, length, in_features):
         super().__init__()
-        self.q = nn.Linear(8, length)  # tests/golden/valid/exprs_chain.nn:5
+        self.q = nn.Linear(in_features, length)  # tests/golden/valid/exprs_chain.nn:5
         self.rel = nn.Linear(length, length)  # tests/golden/valid/exprs_chain.nn:5
 
     def forward(self, x):
-        # x: (B, 5, 8)
-        q = self.q(x)  # (B, 5, 5)  tests/golden/valid/exprs_chain.nn:5
-        rel = self.rel(q)  # (B, 5, 5)  tests/golden/valid/exprs_chain.nn:5
+        # x: (B, length, in_features)
+        q = self.q(x)  # (B, length, length)  tests/golden/valid/exprs_chain.nn:5
+        rel = self.rel(q)  # (B, length, length)  tests/golden/valid/exprs_chain.nn:5
         return x, rel
 
 
@@ -37,20 +37,24 @@ class Layer(nn.Module):
         self.fc = nn.Linear(dim, dim)  # tests/golden/valid/exprs_chain.nn:12
 
     def forward(self, x, bias):
-        # x: (B, 5, 8)
-        # bias: (B, 5, 5)
-        h = self.ln(x)  # (B, 5, 8)  tests/golden/valid/exprs_chain.nn:10
-        transpose = torch.transpose(h, 1, 2)  # (B, 8, 5)  tests/golden/valid/exprs_chain.nn:11
-        matmul = h @ transpose  # (B, 5, 5)  tests/golden/valid/exprs_chain.nn:11
-        add = matmul + bias  # (B, 5, 5)  tests/golden/valid/exprs_chain.nn:11
-        scores = torch.softmax(add, dim=-1)  # (B, 5, 5)  tests/golden/valid/exprs_chain.nn:11
-        h = scores @ h  # (B, 5, 8)  tests/golden/valid/exprs_chain.nn:12
-        h = self.fc(h)  # (B, 5, 8)  tests/golden/valid/exprs_chain.nn:12
+        # x: (B, bias_features, dim)
+        # bias: (B, bias_features, bias_features)
+        h = self.ln(x)  # (B, bias_features, dim)  tests/golden/valid/exprs_chain.nn:10
+        # (B, dim, bias_features)  tests/golden/valid/exprs_chain.nn:11
+        transpose = torch.transpose(h, 1, 2)
+        # (B, bias_features, bias_features)  tests/golden/valid/exprs_chain.nn:11
+        matmul = h @ transpose
+        # (B, bias_features, bias_features)  tests/golden/valid/exprs_chain.nn:11
+        add = matmul + bias
+        # (B, bias_features, bias_features)  tests/golden/valid/exprs_chain.nn:11
+        scores = torch.softmax(add, dim=-1)
+        h = scores @ h  # (B, bias_features, dim)  tests/golden/valid/exprs_chain.nn:12
+        h = self.fc(h)  # (B, bias_features, dim)  tests/golden/valid/exprs_chain.nn:12
         if self.variant:
-            h = torch.relu(h)  # (B, 5, 8)  tests/golden/valid/exprs_chain.nn:8
+            h = torch.relu(h)  # (B, bias_features, dim)  tests/golden/valid/exprs_chain.nn:8
         else:
-            h = F.gelu(h)  # (B, 5, 8)  tests/golden/valid/exprs_chain.nn:20
-        add = x + h  # (B, 5, 8)  tests/golden/valid/exprs_chain.nn:13
+            h = F.gelu(h)  # (B, bias_features, dim)  tests/golden/valid/exprs_chain.nn:20
+        add = x + h  # (B, bias_features, dim)  tests/golden/valid/exprs_chain.nn:13
         return add, bias
 
 
@@ -59,34 +63,29 @@ class ExprsChain(nn.Module):
 
     def __init__(self, dim=8, length=5, depth=3):
         super().__init__()
-        if dim != 8:
-            raise ValueError(
-                'dim is fixed at 8 in this file: other values change the structure of '
-                'the network; generate the file again from the spec with dim set')
-        if length != 5:
-            raise ValueError(
-                'length is fixed at 5 in this file: other values change the structure '
-                'of the network; generate the file again from the spec with length set')
         if depth != 3:
             raise ValueError(
                 'depth is fixed at 3 in this file: other values change the structure of '
                 'the network; generate the file again from the spec with depth set')
-        self.first = Bias(5)  # tests/golden/valid/exprs_chain.nn:3
+        self.first = Bias(length, dim)  # tests/golden/valid/exprs_chain.nn:3
         # tests/golden/valid/exprs_chain.nn:19
-        self.layers = nn.ModuleList([Layer(8, 2, True), Layer(8, 2, True), Layer(8, 2, True)])
+        self.layers = nn.ModuleList([Layer(dim, 2, True), Layer(dim, 2, True), Layer(dim, 2, True)])
         # tests/golden/valid/exprs_chain.nn:20
-        self.more = nn.ModuleList([Layer(8, 2, False), Layer(8, 2, True)])
-        self.head = nn.Linear(8, 3)  # tests/golden/valid/exprs_chain.nn:21
+        self.more = nn.ModuleList([Layer(dim, 2, False), Layer(dim, 2, True)])
+        self.head = nn.Linear(dim, 3)  # tests/golden/valid/exprs_chain.nn:21
 
     def forward(self, x):
-        # x: (B, 5, 8)
-        h, bias = self.first(x)  # (B, 5, 8), (B, 5, 5)  tests/golden/valid/exprs_chain.nn:18
+        # x: (B, length, dim)
+        # (B, length, dim), (B, length, length)  tests/golden/valid/exprs_chain.nn:18
+        h, bias = self.first(x)
         for m in self.layers:
-            h, bias = m(h, bias)  # (B, 5, 8), (B, 5, 5)  tests/golden/valid/exprs_chain.nn:19
+            # (B, length, dim), (B, length, length)  tests/golden/valid/exprs_chain.nn:19
+            h, bias = m(h, bias)
         h, _ = h, bias
         for m in self.more:
-            h, _ = m(h, _)  # (B, 5, 8), (B, 5, 5)  tests/golden/valid/exprs_chain.nn:20
-        head = self.head(h)  # (B, 5, 3)  tests/golden/valid/exprs_chain.nn:21
+            # (B, length, dim), (B, length, length)  tests/golden/valid/exprs_chain.nn:20
+            h, _ = m(h, _)
+        head = self.head(h)  # (B, length, 3)  tests/golden/valid/exprs_chain.nn:21
         return head
 
 
