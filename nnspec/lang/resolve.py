@@ -259,7 +259,7 @@ def _define(table: dict, name: str, item, reporter: Reporter, what: str) -> None
         table[name] = item
 
 
-SECTION_NAMES = ("train", "parallel", "compress", "weights")
+SECTION_NAMES = ("train", "parallel", "compress", "weights", "ensemble")
 
 
 def _add_section(item: S.Section, program: Program, reporter: Reporter, is_root: bool) -> None:

@@ -14,8 +14,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from nnspec.lang import syntax as S
-from nnspec.lang.config import (SECTIONS, Call, CompressSpec, ParallelSpec, TrainSpec,
-                                 WeightsSpec)
+from nnspec.lang.config import (SECTIONS, Call, CompressSpec, EnsembleSpec, ParallelSpec,
+                                 TrainSpec, WeightsSpec)
 from nnspec.lang.diagnostics import Reporter, Span, did_you_mean
 
 MAX_VALUE = 2 ** 62
@@ -29,6 +29,7 @@ class Settings:
     parallel: ParallelSpec = field(default_factory=ParallelSpec)
     compress: CompressSpec = field(default_factory=CompressSpec)
     weights: WeightsSpec = field(default_factory=WeightsSpec)
+    ensemble: EnsembleSpec = field(default_factory=EnsembleSpec)
     spans: dict[str, Span] = field(default_factory=dict)   # "parallel.zero" -> span of the setting
     section_spans: dict[str, Span] = field(default_factory=dict)
     written: dict[str, dict[str, Any]] = field(default_factory=dict)  # as written, before defaults

@@ -15,7 +15,7 @@ each other directly, never this package.
 """
 from nnspec.lang.config.models import (DATASETS, LOSS_ARGS, LOSS_TARGETS, LOSSES, METRIC_ARGS,
                                        METRICS, SCHEDULES, SECTIONS, Call, CompressSpec,
-                                       ParallelSpec, TrainSpec, WeightsSpec)
+                                       EnsembleSpec, ParallelSpec, TrainSpec, WeightsSpec)
 from nnspec.lang.config.optim import (JSON_OPTIMIZERS, REFUSED_OPTIMIZERS, SCHEDULE_ARGS, _plain,
                                       known_total_steps, optimizer_lr, schedule_args,
                                       torch_optimizer_class, total_steps_for)
@@ -26,7 +26,7 @@ from nnspec.lang.config.train_checks import Problem, check_train, objective_prob
 
 __all__ = [
     "DATASETS", "LOSS_ARGS", "LOSS_TARGETS", "LOSSES", "METRIC_ARGS", "METRICS", "SCHEDULES",
-    "SECTIONS", "Call", "CompressSpec", "ParallelSpec", "TrainSpec", "WeightsSpec", "JSON_OPTIMIZERS",
+    "SECTIONS", "Call", "CompressSpec", "EnsembleSpec", "ParallelSpec", "TrainSpec", "WeightsSpec", "JSON_OPTIMIZERS",
     "REFUSED_OPTIMIZERS", "SCHEDULE_ARGS", "known_total_steps", "optimizer_lr", "schedule_args",
     "torch_optimizer_class", "optimizer_class_name", "total_steps_for", "Layout",
     "ParallelConfigError", "check_parallel",

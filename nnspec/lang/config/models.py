@@ -150,6 +150,36 @@ class WeightsSpec(_Section):
                                       "gpt2(n_embd=n_embd, n_layer=n_layer)")
 
 
+ENSEMBLE_COMBINE = ("mean_probs", "mean_logits", "vote", "learned")
+ENSEMBLE_VARY = ("seed", "bootstrap", "subset")
+
+
+class EnsembleSpec(_Section):
+    """An ensemble of members trained apart and combined in one module's forward (nnspec.ensemble).
+
+    Absent section: no ensemble. Every member gets its own initialization seed (train.seed + i);
+    `vary` adds how their training data differ."""
+
+    members: Union[PositiveInt, tuple[Union[str, Call], ...]] = Field(
+        1, description="N copies of the spec's model, or a list of the file's models and blocks "
+        "with parameter values: [digits_mlp, digits_mlp(hidden=64), small_cnn]")
+    combine: Literal["mean_probs", "mean_logits", "vote", "learned"] = Field(
+        "mean_probs", description="mean of probabilities, mean of logits, majority vote, or "
+        "learned weights (fitted after the members)")
+    vary: Union[str, Call] = Field("seed", description="how members differ in training: seed "
+                                   "(initialization and shuffling), bootstrap (a sample with "
+                                   "replacement of the training set), subset(fraction)")
+    placement: Literal["auto", "sequential", "per_rank"] = Field(
+        "auto", description="train members one after another in one process, or one member per "
+        "rank under the runner; auto: per_rank when the world size equals the member count")
+
+    @field_validator("members", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return (v,) if isinstance(v, (str, Call)) else v
+
+
 SECTIONS: dict[str, type[_Section]] = {"train": TrainSpec, "parallel": ParallelSpec,
-                                       "compress": CompressSpec, "weights": WeightsSpec}
+                                       "compress": CompressSpec, "weights": WeightsSpec,
+                                       "ensemble": EnsembleSpec}
 
