@@ -134,6 +134,11 @@ class Spec:
                  "tied": [t.key for t in part.cross_stage_ties()
                           if any(part.stage_of(u) == s for u in t.units)]}
                 for s in range(part.stages)]
+            for s, stage in enumerate(out["pipeline"][:-1]):
+                extra = [v for v in part.crossing(s) if v is not part.boundary(s)]
+                if extra:  # integer tensors (ids, masks) that cross beside the activation
+                    stage["sends_also"] = [{"name": v.hint, "dtype": v.type.dtype,
+                                            "shape": list(v.type.shape)} for v in extra]
         return out
 
     def summary_table(self, depth: int | None = None, batch_size: int = 1) -> str:
@@ -144,6 +149,9 @@ class Spec:
             layers = stage["layers"]
             span = layers[0] if len(layers) == 1 else f"{layers[0]} .. {layers[-1]}"
             sends = f", sends (B, {', '.join(map(str, stage['sends']))})" if stage["sends"] else ""
+            for also in stage.get("sends_also", ()):
+                shape = ", ".join(map(str, also["shape"]))
+                sends += f" + {also['name']} (B, {shape}) {also['dtype']}"
             tied = f", tied: {', '.join(stage['tied'])}" if stage["tied"] else ""
             text += (f"Pipeline stage {stage['stage']}: {span} ({len(layers)} layers, "
                      f"{stage['params']:,} params{sends}{tied})\n")

@@ -6,9 +6,14 @@ of *units* (one pipeline layer each): a block called once (GPT-2's `transformer`
 into its own steps, a list (`layer1`, `h`) into its items, down to the blocks a list repeats and
 the single layers, so the units are what people place: `conv1`, `layer1.0`, `transformer.h.3`.
 
-A boundary may fall between two units only where exactly one tensor is live, the single edge
-between two blocks: never across a residual (`x` still needed by `h + x`) or a mask that every
-block reads. Stages are balanced over those cut points by parameters, by unit count, or by units
+A boundary may fall between two units only where exactly one float tensor is live (the
+activation, which carries the gradient back), and integer or bool tensors that need no gradient
+(token ids, an attention mask every block reads, positions) may cross beside it, each boundary a
+tuple of tensors. A float value still needed later besides the activation is a residual (`x`
+still needed by `h + x`) and stays inside a stage; so does a value of a block that was opened up
+and is not its output (BERT's word embeddings, waiting for the position embeddings to be added):
+several tensors cross only where the float one is the output of a whole block, a list item or a
+top-level layer. Stages are balanced over those cut points by parameters, by unit count, or by units
 whose block/layer kind matches `type:REGEX`, or placed explicitly by `stage_boundaries`.
 
 Weights shared between units (`tie=`, or one layer used twice) that land on different stages
@@ -77,6 +82,7 @@ class Partition:
     bounds: list[int] = field(default_factory=lambda: [0])  # stage s: units[bounds[s]:bounds[s+1]]
     ties: list[Tie] = field(default_factory=list)
     alias: dict[int, Value] = field(default_factory=dict)  # an opened block's inputs and outputs
+    whole: set[int] = field(default_factory=set)  # ids of whole blocks' and top-level outputs
 
     def real(self, v: Value) -> Value:
         """The value `v` stands for once blocks are opened up (a block's input is its argument)."""
@@ -103,14 +109,24 @@ class Partition:
             own -= max(0, here - 1) * t.size
         return own
 
+    def crossing(self, s: int) -> list[Value]:
+        """The tensors sent from stage s to stage s + 1, in the order the layers pass them."""
+        return self.live[self.bounds[s + 1] - 1]
+
     def boundary(self, s: int) -> Value:
-        """The tensor sent from stage s to stage s + 1."""
-        return self.live[self.bounds[s + 1] - 1][0]
+        """The float tensor (the activation) sent from stage s to stage s + 1."""
+        return next(v for v in self.crossing(s) if v.type.dtype == "float")
 
     def cut_points(self) -> list[int]:
-        """Unit indices a stage may start at (exactly one float tensor crosses there)."""
-        return [i + 1 for i, live in enumerate(self.live[:-1])
-                if len(live) == 1 and live[0].type.dtype == "float"]
+        """Unit indices a stage may start at: one float tensor crosses there, alone or, when it
+        is a whole block's output, beside integer and bool tensors."""
+        return [i + 1 for i, live in enumerate(self.live[:-1]) if self.may_cross(live)]
+
+    def may_cross(self, live: list[Value]) -> bool:
+        floats = [v for v in live if v.type.dtype == "float"]
+        # DeepSpeed sends a gradient back for every float tensor of a boundary and none for the
+        # others: a second float (a residual, a float mask) would need one it may not have
+        return len(floats) == 1 and (len(live) == 1 or id(floats[0]) in self.whole)
 
     def cross_stage_ties(self) -> list[Tie]:
         return [t for t in self.ties if len({self.stage_of(u) for u in t.units}) > 1]
@@ -122,6 +138,7 @@ def units_of(root: ModuleDef) -> Partition:
     """Flatten the root forward into units and compute what is live between them."""
     alias: dict[int, Value] = {}
     units: list[Unit] = []
+    whole: set[int] = set()
     def real(v: Value) -> Value:
         while id(v) in alias:
             v = alias[id(v)]
@@ -131,6 +148,8 @@ def units_of(root: ModuleDef) -> Partition:
         params = count_params(target) if target is not None else 0
         units.append(Unit(len(units), path, label, kind, target, module, op,
                           [real(a) for a in args], list(outs), span, params))
+        if module is root or module is None:  # a top-level call or a list item
+            whole.update(id(v) for v in outs)
 
     def flatten(module: ModuleDef, prefix: str) -> None:
         calls = _call_counts(module)
@@ -151,6 +170,7 @@ def units_of(root: ModuleDef) -> Partition:
                 flatten(target, path + ".")
                 for outer, inner in zip(op.outs, target.outputs):
                     alias[id(outer)] = real(inner)
+                    whole.add(id(real(inner)))
             else:
                 add(path, path, _kind(target), target, module, op, args, op.outs, op.span)
 
@@ -171,7 +191,8 @@ def units_of(root: ModuleDef) -> Partition:
     flatten(root, "")
     inputs = list(root.inputs)
     outputs = [real(v) for v in root.outputs]
-    part = Partition(units, inputs, outputs, _live(units, inputs, outputs), alias=alias)
+    part = Partition(units, inputs, outputs, _live(units, inputs, outputs), alias=alias,
+                     whole=whole)
     part.bounds = [0, len(units)]
     part.ties = _ties(root, units)
     return part
@@ -346,9 +367,13 @@ def _start_of(part: Partition, name: str, cuts: list[int]) -> int:
         return start
     live = part.live[start - 1] if start else []
     what = ", ".join(_value_name(part, v) for v in live) or "nothing"
+    floats = sum(v.type.dtype == "float" for v in live)
+    why = ("only one float tensor may cross a stage boundary (integer or bool ones, such as "
+           "masks, may cross beside it)" if floats != 1 else "integer or bool tensors may cross "
+           "beside the float one only where it is the output of a whole block, not a value "
+           "inside one")
     raise PipelineError("stage_boundaries", f"a stage boundary before `{name}` would cut "
-                        f"{len(live)} edges ({what}); only the single tensor between two "
-                        "top-level blocks may cross a stage boundary",
+                        f"{len(live)} edges ({what}); {why}",
                         "place stages on block boundaries: " + _names(part, cuts))
 
 
@@ -368,8 +393,9 @@ def _value_name(part: Partition, v: Value) -> str:
 def _too_few_cuts(part: Partition, cuts: list[int], stages: int) -> str:
     crossings: dict[int, tuple[Value, int]] = {}  # value -> places it keeps closed
     for live in part.live[:-1]:
-        if len(live) > 1:
-            for v in live:
+        floats = [v for v in live if v.type.dtype == "float"]
+        if len(floats) > 1:
+            for v in floats:
                 crossings[id(v)] = (v, crossings.get(id(v), (v, 0))[1] + 1)
     why = ""
     if crossings:
@@ -377,9 +403,11 @@ def _too_few_cuts(part: Partition, cuts: list[int], stages: int) -> str:
         worst = [v for v, n in crossings.values() if n == most][:3]
         why = "; " + ", ".join(_value_name(part, v) for v in worst) + \
             f" {'is' if len(worst) == 1 else 'are'} live across the others"
+        if any(any(v is i for i in part.inputs) for v in worst):
+            why += " (a mask given as a long or bool input would cross beside the activation)"
     return (f"pipeline_stages {stages} needs {stages - 1} stage boundar"
             f"{'y' if stages == 2 else 'ies'}, but the model can be cut in only {len(cuts)} "
-            f"place{'s' if len(cuts) != 1 else ''} where a single tensor passes between top-level "
+            f"place{'s' if len(cuts) != 1 else ''} where a single float tensor passes between "
             f"blocks{why}")
 
 
