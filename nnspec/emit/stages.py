@@ -3,7 +3,8 @@
 Each class takes the whole built model and keeps the one module its unit calls as `self.m`, so
 the layers share the model's weights and `.build()`'s initialization. Its forward takes what the
 previous layer returned (one tensor, or a tuple when several are live, as inside a residual) and
-returns what the next one needs; across a stage boundary that is always a single tensor. The text
+returns what the next one needs; across a stage boundary that is one float tensor, with the
+integer and bool tensors later layers still read (ids, a mask) beside it in the tuple. The text
 is appended to model.py's and executed with it (emit/module.py), like everything nnspec builds.
 """
 from __future__ import annotations

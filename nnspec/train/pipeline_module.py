@@ -1,11 +1,13 @@
 """Pipeline training under the runner: a DeepSpeed PipelineModule built from the spec's partition.
 
-The compiler places the model (nnspec/place/partition.py): one pipeline layer per unit, stage bounds on
-single-tensor edges, tied layers for weights shared across stages. Here each unit's emitted class
-(emit/pipeline.py) becomes a `LayerSpec`, or a `TiedLayerSpec` when its weights are shared with a
-unit on another stage; the PipelineModule takes the compiler's bounds instead of partitioning
-again, so what `nnspec compile` and `nnspec plan` report is what runs. `train_batch` pulls the
-step's micro-batches; the last stage computes the loss, and evaluation gathers its logits.
+The compiler places the model (nnspec/place/partition.py): one pipeline layer per unit, stage
+bounds where one float tensor crosses (integer ones such as masks may cross beside it: DeepSpeed
+sends the tuple, and gradients back for the float tensors only), tied layers for weights shared
+across stages. Here each unit's emitted class (emit/stages.py) becomes a `LayerSpec`, or a
+`TiedLayerSpec` when its weights are shared with a unit on another stage; the PipelineModule
+takes the compiler's bounds instead of partitioning again, so what `nnspec compile` and
+`nnspec plan` report is what runs. `train_batch` pulls the step's micro-batches; the last stage
+computes the loss, and evaluation gathers its logits.
 
 Ranks are laid out as DeepSpeed's PipeDataParallelTopology does: rank = stage * dp + data rank.
 Each rank materializes only its stage's weights (train/construct.py), with the values a
@@ -48,6 +50,35 @@ def _first(out):
     return out[0] if isinstance(out, (tuple, list)) else out
 
 
+def _with_grad(out):
+    """A stage's outputs, each float one made to require grad. DeepSpeed calls backward on every
+    float tensor a stage sends (with the gradient the next stage returns), which fails on one
+    that needs none: an activation computed from the inputs alone, before any weight. As a leaf
+    it takes the gradient and stops there. Integer and bool tensors (ids, masks) get none; nor
+    does anything without grad mode (evaluation, a checkpointed segment's first run)."""
+    if isinstance(out, tuple):
+        return tuple(_with_grad(t) for t in out)
+    if out.is_floating_point() and not out.requires_grad and torch.is_grad_enabled():
+        return out.detach().requires_grad_()
+    return out
+
+
+def stage_classes(part, classes: list) -> list:
+    """The pipeline layers' classes, the last one of every stage but the last sending outputs
+    that the backward pass can go through (`_with_grad`)."""
+    out = list(classes)
+    for s in range(part.stages - 1):
+        out[part.bounds[s + 1] - 1] = _sending(classes[part.bounds[s + 1] - 1])
+    return out
+
+
+def _sending(cls):
+    def forward(self, live):
+        return _with_grad(cls.forward(self, live))
+    # the same name: activation checkpointing picks its layers by class name
+    return type(cls.__name__, (cls,), {"forward": forward, "__module__": cls.__module__})
+
+
 class PipelineBackend(DeepSpeedBackend):
     """A pipelined model trained by DeepSpeed's PipelineEngine (ZeRO 0/1, bf16, accumulation,
     clipping, tied layers, layer-wise activation checkpointing)."""
@@ -67,7 +98,7 @@ class PipelineBackend(DeepSpeedBackend):
         builds = {(t.key, part.stage_of(u)): u for t in part.cross_stage_ties()
                   for u in reversed(t.units)}  # the first holder on each stage builds the module
         layers = []
-        for unit, cls in zip(part.units, generated.LAYERS):
+        for unit, cls in zip(part.units, stage_classes(part, generated.LAYERS)):
             tie = tie_of.get(unit.index)
             if tie is None:
                 layers.append(LayerSpec(cls, model))
