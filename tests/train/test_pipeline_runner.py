@@ -6,6 +6,9 @@ ranks, its loss must fall, and since a pipeline only changes where the work happ
 where the same spec trained in one process lands (same batches, same initialization). Its
 gathered weights load strictly into the spec's model, and a run resumed from its checkpoint ends
 bit-identical.
+
+specs/bert_base.nn (small sizes, the same structure) runs as two stages whose boundary carries the
+attention mask beside the hidden states, and lands where one process does.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -95,3 +99,63 @@ def test_two_stage_pipeline_with_tied_layer_trains_like_one_process(tmp_path):
     assert json.loads((again / "final.json").read_text()) == final
     b = load_file(again / "model.safetensors")
     assert all(torch.equal(weights[k], b[k]) for k in weights)
+
+
+# bert_base's structure at a size that trains in seconds: 4 encoder layers, no dropout (the two
+# runs draw no random numbers then, so they compute the same thing)
+SMALL_BERT = {"layers": 4, "hidden": 16, "heads": 2, "intermediate_size": 32, "vocab_size": 40,
+              "seq": 8, "max_positions": 8, "dropout_p": 0.0}
+
+
+def bert_data(path: Path) -> None:
+    """Padded token sequences: each position's class is its token's id mod 16."""
+    rng = np.random.default_rng(0)
+    n, seq = 256, SMALL_BERT["seq"]
+    mask = (np.arange(seq)[None, :] < rng.integers(3, seq + 1, size=(n, 1))).astype(np.int64)
+    ids = rng.integers(1, SMALL_BERT["vocab_size"], size=(n, seq)) * mask
+    np.savez(path, input_ids=ids, attention_mask=mask, y=ids % SMALL_BERT["hidden"])
+
+
+def test_bert_base_trains_as_two_stages_with_its_mask_crossing_like_one_process(tmp_path):
+    # the full model: balanced by parameters, each stage within 10% of half
+    full = nnspec.load(ROOT / "specs/bert_base.nn", sets={"parallel.pipeline_stages": 2})
+    total = full.summary()["params"]
+    assert all(abs(full.partition.stage_params(s) - total / 2) <= 0.05 * total for s in range(2))
+
+    bert_data(tmp_path / "bert.npz")
+    sets = {**{k: str(v) for k, v in SMALL_BERT.items()},
+            "train.data": f'npz("{tmp_path / "bert.npz"}")', "train.steps": "30",
+            "train.batch_size": "16", "train.loss": "cross_entropy",
+            "train.optimizer": "adamw(lr=3e-3)", "train.eval_every": "15",
+            "parallel.grad_accum": "2", "parallel.pipeline_stages": "2",
+            # recomputed layers take the (mask, hidden states) tuple through checkpointing too
+            "parallel.activation_checkpointing": '["BertLayer"]'}
+    small = nnspec.load(ROOT / "specs/bert_base.nn", **SMALL_BERT,
+                        sets={"parallel.pipeline_stages": 2})
+    part = small.partition
+    assert part.stage_units(1)[0].label == "encoder.layer.2"
+    assert [(v.hint, v.type.dtype) for v in part.crossing(0)] == \
+        [("attention_mask", "long"), ("encoder_layer", "float")]
+
+    args = [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
+    cmd = [str(BIN / "nnspec"), "train", "specs/bert_base.nn", "--no-progress", *args]
+    piped = subprocess.run([str(BIN / "deepspeed"), "--num_accelerators", "2", "--master_port",
+                            str(free_port()), "--no_python", "--no_local_rank", *cmd, "--out",
+                            str(tmp_path / "pipe")], cwd=ROOT, env=subprocess_env(),
+                           capture_output=True, text=True, timeout=600)
+    assert_clean_exit(piped)
+    alone = subprocess.run([*cmd, "--out", str(tmp_path / "one")], cwd=ROOT,
+                           env=subprocess_env(), capture_output=True, text=True, timeout=600)
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    for phase in ("train", "eval"):
+        got, want = rows(tmp_path / "pipe", phase), rows(tmp_path / "one", phase)
+        assert [r["step"] for r in got] == [r["step"] for r in want] and got, phase
+        for a, b in zip(got, want):
+            for key in ("loss", "accuracy"):
+                if b.get(key):
+                    assert float(a[key]) == pytest.approx(float(b[key]), rel=2e-3, abs=2e-3)
+    first = float(rows(tmp_path / "pipe", "train")[0]["loss"])
+    final = json.loads((tmp_path / "pipe" / "final.json").read_text())
+    assert final["step"] == 30 and final["loss"] < 0.9 * first, (first, final)
+    # both stages' weights, gathered, load strictly into the model
+    small.build().load_state_dict(load_file(tmp_path / "pipe" / "model.safetensors"), strict=True)
