@@ -1,7 +1,8 @@
-"""Pipeline placement (nnspec/place/partition.py) and the layers emitted for it (emit/pipeline.py).
+"""Pipeline placement (nnspec/place/partition.py) and the layers emitted for it (emit/stages.py).
 
 The layers chained one after another must compute exactly what the model computes; stages start
-only where one tensor is live; balancing is optimal; weights shared across stages are found; the
+only where one float tensor is live (integer ones beside it: tests/test_pipeline_boundaries.py);
+balancing is optimal; weights shared across stages are found; the
 parameter counts agree with the summary. Bad placements are golden diagnostics
 (tests/golden/invalid/pipeline_*.nn); training a pipeline under the runner is in
 tests/train/test_pipeline_runner.py.

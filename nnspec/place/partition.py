@@ -13,8 +13,8 @@ tuple of tensors. A float value still needed later besides the activation is a r
 still needed by `h + x`) and stays inside a stage; so does a value of a block that was opened up
 and is not its output (BERT's word embeddings, waiting for the position embeddings to be added):
 several tensors cross only where the float one is the output of a whole block, a list item or a
-top-level layer. Stages are balanced over those cut points by parameters, by unit count, or by units
-whose block/layer kind matches `type:REGEX`, or placed explicitly by `stage_boundaries`.
+top-level layer. Stages are balanced over those cut points by parameters, by unit count, or by
+units whose block/layer kind matches `type:REGEX`, or placed explicitly by `stage_boundaries`.
 
 Weights shared between units (`tie=`, or one layer used twice) that land on different stages
 become DeepSpeed tied layers (`Partition.ties`): each stage keeps a copy and their gradients are
@@ -123,6 +123,7 @@ class Partition:
         return [i + 1 for i, live in enumerate(self.live[:-1]) if self.may_cross(live)]
 
     def may_cross(self, live: list[Value]) -> bool:
+        """Whether the tensors `live` between two units may be a stage boundary."""
         floats = [v for v in live if v.type.dtype == "float"]
         # DeepSpeed sends a gradient back for every float tensor of a boundary and none for the
         # others: a second float (a residual, a float mask) would need one it may not have
@@ -404,7 +405,7 @@ def _too_few_cuts(part: Partition, cuts: list[int], stages: int) -> str:
         why = "; " + ", ".join(_value_name(part, v) for v in worst) + \
             f" {'is' if len(worst) == 1 else 'are'} live across the others"
         if any(any(v is i for i in part.inputs) for v in worst):
-            why += " (a mask given as a long or bool input would cross beside the activation)"
+            why += " (a float input cannot cross beside the activation; a long or bool one can)"
     return (f"pipeline_stages {stages} needs {stages - 1} stage boundar"
             f"{'y' if stages == 2 else 'ies'}, but the model can be cut in only {len(cuts)} "
             f"place{'s' if len(cuts) != 1 else ''} where a single float tensor passes between "
