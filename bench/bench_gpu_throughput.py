@@ -148,12 +148,13 @@ def hand_loop(args, compile: bool) -> float:
 
     device = torch.device(args.device)
     torch.manual_seed(0)
-    model = load_spec(args).build().to(device)
+    spec = load_spec(args)
+    vocab = spec.summary()["outputs"][0]["shape"][-1]
+    model = spec.build().to(device)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
     if compile:
         model = torch.compile(model)
-    vocab = TINY["vocab_size"] if args.tiny else 50257
     tokens = torch.randint(0, vocab, (args.warmup + args.steps, args.batch, args.seq + 1))
     if device.type == "cuda":
         tokens = tokens.pin_memory()
@@ -187,7 +188,12 @@ def main(argv: list[str] | None = None) -> int:
         fail("no CUDA device: this bench measures GPU throughput (run it on a GPU machine, or "
              "pass --device cpu --tiny for a smoke test of the script)")
     peak = peak_flops(torch, args)
-    params = sum(p.numel() for p in load_spec(args).build(device="meta").parameters())
+    from nnspec.lang.diagnostics import SpecError
+    try:
+        spec = load_spec(args)
+    except SpecError as err:  # --seq longer than the model's positions, say
+        fail(f"specs/gpt2_small.nn does not take these settings:\n{err}")
+    params = sum(p.numel() for p in spec.build(device="meta").parameters())
     tokens = args.batch * args.seq * args.steps
     figures = {}
     for name, measure, compile in (("nnspec train", nnspec_loop, False),

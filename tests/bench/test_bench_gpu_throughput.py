@@ -49,3 +49,9 @@ def test_without_cuda_it_stops_with_a_message():
 def test_bad_counts_are_usage_errors():
     r = bench("--device", "cpu", "--steps", "0")
     assert r.returncode == 2 and "--steps must be at least 1" in r.stderr
+
+
+def test_settings_the_model_refuses_are_its_diagnostic():
+    r = bench("--device", "cpu", "--tiny", "--seq", "100", "--steps", "1")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "does not take these settings" in r.stderr and "error[E0401]" in r.stderr
