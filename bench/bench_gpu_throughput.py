@@ -16,7 +16,8 @@ compiled (target >= 0.97), and the model FLOPs utilisation, 6 x parameters x tok
 device's peak dense bf16 FLOP/s (PEAK_BF16 below, matched on torch.cuda.get_device_name();
 another device needs --peak-flops).
 
-Run on one GPU, headless, in about 3 minutes on an H100 (the two compiles take most of it):
+Run on one GPU, headless; sized to finish in under 5 minutes on an H100, the two compiles taking
+most of it (not yet run on a GPU: this project's sessions had none):
     .venv/bin/python bench/bench_gpu_throughput.py [--batch 16] [--seq 1024] [--warmup 5]
         [--steps 20] [--peak-flops 989e12] [--json FILE]
 Without CUDA it stops with exit 2. `--device cpu --steps 2 --tiny` is the smoke test
