@@ -22,6 +22,7 @@ from nnspec.train.checkpoint import (
     MARKER, atomic_save, atomic_write_json, capture_rng, complete_folders, manifest, restore_rng,
     tag
 )
+from nnspec.train.compiling import require_compiler
 from nnspec.train.errors import TrainError
 from nnspec.train.safeload import UnsafeCheckpoint, safe_load, verify_folder
 from nnspec.train.optim import build_optimizer, plateau
@@ -103,11 +104,16 @@ class DeepSpeedBackend:
         self.data_rank, self.data_world = self.rank, self.world
         self.is_main = self.rank == 0
         self.config = config
+        if train.compile:
+            from deepspeed.accelerator import get_accelerator
+            require_compiler(get_accelerator().device_name())
         params = [p for p in model.parameters() if p.requires_grad]
         client = build_optimizer(train.optimizer, params) if client_optimizer(train) else None
         self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
             model=model, model_parameters=params, optimizer=client, config=config)
         self.device = self.engine.device
+        if train.compile:  # the engine compiles its module in place (compiling.py)
+            self.engine.compile()
         self.half = (torch.bfloat16 if config.get("bf16", {}).get("enabled") else
                      torch.float16 if config.get("fp16", {}).get("enabled") else None)
         self.zero = config["zero_optimization"]["stage"]

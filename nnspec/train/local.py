@@ -13,6 +13,7 @@ import torch
 
 from nnspec.lang.config import TrainSpec
 from nnspec.train.checkpoint import LocalCheckpoints, capture_rng, restore_rng
+from nnspec.train.compiling import compile_in_place
 from nnspec.train.errors import TrainError
 from nnspec.train.optim import build_optimizer, deepspeed_scheduler, plateau
 
@@ -33,6 +34,8 @@ class LocalBackend:
         if self.half is torch.float16 and self.device.type != "cuda":
             raise TrainError("fp16 training needs a GPU", "use precision = bf16 on the CPU")
         self.model = model.to(self.device)
+        if train.compile:  # in place: the state_dict keys stay the model's (compiling.py)
+            compile_in_place(self.model, self.device.type)
         self.optimizer = build_optimizer(train.optimizer,
                                          [p for p in model.parameters() if p.requires_grad])
         # DeepSpeed's scheduler class, stepped after each optimizer step as its engine does

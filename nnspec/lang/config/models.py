@@ -69,6 +69,9 @@ class TrainSpec(_Section):
     checkpoint_every: Optional[PositiveInt] = Field(None, description="save a checkpoint every N "
                                                     "steps")
     keep_checkpoints: PositiveInt = Field(3, description="how many checkpoints to keep")
+    compile: bool = Field(False, description="torch.compile the model where it trains (one "
+                          "process or each rank): faster steps after a first one that compiles; "
+                          "checkpoints and weights keep the model's names")
 
 
 class ParallelSpec(_Section):
