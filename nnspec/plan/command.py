@@ -41,8 +41,8 @@ def add_arguments(p) -> None:
                    "JSON file with the same fields")
     p.add_argument("--json", action="store_true", help='print {"params": N, "configs": [...]}')
     p.add_argument("--auto", action="store_true", help="search ZeRO stage, offload, pipeline "
-                   "stages, micro-batch, accumulation and checkpointing for the fastest plan "
-                   "that fits")
+                   "stages, tensor parallelism, micro-batch, accumulation and checkpointing for "
+                   "the fastest plan that fits")
     p.add_argument("--write", action="store_true", help="with --auto: write the chosen plan into "
                    "the spec's parallel section")
 

@@ -75,7 +75,8 @@ class ParallelSpec(_Section):
     """How to place the model: data parallelism, ZeRO, offload, precision, pipeline."""
 
     data_parallel: Union[PositiveInt, Literal["auto"]] = Field(
-        "auto", description="data-parallel degree, or auto (world size / pipeline stages)")
+        "auto", description="data-parallel degree, or auto (world size / (pipeline stages x "
+        "tensor))")
     zero: Literal[0, 1, 2, 3] = Field(0, description="ZeRO stage")
     offload_optimizer: Literal["none", "cpu", "nvme"] = Field("none", description="where "
                                                               "optimizer states live")
