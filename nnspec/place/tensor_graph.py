@@ -23,6 +23,7 @@ class Call:
     outs: list[int]
     span: Span
     leaf: Leaf | None = None
+    keywords: tuple[str, ...] = ()   # the names of the last len(keywords) of `ins`
 
 
 @dataclass
@@ -31,7 +32,8 @@ class Graph:
     types: dict[int, T] = field(default_factory=dict)       # tensor id -> type
     producer: dict[int, int] = field(default_factory=dict)  # tensor id -> index of its call
     consumers: dict[int, list[int]] = field(default_factory=dict)
-    outputs: set[int] = field(default_factory=set)          # the model's own outputs
+    inputs: list[int] = field(default_factory=list)         # the model's inputs, in order
+    outputs: list[int] = field(default_factory=list)        # the model's own outputs, in order
     leaves: dict[str, Leaf] = field(default_factory=dict)   # every leaf module by path
     uses: dict[str, int] = field(default_factory=dict)      # calls per leaf path
 
@@ -97,7 +99,8 @@ class _Builder:
         if op.target is None:
             assert op.layer is not None, "a functional op has a layer kind"
             outs = [self.tensor(v) for v in op.outs]
-            self.add(Call(op.layer, None, path, args + list(kwargs.values()), outs, op.span))
+            self.add(Call(op.layer, None, path, args + list(kwargs.values()), outs, op.span,
+                          keywords=tuple(kwargs)))
             return
         target_path = _join(path, m.child_name(op.target))
         outs = self.child(op.target, target_path, path, args, kwargs)
@@ -111,7 +114,7 @@ class _Builder:
             out_types = list(out_types) if isinstance(out_types, tuple) else [out_types]
             outs = [self.new_tensor(t) for t in out_types]
             self.add(Call(child.layer, path, module, args + list(kwargs.values()), outs,
-                          child.span, child))
+                          child.span, child, tuple(kwargs)))
             return outs
         if isinstance(child, ModuleDef):
             return self.module(child, path, args, kwargs)
@@ -135,6 +138,6 @@ def flatten(root: ModuleDef) -> Graph:
     b = _Builder()
     ins = [b.tensor(v) for v in root.inputs]
     outs = b.module(root, "", ins, {})
-    b.graph.outputs = set(outs)
+    b.graph.inputs, b.graph.outputs = ins, outs
     b.graph.leaves = {path: c for path, _, c in submodules(root) if isinstance(c, Leaf)}
     return b.graph
