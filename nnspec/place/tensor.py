@@ -259,6 +259,12 @@ class _Planner:
             t = self.g.types[extra]
             if t.dtype == "float" and len(t.shape) == 3 and t.shape[0] > 1:
                 raise _Failed(f"{layer.kind} adds a bias per head, which is not split")
+        # a functional attention's heads are its module's (TensorPlan.heads): one count each
+        where = call.path or call.module
+        counts = {self.plan.heads.get(where)} | {a.layer.heads // self.n for a in region.attention
+                                                 if (a.path or a.module) == where}
+        if counts - {None, heads // self.n}:
+            raise _Failed(f"{where or 'the model'} runs attention with different head counts")
         if heads % self.n or kv % self.n:
             count = f"{heads} heads" if heads % self.n else f"{kv} key/value heads"
             region.head_problems.append(f"{layer.kind}: {count} do not divide by "

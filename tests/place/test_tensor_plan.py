@@ -214,3 +214,16 @@ def test_transformer_encoder_layer_splits_inside():
     assert plan.heads == {"enc.self_attn": 2}
     assert plan.sections == {"enc.self_attn": (32, 32, 32)}
     assert len(plan.allreduces) == 4
+
+
+def test_one_module_with_two_head_counts_stays_whole():
+    # TensorPlan.heads holds one count per module: a forward that attends with 4 and with 2
+    # heads cannot be given both, so its projections stay whole
+    spec = nnspec.loads("model m() {\n  input x: float[8, 32]\n"
+                        "  q, k, v = x -> qkv: linear(96) -> split(32, dim=2)\n"
+                        "  a = sdpa(q, k, v, heads=4)\n  b = sdpa(q, k, v, heads=2)\n"
+                        "  out a + b -> proj: linear(32)\n}\n", name="m.nn")
+    plan = tensor_plan(spec.ir, 2)
+    assert plan.replicated["qkv"] == ("linear: not followed by a row-parallel partner (the model "
+                                      "runs attention with different head counts)")
+    assert not plan.splits
