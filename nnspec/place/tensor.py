@@ -19,7 +19,6 @@ from nnspec.ir import ModuleDef
 from nnspec.lang.diagnostics import Span
 from nnspec.layers.base import numel
 from nnspec.place.tensor_graph import Call, Graph, flatten
-from nnspec.place.tensor_units import ATTENTION_UNITS, attention_unit
 
 Style = Literal["column", "row"]
 
@@ -63,8 +62,8 @@ class TensorPlan:
     """How `parallel { tensor = n }` splits a model. Paths are module paths in the built model's
     state_dict naming.
 
-    splits: each split module -> column (its output features, and its own in_proj for an attention
-        module) or row (its input features; its bias stays whole).
+    splits: each split linear module -> column (its output features) or row (its input
+        features; its bias stays whole).
     heads: attention module -> heads per rank, where the module holds a head count (the module
         whose forward calls a functional attention, or the attention layer itself).
     replicated: each module with parameters that stays whole on every rank -> why.
@@ -277,9 +276,7 @@ class _Planner:
         for call in self.g.calls:
             if call.path is None or call.path in self.claimed or call.path in reasons:
                 continue
-            if call.layer.kind in ATTENTION_UNITS:
-                self._unit(call, reasons)
-            elif call.layer.kind == "linear":
+            if call.layer.kind == "linear":
                 self._seed(call, reasons)
         for path, leaf in self.g.leaves.items():
             if path not in self.claimed and leaf.layer.params(leaf.ins):
@@ -346,28 +343,6 @@ class _Planner:
         plan.sections.update(region.sections)
         self.claimed.update(call.path for call in region.linears())
 
-    def _unit(self, call: Call, reasons: dict[str, str]) -> None:
-        unit = attention_unit(call.layer, call.leaf.ins, self.n)
-        if call.path in self.tied or self.g.uses.get(call.path, 0) > 1:
-            unit = f"{call.layer.kind}: applied more than once (shared weights)"
-        if isinstance(unit, str):
-            reasons[call.path] = unit
-            if "heads" in unit:
-                self.plan.indivisible[call.path] = unit
-                self.plan.spans[call.path] = call.span
-            return
-        plan, path = self.plan, call.path
-        sub = lambda rel: f"{path}.{rel}" if rel else path  # noqa: E731
-        plan.splits.update({sub(k): v for k, v in unit.splits.items()})
-        plan.heads.update({sub(k): v for k, v in unit.heads.items()})
-        plan.sections.update({sub(k): v for k, v in unit.sections.items()})
-        self._share(call).add(Share(unit.split_params, 0, self._flops(call)))
-        size = numel(self.g.types[call.ins[0]].shape)
-        object.__setattr__(plan, "allreduces", plan.allreduces + tuple(
-            AllReduce(path, d, size) for _ in range(unit.allreduces)
-            for d in ("forward", "backward")))
-        self.claimed.add(path)
-
 
 def _whole(kind: str, path: str, tied: dict[str, str]) -> str:
     """Why a layer outside every split group stays whole."""
@@ -381,7 +356,13 @@ def _whole(kind: str, path: str, tied: dict[str, str]) -> str:
     return f"{kind}: {_WHY.get(_family(kind), 'not split by tensor parallelism')}"
 
 
+# nn.MultiheadAttention and the transformer layers hold q, k and v in one raw parameter; AutoTP
+# replaces nn.Linear modules only (deepspeed/module_inject/auto_tp.py), so they cannot be split
+_PACKED = ("keeps q, k and v in one packed parameter (in_proj_weight), which DeepSpeed's AutoTP "
+           "does not split; write it with linear projections and sdpa to split it")
 _WHY = {"norm": "normalizes over the whole width (small: kept on every rank)",
+        "multihead_attention": _PACKED, "transformer_encoder_layer": _PACKED,
+        "transformer_decoder_layer": _PACKED,
         "conv": "convolutions are not split by tensor parallelism",
         "recurrent": "recurrent layers are not split by tensor parallelism",
         "parameter": "a free tensor, kept on every rank",
@@ -413,8 +394,8 @@ def head_counts(ir: ModuleDef) -> list[int]:
     counts: list[int] = []
     for call in flatten(ir).calls:
         layer = call.layer
-        if layer.kind not in ATTENTION_OPS and layer.kind not in ATTENTION_UNITS:
+        if layer.kind not in ATTENTION_OPS:
             continue
-        found = [getattr(layer, a, None) for a in ("heads", "kv_heads", "num_heads", "nhead")]
+        found = [layer.heads, layer.kv_heads]  # type: ignore[attr-defined]
         counts += [c for c in found if isinstance(c, int) and c not in counts]
     return counts

@@ -132,6 +132,8 @@ def _check_tensor(model: Model, choice: Choice, world: int) -> None:
     if tp > 1:
         if stages > 1:
             raise PlanError("tensor parallelism cannot be combined with pipeline stages")
+        if choice.zero == 3:
+            raise PlanError("tensor parallelism cannot be combined with ZeRO-3")
         if world % tp:
             raise PlanError(f"tensor {tp} does not divide {world} GPUs")
         for why in model.tensor_plan(tp).indivisible.values():

@@ -44,7 +44,7 @@ def alternatives(choice: Choice) -> list[Choice]:
     """The spec's choice under every ZeRO stage and offload it may use (same batch split)."""
     out = []
     for zero, opt, param in ZERO_OPTIONS:
-        if choice.pipeline_stages > 1 and zero >= 2:
+        if choice.pipeline_stages > 1 and zero >= 2 or choice.tensor > 1 and zero == 3:
             continue
         alt = Choice(zero, opt, param, choice.pipeline_stages, choice.micro_batch,
                      choice.grad_accum, choice.activation_checkpointing, choice.tensor)
@@ -97,6 +97,8 @@ def search_space(model: Model, cluster: Cluster) -> tuple[list[Choice], list[str
             for zero, opt, param in options:
                 if stages > 1 and zero >= 2:
                     continue  # DeepSpeed's pipeline engine refuses ZeRO-2 and ZeRO-3
+                if tensor > 1 and zero == 3:
+                    continue  # check refuses it (lang/config/parallel_checks.py)
                 for ckpt in checkpointing:
                     out.append(Choice(zero, opt, param, stages, micro, accum, ckpt, tensor))
     return out, skipped

@@ -48,11 +48,16 @@ def test_data_parallel_auto_is_world_over_stages_and_tensor():
         resolve_layout(TrainSpec(), ParallelSpec(tensor=3), 4)
 
 
-def test_zero_stages_are_allowed_with_tensor():
-    # AutoTP trains with every ZeRO stage (deepspeed/runtime/engine.py,
-    # _configure_tensor_parallel_states): nothing refuses them here
-    for zero in (0, 1, 2, 3):
+def test_zero_3_is_refused_with_tensor():
+    # AutoTP itself trains under every ZeRO stage (deepspeed/runtime/engine.py,
+    # _configure_tensor_parallel_states), but nnspec's runtime gathers checkpoints and exported
+    # weights over the tensor ranks only
+    for zero in (0, 1, 2):
         assert not [p for p in problems(4, tensor=2, zero=zero) if p.severity == E]
+    assert [(p.key, p.message, p.help) for p in problems(4, tensor=2, zero=3)] == [
+        ("zero", "zero 3 cannot be combined with tensor 2: checkpoints and exported weights are "
+         "gathered over the tensor-parallel ranks, not also over ZeRO-3's partitions",
+         "set zero = 0, 1 or 2 with tensor, or tensor = 1")]
 
 
 def test_the_spec_world_size_counts_tensor_ranks():

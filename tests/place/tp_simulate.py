@@ -81,47 +81,12 @@ class _Sim:
             cols = w["weight"].shape[1] // self.n
             y = sum(x @ w["weight"][:, r * cols:(r + 1) * cols].t() for r, x in enumerate(ins[0]))
             return [y + w["bias"] if "bias" in w else y]
-        if call.layer.kind == "multihead_attention" and style == "column":
-            return [self.attention_unit(call, w, ins)]
         if not any(isinstance(x, Shards) for x in ins):
             return _apply(call.layer, w, ins, call.keywords)
         layer = _per_rank(call.layer, self.n)
         per_rank = [_apply(layer, w, [x[r] if isinstance(x, Shards) else x for x in ins],
                            call.keywords) for r in range(self.n)]
         return [Shards(outs) for outs in zip(*per_rank)]
-
-    def attention_unit(self, call: Call, w: dict, ins: list) -> torch.Tensor:
-        """nn.MultiheadAttention split by heads: in_proj rows per section, out_proj columns, the
-        output bias added once after the sum."""
-        seqs = [x for x in ins if x.dim() == 3]
-        pad = next((x for x in ins[1:] if x.dim() == 2), None)
-        q_in, k_in = seqs[0], seqs[1] if len(seqs) > 1 else seqs[0]
-        v_in = seqs[2] if len(seqs) > 2 else k_in
-        e, n = w["out_proj.weight"].shape[0], self.n
-        heads = call.layer.num_heads // n
-        total = 0
-        for r in range(n):
-            rows = _rows((e, e, e), r, n)
-            wq, wk, wv = w["in_proj_weight"][rows].split(e // n)
-            bq, bk, bv = (w["in_proj_bias"][rows].split(e // n) if "in_proj_bias" in w
-                          else (0, 0, 0))
-            y = _attend(q_in @ wq.t() + bq, k_in @ wk.t() + bk, v_in @ wv.t() + bv, heads,
-                        call.layer.causal, pad)
-            total = total + y @ w["out_proj.weight"][:, r * e // n:(r + 1) * e // n].t()
-        return total + w["out_proj.bias"] if "out_proj.bias" in w else total
-
-
-def _attend(q, k, v, heads: int, causal: bool, pad) -> torch.Tensor:
-    """Softmax attention of [B, T, H x d] over [B, S, H x d] in H heads."""
-    b, t, width = q.shape
-    s, d = k.shape[1], width // heads
-    q, k, v = (x.reshape(b, -1, heads, d).transpose(1, 2) for x in (q, k, v))
-    scores = q @ k.transpose(-1, -2) / d ** 0.5
-    if causal:
-        scores = scores.masked_fill(torch.ones(t, s, dtype=torch.bool).triu(1), float("-inf"))
-    if pad is not None:
-        scores = scores.masked_fill(pad[:, None, None, :].bool(), float("-inf"))
-    return (scores.softmax(-1) @ v).transpose(1, 2).reshape(b, t, width)
 
 
 def simulate(ir, plan: TensorPlan, state: dict, inputs: list) -> list[torch.Tensor]:

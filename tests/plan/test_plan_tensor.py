@@ -108,3 +108,9 @@ def test_only_tensor_parallelism_fits(capsys, tmp_path):
     # with room for every plan, the line is not printed
     assert main(["plan", str(path), "--gpus", "8", "--gpu-memory", "80GB", "--auto"]) == 0
     assert "only tensor" not in capsys.readouterr().out
+
+
+def test_tensor_is_not_searched_with_zero_3():
+    _, model = gpt2()
+    choices, _ = search_space(model, Cluster(8))
+    assert {c.zero for c in choices if c.tensor > 1} == {0, 1, 2}
