@@ -8,7 +8,7 @@ from nnspec.plan.search import describe
 
 COLUMNS = ("#", "zero", "offload", "stages", "tp", "dp", "micro x accum", "ckpt", "params", "grads",
            "optim", "activ", "buffers", "GPU total", "CPU/node", "build/rank", "PFLOP/step",
-           "step s", "fits")
+           "comm s", "step s", "fits")
 
 
 def to_json(params: int, plans: list[dict]) -> str:
@@ -18,12 +18,13 @@ def to_json(params: int, plans: list[dict]) -> str:
 
 def table(plans: list[dict]) -> str:
     """One row per plan: memory per GPU by kind, CPU per machine, what one rank allocates to
-    construct its model (build/rank), FLOPs and time per step."""
+    construct its model (build/rank), FLOPs per step, and time per step: of it communication
+    (data-parallel gradients, pipeline sends, tensor-parallel all-reduces), and in all."""
     rows = [_row(i, p) for i, p in enumerate(plans, 1)]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(COLUMNS)]
 
     def fmt(r):
-        return "  ".join(c.rjust(w) if 8 <= i <= 17 or i in (0, 3, 4, 5) else c.ljust(w)
+        return "  ".join(c.rjust(w) if 8 <= i <= 18 or i in (0, 3, 4, 5) else c.ljust(w)
                          for i, (c, w) in enumerate(zip(r, widths))).rstrip()
 
     rule = "-" * len(fmt(COLUMNS))
@@ -40,7 +41,8 @@ def _row(i: int, p: dict) -> tuple[str, ...]:
             *(_g(gpu[k]) for k in ("params", "grads", "optimizer", "activations", "buffers",
                                    "total")),
             _g(p["per_cpu_bytes"]), _g(p["construct_bytes_per_rank"]),
-            f"{p['step_flops'] / 1e15:.2f}", f"{p['est_step_seconds']:.2f}",
+            f"{p['step_flops'] / 1e15:.2f}", f"{p['time']['comm']:.2f}",
+            f"{p['est_step_seconds']:.2f}",
             "yes" if p["fits"] else f"no (-{_g(p['shortfall_bytes'])})" if p["shortfall_bytes"]
             else "no (CPU)")
 
