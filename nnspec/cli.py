@@ -64,6 +64,11 @@ def cmd_check(args) -> int:
 
     print(f"ok: {comment_text(spec.ir.signature)}: {s['params']:,} parameters, "
           f"{s['flops']:,} FLOPs per sample")
+    if spec.warnings:  # on stderr, as errors are: stdout stays the one `ok` line
+        from nnspec.lang.diagnostics import use_color
+
+        color = use_color(sys.stderr, getattr(args, "color", "auto"))
+        print("\n\n".join(w.render(color) for w in spec.warnings), file=sys.stderr)
     return 0
 
 
@@ -373,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "step; an earlier `nnspec compile` output there is replaced, a folder holding "
                    "other files is refused")
     p.add_argument("--world-size", type=int, help="processes the DeepSpeed config is for "
-                   "(default: data_parallel x pipeline_stages of the spec, else 1)")
+                   "(default: data_parallel x pipeline_stages x tensor of the spec, else 1)")
     p = _spec_parser(sub, "train", "train the spec (one process, or every rank under deepspeed)",
                      cmd_train)
     _run_folder_arguments(p)

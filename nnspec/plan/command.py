@@ -41,8 +41,8 @@ def add_arguments(p) -> None:
                    "JSON file with the same fields")
     p.add_argument("--json", action="store_true", help='print {"params": N, "configs": [...]}')
     p.add_argument("--auto", action="store_true", help="search ZeRO stage, offload, pipeline "
-                   "stages, micro-batch, accumulation and checkpointing for the fastest plan "
-                   "that fits")
+                   "stages, tensor parallelism, micro-batch, accumulation and checkpointing for "
+                   "the fastest plan that fits")
     p.add_argument("--write", action="store_true", help="with --auto: write the chosen plan into "
                    "the spec's parallel section")
 
@@ -129,6 +129,9 @@ def run(args, spec) -> int:
 def _print_auto(plans, skipped, explain, why_not) -> None:
     fitting = [p for p in plans if p["fits"]]
     print(f"searched {len(plans)} configurations; {len(fitting)} fit")
+    only = only_tensor_fits(plans)
+    if only:
+        print(only)
     for i, p in enumerate(fitting[:3], 1):
         print(f"  {i}. {explain(p)}")
     misses = why_not(plans)
@@ -138,6 +141,22 @@ def _print_auto(plans, skipped, explain, why_not) -> None:
             print(f"  - {line}")
     for line in skipped:
         print(f"  - {line}")
+
+
+def only_tensor_fits(plans: list[dict]) -> str | None:
+    """The line that says tensor parallelism is the only way to fit, when it is."""
+    fitting = [p for p in plans if p["fits"]]
+    whole = [p for p in plans if p["tensor_parallel"] == 1]
+    if not fitting or not whole or any(p["tensor_parallel"] == 1 for p in fitting):
+        return None
+    from nnspec.plan.estimate import gib
+    from nnspec.plan.search import describe
+
+    degrees = sorted({p["tensor_parallel"] for p in fitting})
+    closest = min(whole, key=lambda p: p["shortfall_bytes"] or float("inf"))
+    return (f"only tensor parallelism fits (tensor {' or '.join(map(str, degrees))}): without it "
+            f"the closest plan, {describe(closest)} at micro_batch {closest['micro_batch']}, "
+            f"{closest['reasons'][0]}")
 
 
 def _write(args, spec, plans, cluster) -> int:

@@ -23,7 +23,9 @@ from nnspec.plan.memory import (
     PRECISION_BYTES, construction_bytes, model_states, optimizer_state_bytes, per_node_cpu_bytes,
     temporary_buffers
 )
+from nnspec.place.tensor import TensorPlan, tensor_plan
 from nnspec.plan.profiles import Profile
+from nnspec.plan.tensor_costs import comm_seconds, communication, largest_layer, split_units
 
 
 @dataclass(frozen=True)
@@ -51,12 +53,13 @@ class Choice:
     micro_batch: int
     grad_accum: int
     activation_checkpointing: tuple[str, ...]
+    tensor: int = 1                       # tensor-parallel degree (ranks splitting each layer)
 
     @classmethod
     def of(cls, parallel: ParallelSpec, micro_batch: int, grad_accum: int) -> "Choice":
         return cls(parallel.zero, parallel.offload_optimizer, parallel.offload_param,
                    parallel.pipeline_stages, micro_batch, grad_accum,
-                   tuple(parallel.activation_checkpointing))
+                   tuple(parallel.activation_checkpointing), parallel.tensor)
 
 
 class PlanError(ValueError):
@@ -71,6 +74,7 @@ class Model:
     train: TrainSpec
     parallel: ParallelSpec
     _stages: dict = field(default_factory=dict)
+    _tensor: dict = field(default_factory=dict)
 
     @cached_property
     def costs(self) -> ModelCosts:
@@ -84,8 +88,19 @@ class Model:
     def optimizer_bytes(self) -> int:
         return optimizer_state_bytes(self.train.optimizer.name, self.train.optimizer.kwargs)[0]
 
-    def stages(self, n: int) -> list[tuple[int, list[UnitCost]]]:
-        """(parameters, units) of each of n pipeline stages, as nnspec.place.partition places them."""
+    def tensor_plan(self, n: int) -> TensorPlan:
+        """How tensor = n splits the model (nnspec.place.tensor)."""
+        if n not in self._tensor:
+            self._tensor[n] = tensor_plan(self.ir, n)
+        return self._tensor[n]
+
+    def stages(self, n: int, tensor: int = 1) -> list[tuple[int, list[UnitCost]]]:
+        """(parameters, units) of each of n pipeline stages, as nnspec.place.partition places them;
+        with tensor > 1 (one stage only), what one rank of a tensor-parallel group holds."""
+        if tensor > 1:
+            plan = self.tensor_plan(tensor)
+            units = split_units(self.costs.units, plan, largest_layer(self.ir, plan))
+            return [(plan.per_rank_params(self.costs.params), list(units))]
         if n not in self._stages:
             units = list(self.costs.units)
             if n == 1:
@@ -110,16 +125,30 @@ class Model:
         return found
 
 
-def evaluate(model: Model, choice: Choice, cluster: Cluster, profile: Profile) -> dict:
-    """The plan of one configuration, as the JSON-ready dict `nnspec plan --json` prints."""
-    world, stages = cluster.world_size, choice.pipeline_stages
+def _check_tensor(model: Model, choice: Choice, world: int) -> None:
+    stages, tp = choice.pipeline_stages, choice.tensor
     if world % stages:
         raise PlanError(f"pipeline_stages {stages} does not divide {world} GPUs")
-    dp = world // stages
+    if tp > 1:
+        if stages > 1:
+            raise PlanError("tensor parallelism cannot be combined with pipeline stages")
+        if choice.zero == 3:
+            raise PlanError("tensor parallelism cannot be combined with ZeRO-3")
+        if world % tp:
+            raise PlanError(f"tensor {tp} does not divide {world} GPUs")
+        for why in model.tensor_plan(tp).indivisible.values():
+            raise PlanError(why)
+
+
+def evaluate(model: Model, choice: Choice, cluster: Cluster, profile: Profile) -> dict:
+    """The plan of one configuration, as the JSON-ready dict `nnspec plan --json` prints."""
+    world, stages, tp = cluster.world_size, choice.pipeline_stages, choice.tensor
+    _check_tensor(model, choice, world)
+    dp = world // (stages * tp)
     c = PRECISION_BYTES[model.precision]
     costs = model.costs
     per_stage = []
-    for s, (params, units) in enumerate(model.stages(stages)):
+    for s, (params, units) in enumerate(model.stages(stages, tp)):
         largest = max((u.largest_layer for u in units), default=0)
         states = model_states(params, largest, zero=choice.zero, data_parallel=dp,
                               precision=model.precision, optimizer_bytes=model.optimizer_bytes,
@@ -140,11 +169,13 @@ def evaluate(model: Model, choice: Choice, cluster: Cluster, profile: Profile) -
         gpu = {"params": states.params, "grads": states.grads, "optimizer": states.optimizer,
                "activations": acts, "buffers": buffers}
         gpu["total"] = sum(gpu.values())
-        # ZeRO-3 constructs inside zero.Init; a pipeline rank materializes only its stage
-        cpu = per_node_cpu_bytes(states, params=params, largest_layer=largest,
+        # ZeRO-3 constructs inside zero.Init; a pipeline rank materializes only its stage; AutoTP
+        # splits a model that each rank has built whole
+        built = costs.params if tp > 1 else params
+        cpu = per_node_cpu_bytes(states, params=built, largest_layer=largest,
                                  gpus_per_node=cluster.gpus_per_node, zero_init=choice.zero == 3)
         later = [u.largest_layer for _, us in model.stages(stages)[s + 1:] for u in us]
-        build = construction_bytes(params, largest, zero=choice.zero, data_parallel=dp,
+        build = construction_bytes(built, largest, zero=choice.zero, data_parallel=dp,
                                    precision=model.precision, released=max(later, default=0))
         per_stage.append({"stage": s, "params": params, "per_gpu_bytes": gpu,
                           "per_cpu_bytes": cpu, "construct_bytes_per_rank": build,
@@ -158,7 +189,13 @@ def evaluate(model: Model, choice: Choice, cluster: Cluster, profile: Profile) -
         nvme = worst["_states"].offloaded * cluster.gpus_per_node
         cpu = per_node_cpu_bytes(type(worst["_states"])(0, 0, 0), params=worst["params"],
                                  largest_layer=0, gpus_per_node=cluster.gpus_per_node)
-    timing = step_time(model, choice, cluster, profile, per_stage, dp)
+    tensor_comm = None
+    if tp > 1:
+        tensor_comm = communication(model.tensor_plan(tp), costs.units,
+                                    choice.activation_checkpointing, c)
+        tensor_comm["bytes_per_step"] = (tensor_comm["bytes_per_sample"] * choice.micro_batch
+                                         * choice.grad_accum)
+    timing = step_time(model, choice, cluster, profile, per_stage, dp, tensor_comm)
     fwd = costs.flops
     recompute = recomputed_flops(costs.units, choice.activation_checkpointing)
     global_batch = choice.micro_batch * choice.grad_accum * dp
@@ -180,6 +217,7 @@ def evaluate(model: Model, choice: Choice, cluster: Cluster, profile: Profile) -
         "offload_optimizer": choice.offload_optimizer,
         "offload_param": choice.offload_param,
         "pipeline_stages": stages,
+        "tensor_parallel": tp,
         "data_parallel": dp,
         "micro_batch": choice.micro_batch,
         "grad_accum": choice.grad_accum,
@@ -198,6 +236,8 @@ def evaluate(model: Model, choice: Choice, cluster: Cluster, profile: Profile) -
         "shortfall_bytes": max(0, -headroom),
         "reasons": reasons,
     }
+    if tensor_comm is not None:
+        out["tensor_comm"] = tensor_comm
     if stages > 1:
         out["stages"] = [{k: v for k, v in st.items() if not k.startswith("_")}
                          for st in per_stage]
@@ -219,7 +259,7 @@ def activation_bytes(units: list[UnitCost], patterns: tuple[str, ...], c: int, m
 
 
 def step_time(model: Model, choice: Choice, cluster: Cluster, profile: Profile, per_stage: list,
-              dp: int) -> dict:
+              dp: int, tensor_comm: dict | None = None) -> dict:
     """Seconds per optimizer step, with its parts."""
     c = PRECISION_BYTES[model.precision]
     stages, accum, micro = choice.pipeline_stages, choice.grad_accum, choice.micro_batch
@@ -233,7 +273,7 @@ def step_time(model: Model, choice: Choice, cluster: Cluster, profile: Profile, 
     compute_total = t_micro * (accum + stages - 1)
     # DeepSpeed's topology puts data-parallel ranks next to each other: a group stays inside a
     # machine while it has no more ranks than the machine has GPUs
-    in_node = cluster.nodes == 1 or dp <= cluster.gpus_per_node
+    in_node = cluster.nodes == 1 or dp * choice.tensor <= cluster.gpus_per_node
     bw = 1e9 * (profile.intra_node_gbs if in_node else profile.inter_node_gbs)
     params = max(st["params"] for st in per_stage)
     g = PRECISION_BYTES[model.parallel.comm_dtype]
@@ -247,6 +287,9 @@ def step_time(model: Model, choice: Choice, cluster: Cluster, profile: Profile, 
     else:
         volume = accum * (2 * params * c + params * g)
     comm = ring * volume / bw
+    # tensor parallelism: all-reduces of activations inside the machine, every micro-batch
+    tp_comm = comm_seconds(tensor_comm["bytes_per_step"], choice.tensor, profile.intra_node_gbs) \
+        if tensor_comm else 0.0
     # pipeline: each micro-batch sends its boundary activation forward and its gradient back
     p2p = 0.0
     if stages > 1:
@@ -267,10 +310,10 @@ def step_time(model: Model, choice: Choice, cluster: Cluster, profile: Profile, 
     if choice.offload_param != "none":
         link = profile.nvme_gbs if choice.offload_param == "nvme" else profile.host_link_gbs
         offload += accum * 2 * part * c / (1e9 * link)
-    total = compute_total + comm + p2p + optimizer + offload
+    total = compute_total + comm + p2p + tp_comm + optimizer + offload
     return {"total": total, "compute": compute, "bubble_fraction": bubble,
-            "bubble": compute_total - compute, "comm": comm + p2p, "optimizer": optimizer,
-            "offload": offload}
+            "bubble": compute_total - compute, "comm": comm + p2p + tp_comm,
+            "tensor_comm": tp_comm, "optimizer": optimizer, "offload": offload}
 
 
 def gib(n: float) -> str:

@@ -6,9 +6,9 @@ import json
 from nnspec.plan.estimate import gib
 from nnspec.plan.search import describe
 
-COLUMNS = ("#", "zero", "offload", "stages", "dp", "micro x accum", "ckpt", "params", "grads",
+COLUMNS = ("#", "zero", "offload", "stages", "tp", "dp", "micro x accum", "ckpt", "params", "grads",
            "optim", "activ", "buffers", "GPU total", "CPU/node", "build/rank", "PFLOP/step",
-           "step s", "fits")
+           "comm s", "step s", "fits")
 
 
 def to_json(params: int, plans: list[dict]) -> str:
@@ -18,12 +18,13 @@ def to_json(params: int, plans: list[dict]) -> str:
 
 def table(plans: list[dict]) -> str:
     """One row per plan: memory per GPU by kind, CPU per machine, what one rank allocates to
-    construct its model (build/rank), FLOPs and time per step."""
+    construct its model (build/rank), FLOPs per step, and time per step: of it communication
+    (data-parallel gradients, pipeline sends, tensor-parallel all-reduces), and in all."""
     rows = [_row(i, p) for i, p in enumerate(plans, 1)]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(COLUMNS)]
 
     def fmt(r):
-        return "  ".join(c.rjust(w) if 7 <= i <= 16 or i in (0, 3, 4) else c.ljust(w)
+        return "  ".join(c.rjust(w) if 8 <= i <= 18 or i in (0, 3, 4, 5) else c.ljust(w)
                          for i, (c, w) in enumerate(zip(r, widths))).rstrip()
 
     rule = "-" * len(fmt(COLUMNS))
@@ -35,12 +36,13 @@ def _row(i: int, p: dict) -> tuple[str, ...]:
     off = [f"opt:{p['offload_optimizer']}"] if p["offload_optimizer"] != "none" else []
     off += [f"param:{p['offload_param']}"] if p["offload_param"] != "none" else []
     return (str(i), str(p["zero_stage"]), ",".join(off) or "-", str(p["pipeline_stages"]),
-            str(p["data_parallel"]), f"{p['micro_batch']} x {p['grad_accum']}",
+            str(p["tensor_parallel"]), str(p["data_parallel"]), f"{p['micro_batch']} x {p['grad_accum']}",
             "yes" if p["activation_checkpointing"] else "-",
             *(_g(gpu[k]) for k in ("params", "grads", "optimizer", "activations", "buffers",
                                    "total")),
             _g(p["per_cpu_bytes"]), _g(p["construct_bytes_per_rank"]),
-            f"{p['step_flops'] / 1e15:.2f}", f"{p['est_step_seconds']:.2f}",
+            f"{p['step_flops'] / 1e15:.2f}", f"{p['time']['comm']:.2f}",
+            f"{p['est_step_seconds']:.2f}",
             "yes" if p["fits"] else f"no (-{_g(p['shortfall_bytes'])})" if p["shortfall_bytes"]
             else "no (CPU)")
 
@@ -57,7 +59,9 @@ def explain(p: dict) -> str:
     if t["bubble"]:
         parts.append(f"bubble {t['bubble']:.2f} s ({t['bubble_fraction']:.0%})")
     if t["comm"] >= 0.005:
-        parts.append(f"communication {t['comm']:.2f} s")
+        tp = t["tensor_comm"]
+        parts.append(f"communication {t['comm']:.2f} s" + (
+            f", of it tensor all-reduces {tp:.2f} s" if tp >= 0.005 else ""))
     if t["offload"] >= 0.005 or p["offload_optimizer"] != "none":
         parts.append(f"offload {t['offload'] + t['optimizer']:.2f} s")
     ckpt = f", checkpointing {', '.join(p['activation_checkpointing'])}" \

@@ -30,7 +30,8 @@ def plan_settings(plan: dict) -> dict:
     """The parallel settings of a plan (a dict from estimate.evaluate)."""
     return {"data_parallel": plan["data_parallel"], "zero": plan["zero_stage"],
             "offload_optimizer": plan["offload_optimizer"], "offload_param": plan["offload_param"],
-            "pipeline_stages": plan["pipeline_stages"], "micro_batch": plan["micro_batch"],
+            "pipeline_stages": plan["pipeline_stages"], "tensor": plan["tensor_parallel"],
+            "micro_batch": plan["micro_batch"],
             "grad_accum": plan["grad_accum"],
             "activation_checkpointing": tuple(plan["activation_checkpointing"])}
 

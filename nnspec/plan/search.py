@@ -44,46 +44,70 @@ def alternatives(choice: Choice) -> list[Choice]:
     """The spec's choice under every ZeRO stage and offload it may use (same batch split)."""
     out = []
     for zero, opt, param in ZERO_OPTIONS:
-        if choice.pipeline_stages > 1 and zero >= 2:
+        if choice.pipeline_stages > 1 and zero >= 2 or choice.tensor > 1 and zero == 3:
             continue
         alt = Choice(zero, opt, param, choice.pipeline_stages, choice.micro_batch,
-                     choice.grad_accum, choice.activation_checkpointing)
+                     choice.grad_accum, choice.activation_checkpointing, choice.tensor)
         if alt != choice:
             out.append(alt)
     return out
 
 
-def search_space(model: Model, cluster: Cluster) -> tuple[list[Choice], list[str]]:
-    """Every configuration `--auto` considers, and why some pipeline depths were left out."""
-    world, batch = cluster.world_size, model.train.batch_size
-    patterns = block_patterns(model.costs)
-    checkpointing = [()] + ([patterns] if patterns else [])
-    options = ZERO_OPTIONS + (NVME_OPTIONS if model.parallel.nvme_path else [])
+def layouts(model: Model, cluster: Cluster) -> tuple[list[tuple[int, int]], list[str]]:
+    """(pipeline stages, tensor degree) pairs to search, and why others were left out. A
+    tensor-parallel group stays inside one machine (its all-reduces run on every layer), so its
+    degree divides the GPUs per machine; DeepSpeed's pipeline engine has no tensor axis, so the
+    two are not combined."""
+    world = cluster.world_size
     out, skipped = [], []
     for stages in _divisors(world):
         try:
             model.stages(stages)
         except PlanError as err:
             skipped.append(f"pipeline_stages {stages}: {err}")
-            continue
-        dp = world // stages
+        else:
+            out.append((stages, 1))
+    for tensor in _divisors(cluster.gpus_per_node)[1:]:
+        problems = model.tensor_plan(tensor).indivisible
+        if problems:
+            skipped.append(f"tensor {tensor}: {next(iter(problems.values()))}")
+        else:
+            out.append((1, tensor))
+    return out, skipped
+
+
+def search_space(model: Model, cluster: Cluster) -> tuple[list[Choice], list[str]]:
+    """Every configuration `--auto` considers, and why some pipeline depths or tensor degrees
+    were left out."""
+    world, batch = cluster.world_size, model.train.batch_size
+    patterns = block_patterns(model.costs)
+    checkpointing = [()] + ([patterns] if patterns else [])
+    options = ZERO_OPTIONS + (NVME_OPTIONS if model.parallel.nvme_path else [])
+    out: list[Choice] = []
+    pairs, skipped = layouts(model, cluster)
+    for stages, tensor in pairs:
+        dp = world // (stages * tensor)
         if batch % dp:
-            skipped.append(f"pipeline_stages {stages}: batch_size {batch} is not divisible by "
-                           f"the data-parallel degree {dp}")
+            what = f"tensor {tensor}" if tensor > 1 else f"pipeline_stages {stages}"
+            skipped.append(f"{what}: batch_size {batch} is not divisible by the data-parallel "
+                           f"degree {dp}")
             continue
         for micro in _divisors(batch // dp):
             accum = batch // dp // micro
             for zero, opt, param in options:
                 if stages > 1 and zero >= 2:
                     continue  # DeepSpeed's pipeline engine refuses ZeRO-2 and ZeRO-3
+                if tensor > 1 and zero == 3:
+                    continue  # check refuses it (lang/config/parallel_checks.py)
                 for ckpt in checkpointing:
-                    out.append(Choice(zero, opt, param, stages, micro, accum, ckpt))
+                    out.append(Choice(zero, opt, param, stages, micro, accum, ckpt, tensor))
     return out, skipped
 
 
 def rank_key(plan: dict):
     """Fits first, then fastest; ties go to the simpler plan."""
     return (not plan["fits"], round(plan["est_step_seconds"], 9), plan["pipeline_stages"],
+            plan["tensor_parallel"],
             plan["offload_param"] != "none", plan["offload_optimizer"] != "none",
             bool(plan["activation_checkpointing"]), plan["zero_stage"], -plan["micro_batch"])
 
@@ -114,11 +138,11 @@ def why_not(plans: list[dict], limit: int = 8) -> list[str]:
     never, larger = [], []
     for key, p in misses.items():
         ckpt = " with activation checkpointing" if p["activation_checkpointing"] else ""
-        if len(key) == 4:
+        if len(key) == 5:  # a family without a fitting plan (no checkpointing flag)
             never.append((p["shortfall_bytes"], f"{describe(p)}: {p['reasons'][0]}, even at "
                           f"micro_batch {p['micro_batch']}{ckpt}"))
         else:
-            larger.append((_rank_of(plans, key[:4]), f"{describe(p)}{ckpt}: micro_batch "
+            larger.append((_rank_of(plans, key[:5]), f"{describe(p)}{ckpt}: micro_batch "
                            f"{p['micro_batch']} and larger: {p['reasons'][0]}"))
     lines = [line for _, line in sorted(never)] + [line for _, line in sorted(larger)]
     return lines[:limit]
@@ -137,11 +161,14 @@ def describe(p: dict) -> str:
         s += f" + offload param {p['offload_param']}"
     if p["pipeline_stages"] > 1:
         s += f", {p['pipeline_stages']} pipeline stages"
+    if p["tensor_parallel"] > 1:
+        s += f", tensor {p['tensor_parallel']}"
     return s
 
 
 def _family(p: dict) -> tuple:
-    return p["zero_stage"], p["offload_optimizer"], p["offload_param"], p["pipeline_stages"]
+    return (p["zero_stage"], p["offload_optimizer"], p["offload_param"], p["pipeline_stages"],
+            p["tensor_parallel"])
 
 
 def with_settings(parallel: ParallelSpec, **changes) -> ParallelSpec:

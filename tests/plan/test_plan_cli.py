@@ -147,7 +147,10 @@ def test_auto_on_eight_80gb_gpus_finds_plans_that_fit(capsys, name):
     if name == "gpt3_13b":
         assert misses  # e.g. ZeRO 0 needs 16 bytes a parameter: 200+ GB
         assert not any(c["fits"] for c in configs if c["zero_stage"] == 0
-                       and c["pipeline_stages"] == 1)
+                       and c["pipeline_stages"] == 1 and c["tensor_parallel"] == 1)
+        # split 8 ways, the 13B model's 16 bytes a parameter fit each GPU even without ZeRO
+        assert any(c["fits"] for c in configs if c["zero_stage"] == 0
+                   and c["tensor_parallel"] == 8)
 
 
 def test_auto_explains_in_text(capsys):

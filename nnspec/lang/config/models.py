@@ -78,7 +78,8 @@ class ParallelSpec(_Section):
     """How to place the model: data parallelism, ZeRO, offload, precision, pipeline."""
 
     data_parallel: Union[PositiveInt, Literal["auto"]] = Field(
-        "auto", description="data-parallel degree, or auto (world size / pipeline stages)")
+        "auto", description="data-parallel degree, or auto (world size / (pipeline stages x "
+        "tensor))")
     zero: Literal[0, 1, 2, 3] = Field(0, description="ZeRO stage")
     offload_optimizer: Literal["none", "cpu", "nvme"] = Field("none", description="where "
                                                               "optimizer states live")
@@ -94,6 +95,8 @@ class ParallelSpec(_Section):
     activation_checkpointing: tuple[str, ...] = Field((), description="names or patterns of "
                                                       "blocks whose activations are recomputed")
     pipeline_stages: PositiveInt = Field(1, description="pipeline stages (1: no pipeline)")
+    tensor: PositiveInt = Field(1, description="tensor-parallel degree: ranks that split each "
+                                "attention and MLP (Megatron style)")
     partition: str = Field("parameters", description="how layers are split into stages: "
                            "parameters, uniform or type:REGEX")
     stage_boundaries: tuple[str, ...] = Field((), description="explicit placement: the top-level "
