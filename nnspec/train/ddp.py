@@ -26,14 +26,10 @@ import torch.distributed as dist
 from nnspec.lang.config import Call, ParallelSpec, TrainSpec
 from nnspec.lang.config.ddp_checks import local_sgd_args, powersgd_args
 from nnspec.train import ddp_checkpoint
+from nnspec.train.checkpoint import capture_rng, restore_rng
 from nnspec.train.comm_count import CommCounter, count_hook_collectives
 from nnspec.train.distributed import shutdown
 from nnspec.train.local import LocalBackend
-
-# An explicit cap makes DDP's first buckets as large as the rest (else the first is 1 MiB), so the
-# buckets it rebuilds after the first step are those of every later start: PowerSGD keeps its
-# error feedback per bucket index, and a resumed run must find the same buckets.
-BUCKET_CAP_MB = 25
 
 
 def hook_text(call: Call) -> str:
@@ -53,8 +49,7 @@ class DDPBackend(LocalBackend):
         self.is_main = self.rank == 0
         cuda = self.device.type == "cuda"
         self.ddp = torch.nn.parallel.DistributedDataParallel(
-            self.model, device_ids=[torch.cuda.current_device()] if cuda else None,
-            bucket_cap_mb=BUCKET_CAP_MB)
+            self.model, device_ids=[torch.cuda.current_device()] if cuda else None)
         self.comm = CommCounter()
         self._stop_counting = count_hook_collectives(self.comm)
         self.setting = (f"local_sgd {hook_text(parallel.local_sgd)}" if parallel.local_sgd
@@ -63,6 +58,7 @@ class DDPBackend(LocalBackend):
         self.warmup = self._register(parallel, train.seed)
         self._own: list[torch.Tensor] | None = None  # this rank's parameters while evaluating
         self.seconds, self.steps_timed = 0.0, 0  # time in train_step, in this process
+        self._unsettled = False  # resumed: DDP's buckets are not yet those the run saved with
 
     def _register(self, parallel: ParallelSpec, seed: int) -> int:
         """Register the hook (and build the averager); returns the steps of warm-up."""
@@ -103,6 +99,8 @@ class DDPBackend(LocalBackend):
         return self.ddp.no_sync() if more else nullcontext()
 
     def train_step(self, micro: list, objective) -> float:
+        if self._unsettled:
+            self._settle_buckets(micro[0], objective)
         self.comm.start_step()
         start = time.perf_counter()
         loss = super().train_step(micro, objective)
@@ -110,6 +108,33 @@ class DDPBackend(LocalBackend):
         self.steps_timed += 1
         self.comm.end_step(steady=self.updates > self.warmup)
         return loss
+
+    def _settle_buckets(self, batch, objective) -> None:
+        """One forward and backward that leaves no trace, before a resumed run's first step.
+
+        DDP reduces its first backward in one bucket of every gradient, then rebuilds its
+        buckets in the order the gradients became ready; PowerSGD keeps its error feedback and
+        warm-start matrices per bucket, laid out as the bucket is. A resumed run's first step
+        would be a first backward again, with the saved state laid over another layout; after
+        this pass DDP rebuilds the buckets the saving run had. The hooks run their warm-up
+        all-reduce for it (nothing they keep changes); gradients, buffers, random streams and
+        the counts are put back."""
+        rng, counts = capture_rng(), self.comm.state_dict()
+        buffers = {k: v.clone() for k, v in self.model.named_buffers()}
+        iters = [(s, s.iter) for s in (self.powersgd, self.post_local) if s is not None]
+        for state, _ in iters:
+            state.iter = 0
+        inputs, y = batch
+        objective.loss(self._train_forward(inputs), y.to(self.device)).backward()
+        self.optimizer.zero_grad(set_to_none=True)
+        for state, it in iters:
+            state.iter = it
+        with torch.no_grad():
+            for k, v in self.model.named_buffers():
+                v.copy_(buffers[k])
+        self.comm.load_state_dict(counts)
+        restore_rng(rng)
+        self._unsettled = False
 
     def _after_update(self) -> None:
         if self.averager is not None:
@@ -165,7 +190,9 @@ class DDPBackend(LocalBackend):
         ddp_checkpoint.save(self, folder, step, state, keep)
 
     def load(self, folder: Path) -> dict | None:
-        return ddp_checkpoint.load(self, folder)
+        state = ddp_checkpoint.load(self, folder)
+        self._unsettled = state is not None
+        return state
 
     def close(self) -> None:
         self._stop_counting()
