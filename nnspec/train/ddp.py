@@ -16,7 +16,9 @@ averager all-reduce is counted (comm_count.py) and reported in final.json under 
 """
 from __future__ import annotations
 
+import statistics
 import time
+from collections import deque
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -49,7 +51,8 @@ class DDPBackend(LocalBackend):
         self.is_main = self.rank == 0
         cuda = self.device.type == "cuda"
         self.ddp = torch.nn.parallel.DistributedDataParallel(
-            self.model, device_ids=[torch.cuda.current_device()] if cuda else None)
+            self.model, device_ids=[torch.cuda.current_device()] if cuda else None,
+            **self._one_bucket(parallel))
         self.comm = CommCounter()
         self._stop_counting = count_hook_collectives(self.comm)
         self.setting = (f"local_sgd {hook_text(parallel.local_sgd)}" if parallel.local_sgd
@@ -57,8 +60,21 @@ class DDPBackend(LocalBackend):
         self.powersgd = self.post_local = self.averager = None
         self.warmup = self._register(parallel, train.seed)
         self._own: list[torch.Tensor] | None = None  # this rank's parameters while evaluating
-        self.seconds, self.steps_timed = 0.0, 0  # time in train_step, in this process
+        self.step_times: deque[float] = deque(maxlen=1000)  # this process's latest steps
         self._unsettled = False  # resumed: DDP's buckets are not yet those the run saved with
+
+    def _one_bucket(self, parallel: ParallelSpec) -> dict:
+        """DDP's arguments for PowerSGD over gloo: every gradient in one bucket.
+
+        torch's PowerSGD hook all-reduces Q from the callback of P's all-reduce; gloo runs such
+        callbacks on its own threads, so with two buckets the ranks can issue one bucket's Q
+        and the next bucket's P in different orders, and gloo aborts ("Received data size
+        doesn't match expected size"; seen with a 3.2M-parameter MLP). With one bucket each
+        step's collectives form one chain. NCCL keeps DDP's buckets."""
+        if parallel.comm_hook.name != "powersgd" or dist.get_backend() != "gloo":
+            return {}
+        size = sum(p.numel() * p.element_size() for p in self.model.parameters())
+        return {"bucket_cap_mb": max(25, size // 2 ** 20 + 1)}
 
     def _register(self, parallel: ParallelSpec, seed: int) -> int:
         """Register the hook (and build the averager); returns the steps of warm-up."""
@@ -104,8 +120,7 @@ class DDPBackend(LocalBackend):
         self.comm.start_step()
         start = time.perf_counter()
         loss = super().train_step(micro, objective)
-        self.seconds += time.perf_counter() - start
-        self.steps_timed += 1
+        self.step_times.append(time.perf_counter() - start)
         self.comm.end_step(steady=self.updates > self.warmup)
         return loss
 
@@ -182,7 +197,8 @@ class DDPBackend(LocalBackend):
         """What final.json says under "comm"."""
         return {"engine": "ddp", "setting": self.setting, "warmup_steps": self.warmup,
                 "world_size": self.world, **self.comm.report(),
-                "seconds_per_step": self.seconds / max(self.steps_timed, 1)}
+                # the median: steady on a shared machine, and past the first steps' set-up
+                "seconds_per_step": statistics.median(self.step_times or [0.0])}
 
     # -- checkpoints: every rank's state in one folder (ddp_checkpoint.py) --
 

@@ -21,8 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nnspec.train.checkpoint import (MARKER, atomic_save, atomic_write_json, capture_rng,
-                                     complete_folders, manifest, restore_rng, tag)
+from nnspec.train.checkpoint import MARKER, atomic_save, capture_rng, restore_rng, tag
 from nnspec.train.errors import TrainError
 
 RANK_FILE = re.compile(r"^rank(\d+)\.pt$")
@@ -30,30 +29,21 @@ RANK_FILE = re.compile(r"^rank(\d+)\.pt$")
 
 def save(backend, folder: Path, step: int, state: dict, keep: int) -> None:
     """Every rank writes its file; rank 0 then writes the marker and drops old checkpoints."""
-    from nnspec.train.distributed import _remove_tree, barrier
+    from nnspec.train.distributed import finish_save
 
     path = folder / tag(step)
     path.mkdir(parents=True, exist_ok=True)
     atomic_save(_rank_state(backend, state["window_loss"]), path / f"rank{backend.rank}.pt")
-    barrier()
-    if backend.is_main:  # last: a folder without it is a save cut short (checkpoint.is_complete)
-        atomic_write_json(path / MARKER, {"step": step, "state": state, "engine": "ddp",
-                                          "world_size": backend.world, "files": manifest(path)})
-        for old in complete_folders(folder)[keep:]:
-            _remove_tree(old)
-    barrier()
+    finish_save(path, {"step": step, "state": state, "engine": "ddp",
+                       "world_size": backend.world}, keep, backend.is_main)
 
 
 def load(backend, folder: Path) -> dict | None:
     """Restore the newest complete checkpoint into `backend`; its loop state, or None."""
-    from nnspec.train.distributed import _verify_on_every_rank, broadcast
+    from nnspec.train.distributed import _verify_on_every_rank, newest_checkpoint
     from nnspec.train.safeload import safe_load
 
-    choice = None
-    if backend.is_main:
-        complete = complete_folders(folder)
-        choice = complete[0].name if complete else None
-    choice = broadcast(choice)
+    choice = newest_checkpoint(folder, backend.is_main)
     if choice is None:
         return None
     marker = json.loads((folder / choice / MARKER).read_text())

@@ -39,8 +39,9 @@ def check_train(train: TrainSpec, parallel: Optional[ParallelSpec] = None) -> li
     cls = None
     if name in ONEBIT_OPTIMIZERS:
         out.append(Problem("optimizer", f"optimizer {opt.name} cannot be used: DeepSpeed "
-                           f"{DEEPSPEED_VERSION} (the one installed) has no {ONEBIT_OPTIMIZERS[name]}"
-                           " (0.19 removed its 1-bit optimizers), and they need NCCL on GPUs",
+                           f"{DEEPSPEED_VERSION} (the one installed) has no "
+                           f"{ONEBIT_OPTIMIZERS[name]} (0.19 removed its 1-bit optimizers), and "
+                           "they need NCCL on GPUs",
                            "for compressed gradients set engine = ddp and comm_hook = "
                            "powersgd(rank=4) in the parallel section (gloo and NCCL)"))
     elif name in REFUSED_OPTIMIZERS:
