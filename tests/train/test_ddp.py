@@ -127,3 +127,17 @@ def test_export_weights_of_a_ddp_checkpoint(launch, tmp_path, name):
     assert exported.keys() == trained.keys()
     assert all(torch.equal(exported[k], trained[k]) for k in trained)
     nnspec.load(ROOT / SPEC).build().load_state_dict(exported, strict=True)
+
+
+def test_one_process_trains_without_communication(tmp_path, caplog):
+    """Outside the runner there is nothing to all-reduce: the one-process backend trains, and
+    says that engine ddp's settings wait for the runner."""
+    from nnspec.lang.config import Call, ParallelSpec, TrainSpec
+    from nnspec.train import run
+
+    spec = nnspec.load(ROOT / SPEC)
+    train = TrainSpec(steps=12, batch_size=64)
+    parallel = ParallelSpec(engine="ddp", comm_hook=Call(name="powersgd", kwargs={"rank": 2}))
+    result = run(spec, train, parallel, tmp_path / "run", progress=False)
+    assert result["status"] == "completed" and result["step"] == 12 and "comm" not in result
+    assert "engine ddp (comm_hook, local_sgd) applies under the deepspeed runner" in caplog.text
