@@ -39,7 +39,7 @@ PLAIN = {"engine": "ddp"}
 POWERSGD = {"engine": "ddp", "comm_hook": {"name": "powersgd", "kwargs": {"rank": 4,
                                                                           "warmup": 10}}}
 LOCAL_SGD = {"engine": "ddp", "local_sgd": {"name": "every", "args": [8]}}
-BF16 = {"engine": "ddp", "comm_hook": {"name": "bf16"}}
+BF16 = {"engine": "ddp", "comm_hook": "bf16"}  # a bare word, as in a spec
 RUNS = {
     "plain": [TRAIN, PLAIN],
     "powersgd": [TRAIN, POWERSGD],
