@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 EXIT_SPEC, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 CALL_FIELDS = ("data", "optimizer", "schedule", "loss")
+PARALLEL_CALL_FIELDS = ("comm_hook", "local_sgd")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -46,8 +47,12 @@ def sections(train_json: str, parallel_json: str):
     for key in CALL_FIELDS:  # "adamw" is short for {"name": "adamw"}
         if isinstance(train.get(key), str):
             train[key] = {"name": train[key]}
+    parallel = _tuples(json.loads(parallel_json))
+    for key in PARALLEL_CALL_FIELDS:  # "bf16" is short for {"name": "bf16"}
+        if isinstance(parallel, dict) and isinstance(parallel.get(key), str):
+            parallel[key] = {"name": parallel[key]}
     return (TrainSpec.model_validate(train, strict=False),
-            ParallelSpec.model_validate(_tuples(json.loads(parallel_json)), strict=False))
+            ParallelSpec.model_validate(parallel, strict=False))
 
 
 def _tuples(value):

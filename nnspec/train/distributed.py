@@ -157,22 +157,11 @@ class DeepSpeedBackend:
         # what differs between ranks: random streams, and the loss summed since the last log row
         atomic_save({"rng": capture_rng(), "window_loss": state["window_loss"]},
                     folder / name / f"rank{self.rank}.pt")
-        barrier()
-        if self.is_main:  # written last: a folder without it is a save that was cut short,
-            # and the sizes it lists show a file torn later (checkpoint.is_complete)
-            atomic_write_json(folder / name / MARKER, {"step": step, "state": state,
-                                                       "files": manifest(folder / name)})
-            for old in complete_folders(folder)[keep:]:
-                _remove_tree(old)
-        barrier()
+        finish_save(folder / name, {"step": step, "state": state}, keep, self.is_main)
 
     def load(self, folder: Path) -> dict | None:
         import json
-        choice = None
-        if self.is_main:
-            complete = complete_folders(folder)
-            choice = complete[0].name if complete else None
-        choice = broadcast(choice)
+        choice = newest_checkpoint(folder, self.is_main)
         if choice is None:
             return None
         _verify_on_every_rank(folder / choice)
@@ -201,6 +190,29 @@ class DeepSpeedBackend:
         """Drop the engine and optimizer, collect them, and leave the process group."""
         self.engine = self.optimizer = self.scheduler = self.plateau = None
         shutdown()
+
+
+def finish_save(path: Path, marker: dict, keep: int, is_main: bool) -> None:
+    """Once every rank has written its files into the checkpoint folder `path`: rank 0 writes
+    the marker, with the sizes of the files (written last: a folder without it is a save that
+    was cut short, and the sizes show a file torn later; checkpoint.is_complete), and drops all
+    but the newest `keep` checkpoints."""
+    barrier()
+    if is_main:
+        atomic_write_json(path / MARKER, {**marker, "files": manifest(path)})
+        for old in complete_folders(path.parent)[keep:]:
+            _remove_tree(old)
+    barrier()
+
+
+def newest_checkpoint(folder: Path, is_main: bool) -> str | None:
+    """The name of the newest complete checkpoint in `folder` as rank 0 sees it, on every rank;
+    None when there is none."""
+    choice = None
+    if is_main:
+        complete = complete_folders(folder)
+        choice = complete[0].name if complete else None
+    return broadcast(choice)
 
 
 def _verify_on_every_rank(folder: Path) -> None:

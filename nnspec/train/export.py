@@ -1,10 +1,11 @@
 """`nnspec export-weights CKPT -o model.safetensors`: one plain fp32 state_dict from a checkpoint.
 
 CKPT is what `nnspec train` wrote: a one-process checkpoint file (`checkpoints/step-00000120.pt`),
-a DeepSpeed checkpoint folder (`checkpoints/step-00000120/`, ZeRO 0-3, fp32 or bf16), the run's
-`checkpoints/` folder, or the run's output folder (then the newest complete checkpoint). ZeRO
-shards are consolidated with DeepSpeed's own `zero_to_fp32`; bf16 runs export their fp32 master
-weights. The result loads into `spec.build()` with `strict=True`.
+a DeepSpeed checkpoint folder (`checkpoints/step-00000120/`, ZeRO 0-3, fp32 or bf16), an engine
+ddp folder (a file per rank; their average model is exported), the run's `checkpoints/` folder,
+or the run's output folder (then the newest complete checkpoint). ZeRO shards are consolidated
+with DeepSpeed's own `zero_to_fp32`; bf16 runs export their fp32 master weights. The result loads
+into `spec.build()` with `strict=True`.
 
 A DeepSpeed folder is complete only with its `nnspec.json` marker, which rank 0 writes after every
 rank has saved (distributed.py); a folder without it is a save that was cut short, and one whose
@@ -22,6 +23,7 @@ from pathlib import Path
 import torch
 
 from nnspec.outputs import replace_file
+from nnspec.train import ddp_checkpoint
 from nnspec.train.checkpoint import MARKER, is_complete, steps_in
 from nnspec.train.errors import TrainError
 from nnspec.train.safeload import UnsafeCheckpoint, safe_load, verify_folder
@@ -146,7 +148,15 @@ def _is_deepspeed_folder(path: Path) -> bool:
 def _deepspeed_weights(folder: Path, spec=None) -> dict[str, torch.Tensor]:
     """Whole fp32 weights from a DeepSpeed step folder: the ZeRO shards' fp32 partitions when
     there are any (ZeRO 1-3, and bf16 at any stage), else the saved module (ZeRO 0, fp32); a
-    pipeline's layer files under the names the spec's partition gives them."""
+    pipeline's layer files under the names the spec's partition gives them; an engine ddp
+    folder's rank files (ddp_checkpoint.weights)."""
+    if ddp_checkpoint.is_ddp_folder(folder):
+        try:
+            return _plain(ddp_checkpoint.weights(folder))
+        except (UnsafeCheckpoint, ExportError):
+            raise
+        except TrainError as err:
+            raise ExportError(err.message, err.hint) from None
     if not any(folder.glob("*model_states.pt")):
         raise ExportError(f"{folder} has no DeepSpeed model states: its save was cut short or "
                           "files were removed")

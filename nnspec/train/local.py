@@ -1,6 +1,7 @@
 """One-process training: the CPU, or the one GPU if there is one.
 
-The backend interface the loop drives (DeepSpeedBackend in distributed.py is the other):
+The backend interface the loop drives (DeepSpeedBackend in distributed.py and DDPBackend in
+ddp.py are the others):
 `train_step`, `forward`, `all_reduce`, `save` / `load`, `state_dict`, `lr`, `close`, and the
 attributes `rank`, `world`, `is_main`, `plateau`, `updating`.
 """
@@ -54,20 +55,35 @@ class LocalBackend:
         self.model.train(mode)
 
     def forward(self, inputs, labels=None) -> torch.Tensor:
+        return self._run(self.model, inputs)
+
+    def _run(self, module: torch.nn.Module, inputs) -> torch.Tensor:
         cast = (torch.autocast(self.device.type, dtype=self.half) if self.half is not None
                 else nullcontext())
         with cast:
-            out = self.model(*[x.to(self.device) for x in inputs])
+            out = module(*[x.to(self.device) for x in inputs])
         return (out[0] if isinstance(out, (tuple, list)) else out).float()
+
+    # what a data-parallel subclass (nnspec.train.ddp) changes: the module that trains, the
+    # gradient sync skipped while micro-batches accumulate, and work after each update
+    def _train_forward(self, inputs) -> torch.Tensor:
+        return self.forward(inputs)
+
+    def _accumulating(self, more: bool):
+        return nullcontext()
+
+    def _after_update(self) -> None:
+        pass
 
     def train_step(self, micro: list, objective) -> float:
         """One optimizer step over `micro` batches (gradients averaged); the mean loss."""
         self.optimizer.zero_grad(set_to_none=True)
         total = 0.0
-        for inputs, y in micro:
-            loss = objective.loss(self.forward(inputs), y.to(self.device))
-            scaled = loss / len(micro)
-            (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+        for i, (inputs, y) in enumerate(micro):
+            with self._accumulating(i < len(micro) - 1):
+                loss = objective.loss(self._train_forward(inputs), y.to(self.device))
+                scaled = loss / len(micro)
+                (self.scaler.scale(scaled) if self.scaler else scaled).backward()
             total += loss.item()
         self.last_loss = total / len(micro)
         self.updating = True
@@ -82,6 +98,7 @@ class LocalBackend:
             self.optimizer.step()
         if self.scheduler is not None:
             self.scheduler.step()
+        self._after_update()
         self.updates += 1
         self.updating = False
         return self.last_loss

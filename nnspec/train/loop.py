@@ -2,7 +2,7 @@
 
 `run` checks every setting and loads the data first (so a mistake is a `TrainError` before any
 work), then drives a backend step by step: `LocalBackend` (one process, CPU or one GPU) or
-`DeepSpeedBackend` (under the runner). Batches come from a plan fixed by the seed
+`DeepSpeedBackend` or `DDPBackend` (under the runner). Batches come from a plan fixed by the seed
 (nnspec.train.batches); SIGINT / SIGTERM stop it after a step with a checkpoint
 (nnspec.train.stop).
 """
@@ -254,6 +254,8 @@ class Trainer:
                                      self.b.lr(), result)
         final = {**result, "step": state.step,
                  "epoch": round(state.step / self.plan.steps_per_epoch, 4), "status": status}
+        if hasattr(self.b, "comm_report"):  # engine ddp: what its hooks all-reduced
+            final["comm"] = self.b.comm_report()
         weights = self.b.state_dict()
         if self.b.is_main:
             from safetensors.torch import save_file
@@ -398,12 +400,18 @@ def backend_for(spec, train: TrainSpec, parallel: ParallelSpec, config: dict, ob
     here, in the same order on every path, so they do not depend on the layout."""
     if multi and parallel.pipeline_stages > 1:
         return pipe.PipelineBackend(spec, train, parallel, config, objective)
+    if multi and parallel.engine == "ddp":  # torch DDP with its hooks (nnspec/train/ddp.py)
+        from nnspec.train.ddp import DDPBackend
+        return DDPBackend(_model(spec, parallel, weights), train, parallel, config)
     if multi:
         zero3 = config if parallel.zero == 3 else None  # constructed inside zero.Init
         return distributed.DeepSpeedBackend(_model(spec, parallel, weights, zero3), train, config)
     if parallel.zero or "cpu" in (parallel.offload_optimizer, parallel.offload_param):
         log.warning("zero and offload apply under the deepspeed runner; one process "
                     "trains the whole model")
+    if parallel.engine == "ddp":
+        log.warning("engine ddp (comm_hook, local_sgd) applies under the deepspeed runner; one "
+                    "process trains without communication")
     return LocalBackend(_model(spec, parallel, weights), train, parallel.precision,
                         config.get("scheduler"))
 

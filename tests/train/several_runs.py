@@ -2,8 +2,10 @@
 
     deepspeed --num_accelerators 2 --module tests.train.several_runs SPEC OUT RUNS.json
 
-RUNS.json maps a name to [train, parallel] (the JSON of `python -m nnspec.train`); each run
-writes OUT/NAME/ and rank 0 prints `NAME {final.json}`. A launch costs two Python and DeepSpeed
+RUNS.json maps a name to [train, parallel] (the JSON of `python -m nnspec.train`), or to
+[train, parallel, options] with options {"stop_at": N} (stop there with a checkpoint) or
+{"resume": "OTHER"} (continue run OTHER's folder from its latest checkpoint); each run writes
+OUT/NAME/ (OUT/OTHER/ when it resumes) and rank 0 prints `NAME {final.json}`, in the file's order. A launch costs two Python and DeepSpeed
 start-ups, most of a small run's time, so the tests train several configurations per launch.
 
 The ranks keep one process group for all runs and leave it after the last: DeepSpeed binds its
@@ -28,9 +30,11 @@ def main(argv: list[str]) -> int:
     leave = distributed.shutdown
     distributed.shutdown = gc.collect  # run() leaves the group at its end; keep it until the last
     try:
-        for name, (train, parallel) in json.loads(Path(runs).read_text()).items():
+        for name, (train, parallel, *options) in json.loads(Path(runs).read_text()).items():
+            options = options[0] if options else {}
             final = run(spec, *sections(json.dumps(train), json.dumps(parallel)),
-                        Path(out) / name, progress=False)
+                        Path(out) / options.get("resume", name), progress=False,
+                        resume="resume" in options, stop_at=options.get("stop_at"))
             if distributed.rank() == 0:
                 print(name, json.dumps(final, sort_keys=True), flush=True)
     finally:

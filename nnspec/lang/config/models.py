@@ -103,6 +103,17 @@ class ParallelSpec(_Section):
                                               "layers that start stages 1, 2, ...")
     comm_dtype: Literal["fp32", "fp16", "bf16"] = Field("fp32", description="precision of the "
                                                         "gradient all-reduce")
+    # engine = ddp: plain data parallelism on torch's DistributedDataParallel with its
+    # communication hooks (nnspec.train.ddp); ZeRO, offload and pipelines stay DeepSpeed's
+    engine: Literal["deepspeed", "ddp"] = Field("deepspeed", description="what trains under the "
+                                                "runner: deepspeed, or ddp (torch "
+                                                "DistributedDataParallel with comm_hook, "
+                                                "local_sgd)")
+    comm_hook: Call = Field(Call(name="none"), description="engine ddp's gradient all-reduce: "
+                            "none, powersgd(rank=4, warmup=10), fp16 or bf16")
+    local_sgd: Optional[Call] = Field(None, description="engine ddp: post-local SGD, every(H, "
+                                      "warmup=W): all-reduce gradients for W steps, then train "
+                                      "locally and average the parameters every H steps")
 
 
 class CompressSpec(_Section):

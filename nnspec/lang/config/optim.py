@@ -18,6 +18,13 @@ REFUSED_OPTIMIZERS = {
     "muon": "torch.optim.Muon only takes 2-D parameters",
 }
 
+# DeepSpeed's compressed-communication optimizers: 0.19 removed them (deepspeed/runtime/fp16/onebit
+# is gone; tests/lang/test_ddp_checks.py checks the installed DeepSpeed), and they only ever ran
+# over NCCL on GPUs. Named, they get that reason instead of "unknown optimizer".
+ONEBIT_OPTIMIZERS = {"onebitadam": "1-bit Adam", "onebit_adam": "1-bit Adam",
+                     "zerooneadam": "0/1 Adam", "zero_one_adam": "0/1 Adam",
+                     "onebitlamb": "1-bit LAMB", "onebit_lamb": "1-bit LAMB"}
+
 # name -> {argument: (default, description)}. The same table drives the PyTorch trainer and the
 # DeepSpeed scheduler block (nnspec.emit.deepspeed), so the two agree on what each name means.
 SCHEDULE_ARGS: dict[str, dict[str, tuple[Any, str]]] = {

@@ -1,10 +1,11 @@
 """Compile-time checks of a `parallel` section against its `train` section for one world size:
 the batch layout (micro-batch x accumulation x data-parallel), ZeRO and offload, pipeline
-placement, precision and gradient communication."""
+placement, precision and gradient communication (engine ddp's in ddp_checks)."""
 from __future__ import annotations
 
 from typing import NamedTuple, Optional
 
+from nnspec.lang.config.ddp_checks import ddp_problems
 from nnspec.lang.config.models import ParallelSpec, TrainSpec
 from nnspec.lang.config.optim import _is_int
 from nnspec.lang.config.train_checks import Problem, check_train
@@ -182,12 +183,13 @@ def check_parallel(train: TrainSpec, parallel: ParallelSpec, world_size: int) ->
         out.append(Problem("zero", f"zero {zero} cannot be combined with pipeline_stages "
                            f"{stages}: DeepSpeed's pipeline engine refuses ZeRO-2 and ZeRO-3",
                            "set zero = 1 (or 0), or pipeline_stages = 1"))
-    if parallel.offload_param != "none" and zero != 3:
+    deepspeed = parallel.engine == "deepspeed"  # engine ddp: ddp_problems says what it refuses
+    if deepspeed and parallel.offload_param != "none" and zero != 3:
         out.append(Problem("offload_param", f"offload_param {parallel.offload_param} needs zero 3, "
                            f"but zero is {zero}",
                            "set zero = 3, or offload_param = none (only ZeRO-3 partitions "
                            "parameters; other stages would ignore the setting)"))
-    if parallel.offload_optimizer != "none" and zero == 0:
+    if deepspeed and parallel.offload_optimizer != "none" and zero == 0:
         out.append(Problem("offload_optimizer", f"offload_optimizer {parallel.offload_optimizer} "
                            "needs zero 1, 2 or 3, but zero is 0",
                            "set zero = 1 or higher, or offload_optimizer = none"))
@@ -247,7 +249,7 @@ def check_parallel(train: TrainSpec, parallel: ParallelSpec, world_size: int) ->
                            "use precision bf16 to train on CPUs", "warning"))
     dp = layout.data_parallel if layout is not None else _data_parallel(parallel, world_size)
     comm, prec = parallel.comm_dtype, parallel.precision
-    if comm != "fp32":
+    if comm != "fp32" and deepspeed:
         if dp == 1:
             out.append(Problem("comm_dtype", f"comm_dtype {comm} has no effect: the data-parallel "
                                "degree is 1, so no gradients are all-reduced",
@@ -261,9 +263,9 @@ def check_parallel(train: TrainSpec, parallel: ParallelSpec, world_size: int) ->
                    "gradients more coarsely than they were computed")
             out.append(Problem("comm_dtype", f"comm_dtype {comm} with precision {prec}: {why}",
                                f"use comm_dtype {prec} or fp32", "warning"))
-    if zero and dp == 1 and parallel.offload_optimizer == "none" and \
+    if deepspeed and zero and dp == 1 and parallel.offload_optimizer == "none" and \
             parallel.offload_param == "none":
         out.append(Problem("zero", f"zero {zero} partitions nothing: the data-parallel degree is 1",
                            "train with more data-parallel ranks, offload to cpu, or set zero = 0",
                            "warning"))
-    return out
+    return out + ddp_problems(train, parallel, dp)

@@ -5,9 +5,10 @@ from typing import Any, Literal, NamedTuple, Optional
 
 from nnspec.lang.config.models import (LOSS_ARGS, LOSS_TARGETS, METRIC_ARGS, Call, ParallelSpec,
                                        TrainSpec)
-from nnspec.lang.config.optim import (_SCHEDULE_ARG_RULES, JSON_OPTIMIZERS, REFUSED_OPTIMIZERS,
-                                      SCHEDULE_ARGS, _is_int, known_total_steps)
-from nnspec.lang.config.optim_table import TORCH_OPTIMIZERS
+from nnspec.lang.config.optim import (_SCHEDULE_ARG_RULES, JSON_OPTIMIZERS, ONEBIT_OPTIMIZERS,
+                                      REFUSED_OPTIMIZERS, SCHEDULE_ARGS, _is_int,
+                                      known_total_steps)
+from nnspec.lang.config.optim_table import DEEPSPEED_VERSION, TORCH_OPTIMIZERS
 from nnspec.lang.config.optim_values import (optimizer_class_name, optimizer_defaults,
                                              value_problems)
 
@@ -36,7 +37,14 @@ def check_train(train: TrainSpec, parallel: Optional[ParallelSpec] = None) -> li
     opt = train.optimizer
     name = opt.name.lower()
     cls = None
-    if name in REFUSED_OPTIMIZERS:
+    if name in ONEBIT_OPTIMIZERS:
+        out.append(Problem("optimizer", f"optimizer {opt.name} cannot be used: DeepSpeed "
+                           f"{DEEPSPEED_VERSION} (the one installed) has no "
+                           f"{ONEBIT_OPTIMIZERS[name]} (0.19 removed its 1-bit optimizers), and "
+                           "they need NCCL on GPUs",
+                           "for compressed gradients set engine = ddp and comm_hook = "
+                           "powersgd(rank=4) in the parallel section (gloo and NCCL)"))
+    elif name in REFUSED_OPTIMIZERS:
         out.append(Problem("optimizer", f"optimizer {opt.name} cannot be used: "
                            f"{REFUSED_OPTIMIZERS[name]}", "use adamw, adam, sgd or adagrad"))
     else:
