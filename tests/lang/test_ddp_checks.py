@@ -33,6 +33,10 @@ RULES = [
     ("ddp_pipeline", dict(DDP, pipeline_stages=2, grad_accum=2), 2, [
         ("pipeline_stages", "pipeline_stages 2 cannot be combined with engine ddp: pipelines are "
          "DeepSpeed's PipelineModule", "set pipeline_stages = 1, or engine = deepspeed", E)]),
+    ("ddp_tensor", dict(DDP, tensor=2), 4, [
+        ("tensor", "tensor 2 cannot be combined with engine ddp: tensor parallelism splits layers "
+         "inside DeepSpeed's engine (AutoTP), while DistributedDataParallel keeps a whole replica "
+         "on every rank", "set tensor = 1, or engine = deepspeed", E)]),
     ("ddp_offload", dict(DDP, offload_optimizer="cpu"), 2, [
         ("offload_optimizer", "offload_optimizer cpu cannot be combined with engine ddp: offload "
          "is part of DeepSpeed's ZeRO", "set offload_optimizer = none, or engine = deepspeed",

@@ -68,6 +68,11 @@ def ddp_problems(train: TrainSpec, parallel: ParallelSpec, dp: Optional[int]) ->
         out.append(Problem("pipeline_stages", f"pipeline_stages {parallel.pipeline_stages} cannot "
                            "be combined with engine ddp: pipelines are DeepSpeed's PipelineModule",
                            "set pipeline_stages = 1, or engine = deepspeed"))
+    if parallel.tensor > 1:
+        out.append(Problem("tensor", f"tensor {parallel.tensor} cannot be combined with engine "
+                           "ddp: tensor parallelism splits layers inside DeepSpeed's engine "
+                           "(AutoTP), while DistributedDataParallel keeps a whole replica on "
+                           "every rank", "set tensor = 1, or engine = deepspeed"))
     for key in ("offload_optimizer", "offload_param"):
         if getattr(parallel, key) != "none":
             out.append(Problem(key, f"{key} {getattr(parallel, key)} cannot be combined with "
