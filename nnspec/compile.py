@@ -242,6 +242,9 @@ def _checked(program: Program, name: str, model, max_params, sets, world_size, o
     sections, the compress directives, activation checkpointing, the pipeline partition and the
     data check need the model too."""
     reporter = Reporter()
+    if model is None and "ensemble" in program.sections:
+        from nnspec.ensemble import spec_model
+        model = spec_model(program)
     try:
         ir = check(program, model, overrides, max_params)
     except SpecError as err:
@@ -256,8 +259,11 @@ def _checked(program: Program, name: str, model, max_params, sets, world_size, o
     settings = evaluate_sections(program.sections, consts, dict(sets or {}), reporter)
     placement_ok = not settings.invalid & {"train", "parallel"}
     if placement_ok:
-        placement_ok = _check_placement(settings, world_size or default_world_size(settings),
-                                        reporter)
+        world = world_size or default_world_size(settings)
+        if "ensemble" not in settings.invalid:
+            from nnspec.ensemble import member_world_size
+            world = member_world_size(settings, world)
+        placement_ok = _check_placement(settings, world, reporter)
     if "train" not in settings.invalid and _names_data(settings):
         from nnspec.data.check import check_data
 
@@ -279,8 +285,9 @@ def _checked(program: Program, name: str, model, max_params, sets, world_size, o
     if ir is not None and "ensemble" not in settings.invalid:
         from nnspec.ensemble import is_ensemble
         if is_ensemble(settings):
-            spec.members = _ensemble_members(spec, world_size or default_world_size(settings),
-                                             reporter)
+            known = isinstance(settings.parallel.data_parallel, int)  # else the launch says
+            spec.members = _ensemble_members(
+                spec, world_size or (default_world_size(settings) if known else None), reporter)
     if placement_ok and settings.parallel.pipeline_stages > 1:
         from nnspec.place.partition import PipelineError
         try:
@@ -330,44 +337,31 @@ def _check_checkpointing(ir: ModuleDef, settings: Settings, reporter: Reporter) 
     return not unmatched
 
 
-def _ensemble_members(spec: Spec, world_size: int, reporter: Reporter) -> tuple:
-    """The ensemble section's members, each checked as a spec of its own (errors reported)."""
-    from nnspec.ensemble import Member, check_members, member_refs
+def _ensemble_members(spec: Spec, world_size: int | None, reporter: Reporter) -> tuple:
+    """The ensemble section's members, each checked as a spec of its own (errors reported);
+    `world_size` None: not known before the launch."""
+    from nnspec.ensemble import (Member, check_members, check_training, member_irs,
+                                 member_refs)
 
-    settings = spec.settings
-    refs = member_refs(settings, spec.program, spec.ir, spec.overrides or {}, reporter)
-    if refs is None:
-        return ()
-    inputs = tuple(v.type for v in spec.ir.inputs)
-    checked: dict[str, ModuleDef] = {_key(spec.ir.name, spec.overrides or {}): spec.ir}
-    irs = []
-    for ref in refs:
-        key = _key(ref.definition.name, ref.overrides)
-        if key not in checked:
-            try:
-                checked[key] = (check_block(spec.program, ref.definition.name, ref.overrides,
-                                            list(inputs), spec.max_params) if ref.is_block else
-                                check(spec.program, ref.definition.name, ref.overrides,
-                                      spec.max_params))
-            except SpecError as err:
-                reporter.extend(err)
-                return ()
-        irs.append(checked[key])
+    settings, program, overrides = spec.settings, spec.program, spec.overrides or {}
     before = len(reporter.diagnostics)
-    check_members(settings, refs, irs, world_size, reporter)
+    check_training(settings, world_size, reporter)
+    refs = member_refs(settings, program, spec.ir, overrides, reporter)
+    irs = refs and member_irs(settings, program, spec.ir, overrides, refs, spec.max_params,
+                              reporter)
+    if not irs:
+        return ()
+    check_members(settings, program, refs, irs, reporter)
     if len(reporter.diagnostics) > before:
         return ()
+    inputs = tuple(v.type for v in spec.ir.inputs)
     return tuple(
         Member(ref.index, ref.name,
-               Spec(spec.program, ir, spec.source_name, _member_settings(settings, seed),
+               Spec(program, ir, spec.source_name, _member_settings(settings, seed),
                     model_name=ref.definition.name, overrides=dict(ref.overrides),
                     max_params=spec.max_params, block_inputs=inputs if ref.is_block else None),
                seed, settings.ensemble.vary)
         for ref, ir, seed in ((r, i, settings.train.seed + r.index) for r, i in zip(refs, irs)))
-
-
-def _key(name: str, overrides: dict[str, Any]) -> str:
-    return name + repr(sorted(overrides.items()))
 
 
 def _member_settings(settings: Settings, seed: int) -> Settings:

@@ -129,3 +129,30 @@ def test_forward_runs_every_member_on_the_same_inputs():
 def test_an_unknown_combine_rule_is_refused():
     with pytest.raises(ValueError, match="mean_probs"):
         Ensemble([torch.nn.Identity()], "median")
+
+
+def test_a_spec_without_the_section_has_no_members():
+    assert nnspec.loads(SPEC.split("ensemble {")[0]).members == ()
+
+
+def test_per_rank_is_checked_against_the_world_size_when_it_is_known():
+    text = SPEC.replace("combine = mean_probs", "placement = per_rank\n  vary = subset(0.5)")
+    assert len(nnspec.loads(text).members) == 3  # the launch decides the world size
+    assert len(nnspec.loads(text, world_size=3).members) == 3
+    with pytest.raises(nnspec.SpecError, match=r"E0756.*world size of 3, not 2"):
+        nnspec.loads(text, world_size=2)
+
+
+def test_the_section_can_be_given_on_the_command_line():
+    spec = nnspec.loads(SPEC.split("ensemble {")[0], sets={"ensemble.members": 4,
+                                                          "ensemble.combine": "vote"})
+    assert len(spec.members) == 4 and spec.settings.ensemble.combine == "vote"
+    assert isinstance(spec.build(), Ensemble)
+
+
+def test_a_file_of_several_models_is_checked_as_the_first_model_it_lists():
+    text = SPEC.replace("block Cnn(width, num_classes = 10) {\n  in x",
+                        "model Cnn(width = 4, num_classes = 10) {\n  input x: float[1, 8, 8]")
+    text = text.replace("[mlp, mlp(hidden=16), Cnn(4)]", "[Cnn, mlp]")
+    spec = nnspec.loads(text)
+    assert spec.name == "Cnn" and [m.name for m in spec.members] == ["Cnn", "mlp"]
