@@ -285,9 +285,9 @@ def _checked(program: Program, name: str, model, max_params, sets, world_size, o
     if ir is not None and "ensemble" not in settings.invalid:
         from nnspec.ensemble import is_ensemble
         if is_ensemble(settings):
-            known = isinstance(settings.parallel.data_parallel, int)  # else the launch says
-            spec.members = _ensemble_members(
-                spec, world_size or (default_world_size(settings) if known else None), reporter)
+            # the parallel section describes one member's placement: only a world size given
+            # (--world-size, the runner's) says how many ranks the members share
+            spec.members = _ensemble_members(spec, world_size, reporter)
     if placement_ok and settings.parallel.pipeline_stages > 1:
         from nnspec.place.partition import PipelineError
         try:

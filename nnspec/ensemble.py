@@ -248,13 +248,15 @@ def check_members(settings: Settings, program: Program, refs: list[MemberRef],
 
 def member_world_size(settings: Settings, world_size: int) -> int:
     """The processes that train one member: the world size split among the members when each
-    rank trains its own (per_rank, or auto on as many ranks as members), else all of them."""
+    rank trains its own (per_rank, or auto on as many ranks as members), else all of them. The
+    parallel section is checked for this many processes."""
     if not is_ensemble(settings):
         return world_size
     ens = settings.ensemble
     count = ens.members if isinstance(ens.members, int) else len(ens.members)
     per_rank = ens.placement == "per_rank" or (ens.placement == "auto" and world_size == count)
-    return max(1, world_size // count) if per_rank and count > 1 else world_size
+    return world_size // count if per_rank and count > 1 and world_size % count == 0 \
+        else world_size
 
 
 def check_training(settings: Settings, world_size: int | None, reporter: Reporter) -> None:
