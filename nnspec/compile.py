@@ -41,7 +41,14 @@ class Spec:
 
     @cached_property
     def source(self) -> str:
-        """model.py: standalone PyTorch source."""
+        """model.py: standalone PyTorch source (an ensemble's: its members' classes and one
+        class that builds them, with the state_dict keys of build())."""
+        if self.members:
+            from nnspec.emit.ensemble import emit_ensemble_source
+            span = self.settings.section_spans.get("ensemble")
+            where = f"{span.source.name}:{span.line}" if span else self.source_name
+            return emit_ensemble_source([(m.name, m.spec.source) for m in self.members],
+                                        self.settings.ensemble.combine, self.source_name, where)
         from nnspec.emit.source import emit_source  # an emitter: may import torch, check must not
 
         return emit_source(self.lowered, self.source_name, self._variants())
@@ -153,7 +160,12 @@ class Spec:
         """The per-layer table as data: params, trainable_params, flops, layers, ...; for a
         pipelined spec also `pipeline`, its stages (layers, parameters held, tensor sent on).
         `depth` N keeps the rows of blocks nested at most N deep (each block's row sums its
-        children's)."""
+        children's). An ensemble's has a row per member, its layers nested under it, and
+        totals over all members."""
+        if self.members:
+            from nnspec.emit.ensemble_summary import summarize_ensemble
+            return summarize_ensemble([(m.name, m.spec.summary()) for m in self.members],
+                                      self.settings.ensemble.combine, depth)
         out = summarize(self.lowered, depth)
         part = self.partition
         if part.stages > 1:

@@ -150,7 +150,8 @@ def _resolve(index: int, entry: str | Call, where: _Where, program: Program,
             return None
         bound[key] = value
     inherited = {k: v for k, v in overrides.items() if k in params and k not in bound}
-    values = {**inherited, **bound}
+    given = {**inherited, **bound}
+    values = {p: given[p] for p in params if p in given}  # the definition's order, as in a call
     missing = [p.name for p in defn.params if p.default is None and p.name not in values]
     if missing:
         reporter.error("E0751", f"{what} needs a value for `{missing[0]}`", span,

@@ -156,3 +156,63 @@ def test_a_file_of_several_models_is_checked_as_the_first_model_it_lists():
     text = text.replace("[mlp, mlp(hidden=16), Cnn(4)]", "[Cnn, mlp]")
     spec = nnspec.loads(text)
     assert spec.name == "Cnn" and [m.name for m in spec.members] == ["Cnn", "mlp"]
+
+
+@pytest.mark.parametrize("combine", ["mean_probs", "mean_logits", "vote", "learned"])
+def test_model_py_has_the_state_dict_and_outputs_of_build(combine):
+    from nnspec.emit.module import load_module
+    spec = nnspec.loads(SPEC.replace("mean_probs", combine))
+    built = spec.build().eval()
+    module = load_module(spec.source)
+    emitted = module.Model().eval()
+    assert list(emitted.state_dict()) == list(built.state_dict())
+    emitted.load_state_dict(built.state_dict(), strict=True)
+    x = torch.randn(6, 1, 8, 8)
+    assert torch.equal(emitted(x), built(x))
+    assert emitted.combine == combine and isinstance(emitted, module.Ensemble)
+
+
+STRUCTURAL = """
+block Stage(width, depth) {
+  in x
+  body: [linear(width) for i in range(depth)]
+}
+
+model mlp(num_classes = 10, hidden = 32, depth = 1) {
+  input x: float[16]
+  fc1: linear(hidden)
+  stage: Stage(hidden // 2, depth)
+  fc2: linear(num_classes)
+}
+
+ensemble {
+  members = [mlp, mlp(hidden=64, depth=2), mlp(num_classes=10)]
+}
+"""
+
+
+def test_classes_that_differ_by_structure_get_names_of_their_own():
+    from nnspec.emit.module import load_module
+    spec = nnspec.loads(STRUCTURAL)
+    source = spec.source
+    assert "class Mlp(nn.Module)" in source and "class Mlp2(nn.Module)" in source
+    assert "class Stage2(nn.Module)" in source and "self.stage = Stage2(" in source
+    assert "Mlp(),  # member 2: mlp(num_classes=10)" in source  # the same class as member 0
+    emitted = load_module(source).Model()
+    built = spec.build()
+    emitted.load_state_dict(built.state_dict(), strict=True)
+    x = torch.randn(3, 16)
+    assert torch.equal(emitted(x), built(x))
+
+
+def test_the_summary_has_a_row_per_member_and_totals_over_all():
+    spec = nnspec.loads(SPEC.replace("mean_probs", "learned"))
+    summary = spec.summary(depth=0)
+    members = [s.summary() for s in (m.spec for m in spec.members)]
+    assert [r["name"] for r in summary["layers"]] == ["members.0", "members.1", "members.2",
+                                                      "weights"]
+    assert summary["params"] == sum(m["params"] for m in members) + 3
+    assert summary["params"] == sum(p.numel() for p in spec.build().parameters())
+    assert summary["flops"] == sum(m["flops"] for m in members)
+    table = spec.summary_table()
+    assert "members.2.conv" in table and f"Total params: {summary['params']:,}" in table
