@@ -13,8 +13,8 @@ from typing import Any
 
 from nnspec.ir import ModuleDef
 from nnspec.lang import syntax as S
-from nnspec.lang.config import Call
 from nnspec.lang.check import check, check_block
+from nnspec.lang.config import Call
 from nnspec.lang.diagnostics import Reporter, Span, SpecError, did_you_mean
 from nnspec.lang.resolve import Program
 from nnspec.lang.sections import Settings

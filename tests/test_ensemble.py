@@ -216,3 +216,13 @@ def test_the_summary_has_a_row_per_member_and_totals_over_all():
     assert summary["flops"] == sum(m["flops"] for m in members)
     table = spec.summary_table()
     assert "members.2.conv" in table and f"Total params: {summary['params']:,}" in table
+
+
+def test_model_py_of_an_ensemble_passes_the_linter(tmp_path):
+    from tests.emit.test_generic_classes import lint
+    files = []
+    for i, text in enumerate([SPEC, STRUCTURAL, SPEC.replace("mean_probs", "learned")]):
+        path = tmp_path / f"ensemble{i}.py"
+        path.write_text(nnspec.loads(text).source, encoding="utf-8")
+        files.append(path)
+    assert lint(files) == ""

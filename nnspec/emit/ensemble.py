@@ -15,7 +15,7 @@ import io
 import tokenize
 from dataclasses import dataclass
 
-from nnspec.emit.source import HEADER, RESERVED_NAMES
+from nnspec.emit.source import HEADER, RESERVED_NAMES, _unique
 from nnspec.emit.statements import LINE
 from nnspec.emit.text import comment_text, doc_text
 from nnspec.runtime import HELPERS, helper_source
@@ -57,7 +57,7 @@ def emit_ensemble_source(members: list[tuple[str, str]], combine: str, source_na
         calls.append((model, label) if isinstance(model, str) else (model[0] + model[1], label))
     if "Ensemble" not in helpers:
         helpers.append("Ensemble")
-    name = _fresh(calls[0][0] + "Ensemble", used)
+    name = _unique(calls[0][0] + "Ensemble", used)
     labels = ", ".join(label for _, label in calls)
     title = f"Ensemble of {labels} ({combine}) as PyTorch modules."
     header = HEADER.format(title=doc_text(title), source=doc_text(source_name))
@@ -103,10 +103,11 @@ def _place(parts: _Parts, texts: dict[str, str], helpers: list[str], used: set[s
         if arguments is not None:
             renames[cls] = (cls, arguments)
             continue
-        if cls in texts or cls in used:
-            renames[cls] = _fresh(cls, used | set(texts))
+        if cls in used:  # `used` holds every name in `texts`
+            renames[cls] = _unique(cls, used)
             text = _renamed(text, {cls: renames[cls]})
-        used.add(renames.get(cls, cls))
+        else:
+            used.add(cls)
         texts[renames.get(cls, cls)] = text
     return renames
 
@@ -149,15 +150,6 @@ def _renamed(text: str, renames: dict) -> str:
         line = lines[row - 1]
         lines[row - 1] = line[:col] + new + line[end:]
     return "".join(lines)
-
-
-def _fresh(name: str, used: set[str]) -> str:
-    base, i = name, 1
-    while name in used:
-        i += 1
-        name = f"{base}{i}"
-    used.add(name)
-    return name
 
 
 def _imports(imports: list[str]) -> str:

@@ -3,7 +3,7 @@ combine rule computed from its definition in float64 (probabilities, not log-spa
 it shares no code with the runtime helper (nnspec/runtime/ensemble.py) it is compared with."""
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 

@@ -11,20 +11,16 @@ is left out (`near_ties`), and the members' own outputs are still compared withi
 """
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 import torch
 from hypothesis import strategies as st
 
-import nnspec
 from nnspec import interp
 from nnspec.emit.module import load_module
 
 from .harness import default_dtype, fill_state, relative_error
 from .inputs import draw_inputs as batch_inputs
 from .recipes import RECIPES, Draw
-from .specgen import Builder, Generated, draw_inputs, draw_model
+from .specgen import Builder, Generated, check_generated, draw_inputs, draw_model
 
 COMBINES = ("mean_probs", "mean_logits", "vote", "learned")
 VARY = ("seed", "bootstrap", "subset(0.5)")
@@ -58,20 +54,10 @@ def ensemble_specs(draw: Draw) -> Generated:
 
 def check_generated_ensemble(g: Generated, seed: int = 0) -> None:
     """`check_ensemble` on a generated spec; a failure's message holds the spec's text."""
-    with tempfile.TemporaryDirectory() as folder:
-        path = g.write(Path(folder))
-        try:
-            spec = nnspec.load(path)
-        except nnspec.SpecError as err:
-            raise AssertionError(f"a generated ensemble does not check (a generator bug):\n"
-                                 f"{g.show()}\n{err}") from None
-        try:
-            check_ensemble(spec, seed)
-        except AssertionError as err:
-            raise AssertionError(f"{err}\n--- the spec:\n{g.show()}") from None
+    check_generated(g, seed, check_ensemble)
 
 
-def check_ensemble(spec, seed: int = 0, rtol: float = 1e-10) -> None:
+def check_ensemble(spec, seed: int = 0, rtol: float = 1e-10) -> dict:
     """The built ensemble against the interpreter (members within rtol, the combined output
     within rtol or, for vote, exactly), model.py's class against the built module (exactly),
     and the summary's parameters against the module's."""
@@ -108,6 +94,7 @@ def check_ensemble(spec, seed: int = 0, rtol: float = 1e-10) -> None:
                 "model.py's ensemble computes another output than build()'s"
     unique = {id(p): p.numel() for p in model.parameters()}
     assert spec.summary()["params"] == sum(unique.values())
+    return {"members": len(spec.members), "combine": combine}
 
 
 def member_inputs(spec, gen: torch.Generator) -> list[torch.Tensor]:

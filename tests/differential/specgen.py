@@ -247,8 +247,9 @@ def _embed(body: Body, var: str) -> None:
     body.new_var(out)
 
 
-def check_generated(g: Generated, seed: int = 0) -> dict:
-    """Write `g` into a temporary folder, load it, and run it through the differential harness.
+def check_generated(g: Generated, seed: int = 0, check=None) -> dict:
+    """Write `g` into a temporary folder, load it, and run it through the differential harness
+    (or through `check(spec, seed)`, e.g. the ensembles' check).
 
     Raises:
         AssertionError: the spec does not check (a bug of this generator), or the built module
@@ -262,6 +263,8 @@ def check_generated(g: Generated, seed: int = 0) -> dict:
             raise AssertionError(f"a generated spec does not check (a generator bug):\n"
                                  f"{g.show()}\n{err}") from None
         try:
+            if check is not None:
+                return check(spec, seed)
             compared = check_spec(spec, seed=seed)
             if "weights_section" in g.drawn:
                 check_roundtrip(spec)
