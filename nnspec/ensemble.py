@@ -75,7 +75,7 @@ def member_refs(settings: Settings, program: Program, model: ModuleDef,
     are that model, and a named member takes those values for the parameters it shares."""
     members = settings.ensemble.members
     span = settings.span_of("ensemble", "members")
-    count = members if isinstance(members, int) else len(members)
+    count = member_count(settings)
     if count < 2:
         reporter.error("E0752", f"an ensemble of {count} member combines nothing", span,
                        "give it two or more: `members = 5`, or a list of models and blocks")
@@ -247,15 +247,28 @@ def check_members(settings: Settings, program: Program, refs: list[MemberRef],
                                                   ", or combine = mean_logits"))
 
 
+def member_count(settings: Settings) -> int:
+    members = settings.ensemble.members
+    return members if isinstance(members, int) else len(members)
+
+
+def resolved_placement(settings: Settings, world_size: int) -> str:
+    """sequential or per_rank for this many processes: auto is per_rank when the world size
+    equals the member count (training and `nnspec plan` decide it the same way)."""
+    placement = settings.ensemble.placement
+    if placement == "auto":
+        return "per_rank" if world_size == member_count(settings) else "sequential"
+    return placement
+
+
 def member_world_size(settings: Settings, world_size: int) -> int:
     """The processes that train one member: the world size split among the members when each
-    rank trains its own (per_rank, or auto on as many ranks as members), else all of them. The
-    parallel section is checked for this many processes."""
+    rank trains its own (per_rank), else all of them. The parallel section is checked for this
+    many processes."""
     if not is_ensemble(settings):
         return world_size
-    ens = settings.ensemble
-    count = ens.members if isinstance(ens.members, int) else len(ens.members)
-    per_rank = ens.placement == "per_rank" or (ens.placement == "auto" and world_size == count)
+    count = member_count(settings)
+    per_rank = resolved_placement(settings, world_size) == "per_rank"
     return world_size // count if per_rank and count > 1 and world_size % count == 0 \
         else world_size
 
@@ -264,8 +277,7 @@ def check_training(settings: Settings, world_size: int | None, reporter: Reporte
     """How the members are trained: a known way to vary them (E0755), a placement the world
     size can run (E0756; None: the world size is known only at the launch)."""
     _check_vary(settings, reporter)
-    members = settings.ensemble.members
-    count = members if isinstance(members, int) else len(members)
+    count = member_count(settings)
     if settings.ensemble.placement == "per_rank" and world_size not in (None, count) \
             and count > 1:
         reporter.error("E0756", f"placement = per_rank runs one member per rank: {count} "

@@ -226,3 +226,21 @@ def test_model_py_of_an_ensemble_passes_the_linter(tmp_path):
         path.write_text(nnspec.loads(text).source, encoding="utf-8")
         files.append(path)
     assert lint(files) == ""
+
+
+def test_a_member_of_several_outputs_is_refused():
+    text = """
+model two(num_classes = 10) {
+  input x: float[1, 8, 8]
+  h = x -> flatten -> fc: linear(num_classes)
+  out h, h
+}
+ensemble { members = 2 }
+"""
+    with pytest.raises(nnspec.SpecError, match=r"E0753.*has 2 outputs"):
+        nnspec.loads(text)
+
+
+def test_a_block_member_needs_its_parameters_without_defaults():
+    with pytest.raises(nnspec.SpecError, match=r"E0751.*`Cnn` needs a value for `width`"):
+        nnspec.loads(SPEC.replace("Cnn(4)", "Cnn"))

@@ -23,20 +23,13 @@ class EnsemblePlanError(ValueError):
     """The flags ask for something an ensemble's plan cannot give (a usage error)."""
 
 
-def placement_of(spec, world_size: int) -> str:
-    """sequential or per_rank, as the section says for this many GPUs (auto decides here)."""
-    placement = spec.settings.ensemble.placement
-    if placement == "auto":
-        return "per_rank" if world_size == len(spec.members) else "sequential"
-    return placement
-
-
 def plan_ensemble(spec, cluster, profile) -> dict:
     """Every member's plan and the ensemble's peak per GPU (see the module docstring)."""
+    from nnspec.ensemble import resolved_placement
     from nnspec.plan.estimate import Model, evaluate
     from nnspec.plan.search import spec_choice
 
-    placement = placement_of(spec, cluster.world_size)
+    placement = resolved_placement(spec.settings, cluster.world_size)
     if placement == "per_rank":
         if cluster.world_size != len(spec.members):
             raise EnsemblePlanError(
