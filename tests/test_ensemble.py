@@ -244,3 +244,26 @@ ensemble { members = 2 }
 def test_a_block_member_needs_its_parameters_without_defaults():
     with pytest.raises(nnspec.SpecError, match=r"E0751.*`Cnn` needs a value for `width`"):
         nnspec.loads(SPEC.replace("Cnn(4)", "Cnn"))
+
+
+def test_a_block_alias_is_a_member_of_one_input():
+    from nnspec.emit.module import load_module
+    text = SPEC.replace("block Cnn", "block Head(c = 10) = [flatten, linear(c)]\n\nblock Cnn")
+    spec = nnspec.loads(text.replace("Cnn(4)]", "Cnn(4), Head]"))
+    assert [m.spec.ir.signature for m in spec.members][-1] == "Head(c=10)"
+    built = spec.build().eval()
+    emitted = load_module(spec.source).Model().eval()
+    emitted.load_state_dict(built.state_dict(), strict=True)
+    x = torch.randn(2, 1, 8, 8)
+    assert torch.equal(emitted(x), built(x))
+
+
+def test_check_names_the_ensemble(tmp_path):
+    from tests.test_golden import run_cli
+    path = tmp_path / "ens.nn"
+    path.write_text(SPEC, encoding="utf-8")
+    code, out, _ = run_cli("check", str(path))
+    params = nnspec.loads(SPEC).summary()["params"]
+    assert code == 0
+    assert out == f"ok: ensemble of 3 (mean_probs): mlp, mlp(hidden=16), Cnn(4): {params:,} " \
+        f"parameters, {nnspec.loads(SPEC).summary()['flops']:,} FLOPs per sample\n"

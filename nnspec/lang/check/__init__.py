@@ -19,6 +19,7 @@ This module is the entry: `check` elaborates a program's model, `const_values` i
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from nnspec.lang import syntax as S
@@ -49,6 +50,10 @@ def check_block(program: Program, block: str, overrides: dict[str, Any] | None,
     member that is a block takes the spec's model's inputs); raises SpecError."""
     ctx = Context(program)
     defn = program.definitions[block]
+    if defn.alias is not None:  # `block B(c) = layers`: a body of one input through them
+        span = defn.alias.span
+        body = (S.Inputs(span, (S.InputDecl(span, "x", None),)), S.ExprStmt(span, defn.alias))
+        defn = replace(defn, body=body, alias=None)
     return _elaborated(ctx, defn, overrides, inputs, max_params)
 
 
