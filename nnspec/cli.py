@@ -62,7 +62,7 @@ def cmd_check(args) -> int:
     s = spec.summary()
     from nnspec.emit.text import comment_text  # a string argument may hold terminal control codes
 
-    print(f"ok: {comment_text(spec.ir.signature)}: {s['params']:,} parameters, "
+    print(f"ok: {comment_text(s['model'])}: {s['params']:,} parameters, "
           f"{s['flops']:,} FLOPs per sample")
     if spec.warnings:  # on stderr, as errors are: stdout stays the one `ok` line
         from nnspec.lang.diagnostics import use_color

@@ -6,7 +6,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from nnspec.lang.check import DEFAULT_MAX_PARAMS, check, const_values
+from nnspec.lang.check import DEFAULT_MAX_PARAMS, check, check_block, const_values
 from nnspec.place.checkpointing import checkpointed, submodules
 from nnspec.lang.diagnostics import Diagnostic, Reporter, SpecError, display_path
 from nnspec.emit.summary import render_table, summarize
@@ -31,6 +31,10 @@ class Spec:
     max_params: int = DEFAULT_MAX_PARAMS
     # what a successful check prints beside `ok` (the layers tensor parallelism keeps whole)
     warnings: list[Diagnostic] = field(default_factory=list)
+    # an ensemble's members (nnspec.ensemble.Member), in order; () for a spec without one
+    members: tuple = ()
+    # a block checked as a model of its own (an ensemble member): its input types
+    block_inputs: tuple | None = None
 
     @cached_property
     @pauses_collection  # a large structure of live objects: see gc_pause.py
@@ -39,7 +43,14 @@ class Spec:
 
     @cached_property
     def source(self) -> str:
-        """model.py: standalone PyTorch source."""
+        """model.py: standalone PyTorch source (an ensemble's: its members' classes and one
+        class that builds them, with the state_dict keys of build())."""
+        if self.members:
+            from nnspec.emit.ensemble import emit_ensemble_source
+            span = self.settings.section_spans.get("ensemble")
+            where = f"{span.source.name}:{span.line}" if span else self.source_name
+            return emit_ensemble_source([(m.name, m.spec.source) for m in self.members],
+                                        self.settings.ensemble.combine, self.source_name, where)
         from nnspec.emit.source import emit_source  # an emitter: may import torch, check must not
 
         return emit_source(self.lowered, self.source_name, self._variants())
@@ -60,13 +71,19 @@ class Spec:
                 continue
             for new in tries:
                 try:
-                    ir = check(self.program, self.model_name,
-                               {**(self.overrides or {}), name: new}, self.max_params)
+                    ir = self._check_again({**(self.overrides or {}), name: new})
                 except SpecError:
                     out = [v for v in out if v[0] != name]
                     break
                 out.append((name, new, lower(ir)))
         return out
+
+    def _check_again(self, overrides: dict[str, Any]) -> ModuleDef:
+        """This spec's model (or block) checked with other parameter values."""
+        if self.block_inputs is not None:
+            return check_block(self.program, self.model_name, overrides, list(self.block_inputs),
+                               self.max_params)
+        return check(self.program, self.model_name, overrides, self.max_params)
 
     def build(self, weights: str | Path | None = None, *, device: Any = None):
         """A fresh torch.nn.Module for this spec: default PyTorch initialization, or the tensors
@@ -85,7 +102,9 @@ class Spec:
         """
         from nnspec.emit.module import load_source  # torch: only building needs it
 
-        if device is None:
+        if self.members:
+            model = self._build_ensemble(device)
+        elif device is None:
             model = load_source(self.source)()
         else:
             import torch
@@ -100,6 +119,24 @@ class Spec:
             from nnspec.weights import load_into
             load_into(model, weights, self)
         return model
+
+    def _build_ensemble(self, device: Any):
+        """nnspec.runtime.ensemble.Ensemble of the members, built in order, member i under the
+        seed train.seed + i (the global RNG is left as it was)."""
+        import contextlib
+
+        import torch
+        from nnspec.runtime.ensemble import Ensemble
+
+        if device is not None and torch.device(device).type == "meta":
+            device = "meta"
+        with torch.random.fork_rng(devices=[]):
+            members = []
+            for member in self.members:
+                torch.manual_seed(member.seed)
+                members.append(member.spec.build(device=device))
+        with torch.device(device) if device is not None else contextlib.nullcontext():
+            return Ensemble(members, self.settings.ensemble.combine)
 
     @property
     def hf_config(self) -> dict | None:
@@ -125,7 +162,12 @@ class Spec:
         """The per-layer table as data: params, trainable_params, flops, layers, ...; for a
         pipelined spec also `pipeline`, its stages (layers, parameters held, tensor sent on).
         `depth` N keeps the rows of blocks nested at most N deep (each block's row sums its
-        children's)."""
+        children's). An ensemble's has a row per member, its layers nested under it, and
+        totals over all members."""
+        if self.members:
+            from nnspec.emit.ensemble_summary import summarize_ensemble
+            return summarize_ensemble([(m.name, m.spec.summary()) for m in self.members],
+                                      self.settings.ensemble.combine, depth)
         out = summarize(self.lowered, depth)
         part = self.partition
         if part.stages > 1:
@@ -224,6 +266,9 @@ def _checked(program: Program, name: str, model, max_params, sets, world_size, o
     sections, the compress directives, activation checkpointing, the pipeline partition and the
     data check need the model too."""
     reporter = Reporter()
+    if model is None and "ensemble" in program.sections:
+        from nnspec.ensemble import spec_model
+        model = spec_model(program)
     try:
         ir = check(program, model, overrides, max_params)
     except SpecError as err:
@@ -238,8 +283,11 @@ def _checked(program: Program, name: str, model, max_params, sets, world_size, o
     settings = evaluate_sections(program.sections, consts, dict(sets or {}), reporter)
     placement_ok = not settings.invalid & {"train", "parallel"}
     if placement_ok:
-        placement_ok = _check_placement(settings, world_size or default_world_size(settings),
-                                        reporter)
+        world = world_size or default_world_size(settings)
+        if "ensemble" not in settings.invalid:
+            from nnspec.ensemble import member_world_size
+            world = member_world_size(settings, world)
+        placement_ok = _check_placement(settings, world, reporter)
     if "train" not in settings.invalid and _names_data(settings):
         from nnspec.data.check import check_data
 
@@ -262,6 +310,12 @@ def _checked(program: Program, name: str, model, max_params, sets, world_size, o
         from nnspec.place.tensor_check import check_tensor
 
         spec.warnings += check_tensor(ir, settings, reporter)
+    if ir is not None and "ensemble" not in settings.invalid:
+        from nnspec.ensemble import is_ensemble
+        if is_ensemble(settings):
+            # the parallel section describes one member's placement: only a world size given
+            # (--world-size, the runner's) says how many ranks the members share
+            spec.members = _ensemble_members(spec, world_size, reporter)
     if placement_ok and settings.parallel.pipeline_stages > 1:
         from nnspec.place.partition import PipelineError
         try:
@@ -309,3 +363,43 @@ def _check_checkpointing(ir: ModuleDef, settings: Settings, reporter: Reporter) 
                        "model", settings.span_of("parallel", "activation_checkpointing"),
                        "name blocks by path (layer1.0, transformer.h.*) or by block name")
     return not unmatched
+
+
+def _ensemble_members(spec: Spec, world_size: int | None, reporter: Reporter) -> tuple:
+    """The ensemble section's members, each checked as a spec of its own (errors reported);
+    `world_size` None: not known before the launch."""
+    from nnspec.ensemble import (Member, check_members, check_training, member_irs,
+                                 member_refs)
+
+    settings, program, overrides = spec.settings, spec.program, spec.overrides or {}
+    before = len(reporter.diagnostics)
+    check_training(settings, world_size, reporter)
+    refs = member_refs(settings, program, spec.ir, overrides, reporter)
+    irs = refs and member_irs(settings, program, spec.ir, overrides, refs, spec.max_params,
+                              reporter)
+    if not irs:
+        return ()
+    check_members(settings, program, refs, irs, reporter)
+    if len(reporter.diagnostics) > before:
+        return ()
+    inputs = tuple(v.type for v in spec.ir.inputs)
+    return tuple(
+        Member(ref.index, ref.name,
+               Spec(program, ir, spec.source_name, _member_settings(settings, seed),
+                    model_name=ref.definition.name, overrides=dict(ref.overrides),
+                    max_params=spec.max_params, block_inputs=inputs if ref.is_block else None),
+               seed, settings.ensemble.vary)
+        for ref, ir, seed in ((r, i, settings.train.seed + r.index) for r, i in zip(refs, irs)))
+
+
+def _member_settings(settings: Settings, seed: int) -> Settings:
+    """The spec's settings for one member: no ensemble section, and the member's own seed."""
+    from dataclasses import replace
+    from nnspec.lang.config import EnsembleSpec
+
+    return replace(settings, train=settings.train.model_copy(update={"seed": seed}),
+                   ensemble=EnsembleSpec(),
+                   spans={k: v for k, v in settings.spans.items() if not k.startswith("ensemble.")},
+                   section_spans={k: v for k, v in settings.section_spans.items()
+                                  if k != "ensemble"},
+                   written={k: v for k, v in settings.written.items() if k != "ensemble"})

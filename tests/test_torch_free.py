@@ -54,11 +54,14 @@ def probe(tmp_path, *argv: str) -> dict:
 
 CASES = {
     "check": [["specs/resnet50.nn"], ["specs/tiny_gpt_pipe.nn"], ["specs/digits_distill.nn"],
+              ["tests/golden/valid/ensemble_members.nn"],
               ["specs/digits_int8.nn", "--set", "train.optimizer=nadam(lr=0.01)",
                "--set", "train.schedule=one_cycle(pct_start=0.2)"]],
-    "summary": [["specs/swin_t.nn"], ["--json", "specs/gpt2_small.nn"]],
+    "summary": [["specs/swin_t.nn"], ["--json", "specs/gpt2_small.nn"],
+                ["tests/golden/valid/ensemble_members.nn"]],
     "plan": [["specs/gpt3_1_3b.nn", "--gpus", "16"], ["specs/gpt2_small.nn", "--gpus", "8",
-                                                      "--auto"]],
+                                                      "--auto"],
+             ["tests/golden/valid/ensemble_members.nn", "--gpus", "2"]],
     "fmt": [["--check", "specs/resnet50.nn", "specs/gpt2_small.nn"]],
     "layers": [[], ["conv2d"]],
 }

@@ -9,7 +9,9 @@ text become code, `build()` refuses to run it instead of running it. It allows e
   `import M` for a module M that the layer registry accepted from a plugin kind's `imports`
   (layers/registry.py): the installed Python decides it, never the spec;
 - runtime helper classes whose tree equals the helper's own source (nnspec/runtime);
-- generated classes: `class Name(nn.Module)` with a docstring and plain methods (`__init__`,
+- generated classes: `class Name(nn.Module)` (or `class Name(Helper)` for a runtime helper
+  class of the file, whose `super().__init__(...)` may take arguments: an ensemble's class
+  passes its members and combine rule to `Ensemble`) with a docstring and plain methods (`__init__`,
   `forward`; __init__'s arguments may have literal defaults, the model's parameters) made of
   assignments, `for` over a module list, `if`/`else` on an expression, `raise ValueError("...")`
   with a string literal, `return`, `super().__init__()` and
@@ -69,6 +71,7 @@ def verify_source(source: str) -> None:
         tree = ast.parse(source)
     except SyntaxError as err:
         raise GeneratedSourceError(f"generated source does not parse: {err}") from None
+    helpers: set[str] = set()  # the runtime helper classes defined so far
     for i, stmt in enumerate(tree.body):
         if i == 0 and _is_docstring(stmt):
             continue
@@ -82,8 +85,10 @@ def verify_source(source: str) -> None:
                 (a.name, a.asname) for a in stmt.names] == [("OrderedDict", None)], stmt,
                 f"an import from {stmt.module}")
         elif isinstance(stmt, ast.ClassDef):
-            if not _is_helper(stmt):
-                _check_class(stmt)
+            if _is_helper(stmt):
+                helpers.add(stmt.name)
+            else:
+                _check_class(stmt, helpers)
         elif isinstance(stmt, ast.Assign):
             _check_binding(stmt)
         else:
@@ -129,10 +134,11 @@ def _check_binding(stmt: ast.Assign) -> None:
         _check_name(name)
 
 
-def _check_class(cls: ast.ClassDef) -> None:
+def _check_class(cls: ast.ClassDef, helpers: set[str]) -> None:
     base = cls.bases[0] if len(cls.bases) == 1 else None
-    _require(isinstance(base, ast.Attribute) and isinstance(base.value, ast.Name)
-             and base.value.id == "nn" and base.attr == "Module"
+    on_helper = isinstance(base, ast.Name) and base.id in helpers
+    _require((on_helper or isinstance(base, ast.Attribute) and isinstance(base.value, ast.Name)
+              and base.value.id == "nn" and base.attr == "Module")
              and not cls.keywords and not cls.decorator_list, cls,
              f"class {cls.name} that is not a plain nn.Module")
     _check_identifier(cls.name, cls)
@@ -141,10 +147,10 @@ def _check_class(cls: ast.ClassDef) -> None:
             continue
         _require(isinstance(stmt, ast.FunctionDef) and stmt.name in ("__init__", "forward"), stmt,
                  f"a {type(stmt).__name__} in class {cls.name}")
-        _check_method(stmt)
+        _check_method(stmt, on_helper)
 
 
-def _check_method(fn: ast.FunctionDef) -> None:
+def _check_method(fn: ast.FunctionDef, init_args: bool = False) -> None:
     a = fn.args
     _require(not (fn.decorator_list or fn.returns or a.posonlyargs or a.vararg or a.kwonlyargs
                   or a.kwarg or a.kw_defaults), fn, f"a method {fn.name} "
@@ -154,10 +160,10 @@ def _check_method(fn: ast.FunctionDef) -> None:
     for arg in a.args:
         _require(arg.annotation is None, arg, "an annotated argument")
         _check_identifier(arg.arg, arg)
-    _check_block(fn.body)
+    _check_block(fn.body, init_args)
 
 
-def _check_block(body: list[ast.stmt]) -> None:
+def _check_block(body: list[ast.stmt], init_args: bool = False) -> None:
     for stmt in body:
         if isinstance(stmt, ast.Assign):
             for target in stmt.targets:
@@ -178,7 +184,7 @@ def _check_block(body: list[ast.stmt]) -> None:
             if stmt.value is not None:
                 _check_expr(stmt.value)
         elif isinstance(stmt, ast.Expr):
-            _require(_is_super_init(stmt.value) or _is_add_module(stmt.value), stmt,
+            _require(_is_super_init(stmt.value, init_args) or _is_add_module(stmt.value), stmt,
                      "an expression statement")
         elif not isinstance(stmt, ast.Pass):
             _refuse(stmt, f"a {type(stmt).__name__} statement")
@@ -201,13 +207,18 @@ def _is_value_error(stmt: ast.Raise) -> bool:
             and isinstance(exc.args[0], ast.Constant) and isinstance(exc.args[0].value, str))
 
 
-def _is_super_init(call: ast.expr) -> bool:
-    """`super().__init__()`: the one call statement (and dunder) the emitters write."""
-    return (isinstance(call, ast.Call) and not call.args and not call.keywords
+def _is_super_init(call: ast.expr, with_args: bool = False) -> bool:
+    """`super().__init__()`: the one call statement (and dunder) the emitters write; with
+    arguments (checked as expressions) only in a class derived from a runtime helper."""
+    if not (isinstance(call, ast.Call) and (with_args or not call.args and not call.keywords)
             and isinstance(call.func, ast.Attribute) and call.func.attr == "__init__"
             and isinstance(call.func.value, ast.Call)
             and isinstance(call.func.value.func, ast.Name) and call.func.value.func.id == "super"
-            and not call.func.value.args and not call.func.value.keywords)
+            and not call.func.value.args and not call.func.value.keywords):
+        return False
+    for arg in [*call.args, *call.keywords]:
+        _check_expr(arg)
+    return True
 
 
 def _is_add_module(call: ast.expr) -> bool:

@@ -11,6 +11,7 @@ from typing import Mapping, Sequence
 import torch
 
 from nnspec.ir import ModuleDef
+from nnspec.interp.ensemble import combine_reference, run_ensemble
 from nnspec.interp.execute import InterpError, StateError, Trace, execute
 from nnspec.interp.registry import KINDS, Ctx, kind
 
@@ -43,4 +44,5 @@ def run(ir: ModuleDef, state: Mapping[str, torch.Tensor], inputs: Sequence[torch
     return execute(ir, state, inputs, trace)
 
 
-__all__ = ["KINDS", "Ctx", "InterpError", "StateError", "kind", "run"]
+__all__ = ["KINDS", "Ctx", "InterpError", "StateError", "combine_reference", "kind", "run",
+           "run_ensemble"]

@@ -85,6 +85,12 @@ def run(args, spec) -> int:
     from nnspec.plan.search import alternatives, auto, spec_choice, why_not
 
     cluster, profile = cluster_of(args)
+    if spec.members:  # an ensemble: each member's training, and the peak over the run
+        from nnspec.plan.ensemble import EnsemblePlanError, run_ensemble
+        try:
+            return run_ensemble(args, spec, cluster, profile)
+        except EnsemblePlanError as err:
+            raise UsageProblem(str(err)) from None
     s = spec.settings
     model = Model(spec.ir, s.train, s.parallel)
     params = spec.summary()["params"]

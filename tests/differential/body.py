@@ -618,6 +618,14 @@ class Body(BlockDrawing):
             except Invalid:
                 continue
 
+    def class_source(self) -> str:
+        """The float tensor an ensemble member's head takes: the current one, else the last
+        unused float one, else zeros shaped like the current one (as `finish` picks)."""
+        if self.env.vars[self.cursor].dtype == "float":
+            return self.cursor
+        floats = [v for v in self.unused if self.env.vars[v].dtype == "float"]
+        return floats[-1] if floats else self._to_float()
+
     def finish(self, block: bool) -> tuple[list[str], list[str]]:
         """The `out` line, or a tail of layers on the current tensor, and the output variables.
         A model outputs up to three of its unused float tensors and the last long or bool one

@@ -130,33 +130,9 @@ def specs(draw: Draw) -> Generated:
     """A random valid spec that stresses every construct (see the module docstring)."""
     b = Builder(draw)
     focus = draw(st.sampled_from(sorted(RECIPES)))
-    first = RECIPES[focus].input_type(draw)
-    inputs = {"x": first}
-    for i in range(draw(st.integers(0, 2))):
-        other = RECIPES[draw(st.sampled_from(sorted(RECIPES)))].input_type(draw)
-        inputs[f"x{i + 1}"] = draw(st.sampled_from([first, other]))
-    params: dict[str, str] = {}
-    bind: dict[str, Any] = {}
-    for _ in range(draw(st.integers(0, 2))):
-        name = b.fresh("p")
-        bind[name] = draw(st.one_of(st.integers(1, 6), st.booleans()))
-        params[name] = "bool" if isinstance(bind[name], bool) else "int"
-    body = Body(b, Env(dict(inputs), dict(bind)), 0, False, params)
-    body.cursor = "x"
-    _focus(body, focus)   # the focus kind first, on the first input: a run draws every kind
-    for var, t in inputs.items():
-        if t.dtype == "long" and var in body.unused:
-            _embed(body, var)
-    body.write(draw(st.integers(1, 5)))
-    out_lines, outs = body.finish(block=False)
-    lines = [f"  input {v}: {t.dtype}[{', '.join(map(str, t.shape))}]" for v, t in inputs.items()]
-    lines += [f"  {line}" for line in body.lines] + out_lines
-    head = ", ".join(f"{n} = {lit(v)}" for n, v in bind.items())
-    main, helper = b.text(f"model m({head}) {{\n" + "\n".join(lines) + "\n}")
-    # what the spec exercises: the model's statements once more, from the start
-    final = Env(dict(inputs), {**bind, **b.const_values()})
-    for effect in body.effects:
-        effect(final)
+    inputs = draw_inputs(draw, focus)
+    model, final, outs = draw_model(b, "m", inputs, focus)
+    main, helper = b.text(model)
     drawn = set(b.drawn) | final.drawn
     # decided and written without a draw, so the specs drawn stay those of a run without it
     section = weights_section(final) if b.counter % 3 == 0 else None
@@ -167,9 +143,53 @@ def specs(draw: Draw) -> Generated:
         drawn.add("several_inputs")
     if len(outs) > 1:
         drawn.add("several_outputs")
-    if any(re.search(rf"\b{p}\b", line) for p in params for line in body.lines + out_lines):
-        drawn.add("model_param")
     return Generated(main, helper, frozenset(drawn))
+
+
+def draw_inputs(draw: Draw, focus: str) -> dict:
+    """The model inputs: one the focus kind takes, and up to two more."""
+    first = RECIPES[focus].input_type(draw)
+    inputs = {"x": first}
+    for i in range(draw(st.integers(0, 2))):
+        other = RECIPES[draw(st.sampled_from(sorted(RECIPES)))].input_type(draw)
+        inputs[f"x{i + 1}"] = draw(st.sampled_from([first, other]))
+    return inputs
+
+
+def draw_model(b: Builder, name: str, inputs: dict, focus: str,
+               head: int | None = None) -> tuple[str, Env, list[str]]:
+    """One model's text, the environment its statements leave (what it exercises), and its
+    output variables. `head` N: the model ends in one output of N classes (an ensemble
+    member's): its last float tensor, flattened, through linear(N)."""
+    draw = b.draw
+    params: dict[str, str] = {}
+    bind: dict[str, Any] = {}
+    for _ in range(draw(st.integers(0, 2))):
+        pname = b.fresh("p")
+        bind[pname] = draw(st.one_of(st.integers(1, 6), st.booleans()))
+        params[pname] = "bool" if isinstance(bind[pname], bool) else "int"
+    body = Body(b, Env(dict(inputs), dict(bind)), 0, False, params)
+    body.cursor = "x"
+    _focus(body, focus)   # the focus kind first, on the first input: a run draws every kind
+    for var, t in inputs.items():
+        if t.dtype == "long" and var in body.unused:
+            _embed(body, var)
+    body.write(draw(st.integers(1, 5)))
+    if head is None:
+        out_lines, outs = body.finish(block=False)
+    else:
+        last = body.class_source()
+        out_lines, outs = [f"  out {last} -> reshape([-1]) -> linear({head})"], [last]
+    lines = [f"  input {v}: {t.dtype}[{', '.join(map(str, t.shape))}]" for v, t in inputs.items()]
+    lines += [f"  {line}" for line in body.lines] + out_lines
+    args = ", ".join(f"{n} = {lit(v)}" for n, v in bind.items())
+    # what the spec exercises: the model's statements once more, from the start
+    final = Env(dict(inputs), {**bind, **b.const_values()})
+    for effect in body.effects:
+        effect(final)
+    if any(re.search(rf"\b{p}\b", line) for p in params for line in body.lines + out_lines):
+        final.drawn.add("model_param")
+    return f"model {name}({args}) {{\n" + "\n".join(lines) + "\n}", final, outs
 
 
 def _focus(body: Body, kind: str) -> None:
@@ -227,8 +247,9 @@ def _embed(body: Body, var: str) -> None:
     body.new_var(out)
 
 
-def check_generated(g: Generated, seed: int = 0) -> dict:
-    """Write `g` into a temporary folder, load it, and run it through the differential harness.
+def check_generated(g: Generated, seed: int = 0, check=None) -> dict:
+    """Write `g` into a temporary folder, load it, and run it through the differential harness
+    (or through `check(spec, seed)`, e.g. the ensembles' check).
 
     Raises:
         AssertionError: the spec does not check (a bug of this generator), or the built module
@@ -242,6 +263,8 @@ def check_generated(g: Generated, seed: int = 0) -> dict:
             raise AssertionError(f"a generated spec does not check (a generator bug):\n"
                                  f"{g.show()}\n{err}") from None
         try:
+            if check is not None:
+                return check(spec, seed)
             compared = check_spec(spec, seed=seed)
             if "weights_section" in g.drawn:
                 check_roundtrip(spec)

@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, seed, settings
 import nnspec
 from nnspec.layers import REGISTRY
 
+from .ensembles import ENSEMBLE_CONSTRUCTS, check_generated_ensemble, ensemble_specs
 from .harness import check_spec
 from .recipes import RECIPES
 from .specgen import CONSTRUCTS, check_generated, specs
@@ -28,6 +29,7 @@ SETTINGS = settings(max_examples=COUNT * 13 // 10, derandomize=True, deadline=No
 # a construct the COUNT specs happen to miss (any change to the generator moves every draw after
 # it) is drawn in top-up rounds with fixed seeds, so CI still runs one spec of each, every time
 TOP_UP_ROUNDS, TOP_UP = 8, 250
+ENSEMBLES = 100                  # distinct generated ensembles per run
 
 
 def test_a_recipe_for_every_layer_kind():
@@ -73,6 +75,30 @@ def test_random_specs_agree_with_the_interpreter():
         top_up()
     assert sorted(set(RECIPES) - drawn) == [], "kinds no generated spec ran"
     assert sorted(CONSTRUCTS - drawn) == [], "constructs no generated spec used"
+
+
+def test_random_ensembles_agree_with_the_interpreter():
+    """ENSEMBLES generated ensembles (copies of a model, or different models; every combine
+    rule): the built ensemble agrees with the interpreter's members and combine rule, and
+    model.py's class with the built module."""
+    drawn: set[str] = set()
+    ran: set[str] = set()
+
+    def run(generated):
+        if generated.text in ran:
+            return
+        drawn.update(generated.drawn)
+        check_generated_ensemble(generated)
+        ran.add(generated.text)
+
+    settings(SETTINGS, max_examples=ENSEMBLES * 13 // 10)(given(ensemble_specs())(run))()
+    assert len(ran) >= ENSEMBLES
+    for round_ in range(TOP_UP_ROUNDS):
+        if ENSEMBLE_CONSTRUCTS <= drawn:
+            break
+        seed(round_)(settings(SETTINGS, max_examples=TOP_UP // 5, derandomize=False)(
+            given(ensemble_specs())(run)))()
+    assert sorted(ENSEMBLE_CONSTRUCTS - drawn) == [], "ensemble constructs no spec used"
 
 
 # bugs the generator found that are not fixed on this branch: the fixture states what is right

@@ -253,3 +253,32 @@ model m() {{
     assert model.head.weight is model.get_submodule(name).weight
     assert {f"{name}.weight", f"blk.{name}.weight", f"seq.{name}.weight"} <= set(model.state_dict())
     check_spec(spec)   # the built module agrees with the reference interpreter
+
+
+ENSEMBLE = """
+model m(width = 8) {
+  input x: float[8]
+  fc: linear(width)
+}
+ensemble { members = 2 }
+"""
+
+
+def test_an_ensembles_class_passes_only_its_members_to_the_helper(tmp_path):
+    """A class derived from a runtime helper (an ensemble's, from Ensemble) may pass arguments to
+    super().__init__; they are checked like any expression, and no other class may derive from
+    anything but nn.Module."""
+    source = nnspec.loads(ENSEMBLE).source
+    assert "class MEnsemble(Ensemble)" in source
+    load_source(source)
+    canary = tmp_path / "canary"
+    for evil in (source.replace("], combine='mean_probs')",
+                                f"], combine=open({str(canary)!r}, 'w'))"),
+                 source.replace("class M(nn.Module)", "class M(Ensemble)").replace(
+                     "        super().__init__()\n", f"        super().__init__(open("
+                     f"{str(canary)!r}, 'w'))\n", 1),
+                 source.replace("class MEnsemble(Ensemble)", "class MEnsemble(M)")):
+        assert evil != source
+        with pytest.raises(GeneratedSourceError):
+            load_source(evil)
+    assert not canary.exists()
