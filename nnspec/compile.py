@@ -6,7 +6,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from nnspec.lang.check import DEFAULT_MAX_PARAMS, check, const_values
+from nnspec.lang.check import DEFAULT_MAX_PARAMS, check, check_block, const_values
 from nnspec.place.checkpointing import checkpointed, submodules
 from nnspec.lang.diagnostics import Reporter, SpecError, display_path
 from nnspec.emit.summary import render_table, summarize
@@ -29,6 +29,10 @@ class Spec:
     model_name: str | None = None              # which model of the file, as load() was given
     overrides: dict[str, Any] | None = None    # the model parameters load() was given
     max_params: int = DEFAULT_MAX_PARAMS
+    # an ensemble's members (nnspec.ensemble.Member), in order; () for a spec without one
+    members: tuple = ()
+    # a block checked as a model of its own (an ensemble member): its input types
+    block_inputs: tuple | None = None
 
     @cached_property
     @pauses_collection  # a large structure of live objects: see gc_pause.py
@@ -58,13 +62,19 @@ class Spec:
                 continue
             for new in tries:
                 try:
-                    ir = check(self.program, self.model_name,
-                               {**(self.overrides or {}), name: new}, self.max_params)
+                    ir = self._check_again({**(self.overrides or {}), name: new})
                 except SpecError:
                     out = [v for v in out if v[0] != name]
                     break
                 out.append((name, new, lower(ir)))
         return out
+
+    def _check_again(self, overrides: dict[str, Any]) -> ModuleDef:
+        """This spec's model (or block) checked with other parameter values."""
+        if self.block_inputs is not None:
+            return check_block(self.program, self.model_name, overrides, list(self.block_inputs),
+                               self.max_params)
+        return check(self.program, self.model_name, overrides, self.max_params)
 
     def build(self, weights: str | Path | None = None, *, device: Any = None):
         """A fresh torch.nn.Module for this spec: default PyTorch initialization, or the tensors
@@ -83,7 +93,9 @@ class Spec:
         """
         from nnspec.emit.module import load_source  # torch: only building needs it
 
-        if device is None:
+        if self.members:
+            model = self._build_ensemble(device)
+        elif device is None:
             model = load_source(self.source)()
         else:
             import torch
@@ -98,6 +110,24 @@ class Spec:
             from nnspec.weights import load_into
             load_into(model, weights, self)
         return model
+
+    def _build_ensemble(self, device: Any):
+        """nnspec.runtime.ensemble.Ensemble of the members, built in order, member i under the
+        seed train.seed + i (the global RNG is left as it was)."""
+        import contextlib
+
+        import torch
+        from nnspec.runtime.ensemble import Ensemble
+
+        if device is not None and torch.device(device).type == "meta":
+            device = "meta"
+        with torch.random.fork_rng(devices=[]):
+            members = []
+            for member in self.members:
+                torch.manual_seed(member.seed)
+                members.append(member.spec.build(device=device))
+        with torch.device(device) if device is not None else contextlib.nullcontext():
+            return Ensemble(members, self.settings.ensemble.combine)
 
     @property
     def hf_config(self) -> dict | None:
@@ -246,6 +276,11 @@ def _checked(program: Program, name: str, model, max_params, sets, world_size, o
         placement_ok &= _check_checkpointing(ir, settings, reporter)
     if "weights" in program.sections:  # with a misspelt setting, the others are still checked
         _check_weights(ir, settings, reporter)
+    if ir is not None and "ensemble" not in settings.invalid:
+        from nnspec.ensemble import is_ensemble
+        if is_ensemble(settings):
+            spec.members = _ensemble_members(spec, world_size or default_world_size(settings),
+                                             reporter)
     if placement_ok and settings.parallel.pipeline_stages > 1:
         from nnspec.place.partition import PipelineError
         try:
@@ -293,3 +328,56 @@ def _check_checkpointing(ir: ModuleDef, settings: Settings, reporter: Reporter) 
                        "model", settings.span_of("parallel", "activation_checkpointing"),
                        "name blocks by path (layer1.0, transformer.h.*) or by block name")
     return not unmatched
+
+
+def _ensemble_members(spec: Spec, world_size: int, reporter: Reporter) -> tuple:
+    """The ensemble section's members, each checked as a spec of its own (errors reported)."""
+    from nnspec.ensemble import Member, check_members, member_refs
+
+    settings = spec.settings
+    refs = member_refs(settings, spec.program, spec.ir, spec.overrides or {}, reporter)
+    if refs is None:
+        return ()
+    inputs = tuple(v.type for v in spec.ir.inputs)
+    checked: dict[str, ModuleDef] = {_key(spec.ir.name, spec.overrides or {}): spec.ir}
+    irs = []
+    for ref in refs:
+        key = _key(ref.definition.name, ref.overrides)
+        if key not in checked:
+            try:
+                checked[key] = (check_block(spec.program, ref.definition.name, ref.overrides,
+                                            list(inputs), spec.max_params) if ref.is_block else
+                                check(spec.program, ref.definition.name, ref.overrides,
+                                      spec.max_params))
+            except SpecError as err:
+                reporter.extend(err)
+                return ()
+        irs.append(checked[key])
+    before = len(reporter.diagnostics)
+    check_members(settings, refs, irs, world_size, reporter)
+    if len(reporter.diagnostics) > before:
+        return ()
+    return tuple(
+        Member(ref.index, ref.name,
+               Spec(spec.program, ir, spec.source_name, _member_settings(settings, seed),
+                    model_name=ref.definition.name, overrides=dict(ref.overrides),
+                    max_params=spec.max_params, block_inputs=inputs if ref.is_block else None),
+               seed, settings.ensemble.vary)
+        for ref, ir, seed in ((r, i, settings.train.seed + r.index) for r, i in zip(refs, irs)))
+
+
+def _key(name: str, overrides: dict[str, Any]) -> str:
+    return name + repr(sorted(overrides.items()))
+
+
+def _member_settings(settings: Settings, seed: int) -> Settings:
+    """The spec's settings for one member: no ensemble section, and the member's own seed."""
+    from dataclasses import replace
+    from nnspec.lang.config import EnsembleSpec
+
+    return replace(settings, train=settings.train.model_copy(update={"seed": seed}),
+                   ensemble=EnsembleSpec(),
+                   spans={k: v for k, v in settings.spans.items() if not k.startswith("ensemble.")},
+                   section_spans={k: v for k, v in settings.section_spans.items()
+                                  if k != "ensemble"},
+                   written={k: v for k, v in settings.written.items() if k != "ensemble"})

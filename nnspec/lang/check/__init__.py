@@ -24,6 +24,7 @@ from typing import Any
 from nnspec.lang import syntax as S
 from nnspec.lang.diagnostics import Reporter, Span, did_you_mean
 from nnspec.ir import ModuleDef, hoist_ties, verify_identities
+from nnspec.layers import T
 from nnspec.ir.lower import name_children
 from nnspec.lang.resolve import Program
 from nnspec.lang.check.context import Context
@@ -39,9 +40,22 @@ def check(program: Program, model: str | None = None, overrides: dict[str, Any] 
           max_params: int = DEFAULT_MAX_PARAMS) -> ModuleDef:
     """Elaborate the root model of `program` into the IR; raises SpecError with every error."""
     ctx = Context(program)
-    defn = _pick_model(program, model, ctx.reporter)
+    return _elaborated(ctx, _pick_model(program, model, ctx.reporter), overrides, None, max_params)
+
+
+def check_block(program: Program, block: str, overrides: dict[str, Any] | None,
+                inputs: list[T], max_params: int = DEFAULT_MAX_PARAMS) -> ModuleDef:
+    """Elaborate a block as a model of its own whose inputs have the types `inputs` (an ensemble
+    member that is a block takes the spec's model's inputs); raises SpecError."""
+    ctx = Context(program)
+    defn = program.definitions[block]
+    return _elaborated(ctx, defn, overrides, inputs, max_params)
+
+
+def _elaborated(ctx: Context, defn: S.Definition, overrides: dict[str, Any] | None,
+                inputs: list[T] | None, max_params: int) -> ModuleDef:
     try:
-        root = Elaborator(ctx, max_params).check_model(defn, dict(overrides or {}))
+        root = Elaborator(ctx, max_params).check_model(defn, dict(overrides or {}), inputs)
     except Abort:
         root = None
     except RecursionError:  # a last resort: parsing bounds nesting, but nested blocks multiply it

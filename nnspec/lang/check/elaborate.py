@@ -46,13 +46,16 @@ class Elaborator(BlockCalls):
         # (parameters, operations) it added, so a repeated call is a copy counted again
         self.cache: dict[Any, tuple[ModuleDef, tuple[int, int]]] = {}
 
-    def check_model(self, defn: S.Definition, overrides: dict[str, Any]) -> ModuleDef:
+    def check_model(self, defn: S.Definition, overrides: dict[str, Any],
+                    inputs: list[T] | None = None) -> ModuleDef:
+        """The model `defn` (or a block given the input types `inputs`) as a root module."""
         params = self.bind_params(defn, [], {k: (from_python(v), defn.span)
                                              for k, v in overrides.items()},
                                   defn.span, from_cli=True)
         module = ModuleDef(defn.name, signature(defn.name, params), defn.span)
         scope = Scope(module, params)
-        self.run_body(defn, scope, inputs=None)
+        given = None if inputs is None else [Value(t, f"x{i}") for i, t in enumerate(inputs)]
+        self.run_body(defn, scope, inputs=given)
         return module
 
     def bind_params(self, defn: S.Definition, pos, kw, span, from_cli=False) -> dict[str, Any]:
