@@ -91,11 +91,22 @@ def vary_split(train: Split, vary: Any, seed: int) -> Split:
     return Split(inputs, targets)
 
 
-def train_ensemble(spec, train: TrainSpec, parallel: ParallelSpec, out_dir: Path | None,
-                   resume: bool, progress: bool, stop_at: int | None, multi: bool
-                   ) -> dict[str, Any]:
-    """Train the members, combine them, and write the module and the report (loop.run for a
-    spec with an ensemble section; the same arguments, the same returns)."""
+def run(spec, train: TrainSpec | None = None, parallel: ParallelSpec | None = None,
+        out_dir: str | Path | None = None, resume: bool = False, progress: bool = True,
+        stop_at: int | None = None, overwrite: bool = False, weights: Any = None,
+        **_more: Any) -> dict[str, Any]:
+    """Train the members, combine them, and write the module and the report: `nnspec.train.run`
+    for a spec with an ensemble section (the same arguments, the same returns and errors)."""
+    train = train or TrainSpec()   # as loop.run; `_more`: loop.run's later arguments, which
+    parallel = parallel or ParallelSpec()   # an ensemble's members do not take (yet)
+    if out_dir is not None:
+        out_dir = runs.check_out_dir(out_dir, spec, resume, overwrite)
+    elif resume:
+        raise runs.OutputError("--resume needs --out: the folder of the run to continue")
+    if weights is not None:
+        raise TrainError("--weights does not yet load into an ensemble's members",
+                         "train the ensemble from scratch")
+    multi = distributed.launched()
     world, rank = (distributed.world_size(), distributed.rank()) if multi else (1, 0)
     where = placement(spec, multi, world)
     objective = check_settings(train, parallel, 1)  # each member is a run of one process

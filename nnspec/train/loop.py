@@ -334,12 +334,6 @@ def run(spec, train: TrainSpec | None = None, parallel: ParallelSpec | None = No
     elif resume:
         raise runs.OutputError("--resume needs --out: the folder of the run to continue")
     multi = distributed.launched()
-    if getattr(spec, "members", ()):  # an ensemble section: its members train apart
-        from nnspec.train.ensemble import train_ensemble
-        if weights is not None:
-            raise TrainError("--weights does not yet load into an ensemble's members",
-                             "train the ensemble from scratch")
-        return train_ensemble(spec, train, parallel, out_dir, resume, progress, stop_at, multi)
     if weights is not None and multi and parallel.pipeline_stages > 1:
         raise TrainError("--weights does not yet load into pipeline stages",
                          "fine-tune without pipeline_stages, or export the weights into a "
