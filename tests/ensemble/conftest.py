@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-import torch
+from tests.train.conftest import one_thread  # noqa: F401 - autouse: one intra-op thread
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,11 +42,3 @@ def tiny_spec(folder: Path, *, epochs: int = 3, seed: int = 0, members: int = 3,
     path.write_text(TINY.format(epochs=epochs, seed=seed, members=members, combine=combine,
                                 vary=vary, placement=placement))
     return path
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
