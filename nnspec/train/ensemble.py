@@ -96,7 +96,9 @@ def run(spec, train: TrainSpec | None = None, parallel: ParallelSpec | None = No
         stop_at: int | None = None, overwrite: bool = False, weights: Any = None,
         **_more: Any) -> dict[str, Any]:
     """Train the members, combine them, and write the module and the report: `nnspec.train.run`
-    for a spec with an ensemble section (the same arguments, the same returns and errors)."""
+    for a spec with an ensemble section (the same arguments, the same returns and errors).
+    `stop_at` counts the steps of the member in training; a run cut short returns its status
+    and step with `members_done`, and --resume goes on from there."""
     train = train or TrainSpec()   # as loop.run; `_more`: loop.run's later arguments, which
     parallel = parallel or ParallelSpec()   # an ensemble's members do not take (yet)
     if out_dir is not None:

@@ -125,3 +125,23 @@ def test_settings_that_cannot_run_are_refused_before_training(tmp_path, capsys):
     assert train(path, tmp_path / "w", "--weights", str(path)) != 0
     assert "--weights does not yet load into an ensemble" in capsys.readouterr().err
     assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize("chosen,multi,world,expect", [
+    ("auto", False, 1, "sequential"), ("auto", True, 3, "per_rank"),
+    ("sequential", False, 1, "sequential"), ("per_rank", True, 3, "per_rank"),
+    ("per_rank", False, 1, "3 members need 3 ranks, not 1"),
+    ("per_rank", True, 2, "3 members need 3 ranks, not 2"),
+    ("auto", True, 2, "the runner started 2"), ("sequential", True, 3, "the runner started 3")])
+def test_placement_runs_where_the_world_allows(chosen, multi, world, expect):
+    from types import SimpleNamespace
+
+    from nnspec.train.ensemble import placement
+    from nnspec.train.errors import TrainError
+    spec = SimpleNamespace(members=(0, 1, 2), settings=SimpleNamespace(
+        ensemble=SimpleNamespace(placement=chosen)))
+    if expect in ("sequential", "per_rank"):
+        assert placement(spec, multi, world) == expect
+    else:
+        with pytest.raises(TrainError, match=expect):
+            placement(spec, multi, world)
