@@ -344,3 +344,39 @@ def windows_misfit(path: Any, length: int, seq: int, split: float) -> Optional[D
     return DataProblem(f"{path} has {length} characters: too short for windows of {seq} in both "
                        f"a training and a test part (split {split})",
                        "use a longer text or a model with a shorter input")
+
+
+def classification_args(what: str, n_samples: Any, n_features: Any, n_informative: Any,
+                        n_classes: Any, n_clusters_per_class: Any, flip_y: Any, class_sep: Any,
+                        random_state: Any) -> None:
+    """Refuse arguments of classification() that make_classification would refuse (with a
+    traceback) or that leave no data, before it runs; `check` applies the same rule."""
+    whole = lambda v, low: isinstance(v, int) and not isinstance(v, bool) and v >= low  # noqa
+    number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
+    hint = ("e.g. classification(n_samples=1000, n_features=20, n_informative=10, n_classes=4, "
+            "flip_y=0.1, class_sep=1.0)")
+    for name, value, low in (("n_samples", n_samples, 2), ("n_features", n_features, 1),
+                             ("n_informative", n_informative, 1), ("n_classes", n_classes, 2),
+                             ("n_clusters_per_class", n_clusters_per_class, 1)):
+        if not whole(value, low):
+            raise DataProblem(f"{what}: `{name}` must be an integer of at least {low}, got "
+                              f"{value!r}", hint)
+    if n_informative > n_features:
+        raise DataProblem(f"{what}: n_informative ({n_informative}) exceeds n_features "
+                          f"({n_features})", "informative features are some of the features")
+    if n_classes * n_clusters_per_class > 2 ** n_informative:
+        raise DataProblem(f"{what}: {n_classes} classes x {n_clusters_per_class} clusters need "
+                          f"at least {math.ceil(math.log2(n_classes * n_clusters_per_class))} "
+                          f"informative features, got {n_informative}",
+                          "each cluster sits on a corner of a hypercube of the informative "
+                          "features: raise n_informative or lower n_clusters_per_class")
+    if not (number(flip_y) and 0 <= flip_y <= 1):
+        raise DataProblem(f"{what}: `flip_y` must be a fraction from 0 to 1, got {flip_y!r}",
+                          "the share of labels assigned at random (label noise)")
+    if not (number(class_sep) and class_sep > 0):
+        raise DataProblem(f"{what}: `class_sep` must be a positive number, got {class_sep!r}",
+                          hint)
+    if random_state is not None and not whole(random_state, 0):
+        raise DataProblem(f"{what}: `random_state` must be a non-negative integer, got "
+                          f"{random_state!r}", "leave it out to draw the data from the run's "
+                          "seed")

@@ -18,7 +18,8 @@ from typing import Any, Callable, Optional
 
 from nnspec.lang.config import Call
 from nnspec.data.fit import (
-    NOT_OUTPUT, DataProblem, Labels, Meta, Want, bind, images_port_misfit, pick_arrays,
+    NOT_OUTPUT, DataProblem, Labels, Meta, Want, bind, classification_args, images_port_misfit,
+    pick_arrays,
     positions_misfit, synthetic_shape, text_port_misfit, unreadable_npz, vocab_misfit,
     windows_misfit
 )
@@ -81,6 +82,18 @@ def _digits(want: Want) -> Meta:
     known = SKLEARN["digits"]   # scaled to [0, 1] by /16: fractional
     return Meta({"": known.shape}, Labels((), True, 0, known.classes - 1), fractional=True,
                 samples=known.samples)
+
+
+def _classification(want: Want, n_samples: int = 1000, n_features: int = 20,
+                    n_informative: int = 10, n_classes: int = 2, n_clusters_per_class: int = 2,
+                    flip_y: float = 0.01, class_sep: float = 1.0,
+                    random_state: Optional[int] = None, standardize: bool = True) -> Meta:
+    """make_classification's samples, known from its arguments."""
+    want.only_input()
+    classification_args(want.what, n_samples, n_features, n_informative, n_classes,
+                        n_clusters_per_class, flip_y, class_sep, random_state)
+    return Meta({"": (n_features,)}, Labels((), True, 0, n_classes - 1), fractional=True,
+                samples=n_samples)
 
 
 def _synthetic(want: Want, shape: Any = None, classes: Optional[int] = None,
@@ -335,6 +348,7 @@ READERS: dict[str, Callable[..., Optional[Meta]]] = {
     "wine": _known("wine"),
     "breast_cancer": _known("breast_cancer"),
     "synthetic": _synthetic,
+    "classification": _classification,
     "npz": _npz,
     "pt": _pt,
     "csv": _csv_table,

@@ -15,7 +15,7 @@ The same call trains with DeepSpeed on every rank when a launcher started the pr
 from nnspec.train.data import Data, Split, load_data
 from nnspec.train.distributed import launched
 from nnspec.train.errors import DataError, TrainError
-from nnspec.train.loop import run
+from nnspec.train.entry import run
 from nnspec.train.metrics import build_objective
 
 __all__ = ["run", "load_data", "Data", "Split", "DataError", "TrainError", "build_objective",

@@ -21,7 +21,7 @@ import torch
 from nnspec.lang.config import Call
 from nnspec.data.fit import (
     FRACTIONAL_TARGETS, NEGATIVE_LABELS, NOT_BINARY, NOT_FINITE, DataProblem, Port, Want, bind,
-    class_shape_misfit, classes_misfit, describe, fractional_misfit, images_port_misfit,
+    class_shape_misfit, classes_misfit, classification_args, describe, fractional_misfit, images_port_misfit,
     input_misfit, pick_arrays, positions_misfit, synthetic_shape, text_port_misfit, unreadable_npz,
     value_shape_misfit, vocab_misfit, windows_misfit
 )
@@ -214,6 +214,26 @@ def _sklearn_table(loader_name: str) -> Callable:
                     classes=len(d.target_names))
     load.__name__ = loader_name
     return load
+
+
+def _classification(ctx: _Context, n_samples: int = 1000, n_features: int = 20,
+                    n_informative: int = 10, n_classes: int = 2, n_clusters_per_class: int = 2,
+                    flip_y: float = 0.01, class_sep: float = 1.0, random_state: int | None = None,
+                    standardize: bool = True) -> _Raw:
+    """sklearn.datasets.make_classification: Gaussian clusters on the corners of a hypercube of
+    `n_informative` features, the other features noise (no redundant or repeated ones), and
+    `flip_y` of the labels drawn at random: a noisy task where averaging models pays. The data
+    is drawn from `random_state`, or from the run's seed when it is left out."""
+    from sklearn.datasets import make_classification
+    ctx.only_input()
+    classification_args(ctx.what, n_samples, n_features, n_informative, n_classes,
+                        n_clusters_per_class, flip_y, class_sep, random_state)
+    x, y = make_classification(n_samples=n_samples, n_features=n_features,
+                               n_informative=n_informative, n_redundant=0, n_repeated=0,
+                               n_classes=n_classes, n_clusters_per_class=n_clusters_per_class,
+                               flip_y=flip_y, class_sep=class_sep,
+                               random_state=ctx.seed if random_state is None else random_state)
+    return _Raw({"": x.astype(np.float32)}, y, standardize=standardize, classes=n_classes)
 
 
 # ---- synthetic ---------------------------------------------------------------------------------
@@ -409,6 +429,7 @@ LOADERS: dict[str, Callable[..., _Raw]] = {
     "wine": _sklearn_table("load_wine"),
     "breast_cancer": _sklearn_table("load_breast_cancer"),
     "synthetic": _synthetic,
+    "classification": _classification,
     "npz": _npz,
     "pt": _pt,
     "csv": _csv_file,

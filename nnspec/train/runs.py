@@ -20,7 +20,7 @@ from nnspec.train.checkpoint import atomic_write_json, atomic_write_text, steps_
 RUNS_ROOT = Path("runs")
 RECORD = "run.json"
 # what a run writes at the top of its folder; with checkpoints/ and tensorboard/ events
-OUTPUTS = ("metrics.csv", "final.json", "model.safetensors", "vocab.json", RECORD)
+OUTPUTS = ("metrics.csv", "final.json", "model.safetensors", "vocab.json", "report.json", RECORD)
 _VERSION = re.compile(r"^version_(\d+)$")
 
 
@@ -63,7 +63,7 @@ def check_out_dir(out: Path | str, spec, resume: bool, overwrite: bool) -> Path:
         if (record.get("model"), record.get("spec")) != (want["model"], want["spec"]):
             raise OutputError(f"--resume: {out} is a run of model `{record.get('model')}` of "
                               f"{record.get('spec')}, not of `{want['model']}` of {want['spec']}")
-        if not steps_in(out / "checkpoints") and not overwrite:
+        if not has_progress(out) and not overwrite:
             raise OutputError(f"--resume: {out} has no checkpoint to continue from; pass "
                               "--overwrite to start that run over, replacing its files")
         return out
@@ -72,6 +72,15 @@ def check_out_dir(out: Path | str, spec, resume: bool, overwrite: bool) -> Path:
                           "--overwrite to replace the files nnspec wrote there, or another "
                           "folder (without --out each run gets its own under runs/)")
     return out
+
+
+def has_progress(out: Path) -> bool:
+    """Whether a run in `out` left something to resume from: a checkpoint, or (an ensemble,
+    train/ensemble.py) a member's checkpoint or finished member."""
+    if steps_in(out / "checkpoints"):
+        return True
+    return any(steps_in(m / "checkpoints") or (m / "final.json").is_file()
+               for m in out.glob("members/*") if m.name.isdigit())
 
 
 def read_record(out: Path) -> dict | None:
@@ -88,7 +97,7 @@ def prepare(out: Path, spec, resume: bool, vocab) -> list[Path]:
     `abandon`."""
     created = [p for p in (*reversed(out.parents), out) if not p.exists()]
     out.mkdir(parents=True, exist_ok=True)
-    if not resume or not steps_in(out / "checkpoints"):
+    if not resume or not has_progress(out):
         _remove_run_files(out)
     written = {out / RECORD: _identity(spec)}
     if vocab is not None:
@@ -117,6 +126,9 @@ def _identity(spec) -> dict:
 
 
 def _remove_run_files(out: Path) -> None:
+    for member in out.glob("members/*"):  # an ensemble's members: a run each (train/ensemble.py)
+        if member.is_dir() and member.name.isdigit():
+            _remove_run_files(member)
     for name in OUTPUTS:
         (out / name).unlink(missing_ok=True)
     for _, path in steps_in(out / "checkpoints"):

@@ -27,7 +27,7 @@ class _Section(BaseModel):
 
 
 DATASETS = ("digits", "iris", "wine", "breast_cancer", "synthetic", "npz", "pt", "csv", "images",
-            "text")
+            "text", "classification")
 SCHEDULES = ("constant", "warmup_linear", "warmup_cosine", "one_cycle", "reduce_on_plateau")
 LOSSES = ("cross_entropy", "mse", "bce", "lm")
 METRICS = ("accuracy", "top_k", "perplexity", "loss")
@@ -43,7 +43,7 @@ class TrainSpec(_Section):
     """How to train: data, length, optimizer, schedule, loss, metrics, checkpoints."""
 
     data: Call = Field(Call(name="digits"), description="data set: digits, iris, wine, "
-                       "breast_cancer, synthetic(...), npz(path), pt(path), csv(path, target=...), "
+                       "breast_cancer, synthetic(...), classification(...), npz(path), pt(path), csv(path, target=...), "
                        "images(folder), text(path)")
     split: float = Field(0.8, gt=0.0, lt=1.0, description="fraction of the data used for training; "
                          "the rest is the test set (split deterministically from the seed)")
