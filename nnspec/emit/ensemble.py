@@ -58,8 +58,7 @@ def emit_ensemble_source(members: list[tuple[str, str]], combine: str, source_na
     if "Ensemble" not in helpers:
         helpers.append("Ensemble")
     name = _unique(calls[0][0] + "Ensemble", used)
-    labels = ", ".join(label for _, label in calls)
-    title = f"Ensemble of {labels} ({combine}) as PyTorch modules."
+    title = _title([label for _, label in calls], combine)
     header = HEADER.format(title=doc_text(title), source=doc_text(source_name))
     if plugins:
         header = header.replace("Needs only PyTorch. ",
@@ -172,3 +171,19 @@ def _ensemble_class(name: str, calls: list[tuple[str, str]], combine: str, where
         lines.append(f"            {call},  # member {i}: {comment_text(label)}")
     lines.append(f"        ], combine={combine!r})")
     return "\n".join(lines) + "\n"
+
+
+def _title(labels: list[str], combine: str) -> str:
+    """The docstring's first line: runs of the same member counted (`5 x mlp`), and only the
+    member count when the list would not fit on one line (PEP 8's 100 columns with the quotes)."""
+    runs: list[list] = []
+    for label in labels:
+        if runs and runs[-1][0] == label:
+            runs[-1][1] += 1
+        else:
+            runs.append([label, 1])
+    listed = ", ".join(label if n == 1 else f"{n} x {label}" for label, n in runs)
+    title = f"Ensemble of {listed} ({combine}) as PyTorch modules."
+    if len(title) + 3 > 100:
+        title = f"Ensemble of {len(labels)} members ({combine}) as PyTorch modules."
+    return title

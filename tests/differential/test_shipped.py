@@ -11,6 +11,7 @@ import pytest
 
 import nnspec
 
+from .ensembles import check_ensemble
 from .harness import check_spec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,6 +52,9 @@ SHRINK = {
 @pytest.mark.parametrize("path", SPECS + GOLDEN, ids=[p.stem for p in SPECS + GOLDEN])
 def test_built_module_matches_interpreter(path: Path):
     spec = nnspec.load(path, **SHRINK.get(path.stem, {}))
-    result = check_spec(spec)
-    assert result["outputs"] and all(e <= 1e-10 for e in result["outputs"])
+    if spec.members:  # an ensemble: combined output and each member against the interpreter
+        check_ensemble(spec)
+    for one in [m.spec for m in spec.members] or [spec]:
+        result = check_spec(one)
+        assert result["outputs"] and all(e <= 1e-10 for e in result["outputs"])
 
