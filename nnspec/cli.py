@@ -157,7 +157,9 @@ def cmd_launch(args) -> int:
     spec = _load(args)
     if args.out is not None:
         check_out_dir(args.out, spec, args.resume, args.overwrite)
-    n = args.num_accelerators or args.num_gpus or spec.world_size
+    from nnspec.ensemble import launch_world_size
+
+    n = args.num_accelerators or args.num_gpus or launch_world_size(spec.settings, spec.world_size)
     flag = "--num_gpus" if args.num_gpus else "--num_accelerators"
     cmd = ["deepspeed"]
     if args.hostfile:

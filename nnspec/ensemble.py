@@ -261,6 +261,15 @@ def resolved_placement(settings: Settings, world_size: int) -> str:
     return placement
 
 
+def launch_world_size(settings: Settings, world_size: int) -> int:
+    """The processes `nnspec launch` starts: one per member when the members train one per rank
+    (placement = per_rank), else the parallel section's world size (`auto` follows what is
+    launched: give --num-accelerators equal to the member count for per_rank)."""
+    if is_ensemble(settings) and settings.ensemble.placement == "per_rank":
+        return member_count(settings)
+    return world_size
+
+
 def member_world_size(settings: Settings, world_size: int) -> int:
     """The processes that train one member: the world size split among the members when each
     rank trains its own (per_rank), else all of them. The parallel section is checked for this

@@ -51,3 +51,14 @@ def test_per_rank_members_equal_the_sequential_ones(tmp_path):
     assert rep[0] == rep[1]
     for i in (0, 1):   # each rank wrote its member's run
         assert (tmp_path / f"ranks/members/{i}/final.json").is_file()
+
+
+@pytest.mark.parametrize("placement, processes", [("per_rank", "3"), ("sequential", "1"),
+                                                  ("auto", "1")])
+def test_launch_starts_one_process_per_member_for_per_rank(tmp_path, capsys, placement,
+                                                           processes):
+    path = tiny_spec(tmp_path, members=3)
+    assert main(["launch", str(path), "--dry-run", "--set",
+                 f"ensemble.placement={placement}"]) == 0
+    cmd = capsys.readouterr().out.split()
+    assert cmd[cmd.index("--num_accelerators") + 1] == processes
