@@ -130,7 +130,7 @@ def evaluate(model: Model, choice: Choice, cluster: Cluster, profile: Profile) -
                                 in_flight)
         if s == 0:
             acts += choice.micro_batch * (costs.input_float * c + costs.input_other_bytes)
-        buffers = temporary_buffers(params, zero=choice.zero, data_parallel=dp,
+        buffers = temporary_buffers(params, largest, zero=choice.zero, data_parallel=dp,
                                     precision=model.precision,
                                     offload_optimizer=choice.offload_optimizer)
         buffers += int(profile.reserved_gb * 1e9)
