@@ -92,6 +92,7 @@ DEEPSPEED_KEYS: dict[str, Any] = {
         "stage3_max_reuse_distance": None,           # alias of max_reuse_distance
         "stage3_prefetch_bucket_size": None,         # alias of prefetch_bucket_size
         "stage3_param_persistence_threshold": None,  # alias of param_persistence_threshold
+        "sub_group_size": None,
     },
     "bf16": {"enabled": None},                  # precision_config.py DeepSpeedBF16Config
     "fp16": {"enabled": None},                  # precision_config.py DeepSpeedFP16Config
@@ -106,13 +107,15 @@ DEEPSPEED_KEYS: dict[str, Any] = {
 # keys DeepSpeed reads only at ZeRO stage 3 (zero/stage3.py, parameter_offload.py)
 STAGE3_ONLY_KEYS = ("offload_param", "stage3_gather_16bit_weights_on_model_save",
                     "stage3_max_live_parameters", "stage3_max_reuse_distance",
-                    "stage3_prefetch_bucket_size", "stage3_param_persistence_threshold")
+                    "stage3_prefetch_bucket_size", "stage3_param_persistence_threshold",
+                    "sub_group_size")
 
 # DeepSpeed 0.19's defaults (zero/config.py DeepSpeedZeroConfig) and its minimum (reduce_bucket_size
 # is Field(gt=0), the others ge=0)
 ZERO3_DEFAULTS = {"stage3_max_live_parameters": 10 ** 9, "stage3_max_reuse_distance": 10 ** 9,
                   "stage3_prefetch_bucket_size": 5 * 10 ** 7,
-                  "stage3_param_persistence_threshold": 10 ** 5, "reduce_bucket_size": 5 * 10 ** 8}
+                  "stage3_param_persistence_threshold": 10 ** 5, "reduce_bucket_size": 5 * 10 ** 8,
+                  "sub_group_size": 10 ** 9}
 
 
 def zero3_limits(largest_layer: int) -> dict[str, int]:
@@ -131,7 +134,10 @@ def zero3_limits(largest_layer: int) -> dict[str, int]:
     * reduce_bucket_size = layer: the gradient bucket holds one layer (each parameter fits, so
       contiguous_gradients copies every one into it);
     * param_persistence_threshold = layer / 100: parameters under 1% of the largest layer
-      (biases, norms) stay whole on every rank, cheaper to keep than to gather.
+      (biases, norms) stay whole on every rank, cheaper to keep than to gather;
+    * sub_group_size = layer: the optimizer steps the rank's partition in pieces of about one
+      layer, so the fp32 copy of the gradients it makes for a step and the optimizer's own
+      temporaries (Adam's denominator) are one layer's, not the whole partition's.
 
     Each is at most DeepSpeed's default (never more than it would use) and at least its
     minimum. `nnspec plan` counts the same sizes (nnspec/plan/memory.py temporary_buffers).
@@ -139,7 +145,8 @@ def zero3_limits(largest_layer: int) -> dict[str, int]:
     layer = max(0, int(largest_layer))
     wanted = {"stage3_max_live_parameters": 2 * layer, "stage3_max_reuse_distance": layer,
               "stage3_prefetch_bucket_size": layer,
-              "stage3_param_persistence_threshold": layer // 100, "reduce_bucket_size": layer}
+              "stage3_param_persistence_threshold": layer // 100, "reduce_bucket_size": layer,
+              "sub_group_size": layer}
     limits = {k: min(v, ZERO3_DEFAULTS[k]) for k, v in wanted.items()}
     limits["reduce_bucket_size"] = max(1, limits["reduce_bucket_size"])
     return limits

@@ -143,9 +143,9 @@ def evaluate(model: Model, choice: Choice, cluster: Cluster, profile: Profile) -
         # ZeRO-3 constructs inside zero.Init; a pipeline rank materializes only its stage
         cpu = per_node_cpu_bytes(states, params=params, largest_layer=largest,
                                  gpus_per_node=cluster.gpus_per_node, zero_init=choice.zero == 3)
-        later = [u.largest_layer for _, us in model.stages(stages)[s + 1:] for u in us]
+        earlier = [u.largest_layer for _, us in model.stages(stages)[:s] for u in us]
         build = construction_bytes(params, largest, zero=choice.zero, data_parallel=dp,
-                                   precision=model.precision, released=max(later, default=0))
+                                   precision=model.precision, released=max(earlier, default=0))
         per_stage.append({"stage": s, "params": params, "per_gpu_bytes": gpu,
                           "per_cpu_bytes": cpu, "construct_bytes_per_rank": build,
                           "units": [u.label for u in units[:1]] +

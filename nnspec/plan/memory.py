@@ -153,13 +153,14 @@ def construction_bytes(params: int, largest_layer: int, *, zero: int, data_paral
     precision, when its constructor returns: the shard of the rest of the model, plus the
     largest layer whole in fp32 beside its cast copy (or, in fp32, beside its shard).
     Otherwise the model is built in fp32, as `build()` draws it: the whole model, or in a
-    pipeline the stage's `params` plus `released`, the largest module of a later stage, made
-    (to draw the same random numbers) and released while the rank already holds its stage."""
+    pipeline the stage's `params`, or `released`, the largest layer of an earlier stage if it is
+    larger: each is made (to draw the same random numbers) and released before the stage's own
+    layers exist; the layers after the stage are made on the meta device."""
     if zero == 3:
         c = PRECISION_BYTES[precision]
         beside = c * largest_layer if c != 4 else 4 * _ceil(largest_layer, data_parallel)
         return c * _ceil(params - largest_layer, data_parallel) + 4 * largest_layer + beside
-    return 4 * (params + released)
+    return 4 * max(params, released)
 
 
 def temporary_buffers(params: int, largest_layer: int, *, zero: int, data_parallel: int,

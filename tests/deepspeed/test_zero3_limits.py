@@ -40,6 +40,7 @@ def test_rule_for_a_layer_of_a_200m_model():
         "stage3_max_reuse_distance": layer,
         "stage3_param_persistence_threshold": ZERO3_DEFAULTS["stage3_param_persistence_threshold"],
         "reduce_bucket_size": layer,
+        "sub_group_size": layer,
     }
 
 
@@ -61,8 +62,8 @@ def test_zero3_config_is_scaled_to_the_largest_layer_and_accepted():
     assert check_keys(cfg) == []
     ds = deepspeed_config(cfg, 2).zero_config
     assert (ds.max_live_parameters, ds.prefetch_bucket_size, ds.max_reuse_distance,
-            ds.param_persistence_threshold, ds.reduce_bucket_size) == (
-        2 * layer, layer, layer, layer // 100, layer)
+            ds.param_persistence_threshold, ds.reduce_bucket_size, ds.sub_group_size) == (
+        2 * layer, layer, layer, layer // 100, layer, layer)
 
 
 @pytest.mark.parametrize("zero", [0, 1, 2])
