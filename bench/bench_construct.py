@@ -39,20 +39,12 @@ sys.path.insert(0, str(ROOT))
 
 import nnspec  # noqa: E402
 
-HIDDEN = 7100
+HIDDEN, DEPTH = 5000, 8  # eight equal layers: a 2-stage cut puts four on each stage
+LAYERS = "\n".join(f"  fc{i}: linear(hidden)\n  relu" for i in range(1, DEPTH + 2))
 SPEC = f"""model wide_mlp(num_classes = 10, hidden = {HIDDEN}) {{
   input x: float[1, 8, 8]
   flatten
-  fc1: linear(hidden)
-  relu
-  fc2: linear(hidden)
-  relu
-  fc3: linear(hidden)
-  relu
-  fc4: linear(hidden)
-  relu
-  fc5: linear(hidden)
-  relu
+{LAYERS}
   head: linear(num_classes)
 }}
 
@@ -64,10 +56,10 @@ train {{
 """
 LAYOUTS = {"zero0": {"zero": 0}, "zero3": {"zero": 3}, "pipeline": {"pipeline_stages": 2}}
 TARGET, PLAN_TOLERANCE = 0.6, 0.15
-# engine methods after which a rank notes its peak RSS in the first step: DeepSpeedEngine's, then
-# PipelineEngine's instructions
-PHASES = {"backward": "bwd", "step": "opt", "_exec_backward_pass": "bwd",
-          "_exec_optimizer_step": "opt"}
+# engine methods after which a rank notes its peak RSS in the first step: DeepSpeedEngine's, and
+# PipelineEngine's instructions (run from its class's _INSTRUCTION_MAP)
+PHASES = {"backward": "bwd", "step": "opt"}
+PIPE_PHASES = {"BackwardPass": "bwd", "OptimizerStep": "opt"}
 
 
 def spec_for(layout: str, precision: str = "fp32"):
@@ -120,17 +112,23 @@ def worker(layout: str, out: Path, precision: str) -> None:
     initialized = peak()
     micro = train.batch_size // (accum * (world // parallel.pipeline_stages))
     batch = [([torch.randn(micro, 1, 8, 8)], torch.randint(0, 10, (micro,)))] * accum
-    for name, phase in PHASES.items():
-        if hasattr(backend.engine, name):
-            setattr(backend.engine, name, noting(getattr(backend.engine, name), phase, marks))
+    engine = backend.engine
+    if hasattr(engine, "_INSTRUCTION_MAP"):  # a PipelineEngine
+        engine._INSTRUCTION_MAP = {cmd: noting(run, PIPE_PHASES[cmd.__name__], marks)
+                                   if cmd.__name__ in PIPE_PHASES else run
+                                   for cmd, run in type(engine)._INSTRUCTION_MAP.items()}
+    else:
+        for name, phase in PHASES.items():
+            setattr(engine, name, noting(getattr(engine, name), phase, marks))
     backend.train_step(batch, objective)
     first = peak()
-    for name in PHASES:  # the instance attributes set above
-        backend.engine.__dict__.pop(name, None)
+    for name in [*PHASES, "_INSTRUCTION_MAP"]:  # the instance attributes set above
+        engine.__dict__.pop(name, None)
     backend.train_step(batch, objective)
     result = {"layout": layout, "rank": rank, "rss_before": before,
               "construction": marks["constructed_peak"] - before, "initialized": initialized,
-              "bwd": marks["bwd"], "opt": marks["opt"], "peak": first, "peak2": peak()}
+              "bwd": marks.get("bwd", 0), "opt": marks.get("opt", 0), "peak": first,
+              "peak2": peak()}
     (out / f"{layout}-rank{rank}.json").write_text(json.dumps(result))
     backend.close()
 
@@ -163,7 +161,8 @@ def launch_all(layouts: list[str], precision: str) -> list[dict]:
             r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
                                timeout=1200)
             if r.returncode != 0:
-                sys.exit(f"{layout} launch failed:\n{(r.stdout + r.stderr)[-4000:]}")
+                print(f"{layout} launch failed:\n{(r.stdout + r.stderr)[-4000:]}", file=sys.stderr)
+                continue
             print(f"  {layout} launch: {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
             for rank in (0, 1):
                 results.append(json.loads((Path(tmp) / f"{layout}-rank{rank}.json").read_text()))

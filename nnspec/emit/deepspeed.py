@@ -94,7 +94,8 @@ DEEPSPEED_KEYS: dict[str, Any] = {
         "stage3_param_persistence_threshold": None,  # alias of param_persistence_threshold
         "sub_group_size": None,
     },
-    "bf16": {"enabled": None},                  # precision_config.py DeepSpeedBF16Config
+    "bf16": {"enabled": None, "immediate_grad_update": None},  # precision_config.py
+                                                # DeepSpeedBF16Config
     "fp16": {"enabled": None},                  # precision_config.py DeepSpeedFP16Config
     # runtime/config.py get_pipeline_config; read in pipe/engine.py PipelineEngine.__init__
     "pipeline": {"activation_checkpoint_interval": None, "use_reentrant": None},
@@ -306,6 +307,12 @@ def emit_deepspeed_config(train: TrainSpec, parallel: ParallelSpec, world_size: 
     cfg["zero_optimization"] = zero_block
     if parallel.precision == "bf16":
         cfg["bf16"] = {"enabled": True}
+        if parallel.pipeline_stages > 1 and zero == 0:
+            # DeepSpeed's BF16_Optimizer (what a bf16 pipeline without ZeRO gets) keeps each
+            # 16-bit gradient until the optimizer step beside the copy it accumulated into;
+            # immediate_grad_update accumulates it as autograd makes it and frees it (the same
+            # sums), so the step does not hold every gradient twice
+            cfg["bf16"]["immediate_grad_update"] = True
     elif parallel.precision == "fp16":
         cfg["fp16"] = {"enabled": True}   # dynamic loss scaling (DeepSpeed's default)
 

@@ -103,7 +103,7 @@ class DeepSpeedBackend:
         self.data_rank, self.data_world = self.rank, self.world
         self.is_main = self.rank == 0
         self.config = config
-        params = [p for p in model.parameters() if p.requires_grad]
+        params = layer_groups(model)
         client = build_optimizer(train.optimizer, params) if client_optimizer(train) else None
         self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
             model=model, model_parameters=params, optimizer=client, config=config)
@@ -195,6 +195,33 @@ class DeepSpeedBackend:
         """Drop the engine and optimizer, collect them, and leave the process group."""
         self.engine = self.optimizer = self.scheduler = self.plateau = None
         shutdown()
+
+
+def layer_groups(model: torch.nn.Module) -> list[dict]:
+    """The trainable parameters as optimizer groups of at most one layer (the most parameters
+    one module holds itself), consecutive in module order, all with the same settings.
+
+    Where DeepSpeed keeps fp32 master weights beside 16-bit ones in flat buffers (BF16_Optimizer
+    in a bf16 pipeline, ZeRO-1/2) it flattens each group into one fp32 tensor and steps it
+    whole: with the model in one group, the optimizer's temporaries (two of Adam's denominator
+    at once) are the size of the model or of the stage; with groups of a layer, of a layer."""
+    seen: set[int] = set()
+    layers = []
+    for module in model.modules():
+        own = [p for p in module.parameters(recurse=False) if p.requires_grad and id(p) not in seen]
+        seen.update(id(p) for p in own)
+        if own:  # a ZeRO-3 parameter's numel is its shard's: ds_numel is the whole
+            layers.append((own, sum(getattr(p, "ds_numel", p.numel()) for p in own)))
+    limit = max((n for _, n in layers), default=0)
+    groups: list[list] = []
+    size = 0
+    for own, n in layers:
+        if not groups or size + n > limit:
+            groups.append([])
+            size = 0
+        groups[-1] += own
+        size += n
+    return [{"params": g} for g in groups]
 
 
 def _verify_on_every_rank(folder: Path) -> None:

@@ -1,5 +1,6 @@
-"""ZeRO-3's gather and bucket sizes follow the model's largest layer (emit.deepspeed.zero3_limits),
-DeepSpeed accepts them, and `nnspec plan` counts the same sizes."""
+"""The config settings that bound a rank's memory: ZeRO-3's gather and bucket sizes follow the
+model's largest layer (emit.deepspeed.zero3_limits), DeepSpeed accepts them and `nnspec plan`
+counts the same sizes; a bf16 pipeline frees each 16-bit gradient once accumulated."""
 from __future__ import annotations
 
 import pytest
@@ -26,10 +27,10 @@ train {{
 """
 
 
-def spec(hidden: int, zero: int):
-    return nnspec.loads(MLP.format(hidden=hidden), sets={"parallel.zero": zero,
-                                                         "parallel.precision": "bf16"},
-                        world_size=2)
+def spec(hidden: int, zero: int, stages: int = 1, precision: str = "bf16"):
+    return nnspec.loads(MLP.format(hidden=hidden), sets={
+        "parallel.zero": zero, "parallel.precision": precision, "parallel.pipeline_stages": stages,
+        "parallel.grad_accum": 2}, world_size=2)
 
 
 def test_rule_for_a_layer_of_a_200m_model():
@@ -86,3 +87,16 @@ def test_plan_buffers_use_the_emitted_sizes():
             + 2 * params // dp
         assert temporary_buffers(params, layer, zero=3, data_parallel=dp,
                                  precision="bf16") == expected
+
+
+@pytest.mark.parametrize("zero, stages, precision, immediate", [
+    (0, 2, "bf16", True),     # DeepSpeed's BF16_Optimizer
+    (1, 2, "bf16", False),    # ZeRO's own optimizer
+    (0, 1, "bf16", False),    # no pipeline: the unfused 16-bit optimizer
+    (0, 2, "fp32", False)])
+def test_bf16_pipeline_frees_16bit_gradients_once_accumulated(zero, stages, precision, immediate):
+    cfg = spec(300, zero, stages, precision).deepspeed_config(2)
+    assert cfg.get("bf16", {}).get("immediate_grad_update", False) is immediate
+    assert check_keys(cfg) == []
+    ds = deepspeed_config(cfg, 2, pipeline_stages=stages)
+    assert ds.bfloat16_config.immediate_grad_update is immediate
