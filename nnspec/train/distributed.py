@@ -103,7 +103,9 @@ class DeepSpeedBackend:
         self.data_rank, self.data_world = self.rank, self.world
         self.is_main = self.rank == 0
         self.config = config
-        params = layer_groups(model)
+        # ZeRO-3 steps its partition in sub-groups of its own (the config's sub_group_size)
+        params = (layer_groups(model) if config["zero_optimization"]["stage"] != 3 else
+                  [p for p in model.parameters() if p.requires_grad])
         client = build_optimizer(train.optimizer, params) if client_optimizer(train) else None
         self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
             model=model, model_parameters=params, optimizer=client, config=config)
@@ -202,9 +204,10 @@ def layer_groups(model: torch.nn.Module) -> list[dict]:
     one module holds itself), consecutive in module order, all with the same settings.
 
     Where DeepSpeed keeps fp32 master weights beside 16-bit ones in flat buffers (BF16_Optimizer
-    in a bf16 pipeline, ZeRO-1/2) it flattens each group into one fp32 tensor and steps it
-    whole: with the model in one group, the optimizer's temporaries (two of Adam's denominator
-    at once) are the size of the model or of the stage; with groups of a layer, of a layer."""
+    in a bf16 pipeline, ZeRO-1/2; ZeRO-3 has sub_group_size instead) it flattens each group
+    into one fp32 tensor and steps it whole: with the model in one group, the optimizer's
+    temporaries (two of Adam's denominator at once) are the size of the model or of the stage;
+    with groups of a layer, of a layer."""
     seen: set[int] = set()
     layers = []
     for module in model.modules():
