@@ -1,8 +1,8 @@
 """Sharded construction: host memory per rank under the real `deepspeed` runner, 2 CPU ranks.
 
-A 202M-parameter MLP (fp32, AdamW; 0.8 GB per whole copy) is set up three ways, one launch
-each: ZeRO-0 (every rank holds the whole model), ZeRO-3 (constructed inside zero.Init) and a
-2-stage pipeline (each rank materializes its stage). Every rank seeds and builds its backend as
+A 200M-parameter MLP of eight equal layers (AdamW; 0.8 GB per whole fp32 copy) is set up three
+ways, one launch each: ZeRO-0 (every rank holds the whole model), ZeRO-3 (constructed inside
+zero.Init) and a 2-stage pipeline (each rank materializes its four layers). Every rank seeds and builds its backend as
 `nnspec train` does (loop.backend_for, with the DeepSpeed config `nnspec train` emits), then
 trains two steps; it reports
 
