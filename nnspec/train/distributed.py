@@ -188,6 +188,9 @@ class DeepSpeedBackend:
         import deepspeed
         module = self.engine.module
         if self.zero == 3:
+            # wait for the layers DeepSpeed is prefetching for the next forward and release
+            # them: GatheredParameters cannot partition a parameter still in flight
+            self.engine.empty_partition_cache()
             with deepspeed.zero.GatheredParameters(list(module.parameters()), modifier_rank=None):
                 sd = _cpu_float(module.state_dict()) if self.is_main else None
             return sd
