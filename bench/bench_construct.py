@@ -1,21 +1,23 @@
 """Sharded construction: host memory per rank under the real `deepspeed` runner, 2 CPU ranks.
 
-A 202M-parameter MLP (fp32, AdamW; 0.8 GB per whole copy) is set up three ways, one launch
-each: ZeRO-0 (every rank holds the whole model), ZeRO-3 (constructed inside zero.Init) and a
-2-stage pipeline (each rank materializes its stage). Every rank seeds and builds its backend as
-`nnspec train` does (loop.backend_for), then trains one step; it reports
+A 200M-parameter MLP of eight equal layers (AdamW; 0.8 GB per whole fp32 copy) is set up three
+ways, one launch each: ZeRO-0 (every rank holds the whole model), ZeRO-3 (constructed inside
+zero.Init) and a 2-stage pipeline (each rank materializes its four layers). Every rank seeds and builds its backend as
+`nnspec train` does (loop.backend_for, with the DeepSpeed config `nnspec train` emits), then
+trains two steps; it reports
 
 * construction: its peak RSS up to `deepspeed.initialize`, less its RSS before construction,
   beside `nnspec plan`'s build/rank figure for the same layout (construct_bytes_per_rank);
-* peak RSS through construction and the first step (the process's high-water mark).
+* peak RSS through construction and the first step (the process's high-water mark), and where
+  it was reached: after initialize, after the first backward pass, after the first optimizer
+  step; and the peak through a second step (ZeRO-3 gathers by its recorded trace from then on).
 
 Targets (issue 13): ZeRO-3's peak <= 0.6x ZeRO-0's; a pipeline stage's peak <= 0.6x the whole
 model's (ZeRO-0's, the same training without stages); the plan within 15% of the measured
 construction.
 
-Run: .venv/bin/python bench/bench_construct.py [--precision bf16] [--zero3-limits]
-(about 10 GB of memory at its peak; --zero3-limits adds a ZeRO-3 run with DeepSpeed's
-live-parameter and bucket limits at two layers, a config nnspec does not emit.)
+Run: .venv/bin/python bench/bench_construct.py [--precision bf16] [--only zero3 pipeline]
+(about 10 GB of memory at its peak.)
 """
 from __future__ import annotations
 
@@ -37,20 +39,12 @@ sys.path.insert(0, str(ROOT))
 
 import nnspec  # noqa: E402
 
-HIDDEN = 7100
+HIDDEN, DEPTH = 5000, 8  # eight equal layers: a 2-stage cut puts four on each stage
+LAYERS = "\n".join(f"  fc{i}: linear(hidden)\n  relu" for i in range(1, DEPTH + 2))
 SPEC = f"""model wide_mlp(num_classes = 10, hidden = {HIDDEN}) {{
   input x: float[1, 8, 8]
   flatten
-  fc1: linear(hidden)
-  relu
-  fc2: linear(hidden)
-  relu
-  fc3: linear(hidden)
-  relu
-  fc4: linear(hidden)
-  relu
-  fc5: linear(hidden)
-  relu
+{LAYERS}
   head: linear(num_classes)
 }}
 
@@ -61,16 +55,15 @@ train {{
 }}
 """
 LAYOUTS = {"zero0": {"zero": 0}, "zero3": {"zero": 3}, "pipeline": {"pipeline_stages": 2}}
-# DeepSpeed's ZeRO-3 defaults keep up to 1e9 gathered parameters alive and a 5e8-element gradient
-# bucket: for a 200M model, the whole model gathered beside its shard. --zero3-limits sizes them
-# to the largest layer (a run-time config change, reported as its own row).
-LIMITS = ("stage3_max_live_parameters", "stage3_max_reuse_distance",
-          "stage3_prefetch_bucket_size", "reduce_bucket_size")
 TARGET, PLAN_TOLERANCE = 0.6, 0.15
+# engine methods after which a rank notes its peak RSS in the first step: DeepSpeedEngine's, and
+# PipelineEngine's instructions (run from its class's _INSTRUCTION_MAP)
+PHASES = {"backward": "bwd", "step": "opt"}
+PIPE_PHASES = {"BackwardPass": "bwd", "OptimizerStep": "opt"}
 
 
 def spec_for(layout: str, precision: str = "fp32"):
-    sets = {f"parallel.{k}": v for k, v in LAYOUTS[layout.split("+")[0]].items()}
+    sets = {f"parallel.{k}": v for k, v in LAYOUTS[layout].items()}
     return nnspec.loads(SPEC, sets={**sets, "parallel.precision": precision}, world_size=2)
 
 
@@ -89,6 +82,7 @@ def worker(layout: str, out: Path, precision: str) -> None:
     """One rank: construct (measured up to deepspeed.initialize), then one training step."""
     import deepspeed
 
+    from nnspec.ir import largest_layer
     from nnspec.train import distributed
     from nnspec.train.batches import seed_everything
     from nnspec.train.loop import _emit, backend_for, check_settings
@@ -100,9 +94,7 @@ def worker(layout: str, out: Path, precision: str) -> None:
     distributed.init_process_group()
     rank, world = distributed.rank(), distributed.world_size()
     objective = check_settings(train, parallel, world)
-    config = _emit(train, parallel, world, train.steps)
-    if layout.endswith("+limits"):
-        config["zero_optimization"].update({k: 2 * HIDDEN * HIDDEN for k in LIMITS})
+    config = _emit(train, parallel, world, train.steps, largest_layer(spec.ir))
     accum = resolve_layout(train, parallel, world).grad_accum
     marks = {}
     initialize = deepspeed.initialize
@@ -120,12 +112,34 @@ def worker(layout: str, out: Path, precision: str) -> None:
     initialized = peak()
     micro = train.batch_size // (accum * (world // parallel.pipeline_stages))
     batch = [([torch.randn(micro, 1, 8, 8)], torch.randint(0, 10, (micro,)))] * accum
+    engine = backend.engine
+    if hasattr(engine, "_INSTRUCTION_MAP"):  # a PipelineEngine
+        engine._INSTRUCTION_MAP = {cmd: noting(run, PIPE_PHASES[cmd.__name__], marks)
+                                   if cmd.__name__ in PIPE_PHASES else run
+                                   for cmd, run in type(engine)._INSTRUCTION_MAP.items()}
+    else:
+        for name, phase in PHASES.items():
+            setattr(engine, name, noting(getattr(engine, name), phase, marks))
+    backend.train_step(batch, objective)
+    first = peak()
+    for name in [*PHASES, "_INSTRUCTION_MAP"]:  # the instance attributes set above
+        engine.__dict__.pop(name, None)
     backend.train_step(batch, objective)
     result = {"layout": layout, "rank": rank, "rss_before": before,
               "construction": marks["constructed_peak"] - before, "initialized": initialized,
-              "peak": peak()}
+              "bwd": marks.get("bwd", 0), "opt": marks.get("opt", 0), "peak": first,
+              "peak2": peak()}
     (out / f"{layout}-rank{rank}.json").write_text(json.dumps(result))
     backend.close()
+
+
+def noting(method, phase: str, marks: dict):
+    """`method`, noting the peak RSS after its first call as marks[phase]."""
+    def call(*args, **kwargs):
+        out = method(*args, **kwargs)
+        marks.setdefault(phase, peak())
+        return out
+    return call
 
 
 def free_port() -> int:
@@ -147,7 +161,8 @@ def launch_all(layouts: list[str], precision: str) -> list[dict]:
             r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
                                timeout=1200)
             if r.returncode != 0:
-                sys.exit(f"{layout} launch failed:\n{(r.stdout + r.stderr)[-4000:]}")
+                print(f"{layout} launch failed:\n{(r.stdout + r.stderr)[-4000:]}", file=sys.stderr)
+                continue
             print(f"  {layout} launch: {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
             for rank in (0, 1):
                 results.append(json.loads((Path(tmp) / f"{layout}-rank{rank}.json").read_text()))
@@ -173,31 +188,36 @@ def report(results: list[dict], precision: str) -> bool:
     params = spec_for("zero0").summary()["params"]
     mb = 2 ** 20
     print(f"\nSharded construction, 2 ranks under the deepspeed runner, {params / 1e6:.1f}M-"
-          f"parameter MLP, AdamW, {precision} ({4 * params / mb:,.0f} MB per whole fp32 copy)")
-    print(f"{'layout':<15}{'rank':>5}{'base MB':>9}{'construct MB':>14}{'plan MB':>9}"
-          f"{'plan/meas':>11}{'after init MB':>15}{'peak RSS MB':>13}{'vs ZeRO-0':>11}")
+          f"parameter MLP, AdamW, {precision} ({4 * params / mb:,.0f} MB per whole fp32 copy); "
+          "MB = MiB of RSS")
+    print(f"{'layout':<9}{'rank':>5}{'base':>7}{'construct':>10}{'plan':>7}{'plan/meas':>10}"
+          f"{'init':>7}{'bwd':>7}{'opt':>7}{'peak 1':>8}{'vs ZeRO-0':>10}{'peak 2':>8}"
+          f"{'vs ZeRO-0':>10}")
     zero0 = {r["rank"]: r for r in results if r["layout"] == "zero0"}
-    base = {rank: r["peak"] for rank, r in zero0.items()}
     agree_ok = True
     for r in results:
-        plan = planned(r["layout"].split("+")[0], precision, r["rank"])
+        plan = planned(r["layout"], precision, r["rank"])
         agree = plan / r["construction"]
         agree_ok &= abs(agree - 1) <= PLAN_TOLERANCE
-        print(f"{r['layout']:<15}{r['rank']:>5}{r['rss_before'] / mb:>9,.0f}"
-              f"{r['construction'] / mb:>14,.0f}{plan / mb:>9,.0f}{agree:>11.2f}"
-              f"{r['initialized'] / mb:>15,.0f}{r['peak'] / mb:>13,.0f}"
-              f"{r['peak'] / base[r['rank']]:>11.2f}")
+        z = zero0[r["rank"]]
+        print(f"{r['layout']:<9}{r['rank']:>5}{r['rss_before'] / mb:>7,.0f}"
+              f"{r['construction'] / mb:>10,.0f}{plan / mb:>7,.0f}{agree:>10.2f}"
+              + "".join(f"{r[k] / mb:>7,.0f}" for k in ("initialized", "bwd", "opt"))
+              + f"{r['peak'] / mb:>8,.0f}{r['peak'] / z['peak']:>10.2f}"
+              f"{r['peak2'] / mb:>8,.0f}{r['peak2'] / z['peak2']:>10.2f}")
+    print("(base: RSS before construction, Python + torch + DeepSpeed + the process group; init,"
+          " bwd, opt: peak RSS after deepspeed.initialize, the first backward pass, the first "
+          "optimizer step; peak 1/2: through the first/second step)")
     ok = agree_ok
-    for layout, label in (("zero3", "ZeRO-3 vs ZeRO-0"),
-                          ("zero3+limits", "ZeRO-3 (limits) vs ZeRO-0"),
-                          ("pipeline", "pipeline stage vs whole model")):
-        mine = [r["peak"] / base[r["rank"]] for r in results if r["layout"] == layout]
+    for layout, label in (("zero3", "ZeRO-3 vs ZeRO-0"), ("pipeline", "pipeline stage vs whole model")):
+        mine = [r for r in results if r["layout"] == layout]
         if not mine:
             continue
-        ratio = max(mine)
-        ok &= ratio <= TARGET or layout.endswith("+limits")
-        grown = max((r["peak"] - r["rss_before"]) / (zero0[r["rank"]]["peak"] - zero0[r["rank"]][
-            "rss_before"]) for r in results if r["layout"] == layout)
+        ratio = max(r["peak"] / zero0[r["rank"]]["peak"] for r in mine)
+        ok &= ratio <= TARGET
+        grown = max((r["peak"] - r["rss_before"]) / (zero0[r["rank"]]["peak"]
+                                                      - zero0[r["rank"]]["rss_before"])
+                    for r in mine)
         print(f"{label}: peak RSS ratio {ratio:.2f} (target <= {TARGET}) "
               f"{'ok' if ratio <= TARGET else 'OVER'}; above the RSS before construction "
               f"(Python, torch, DeepSpeed): {grown:.2f}")
@@ -209,9 +229,8 @@ def report(results: list[dict], precision: str) -> bool:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
-    p.add_argument("--zero3-limits", action="store_true",
-                   help="also run ZeRO-3 with its live-parameter and bucket limits at 2 layers")
     p.add_argument("--only", nargs="*", help="these layouts (zero0 always runs: the baseline)")
+    p.add_argument("--json", type=Path, help="also write every rank's figures here")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--worker-out", help=argparse.SUPPRESS)
     p.add_argument("--local_rank", type=int, help=argparse.SUPPRESS)
@@ -220,9 +239,10 @@ def main() -> None:
         worker(args.worker, Path(args.worker_out), args.precision)
         return
     layouts = ["zero0"] + [n for n in LAYOUTS if n != "zero0" and (not args.only or n in args.only)]
-    if args.zero3_limits:
-        layouts.append("zero3+limits")
-    sys.exit(0 if report(launch_all(layouts, args.precision), args.precision) else 1)
+    results = launch_all(layouts, args.precision)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+    sys.exit(0 if report(results, args.precision) else 1)
 
 
 if __name__ == "__main__":

@@ -220,9 +220,11 @@ class Spec:
     def deepspeed_config(self, world_size: int | None = None) -> dict:
         """The DeepSpeed config for `world_size` processes (default: the spec's own)."""
         from nnspec.emit.deepspeed import emit_deepspeed_config
+        from nnspec.ir import largest_layer
 
         return emit_deepspeed_config(self.settings.train, self.settings.parallel,
-                                     world_size or self.world_size, total_steps=self.total_steps())
+                                     world_size or self.world_size, total_steps=self.total_steps(),
+                                     largest_layer=largest_layer(self.ir))
 
 
 def default_world_size(settings: Settings) -> int:

@@ -50,7 +50,7 @@ from nnspec.lang.config import (
 __all__ = ["emit_deepspeed_config", "dumps", "check_parallel", "check_train", "check_keys",
            "client_optimizer", "client_scheduler", "Problem", "ParallelConfigError", "Layout",
            "resolve_layout", "total_steps_for", "DEEPSPEED_KEYS", "STAGE3_ONLY_KEYS",
-           "DEFAULT_STEPS_PER_PRINT"]
+           "DEFAULT_STEPS_PER_PRINT", "zero3_limits"]
 
 DEFAULT_STEPS_PER_PRINT = 100
 
@@ -87,8 +87,15 @@ DEEPSPEED_KEYS: dict[str, Any] = {
         "offload_optimizer": _OFFLOAD_OPTIMIZER,
         "offload_param": _OFFLOAD_PARAM,
         "stage3_gather_16bit_weights_on_model_save": None,  # alias of gather_16bit_weights_...
+        "reduce_bucket_size": None,
+        "stage3_max_live_parameters": None,          # alias of max_live_parameters
+        "stage3_max_reuse_distance": None,           # alias of max_reuse_distance
+        "stage3_prefetch_bucket_size": None,         # alias of prefetch_bucket_size
+        "stage3_param_persistence_threshold": None,  # alias of param_persistence_threshold
+        "sub_group_size": None,
     },
-    "bf16": {"enabled": None},                  # precision_config.py DeepSpeedBF16Config
+    "bf16": {"enabled": None, "immediate_grad_update": None},  # precision_config.py
+                                                # DeepSpeedBF16Config
     "fp16": {"enabled": None},                  # precision_config.py DeepSpeedFP16Config
     # runtime/config.py get_pipeline_config; read in pipe/engine.py PipelineEngine.__init__
     "pipeline": {"activation_checkpoint_interval": None, "use_reentrant": None},
@@ -99,7 +106,51 @@ DEEPSPEED_KEYS: dict[str, Any] = {
     },
 }
 # keys DeepSpeed reads only at ZeRO stage 3 (zero/stage3.py, parameter_offload.py)
-STAGE3_ONLY_KEYS = ("offload_param", "stage3_gather_16bit_weights_on_model_save")
+STAGE3_ONLY_KEYS = ("offload_param", "stage3_gather_16bit_weights_on_model_save",
+                    "stage3_max_live_parameters", "stage3_max_reuse_distance",
+                    "stage3_prefetch_bucket_size", "stage3_param_persistence_threshold",
+                    "sub_group_size")
+
+# DeepSpeed 0.19's defaults (zero/config.py DeepSpeedZeroConfig) and its minimum (reduce_bucket_size
+# is Field(gt=0), the others ge=0)
+ZERO3_DEFAULTS = {"stage3_max_live_parameters": 10 ** 9, "stage3_max_reuse_distance": 10 ** 9,
+                  "stage3_prefetch_bucket_size": 5 * 10 ** 7,
+                  "stage3_param_persistence_threshold": 10 ** 5, "reduce_bucket_size": 5 * 10 ** 8,
+                  "sub_group_size": 10 ** 9}
+
+
+def zero3_limits(largest_layer: int) -> dict[str, int]:
+    """ZeRO-3's gather and bucket sizes, in parameters, for a model whose largest layer (the most
+    parameters one module holds directly: what ZeRO-3 gathers at once) is `largest_layer`.
+
+    DeepSpeed's defaults are sized for throughput, not for the model: a model under 1e9
+    parameters stays gathered whole from each layer's forward to its backward (every layer is
+    reused within max_reuse_distance 1e9, so none is released once the first step has traced
+    the order), and the gradient bucket is a 5e8-element buffer. Scaled to the layer instead:
+
+    * max_live_parameters = 2 x layer: the layer computing and the next one being prefetched;
+    * prefetch_bucket_size = layer: prefetch one layer ahead;
+    * max_reuse_distance = layer: a gathered layer stays only if it is used again within one
+      layer's worth of parameters (the last forward layer, whose backward comes next);
+    * reduce_bucket_size = layer: the gradient bucket holds one layer (each parameter fits, so
+      contiguous_gradients copies every one into it);
+    * param_persistence_threshold = layer / 100: parameters under 1% of the largest layer
+      (biases, norms) stay whole on every rank, cheaper to keep than to gather;
+    * sub_group_size = layer: the optimizer steps the rank's partition in pieces of about one
+      layer, so the fp32 copy of the gradients it makes for a step and the optimizer's own
+      temporaries (Adam's denominator) are one layer's, not the whole partition's.
+
+    Each is at most DeepSpeed's default (never more than it would use) and at least its
+    minimum. `nnspec plan` counts the same sizes (nnspec/plan/memory.py temporary_buffers).
+    """
+    layer = max(0, int(largest_layer))
+    wanted = {"stage3_max_live_parameters": 2 * layer, "stage3_max_reuse_distance": layer,
+              "stage3_prefetch_bucket_size": layer,
+              "stage3_param_persistence_threshold": layer // 100, "reduce_bucket_size": layer,
+              "sub_group_size": layer}
+    limits = {k: min(v, ZERO3_DEFAULTS[k]) for k, v in wanted.items()}
+    limits["reduce_bucket_size"] = max(1, limits["reduce_bucket_size"])
+    return limits
 
 
 def check_keys(cfg: dict, known: Optional[dict] = None, path: str = "") -> list[str]:
@@ -215,12 +266,15 @@ def _offload(device: str, parallel: ParallelSpec) -> dict:
 
 def emit_deepspeed_config(train: TrainSpec, parallel: ParallelSpec, world_size: int, *,
                           total_steps: Optional[int] = None,
-                          steps_per_print: Optional[int] = None) -> dict:
+                          steps_per_print: Optional[int] = None,
+                          largest_layer: Optional[int] = None) -> dict:
     """The DeepSpeed config for `world_size` processes.
 
     total_steps: optimizer steps of the whole run, needed by warmup_linear, warmup_cosine and
     one_cycle when train has no `steps` (epochs x steps per epoch; see total_steps_for).
     steps_per_print: how often DeepSpeed logs progress (default: train eval_every, else 100).
+    largest_layer: parameters of the model's largest layer (nnspec.ir.largest_layer); at ZeRO-3
+    the gather and bucket sizes are scaled to it (zero3_limits). None: DeepSpeed's defaults.
     Raises ParallelConfigError when check_parallel reports errors.
     """
     errors = [p for p in check_parallel(train, parallel, world_size) if p.severity == "error"]
@@ -248,9 +302,17 @@ def emit_deepspeed_config(train: TrainSpec, parallel: ParallelSpec, world_size: 
     if zero == 3:
         # lets engine.save_16bit_model() write one consolidated state dict
         zero_block["stage3_gather_16bit_weights_on_model_save"] = True
+        if largest_layer is not None:
+            zero_block.update(zero3_limits(largest_layer))
     cfg["zero_optimization"] = zero_block
     if parallel.precision == "bf16":
         cfg["bf16"] = {"enabled": True}
+        if parallel.pipeline_stages > 1 and zero == 0:
+            # DeepSpeed's BF16_Optimizer (what a bf16 pipeline without ZeRO gets) keeps each
+            # 16-bit gradient until the optimizer step beside the copy it accumulated into;
+            # immediate_grad_update accumulates it as autograd makes it and frees it (the same
+            # sums), so the step does not hold every gradient twice
+            cfg["bf16"]["immediate_grad_update"] = True
     elif parallel.precision == "fp16":
         cfg["fp16"] = {"enabled": True}   # dynamic loss scaling (DeepSpeed's default)
 

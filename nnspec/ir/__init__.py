@@ -270,6 +270,18 @@ def count_params(child: Child) -> int:
     return total - tied_params(child)
 
 
+def largest_layer(child: Child | None) -> int:
+    """The most parameters one module holds directly (DeepSpeed's view of a layer: what ZeRO-3
+    gathers at once), before tying."""
+    if child is None:
+        return 0
+    if isinstance(child, Leaf):
+        return sum(numel(s) for s in child.layer.params(child.ins).values())
+    if isinstance(child, Seq):
+        return max((largest_layer(c) for c in child.items), default=0)
+    return max((largest_layer(c) for _, c in child.children), default=0)
+
+
 def tied_params(child: Child) -> int:
     if isinstance(child, Leaf):
         return 0

@@ -16,7 +16,7 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass
 
-from nnspec.ir import Leaf, ModuleDef, Op, Seq, count_params
+from nnspec.ir import Leaf, ModuleDef, Op, Seq, count_params, largest_layer
 from nnspec.layers.base import T, numel
 
 # layer kinds whose outputs are views of their inputs (no new memory)
@@ -83,7 +83,7 @@ def model_costs(root: ModuleDef) -> ModelCosts:
             acts.child(u.target)
         biggest[0] = max(biggest[0], acts.largest)
         in_f, in_o = _split(t.type for t in u.args)
-        units.append(UnitCost(u.path, u.label, u.kind, u.params, _largest_layer(u.target) if first
+        units.append(UnitCost(u.path, u.label, u.kind, u.params, largest_layer(u.target) if first
                               else 0, acts.flops, acts.float, acts.other, in_f, in_o,
                               block=isinstance(u.target, (ModuleDef, Seq))))
     in_f, in_o = _split(v.type for v in root.inputs)
@@ -198,14 +198,3 @@ def _split(types) -> tuple[int, int]:
         else:
             o += numel(t.shape) * DTYPE_BYTES.get(t.dtype, 8)
     return f, o
-
-
-def _largest_layer(child) -> int:
-    """The most parameters one module holds directly, as DeepSpeed's model_to_params counts."""
-    if child is None:
-        return 0
-    if isinstance(child, Leaf):
-        return sum(numel(s) for s in child.layer.params(child.ins).values())
-    if isinstance(child, Seq):
-        return max((_largest_layer(c) for c in child.items), default=0)
-    return max((_largest_layer(c) for _, c in child.children), default=0)

@@ -159,7 +159,7 @@ def evaluate(model: Model, choice: Choice, cluster: Cluster, profile: Profile) -
                                 in_flight)
         if s == 0:
             acts += choice.micro_batch * (costs.input_float * c + costs.input_other_bytes)
-        buffers = temporary_buffers(params, zero=choice.zero, data_parallel=dp,
+        buffers = temporary_buffers(params, largest, zero=choice.zero, data_parallel=dp,
                                     precision=model.precision,
                                     offload_optimizer=choice.offload_optimizer)
         buffers += int(profile.reserved_gb * 1e9)
@@ -174,9 +174,9 @@ def evaluate(model: Model, choice: Choice, cluster: Cluster, profile: Profile) -
         built = costs.params if tp > 1 else params
         cpu = per_node_cpu_bytes(states, params=built, largest_layer=largest,
                                  gpus_per_node=cluster.gpus_per_node, zero_init=choice.zero == 3)
-        later = [u.largest_layer for _, us in model.stages(stages)[s + 1:] for u in us]
+        earlier = [u.largest_layer for _, us in model.stages(stages)[:s] for u in us]
         build = construction_bytes(built, largest, zero=choice.zero, data_parallel=dp,
-                                   precision=model.precision, released=max(later, default=0))
+                                   precision=model.precision, released=max(earlier, default=0))
         per_stage.append({"stage": s, "params": params, "per_gpu_bytes": gpu,
                           "per_cpu_bytes": cpu, "construct_bytes_per_rank": build,
                           "units": [u.label for u in units[:1]] +

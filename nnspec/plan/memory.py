@@ -44,12 +44,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from nnspec.emit.deepspeed import zero3_limits
+
 # DeepSpeed's default for its estimators' CPU figures (stage_1_and_2.py / stage3.py)
 ADDITIONAL_BUFFER_FACTOR = 1.5
 # DeepSpeed 0.19 zero_optimization defaults (zero/config.py)
 REDUCE_BUCKET_SIZE = 500_000_000
 ALLREDUCE_BUCKET_SIZE = 500_000_000
-PREFETCH_BUCKET_SIZE = 50_000_000
 SUB_GROUP_SIZE = 1_000_000_000
 
 PRECISION_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
@@ -152,28 +153,33 @@ def construction_bytes(params: int, largest_layer: int, *, zero: int, data_paral
     precision, when its constructor returns: the shard of the rest of the model, plus the
     largest layer whole in fp32 beside its cast copy (or, in fp32, beside its shard).
     Otherwise the model is built in fp32, as `build()` draws it: the whole model, or in a
-    pipeline the stage's `params` plus `released`, the largest module of a later stage, made
-    (to draw the same random numbers) and released while the rank already holds its stage."""
+    pipeline the stage's `params`, or `released`, the largest layer of an earlier stage if it is
+    larger: each is made (to draw the same random numbers) and released before the stage's own
+    layers exist; the layers after the stage are made on the meta device."""
     if zero == 3:
         c = PRECISION_BYTES[precision]
         beside = c * largest_layer if c != 4 else 4 * _ceil(largest_layer, data_parallel)
         return c * _ceil(params - largest_layer, data_parallel) + 4 * largest_layer + beside
-    return 4 * (params + released)
+    return 4 * max(params, released)
 
 
-def temporary_buffers(params: int, *, zero: int, data_parallel: int, precision: str,
-                      offload_optimizer: str = "none") -> int:
-    """Communication buckets and step-time copies beside the model states, per GPU (DeepSpeed
-    0.19's defaults: reduce and all-reduce buckets of 5e8 elements, ZeRO-3's prefetch bucket of
-    5e7 and its 16-bit gradient partition)."""
+def temporary_buffers(params: int, largest_layer: int, *, zero: int, data_parallel: int,
+                      precision: str, offload_optimizer: str = "none") -> int:
+    """Communication buckets and step-time copies beside the model states, per GPU. ZeRO 0-2:
+    DeepSpeed 0.19's defaults, reduce and all-reduce buckets of 5e8 elements. ZeRO-3: the
+    reduce bucket and the prefetched layer that the emitted config sizes to the largest layer
+    (emit.deepspeed.zero3_limits; the gathered layer itself is in model_states), and its 16-bit
+    gradient partition."""
     c = PRECISION_BYTES[precision]
     if zero == 0:
         return c * min(params, ALLREDUCE_BUCKET_SIZE)
     if zero in (1, 2):
         # contiguous_gradients (on by default) allocates the whole bucket up front
         return c * REDUCE_BUCKET_SIZE if zero == 2 else c * min(params, REDUCE_BUCKET_SIZE)
+    limits = zero3_limits(largest_layer)
     grad_partition = 0 if offload_optimizer != "none" else c * _ceil(params, data_parallel)
-    return c * REDUCE_BUCKET_SIZE + c * PREFETCH_BUCKET_SIZE + grad_partition
+    return c * (limits["reduce_bucket_size"] + limits["stage3_prefetch_bucket_size"]) + \
+        grad_partition
 
 
 def _ceil(a: int, b: int) -> int:

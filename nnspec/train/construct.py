@@ -11,11 +11,13 @@ the weights do not depend on the layout:
 * Pipeline stages: a first pass on the meta device (no storage, no draws) learns which tensors
   the local stage's layers use; a second pass constructs on the CPU and, each time a finished
   module is attached to its parent, replaces the tensors no local layer uses by meta tensors.
-  The draws are the same as `build()`'s; the rank holds its stage plus one module at a time.
+  The draws up to the stage's last tensor are the same as `build()`'s; the modules after it
+  are constructed on the meta device (their draws cannot change the stage's values), so the
+  rank holds its stage, or before it one earlier module at a time, never a later one.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Callable, Iterator
 
 import torch
@@ -92,7 +94,9 @@ def stage_model(make: Callable[[], nn.Module],
                 local: Callable[[nn.Module], list[nn.Module | torch.Tensor]]) -> nn.Module:
     """`make()`'s model with real tensors only where `local(model)` (the modules and parameters
     this rank's pipeline layers use) reaches them; every other tensor is on the meta device.
-    The real tensors equal those of a plain `make()` from the same generator state."""
+    The real tensors equal those of a plain `make()` from the same generator state. The
+    generator ends where `make()` leaves it only when the stage's last tensor is the model's
+    last draw (the last stage): callers reseed after construction."""
     attached: dict[int, list[tuple[str, str, torch.Tensor]]] = {}
     state = torch.get_rng_state()
     with torch.device("meta"), _attachments(lambda k, child: attached.__setitem__(k, _own(child))):
@@ -105,15 +109,26 @@ def stage_model(make: Callable[[], nn.Module],
         keep.update(id(t) for t in tensors)
     drop = {k: [(kind, name) for kind, name, t in own if id(t) not in keep]
             for k, own in attached.items()}
-    root_drop = [(kind, name) for kind, name, t in _own(skeleton) if id(t) not in keep]
+    root_own = _own(skeleton)
+    root_drop = [(kind, name) for kind, name, t in root_own if id(t) not in keep]
+    # the attachment that completes the stage's last tensor; after it, nothing local is made
+    # (unless the root holds a local tensor itself: it may be made at any point of its __init__)
+    local_attached = [k for k, own in attached.items() if any(id(t) in keep for _, _, t in own)]
+    last = None if len(root_drop) < len(root_own) else max(local_attached, default=-1)
     del skeleton, attached
 
-    def release(k: int, child: nn.Module) -> None:
-        for kind, name in drop.get(k, ()):
-            _to_meta(child, kind, name)
+    with ExitStack() as later:
+        if last == -1:
+            later.enter_context(torch.device("meta"))
 
-    with _attachments(release):
-        model = make()
+        def release(k: int, child: nn.Module) -> None:
+            for kind, name in drop.get(k, ()):
+                _to_meta(child, kind, name)
+            if k == last:  # the rest of the model belongs to later stages
+                later.enter_context(torch.device("meta"))
+
+        with _attachments(release):
+            model = make()
     for kind, name in root_drop:
         _to_meta(model, kind, name)
     return model

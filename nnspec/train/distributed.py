@@ -107,7 +107,9 @@ class DeepSpeedBackend:
         if train.compile:
             from deepspeed.accelerator import get_accelerator
             require_compiler(get_accelerator().device_name())
-        params = [p for p in model.parameters() if p.requires_grad]
+        # ZeRO-3 steps its partition in sub-groups of its own (the config's sub_group_size)
+        params = (layer_groups(model) if config["zero_optimization"]["stage"] != 3 else
+                  [p for p in model.parameters() if p.requires_grad])
         client = build_optimizer(train.optimizer, params) if client_optimizer(train) else None
         self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
             model=model, model_parameters=params, optimizer=client, config=config)
@@ -181,6 +183,9 @@ class DeepSpeedBackend:
         import deepspeed
         module = self.engine.module
         if self.zero == 3:
+            # wait for the layers DeepSpeed is prefetching for the next forward and release
+            # them: GatheredParameters cannot partition a parameter still in flight
+            self.engine.empty_partition_cache()
             with deepspeed.zero.GatheredParameters(list(module.parameters()), modifier_rank=None):
                 sd = _cpu_float(module.state_dict()) if self.is_main else None
             return sd
@@ -213,6 +218,34 @@ def newest_checkpoint(folder: Path, is_main: bool) -> str | None:
         complete = complete_folders(folder)
         choice = complete[0].name if complete else None
     return broadcast(choice)
+
+
+def layer_groups(model: torch.nn.Module) -> list[dict]:
+    """The trainable parameters as optimizer groups of at most one layer (the most parameters
+    one module holds itself), consecutive in module order, all with the same settings.
+
+    Where DeepSpeed keeps fp32 master weights beside 16-bit ones in flat buffers (BF16_Optimizer
+    in a bf16 pipeline, ZeRO-1/2; ZeRO-3 has sub_group_size instead) it flattens each group
+    into one fp32 tensor and steps it whole: with the model in one group, the optimizer's
+    temporaries (two of Adam's denominator at once) are the size of the model or of the stage;
+    with groups of a layer, of a layer."""
+    seen: set[int] = set()
+    layers = []
+    for module in model.modules():
+        own = [p for p in module.parameters(recurse=False) if p.requires_grad and id(p) not in seen]
+        seen.update(id(p) for p in own)
+        if own:  # a ZeRO-3 parameter's numel is its shard's: ds_numel is the whole
+            layers.append((own, sum(getattr(p, "ds_numel", p.numel()) for p in own)))
+    limit = max((n for _, n in layers), default=0)
+    groups: list[list] = []
+    size = 0
+    for own, n in layers:
+        if not groups or size + n > limit:
+            groups.append([])
+            size = 0
+        groups[-1] += own
+        size += n
+    return [{"params": g} for g in groups]
 
 
 def _verify_on_every_rank(folder: Path) -> None:

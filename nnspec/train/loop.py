@@ -21,6 +21,7 @@ import torch
 from nnspec.lang.config import (
     ParallelSpec, TrainSpec, check_parallel, resolve_layout, total_steps_for
 )
+from nnspec.ir import largest_layer
 from nnspec.outputs import replace_file
 from nnspec.train import distributed, pipeline_module as pipe, runs
 from nnspec.train.batches import BatchPlan, eval_batches, seed_everything
@@ -356,7 +357,7 @@ def run(spec, train: TrainSpec | None = None, parallel: ParallelSpec | None = No
     plan = BatchPlan(len(data.train), train.batch_size, layout.micro_batch, layout.grad_accum,
                      data_world, data_rank, train.seed)
     total = total_steps_for(train, len(data.train))
-    config = _emit(train, parallel, world, total)
+    config = _emit(train, parallel, world, total, largest_layer(spec.ir))
     if multi:
         distributed.init_process_group()
     backend = trainer = None
@@ -432,13 +433,15 @@ def _model(spec, parallel: ParallelSpec, weights=None, zero3: dict | None = None
     return model
 
 
-def _emit(train: TrainSpec, parallel: ParallelSpec, world: int, total: int) -> dict:
-    """The DeepSpeed config for this run; one process uses its scheduler block."""
+def _emit(train: TrainSpec, parallel: ParallelSpec, world: int, total: int,
+          largest_layer: int | None = None) -> dict:
+    """The DeepSpeed config for this run (ZeRO-3's gather and bucket sizes scaled to the model's
+    `largest_layer`); one process uses its scheduler block."""
     from nnspec.lang.config import ParallelConfigError
     from nnspec.emit.deepspeed import emit_deepspeed_config
     try:
         return emit_deepspeed_config(train, parallel, world, total_steps=total,
-                                     steps_per_print=1 << 30)
+                                     steps_per_print=1 << 30, largest_layer=largest_layer)
     except (ParallelConfigError, ValueError) as err:
         raise TrainError(f"cannot configure DeepSpeed: {err}") from None
 

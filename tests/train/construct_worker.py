@@ -19,6 +19,7 @@ import torch
 from safetensors.torch import save_file
 
 import nnspec
+from nnspec.ir import largest_layer
 from nnspec.train import distributed
 from nnspec.train.batches import seed_everything
 from nnspec.train.loop import _emit, backend_for, check_settings
@@ -44,7 +45,7 @@ def main(argv: list[str]) -> int:
         for name, update in LAYOUTS.items():
             parallel = spec.settings.parallel.model_copy(update=update)
             objective = check_settings(train, parallel, world)
-            config = _emit(train, parallel, world, 100)
+            config = _emit(train, parallel, world, 100, largest_layer(spec.ir))  # as train does
             seed_everything(train.seed)
             backend = backend_for(spec, train, parallel, config, objective, multi=True)
             report = {"rank": rank, "held": held(backend)}

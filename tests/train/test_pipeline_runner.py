@@ -37,8 +37,11 @@ SETS = ["--set", "train.steps=60", "--set", "train.eval_every=30",
 
 
 def train(out: Path, *runner: str) -> subprocess.CompletedProcess:
-    extra = [a for a in runner if a == "--resume"]
-    runner = tuple(a for a in runner if a != "--resume")
+    """`nnspec train` of SPEC into `out`, under the runner with `runner`'s arguments when given
+    (--resume and --set NAME=VALUE among them go to nnspec)."""
+    extra = [a for i, a in enumerate(runner) if a in ("--resume", "--set")
+             or i and runner[i - 1] == "--set"]
+    runner = tuple(a for a in runner if a not in extra)
     nnspec_cmd = [str(BIN / "nnspec"), "train", SPEC, "--out", str(out), "--no-progress", *SETS,
                   *extra]
     cmd = ([str(BIN / "deepspeed"), *runner, "--master_port", str(free_port()), "--no_python",
@@ -159,3 +162,24 @@ def test_bert_base_trains_as_two_stages_with_its_mask_crossing_like_one_process(
     assert final["step"] == 30 and final["loss"] < 0.9 * first, (first, final)
     # both stages' weights, gathered, load strictly into the model
     small.build().load_state_dict(load_file(tmp_path / "pipe" / "model.safetensors"), strict=True)
+
+
+def test_bf16_pipeline_frees_16bit_gradients_and_trains_like_one_process(tmp_path):
+    """bf16 stages train with DeepSpeed's BF16_Optimizer, which nnspec configures to fold each
+    16-bit gradient into its accumulation buffer as autograd makes it (immediate_grad_update);
+    the tied layer's gradients, reduced across the stages from that buffer, still meet. Loss
+    lands near the one-process bf16 run (autocast over fp32 weights: close, not equal)."""
+    bf16 = ["--set", "parallel.precision=bf16"]
+    assert nnspec.load(ROOT / SPEC, sets={"parallel.precision": "bf16"}).deepspeed_config()[
+        "bf16"]["immediate_grad_update"]
+    piped = train(tmp_path / "pipe", "--num_accelerators", "2", *bf16)
+    assert_clean_exit(piped)
+    final = json.loads((tmp_path / "pipe" / "final.json").read_text())
+    first = float(rows(tmp_path / "pipe", "train")[0]["loss"])
+    assert final["step"] == 60 and final["loss"] < 0.5 * first, (first, final)
+    alone = train(tmp_path / "one", *bf16)
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    ref = json.loads((tmp_path / "one" / "final.json").read_text())
+    assert final["loss"] == pytest.approx(ref["loss"], rel=0.1), (final, ref)
+    weights = load_file(tmp_path / "pipe" / "model.safetensors")
+    assert (weights["lm_head.weight"] - weights["transformer.wte.weight"]).abs().max() < 1e-6

@@ -6,6 +6,7 @@ run), so initialization does not depend on the layout."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from torch.nn.modules.module import register_module_module_registration_hook
 
 import nnspec
 from nnspec.emit.module import load_module
@@ -46,13 +48,25 @@ def test_stage_model_materializes_one_stage_with_builds_values():
     part, generated = spec.partition, load_module(spec.pipeline_source())
     seed_everything(0)
     whole = generated.Model().state_dict()
-    after = torch.get_rng_state()
+    after = torch.get_rng_state()  # where a whole build leaves the generator
     for stage in range(part.stages):
         classes = generated.LAYERS[part.bounds[stage]:part.bounds[stage + 1]]
         seed_everything(0)
-        model = stage_model(generated.Model, lambda m: [
-            layer.m for layer in (cls(m) for cls in classes) if hasattr(layer, "m")])
-        assert torch.equal(torch.get_rng_state(), after)  # the same draws as a whole build
+        made = []  # for each module with parameters of its own: whether they were real when made
+        handle = register_module_module_registration_hook(lambda _p, _n, child: made.append(
+            any(not t.is_meta for t in own)) if child is not None and (
+                own := list(child.parameters(recurse=False))) else None)
+        try:
+            model = stage_model(generated.Model, lambda m: [
+                layer.m for layer in (cls(m) for cls in classes) if hasattr(layer, "m")])
+        finally:
+            handle.remove()
+        if stage < part.stages - 1:
+            # the meta skeleton, then the modules made up to the stage's last one (real), then
+            # the later stages' modules made on the meta device: nothing drawn for them, no
+            # memory held for them while the stage's modules are alive
+            assert re.fullmatch("F*T+F+", "".join("T" if r else "F" for r in made)), made
+            assert not torch.equal(torch.get_rng_state(), after)
         real = {k: v for k, v in model.state_dict().items() if not v.is_meta}
         assert 0 < len(real) < len(whole)
         for key, value in real.items():
