@@ -97,6 +97,9 @@ DEEPSPEED_KEYS: dict[str, Any] = {
         "partition_activations": None, "cpu_checkpointing": None,
         "contiguous_memory_optimization": None,
     },
+    # runtime/tensor_parallel/config.py TPTrainingConfig: AutoTP training; the training client
+    # adds the compiler's split as "partition_config" (nnspec/train/tensor_parallel.py)
+    "tensor_parallel": {"autotp_size": None, "partition_config": FREE},
 }
 # keys DeepSpeed reads only at ZeRO stage 3 (zero/stage3.py, parameter_offload.py)
 STAGE3_ONLY_KEYS = ("offload_param", "stage3_gather_16bit_weights_on_model_save")
@@ -222,7 +225,17 @@ def emit_deepspeed_config(train: TrainSpec, parallel: ParallelSpec, world_size: 
     one_cycle when train has no `steps` (epochs x steps per epoch; see total_steps_for).
     steps_per_print: how often DeepSpeed logs progress (default: train eval_every, else 100).
     Raises ParallelConfigError when check_parallel reports errors.
+
+    With `tensor = N` the batch sizes count data-parallel ranks only (DeepSpeed takes its
+    world size from the data-parallel group then): world_size / N of them.
     """
+    tensor = getattr(parallel, "tensor", 1) or 1
+    if tensor > 1:
+        if world_size % tensor:
+            raise ParallelConfigError([Problem(
+                "tensor", f"tensor {tensor} does not divide the world size {world_size}",
+                f"launch a multiple of {tensor} processes")])
+        world_size //= tensor
     errors = [p for p in check_parallel(train, parallel, world_size) if p.severity == "error"]
     if errors:
         raise ParallelConfigError(errors)
@@ -283,10 +296,12 @@ def emit_deepspeed_config(train: TrainSpec, parallel: ParallelSpec, world_size: 
         # the "pipeline" block above does the work and configure cannot be called (see the
         # module docstring)
         cfg["activation_checkpointing"] = {
-            "partition_activations": False,   # nnspec has no tensor parallelism to partition over
+            "partition_activations": False,   # activations are not partitioned over tensor ranks
             "cpu_checkpointing": False,
             "contiguous_memory_optimization": False,
         }
+    if tensor > 1:
+        cfg["tensor_parallel"] = {"autotp_size": tensor}
     cfg = _sorted(cfg)
     bad = check_keys(cfg)
     if bad:  # a bug in this module, not in the spec

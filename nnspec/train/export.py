@@ -4,7 +4,8 @@ CKPT is what `nnspec train` wrote: a one-process checkpoint file (`checkpoints/s
 a DeepSpeed checkpoint folder (`checkpoints/step-00000120/`, ZeRO 0-3, fp32 or bf16), the run's
 `checkpoints/` folder, or the run's output folder (then the newest complete checkpoint). ZeRO
 shards are consolidated with DeepSpeed's own `zero_to_fp32`; bf16 runs export their fp32 master
-weights. The result loads into `spec.build()` with `strict=True`.
+weights; a tensor-parallel run's shards are put back together with the map AutoTP saves
+(export_tensor.py). The result loads into `spec.build()` with `strict=True`.
 
 A DeepSpeed folder is complete only with its `nnspec.json` marker, which rank 0 writes after every
 rank has saved (distributed.py); a folder without it is a save that was cut short, and one whose
@@ -24,6 +25,7 @@ import torch
 from nnspec.outputs import replace_file
 from nnspec.train.checkpoint import MARKER, is_complete, steps_in
 from nnspec.train.errors import TrainError
+from nnspec.train.export_tensor import is_tensor_parallel, tensor_parallel_weights
 from nnspec.train.safeload import UnsafeCheckpoint, safe_load, verify_folder
 
 log = logging.getLogger("nnspec.train")
@@ -153,6 +155,8 @@ def _deepspeed_weights(folder: Path, spec=None) -> dict[str, torch.Tensor]:
     if any(folder.glob("layer_*-model_states.pt")):
         return _pipeline_weights(folder, spec)
     try:
+        if is_tensor_parallel(folder):  # before ZeRO's: zero_to_fp32 reads one tensor rank only
+            return _plain(tensor_parallel_weights(folder, _with_masters))
         if any(folder.glob("*optim_states.pt")):
             verify_folder(folder)  # zero_to_fp32 unpickles every model and optimizer file
             return _plain(_zero_fp32(folder))

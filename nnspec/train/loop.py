@@ -22,7 +22,7 @@ from nnspec.lang.config import (
     ParallelSpec, TrainSpec, check_parallel, resolve_layout, total_steps_for
 )
 from nnspec.outputs import replace_file
-from nnspec.train import distributed, pipeline_module as pipe, runs
+from nnspec.train import distributed, pipeline_module as pipe, runs, tensor_parallel as tp
 from nnspec.train.batches import BatchPlan, eval_batches, seed_everything
 from nnspec.train.checkpoint import atomic_write_json, capture_rng, restore_rng
 from nnspec.train.data import Data, Split, load_data
@@ -345,12 +345,20 @@ def run(spec, train: TrainSpec | None = None, parallel: ParallelSpec | None = No
         log.warning("pipeline stages apply under the deepspeed runner; one process trains the "
                     "whole model")
         parallel = parallel.model_copy(update={"pipeline_stages": 1, "stage_boundaries": ()})
-    objective = check_settings(train, parallel, world)
-    layout = resolve_layout(train, parallel, world)
+    if not multi and tp.degree(parallel) > 1:
+        log.warning("tensor parallelism applies under the deepspeed runner; one process trains "
+                    "the whole model")
+        parallel = parallel.model_copy(update={"tensor": 1})
+    tp.check_layout(parallel, world)
+    tensor = tp.degree(parallel)  # the batch is split over data-parallel ranks only
+    objective = check_settings(train, parallel, world // tensor)
+    layout = resolve_layout(train, parallel, world // tensor)
     data = load_data(train.data, spec.summary(), split=train.split, seed=train.seed,
                      target=objective.target)
     stages = parallel.pipeline_stages if multi else 1
-    data_rank, data_world = pipe.data_rank(rank, world, stages)  # the stages of a pipeline share
+    # the stages of a pipeline share their batches, and so do the ranks of a tensor group
+    data_rank, data_world = (tp.data_rank(rank, world, tensor) if tensor > 1
+                             else pipe.data_rank(rank, world, stages))
     plan = BatchPlan(len(data.train), train.batch_size, layout.micro_batch, layout.grad_accum,
                      data_world, data_rank, train.seed)
     total = total_steps_for(train, len(data.train))
@@ -398,6 +406,9 @@ def backend_for(spec, train: TrainSpec, parallel: ParallelSpec, config: dict, ob
     here, in the same order on every path, so they do not depend on the layout."""
     if multi and parallel.pipeline_stages > 1:
         return pipe.PipelineBackend(spec, train, parallel, config, objective)
+    if multi and tp.degree(parallel) > 1:  # split by AutoTP after a whole, seeded build
+        return tp.TensorParallelBackend(spec, _model(spec, parallel, weights), train, config,
+                                        tp.degree(parallel))
     if multi:
         zero3 = config if parallel.zero == 3 else None  # constructed inside zero.Init
         return distributed.DeepSpeedBackend(_model(spec, parallel, weights, zero3), train, config)
