@@ -91,6 +91,8 @@ class ParallelSpec(_Section):
     activation_checkpointing: tuple[str, ...] = Field((), description="names or patterns of "
                                                       "blocks whose activations are recomputed")
     pipeline_stages: PositiveInt = Field(1, description="pipeline stages (1: no pipeline)")
+    tensor: PositiveInt = Field(1, description="tensor-parallel degree: ranks that split each "
+                                "attention and MLP (Megatron style)")
     partition: str = Field("parameters", description="how layers are split into stages: "
                            "parameters, uniform or type:REGEX")
     stage_boundaries: tuple[str, ...] = Field((), description="explicit placement: the top-level "
