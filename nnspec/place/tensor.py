@@ -44,6 +44,20 @@ class AllReduce:
     elements: int                    # per sample
 
 
+@dataclass
+class Share:
+    """What a layer (or the functional ops of a module) puts in 1/n per rank, per sample."""
+
+    params: int = 0
+    activations: int = 0             # float elements of the outputs kept for backward
+    flops: int = 0                   # forward FLOPs
+
+    def add(self, other: "Share") -> None:
+        self.params += other.params
+        self.activations += other.activations
+        self.flops += other.flops
+
+
 @dataclass(frozen=True)
 class TensorPlan:
     """How `parallel { tensor = n }` splits a model. Paths are module paths in the built model's
@@ -51,12 +65,15 @@ class TensorPlan:
 
     splits: each split module -> column (its output features, and its own in_proj for an attention
         module) or row (its input features; its bias stays whole).
-    heads: attention module -> heads per rank, where the module holds a head count.
+    heads: attention module -> heads per rank, where the module holds a head count (the module
+        whose forward calls a functional attention, or the attention layer itself).
     replicated: each module with parameters that stays whole on every rank -> why.
     sections: column-parallel modules whose output is several tensors side by side (a fused
         q/k/v projection) -> the section widths; each section is split in n, rank r taking the
         r-th slice of every section.
-    indivisible: attention modules whose heads do not divide by n -> message (an error for check).
+    indivisible: attention modules whose heads do not divide by n -> why (check's error).
+    allreduces: the all-reduces the split adds per sample (forward and backward).
+    shares: by layer path (a functional op by its module's path): what is split n ways.
     """
 
     n: int
@@ -66,13 +83,21 @@ class TensorPlan:
     sections: dict[str, tuple[int, ...]] = field(default_factory=dict)
     indivisible: dict[str, str] = field(default_factory=dict)
     allreduces: tuple[AllReduce, ...] = ()
-    split_params: int = 0            # parameters divided over the n ranks (the rest are whole)
-    split_activations: int = 0       # per sample: activations each rank holds 1/n of
+    shares: dict[str, Share] = field(default_factory=dict, repr=False)
     spans: dict[str, Span] = field(default_factory=dict, compare=False, repr=False)
+
+    def share_under(self, prefix: str) -> Share:
+        """The split part of a module and everything inside it ("" for the whole model)."""
+        total = Share()
+        for path, share in self.shares.items():
+            if not prefix or path == prefix or path.startswith(prefix + "."):
+                total.add(share)
+        return total
 
     def per_rank_params(self, total: int) -> int:
         """Parameters one rank holds: the split ones divided by n, the rest whole."""
-        return total - self.split_params + -(-self.split_params // self.n)
+        split = self.share_under("").params
+        return total - split + -(-split // self.n)
 
 
 class _Failed(Exception):
@@ -85,13 +110,19 @@ class _Region:
     rows: list[Call] = field(default_factory=list)
     attention: list[Call] = field(default_factory=list)
     sharded: set[int] = field(default_factory=set)
+    inner: list[Call] = field(default_factory=list)   # the calls between columns and rows
     visited: set[int] = field(default_factory=set)
     sections: dict[str, tuple[int, ...]] = field(default_factory=dict)
     queue: list[int] = field(default_factory=list)   # split tensors whose readers are unseen
-    problem: str | None = None        # heads that do not divide: the region stays whole
+    # widths (or an attention's heads) that do not divide by n: the region stays whole
+    problems: list[str] = field(default_factory=list)
+    head_problems: list[str] = field(default_factory=list)
 
     def linears(self) -> list[Call]:
         return self.columns + self.rows
+
+    def problem(self) -> str | None:
+        return (self.head_problems or self.problems or [None])[0]
 
 
 class _Planner:
@@ -139,11 +170,12 @@ class _Planner:
 
     def _column(self, region: _Region, call: Call) -> None:
         why = self._splittable_linear(call)
-        if why:
-            raise _Failed(why)
+        if why or id(call) in region.visited:
+            raise _Failed(why or f"{call.path} would take and make split tensors")
         width = self.g.types[call.outs[0]].shape[-1]
         if width % self.n:
-            raise _Failed(f"its {width} output features do not divide by tensor = {self.n}")
+            region.problems.append(f"linear: its {width} output features do not divide by "
+                                   f"tensor = {self.n}")
         region.columns.append(call)
         region.visited.add(id(call))
         region.sharded.add(call.outs[0])
@@ -152,30 +184,26 @@ class _Planner:
     def _visit(self, region: _Region, call: Call) -> None:
         """Take `call` into the region: it reads a split tensor."""
         kind = call.layer.kind
+        region.visited.add(id(call))
         if kind == "linear":
             why = self._splittable_linear(call)
             if why:
                 raise _Failed(f"its partner {why}")
             region.rows.append(call)
-            region.visited.add(id(call))
             return
-        region.visited.add(id(call))
         if kind in POINTWISE:
             for t in call.ins:
                 if t not in region.sharded:
                     self._pull(region, t, call)
         elif kind == "rotary":
-            head_dim = call.layer.head_dim  # type: ignore[attr-defined]
-            width = self.g.types[call.ins[0]].shape[-1]
-            if (width // self.n) % head_dim:
-                raise _Failed(f"rotary's heads of {head_dim} features do not divide over "
-                              f"tensor = {self.n}")
+            self._rotary(region, call)
         elif kind in ("split", "chunk"):
             self._sections(region, call)
         elif kind in ATTENTION_OPS:
             self._attention(region, call)
         else:
             raise _Failed(f"its split output reaches {kind}, which needs the whole width")
+        region.inner.append(call)
         region.sharded.update(call.outs)
         region.queue += call.outs
 
@@ -190,25 +218,35 @@ class _Planner:
             self._column(region, producer)  # its other readers are visited from the queue
             return
         if (kind in POINTWISE or kind == "rotary") and len(producer.ins) == 1:
+            if kind == "rotary":
+                self._rotary(region, producer)
             region.visited.add(id(producer))
             self._pull(region, producer.ins[0], producer)
+            region.inner.append(producer)
             region.sharded.add(t)
             region.queue.append(t)
             return
         raise _Failed(f"{at.layer.kind} also takes the output of {kind}, which is not split")
+
+    def _rotary(self, region: _Region, call: Call) -> None:
+        head_dim = call.layer.head_dim  # type: ignore[attr-defined]
+        width = self.g.types[call.ins[0]].shape[-1]
+        if width % (head_dim * self.n):
+            region.problems.append(f"rotary: {width} features are not tensor = {self.n} slices "
+                                   f"of whole {head_dim}-feature heads")
 
     def _sections(self, region: _Region, call: Call) -> None:
         t = self.g.types[call.ins[0]]
         dim = call.layer.dim  # type: ignore[attr-defined]
         if dim % (len(t.shape) + 1) != len(t.shape):
             raise _Failed(f"{call.layer.kind} cuts another dim than the split features")
-        sizes = tuple(self.g.types[o].shape[-1] for o in call.outs)
-        if any(s % self.n for s in sizes):
-            raise _Failed(f"{call.layer.kind} sections {list(sizes)} do not divide by tensor = "
-                          f"{self.n}")
         source = self.g.producer_of(call.ins[0])
         if source is None or source not in region.columns:
             raise _Failed(f"{call.layer.kind} cuts a tensor that is not a linear's output")
+        sizes = tuple(self.g.types[o].shape[-1] for o in call.outs)
+        if any(size % self.n for size in sizes):
+            region.problems.append(f"linear: its sections {list(sizes)} do not divide by "
+                                   f"tensor = {self.n}")
         region.sections[source.path] = sizes  # type: ignore[index]
 
     def _attention(self, region: _Region, call: Call) -> None:
@@ -218,13 +256,13 @@ class _Planner:
             if t not in region.sharded:
                 self._pull(region, t, call)
         for extra in call.ins[3:]:
-            shape = self.g.types[extra].shape
-            if self.g.types[extra].dtype == "float" and len(shape) == 3 and shape[0] > 1:
+            t = self.g.types[extra]
+            if t.dtype == "float" and len(t.shape) == 3 and t.shape[0] > 1:
                 raise _Failed(f"{layer.kind} adds a bias per head, which is not split")
         if heads % self.n or kv % self.n:
-            count = f"{heads} heads" + (f" ({kv} key/value heads)" if kv != heads else "")
-            region.problem = region.problem or (f"{layer.kind}: {count} do not divide by "
-                                                f"tensor = {self.n}")
+            count = f"{heads} heads" if heads % self.n else f"{kv} key/value heads"
+            region.head_problems.append(f"{layer.kind}: {count} do not divide by "
+                                        f"tensor = {self.n}")
         region.attention.append(call)
 
     # ---- the whole model ----------------------------------------------------------------------
@@ -253,40 +291,57 @@ class _Planner:
         except _Failed as err:
             reasons[seed.path] = f"linear: not followed by a row-parallel partner ({err})"
             return
-        if region.problem:
-            for call in region.linears():
-                reasons[call.path] = region.problem
+        problem = region.problem()
+        if problem is None:
+            self._commit(region)
+            return
+        for call in region.linears():
+            reasons[call.path] = problem
+        if region.head_problems:
             for call in region.attention:
                 where = call.path or call.module
-                self.plan.indivisible[where] = region.problem
+                self.plan.indivisible[where] = problem
                 self.plan.spans[where] = call.span
-            return
-        self._commit(region)
+
+    def _share(self, call: Call) -> Share:
+        where = call.path or call.module
+        share = self.plan.shares.get(where)
+        if share is None:
+            share = self.plan.shares[where] = Share()
+        return share
+
+    def _flops(self, call: Call) -> int:
+        return call.layer.flops([self.g.types[t] for t in call.ins],
+                                tuple(self.g.types[t] for t in call.outs))
 
     def _commit(self, region: _Region) -> None:
         plan, types = self.plan, self.g.types
+        allreduces = []
         for call in region.columns:
             plan.splits[call.path] = "column"
             params = call.leaf.layer.params(call.leaf.ins)
-            plan.__dict__["split_params"] += sum(numel(s) for s in params.values())
+            self._share(call).add(Share(sum(numel(s) for s in params.values()),
+                                        numel(types[call.outs[0]].shape), self._flops(call)))
         for call in region.rows:
             plan.splits[call.path] = "row"
-            params = call.leaf.layer.params(call.leaf.ins)
-            plan.__dict__["split_params"] += numel(params["weight"])
-            plan.__dict__["allreduces"] += (AllReduce(call.path, "forward",
-                                                      numel(types[call.outs[0]].shape)),)
+            weight = call.leaf.layer.params(call.leaf.ins)["weight"]
+            self._share(call).add(Share(numel(weight), 0, self._flops(call)))
+            allreduces.append(AllReduce(call.path, "forward", numel(types[call.outs[0]].shape)))
+        for call in region.inner:
+            views = call.layer.kind in ("split", "chunk")  # views of their input: no new memory
+            acts = 0 if views else sum(numel(types[t].shape) for t in call.outs)
+            self._share(call).add(Share(0, acts, self._flops(call)))
         inputs = {call.ins[0]: call.path for call in region.columns}
-        plan.__dict__["allreduces"] += tuple(AllReduce(path, "backward", numel(types[t].shape))
-                                             for t, path in inputs.items())
+        allreduces += [AllReduce(path, "backward", numel(types[t].shape))
+                       for t, path in inputs.items()]
+        object.__setattr__(plan, "allreduces", plan.allreduces + tuple(allreduces))
         for call in region.attention:
             plan.heads[call.path or call.module] = call.layer.heads // self.n
         plan.sections.update(region.sections)
-        plan.__dict__["split_activations"] += sum(numel(types[t].shape) for t in region.sharded)
         self.claimed.update(call.path for call in region.linears())
 
     def _unit(self, call: Call, reasons: dict[str, str]) -> None:
-        leaf = call.leaf
-        unit = attention_unit(leaf.layer, leaf.ins, self.n)
+        unit = attention_unit(call.layer, call.leaf.ins, self.n)
         if call.path in self.tied or self.g.uses.get(call.path, 0) > 1:
             unit = f"{call.layer.kind}: applied more than once (shared weights)"
         if isinstance(unit, str):
@@ -300,11 +355,11 @@ class _Planner:
         plan.splits.update({sub(k): v for k, v in unit.splits.items()})
         plan.heads.update({sub(k): v for k, v in unit.heads.items()})
         plan.sections.update({sub(k): v for k, v in unit.sections.items()})
-        plan.__dict__["split_params"] += unit.split_params
+        self._share(call).add(Share(unit.split_params, 0, self._flops(call)))
         size = numel(self.g.types[call.ins[0]].shape)
-        plan.__dict__["allreduces"] += tuple(AllReduce(path, d, size) for _ in
-                                             range(unit.allreduces)
-                                             for d in ("forward", "backward"))
+        object.__setattr__(plan, "allreduces", plan.allreduces + tuple(
+            AllReduce(path, d, size) for _ in range(unit.allreduces)
+            for d in ("forward", "backward")))
         self.claimed.add(path)
 
 
