@@ -115,7 +115,7 @@ class TensorParallelBackend(DeepSpeedBackend):
         self.plan = plan_for(spec, n)
         block = dict(config.get("tensor_parallel", {}), autotp_size=n,
                      partition_config=partition_config(self.plan, model))
-        localize(model, spec.source, self.plan.heads, n)
+        localize(model, spec.source, self.plan.heads, self.plan.sections, n)
         groups._init_tp_mesh_device(n)  # the (data, tensor) groups, before initialize reads them
         super().__init__(model, train, dict(config, tensor_parallel=block), mpu=groups)
         self.tensor = n
