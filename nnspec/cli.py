@@ -64,6 +64,11 @@ def cmd_check(args) -> int:
 
     print(f"ok: {comment_text(spec.ir.signature)}: {s['params']:,} parameters, "
           f"{s['flops']:,} FLOPs per sample")
+    if spec.warnings:  # on stderr, as errors are: stdout stays the one `ok` line
+        from nnspec.lang.diagnostics import use_color
+
+        color = use_color(sys.stderr, getattr(args, "color", "auto"))
+        print("\n\n".join(w.render(color) for w in spec.warnings), file=sys.stderr)
     return 0
 
 

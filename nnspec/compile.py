@@ -1,14 +1,14 @@
 """The one place that knows the order of the passes: parse -> resolve -> check -> lower -> emit."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from nnspec.lang.check import DEFAULT_MAX_PARAMS, check, const_values
 from nnspec.place.checkpointing import checkpointed, submodules
-from nnspec.lang.diagnostics import Reporter, SpecError, display_path
+from nnspec.lang.diagnostics import Diagnostic, Reporter, SpecError, display_path
 from nnspec.emit.summary import render_table, summarize
 from nnspec.ir import Leaf, ModuleDef
 from nnspec.ir.lower import Lowered, lower
@@ -29,6 +29,8 @@ class Spec:
     model_name: str | None = None              # which model of the file, as load() was given
     overrides: dict[str, Any] | None = None    # the model parameters load() was given
     max_params: int = DEFAULT_MAX_PARAMS
+    # what a successful check prints beside `ok` (the layers tensor parallelism keeps whole)
+    warnings: list[Diagnostic] = field(default_factory=list)
 
     @cached_property
     @pauses_collection  # a large structure of live objects: see gc_pause.py
@@ -155,7 +157,8 @@ class Spec:
 
     @property
     def world_size(self) -> int:
-        """The world size the parallel section describes (data_parallel x pipeline_stages)."""
+        """The world size the parallel section describes (data_parallel x pipeline_stages x
+        tensor)."""
         return default_world_size(self.settings)
 
     def total_steps(self) -> int | None:
@@ -174,7 +177,8 @@ class Spec:
 
 def default_world_size(settings: Settings) -> int:
     p = settings.parallel
-    return p.pipeline_stages * (p.data_parallel if isinstance(p.data_parallel, int) else 1)
+    return p.pipeline_stages * p.tensor * (p.data_parallel if isinstance(p.data_parallel, int)
+                                           else 1)
 
 
 def load(path: str | Path, *, model: str | None = None, max_params: int = DEFAULT_MAX_PARAMS,
@@ -246,6 +250,10 @@ def _checked(program: Program, name: str, model, max_params, sets, world_size, o
         placement_ok &= _check_checkpointing(ir, settings, reporter)
     if "weights" in program.sections:  # with a misspelt setting, the others are still checked
         _check_weights(ir, settings, reporter)
+    if "parallel" not in settings.invalid and settings.parallel.tensor > 1:
+        from nnspec.place.tensor_check import check_tensor
+
+        spec.warnings += check_tensor(ir, settings, reporter)
     if placement_ok and settings.parallel.pipeline_stages > 1:
         from nnspec.place.partition import PipelineError
         try:

@@ -13,7 +13,7 @@ from pathlib import Path
 MAX_ERRORS = 20  # a pass stops reporting after this many; the rest are counted
 
 # ANSI styles on a terminal, as rustc colours its diagnostics
-_STYLES = {"error": "1;31", "message": "1", "gutter": "1;34", "caret": "1;31", "label": "1"}
+_STYLES = {"error": "1;31", "warning": "1;33", "message": "1", "gutter": "1;34", "caret": "1;31", "label": "1"}
 
 
 def _paint(color: bool):
@@ -77,11 +77,14 @@ class Diagnostic:
     span: Span | None = None
     help: str | None = None
     notes: list[tuple[str, Span | None]] = field(default_factory=list)
+    # a warning is printed beside a successful check and never stops a compile
+    severity: str = "error"
 
     def render(self, color: bool = False) -> str:
         """rustc-style text; `color` adds ANSI styles (the text without them is unchanged)."""
         style = _paint(color)
-        out = [style("error", f"error[{self.code}]") + style("message", f": {self.message}")]
+        out = [style(self.severity, f"{self.severity}[{self.code}]")
+               + style("message", f": {self.message}")]
         if self.span is not None:
             out += _render_span(self.span, style)
         for text, span in self.notes:

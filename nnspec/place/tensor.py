@@ -399,3 +399,16 @@ def tensor_plan(ir: ModuleDef, n: int) -> TensorPlan:
     if n == 1:
         return TensorPlan(1)
     return _Planner(ir, n).run()
+
+
+def head_counts(ir: ModuleDef) -> list[int]:
+    """Every distinct number of heads (and key/value heads) of the model's attention layers:
+    the tensor degrees that split them all divide each."""
+    counts: list[int] = []
+    for call in flatten(ir).calls:
+        layer = call.layer
+        if layer.kind not in ATTENTION_OPS and layer.kind not in ATTENTION_UNITS:
+            continue
+        found = [getattr(layer, a, None) for a in ("heads", "kv_heads", "num_heads", "nhead")]
+        counts += [c for c in found if isinstance(c, int) and c not in counts]
+    return counts

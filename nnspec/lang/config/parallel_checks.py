@@ -20,7 +20,8 @@ class ParallelConfigError(ValueError):
 
 class Layout(NamedTuple):
     """How a global batch is split, for one world size: batch_size = micro_batch x grad_accum x
-    data_parallel, and world_size = data_parallel x pipeline_stages."""
+    data_parallel, and world_size = data_parallel x pipeline_stages x tensor (the ranks of one
+    tensor-parallel group see the same samples)."""
 
     world_size: int
     data_parallel: int
@@ -28,6 +29,7 @@ class Layout(NamedTuple):
     batch_size: int
     micro_batch: int
     grad_accum: int
+    tensor: int = 1
 
 
 def _divisors(n: int) -> list[int]:
@@ -40,17 +42,43 @@ def _multiples_near(n: int, k: int) -> str:
 
 
 def _data_parallel(parallel: ParallelSpec, world_size: int) -> Optional[int]:
-    stages = parallel.pipeline_stages
-    if world_size % stages:
+    model = parallel.pipeline_stages * parallel.tensor  # ranks that hold one model copy
+    if world_size % model:
         return None
     if parallel.data_parallel == "auto":
-        return world_size // stages
-    return parallel.data_parallel if parallel.data_parallel * stages == world_size else None
+        return world_size // model
+    return parallel.data_parallel if parallel.data_parallel * model == world_size else None
+
+
+def _tensor_problems(parallel: ParallelSpec, world_size: int, out: list[Problem]) -> bool:
+    """`tensor` against the world size and the pipeline; True when the layout can go on."""
+    tensor, stages = parallel.tensor, parallel.pipeline_stages
+    if tensor == 1:
+        return True
+    ok = True
+    if stages > 1:
+        # PipelineModule's topology is stages x data-parallel (runtime/pipe/module.py,
+        # PipeDataParallelTopology): it has no tensor-parallel axis for AutoTP's groups
+        out.append(Problem("tensor", f"tensor {tensor} cannot be combined with pipeline_stages "
+                           f"{stages}: DeepSpeed's pipeline engine has no tensor-parallel "
+                           "dimension (its topology is stages x data-parallel)",
+                           "set pipeline_stages = 1 to split layers across ranks, or tensor = 1"))
+    if world_size % (tensor * stages):
+        what = f"tensor {tensor}" + (f" x pipeline_stages {stages} = {tensor * stages}"
+                                      if stages > 1 else "")
+        divs = ", ".join(str(d) for d in _divisors(world_size) if (world_size // d) % stages == 0)
+        out.append(Problem("tensor", f"{what} does not divide the world size {world_size}",
+                           f"launch a multiple of {tensor * stages} processes, or set tensor to "
+                           f"one of {divs}"))
+        ok = False
+    return ok
 
 
 def _layout_problems(train: TrainSpec, parallel: ParallelSpec, world_size: int,
                      out: list[Problem]) -> Optional[Layout]:
-    stages, dp_setting = parallel.pipeline_stages, parallel.data_parallel
+    stages, dp_setting, tensor = parallel.pipeline_stages, parallel.data_parallel, parallel.tensor
+    if not _tensor_problems(parallel, world_size, out):
+        return None
     if world_size % stages:
         divs = ", ".join(map(str, _divisors(world_size)))
         out.append(Problem(
@@ -59,11 +87,12 @@ def _layout_problems(train: TrainSpec, parallel: ParallelSpec, world_size: int,
             f"launch a multiple of {stages} processes, or set pipeline_stages to a divisor of "
             f"{world_size} ({divs})"))
         return None
-    if dp_setting != "auto" and dp_setting * stages != world_size:
+    if dp_setting != "auto" and dp_setting * stages * tensor != world_size:
+        by_tensor = f" x tensor {tensor}" if tensor > 1 else ""
         out.append(Problem(
-            "data_parallel", f"data_parallel {dp_setting} x pipeline_stages {stages} = "
-            f"{dp_setting * stages} != world size {world_size}",
-            f"set data_parallel = {world_size // stages}, or data_parallel = auto"))
+            "data_parallel", f"data_parallel {dp_setting}{by_tensor} x pipeline_stages {stages} "
+            f"= {dp_setting * stages * tensor} != world size {world_size}",
+            f"set data_parallel = {world_size // (stages * tensor)}, or data_parallel = auto"))
         return None
     dp = _data_parallel(parallel, world_size)
     batch, micro = train.batch_size, parallel.micro_batch
@@ -102,7 +131,7 @@ def _layout_problems(train: TrainSpec, parallel: ParallelSpec, world_size: int,
                 f"set batch_size = {_multiples_near(batch, accum * dp)}{per_rank}"))
             return None
         micro = batch // (accum * dp)
-    return Layout(world_size, dp, stages, batch, micro, accum)
+    return Layout(world_size, dp, stages, batch, micro, accum, tensor)
 
 
 def resolve_layout(train: TrainSpec, parallel: ParallelSpec, world_size: int) -> Layout:
