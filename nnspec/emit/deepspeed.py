@@ -226,16 +226,9 @@ def emit_deepspeed_config(train: TrainSpec, parallel: ParallelSpec, world_size: 
     steps_per_print: how often DeepSpeed logs progress (default: train eval_every, else 100).
     Raises ParallelConfigError when check_parallel reports errors.
 
-    With `tensor = N` the batch sizes count data-parallel ranks only (DeepSpeed takes its
-    world size from the data-parallel group then): world_size / N of them.
+    With `tensor = N` the batch sizes count data-parallel ranks only, world_size / N of them
+    (resolve_layout), as DeepSpeed does when it is given the tensor-parallel groups.
     """
-    tensor = getattr(parallel, "tensor", 1) or 1
-    if tensor > 1:
-        if world_size % tensor:
-            raise ParallelConfigError([Problem(
-                "tensor", f"tensor {tensor} does not divide the world size {world_size}",
-                f"launch a multiple of {tensor} processes")])
-        world_size //= tensor
     errors = [p for p in check_parallel(train, parallel, world_size) if p.severity == "error"]
     if errors:
         raise ParallelConfigError(errors)
@@ -300,8 +293,8 @@ def emit_deepspeed_config(train: TrainSpec, parallel: ParallelSpec, world_size: 
             "cpu_checkpointing": False,
             "contiguous_memory_optimization": False,
         }
-    if tensor > 1:
-        cfg["tensor_parallel"] = {"autotp_size": tensor}
+    if parallel.tensor > 1:
+        cfg["tensor_parallel"] = {"autotp_size": parallel.tensor}
     cfg = _sorted(cfg)
     bad = check_keys(cfg)
     if bad:  # a bug in this module, not in the spec

@@ -155,8 +155,9 @@ def _deepspeed_weights(folder: Path, spec=None) -> dict[str, torch.Tensor]:
     if any(folder.glob("layer_*-model_states.pt")):
         return _pipeline_weights(folder, spec)
     try:
-        if is_tensor_parallel(folder):  # before ZeRO's: zero_to_fp32 reads one tensor rank only
-            return _plain(tensor_parallel_weights(folder, _with_masters))
+        if is_tensor_parallel(folder):  # zero_to_fp32 alone would mix the tensor ranks' shards
+            verify_folder(folder)
+            return _plain(tensor_parallel_weights(folder, _with_masters, _zero_fp32))
         if any(folder.glob("*optim_states.pt")):
             verify_folder(folder)  # zero_to_fp32 unpickles every model and optimizer file
             return _plain(_zero_fp32(folder))

@@ -345,14 +345,13 @@ def run(spec, train: TrainSpec | None = None, parallel: ParallelSpec | None = No
         log.warning("pipeline stages apply under the deepspeed runner; one process trains the "
                     "whole model")
         parallel = parallel.model_copy(update={"pipeline_stages": 1, "stage_boundaries": ()})
-    if not multi and tp.degree(parallel) > 1:
+    if not multi and parallel.tensor > 1:
         log.warning("tensor parallelism applies under the deepspeed runner; one process trains "
                     "the whole model")
         parallel = parallel.model_copy(update={"tensor": 1})
-    tp.check_layout(parallel, world)
-    tensor = tp.degree(parallel)  # the batch is split over data-parallel ranks only
-    objective = check_settings(train, parallel, world // tensor)
-    layout = resolve_layout(train, parallel, world // tensor)
+    objective = check_settings(train, parallel, world)
+    layout = resolve_layout(train, parallel, world)
+    tensor = parallel.tensor
     data = load_data(train.data, spec.summary(), split=train.split, seed=train.seed,
                      target=objective.target)
     stages = parallel.pipeline_stages if multi else 1
@@ -406,9 +405,9 @@ def backend_for(spec, train: TrainSpec, parallel: ParallelSpec, config: dict, ob
     here, in the same order on every path, so they do not depend on the layout."""
     if multi and parallel.pipeline_stages > 1:
         return pipe.PipelineBackend(spec, train, parallel, config, objective)
-    if multi and tp.degree(parallel) > 1:  # split by AutoTP after a whole, seeded build
+    if multi and parallel.tensor > 1:  # split by AutoTP after a whole, seeded build
         return tp.TensorParallelBackend(spec, _model(spec, parallel, weights), train, config,
-                                        tp.degree(parallel))
+                                        parallel.tensor)
     if multi:
         zero3 = config if parallel.zero == 3 else None  # constructed inside zero.Init
         return distributed.DeepSpeedBackend(_model(spec, parallel, weights, zero3), train, config)

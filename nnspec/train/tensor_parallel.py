@@ -23,42 +23,16 @@ import re
 
 import torch
 
-from nnspec.lang.config import ParallelSpec, TrainSpec
+from nnspec.lang.config import TrainSpec
 from nnspec.train.distributed import DeepSpeedBackend, _cpu_float
 from nnspec.train.errors import TrainError
 from nnspec.train.local_heads import localize
-
-
-def degree(parallel: ParallelSpec) -> int:
-    """The tensor-parallel degree the parallel section asks for (1: none)."""
-    return int(getattr(parallel, "tensor", 1) or 1)
 
 
 def data_rank(rank: int, world: int, tensor: int) -> tuple[int, int]:
     """(data-parallel rank, data-parallel degree) of a global rank, with tensor groups of
     `tensor` consecutive ranks (DeepSpeed's (data, tensor) mesh)."""
     return rank // tensor, world // tensor
-
-
-def check_layout(parallel: ParallelSpec, world: int) -> None:
-    """What the runtime cannot combine with tensor parallelism, refused before any work.
-
-    Raises:
-        TrainError: a world size that `tensor` does not divide, pipeline stages, or ZeRO-3.
-    """
-    n = degree(parallel)
-    if n == 1:
-        return
-    if world % n:
-        raise TrainError(f"parallel setting `tensor`: {n} does not divide the world size {world}",
-                         f"launch a multiple of {n} processes")
-    if parallel.pipeline_stages > 1:
-        raise TrainError("parallel setting `tensor`: tensor parallelism is not combined with "
-                         "pipeline stages yet", "set pipeline_stages = 1, or tensor = 1")
-    if parallel.zero == 3:
-        raise TrainError("parallel setting `tensor`: ZeRO-3 is not combined with tensor "
-                         "parallelism here (its checkpoints and weights export do not gather "
-                         "both dimensions)", "set zero = 0, 1 or 2 with tensor")
 
 
 def plan_for(spec, n: int):
@@ -105,7 +79,7 @@ def partition_config(plan, model: torch.nn.Module) -> dict:
 
 class TensorParallelBackend(DeepSpeedBackend):
     """A DeepSpeed engine whose model AutoTP split as the compiler planned, data-parallel (and
-    ZeRO 1/2) across tensor groups."""
+    ZeRO 1-3) across tensor groups."""
 
     def __init__(self, spec, model: torch.nn.Module, train: TrainSpec, config: dict, n: int):
         """`model` is the whole model, built and seeded as in one process; `config` the emitted
@@ -126,6 +100,9 @@ class TensorParallelBackend(DeepSpeedBackend):
         collective: every rank calls it)."""
         from deepspeed.module_inject.layers import GatherReplacedLayerParams
 
+        if self.zero == 3:  # DeepSpeed's gather of both dimensions, one layer at a time
+            sd = self.engine._zero3_consolidated_16bit_state_dict()
+            return _cpu_float(sd) if self.is_main else None
         out: dict[str, torch.Tensor] = {}
         for prefix, layer in self.engine.module.named_modules(remove_duplicate=False):
             own = dict(layer.named_parameters(recurse=False))

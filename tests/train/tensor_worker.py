@@ -7,17 +7,18 @@ CASES.json maps a name to {"sets": the `--set` values of specs/tiny_gpt_pipe.nn 
 `nnspec.train.run`, a train row of metrics.csv after every step (LOG_EVERY = 1) so the test can
 compare each step's loss: OUT/NAME/full (20 steps, a checkpoint every 10); with "resume" also
 OUT/NAME/cut (stopped at step 10, which saves a checkpoint there), then resumed to step 20.
-Rank 0 prints `NAME {final.json}` per case. The ranks keep one process group for all runs (see several_runs.py).
+Rank 0 prints `NAME {final.json}` per case. The ranks keep one process group for all runs (several_runs.one_process_group).
 """
 from __future__ import annotations
 
-import gc
 import json
 import sys
 from pathlib import Path
 
 import nnspec
 from nnspec.train import distributed, loop, run
+
+from tests.train.several_runs import one_process_group
 
 SPEC = Path(__file__).resolve().parents[2] / "specs" / "tiny_gpt_pipe.nn"
 BASE = {"parallel.pipeline_stages": 1, "train.steps": 20, "train.eval_every": 10,
@@ -27,9 +28,7 @@ BASE = {"parallel.pipeline_stages": 1, "train.steps": 20, "train.eval_every": 10
 def main(argv: list[str]) -> int:
     out, cases = [a for a in argv if not a.startswith("--local_rank")]
     loop.LOG_EVERY = 1
-    leave = distributed.shutdown
-    distributed.shutdown = gc.collect  # run() leaves the group at its end; keep it until the last
-    try:
+    with one_process_group():
         for name, case in json.loads(Path(cases).read_text()).items():
             spec = nnspec.load(SPEC, sets={**BASE, **case["sets"]})
             train, parallel = spec.settings.train, spec.settings.parallel
@@ -39,9 +38,6 @@ def main(argv: list[str]) -> int:
                 run(spec, train, parallel, Path(out) / name / "cut", progress=False, resume=True)
             if distributed.rank() == 0:
                 print(name, json.dumps(final, sort_keys=True), flush=True)
-    finally:
-        distributed.shutdown = leave
-        leave()
     return 0
 
 

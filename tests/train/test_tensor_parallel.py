@@ -1,9 +1,9 @@
 """`parallel { tensor = N }` under the real deepspeed runner (CPU ranks, gloo), on DeepSpeed's AutoTP.
 
 tiny_gpt (specs/tiny_gpt_pipe.nn without its pipeline) trains 20 steps in fp32 with tensor = 2 on
-2 ranks (ZeRO 0, and ZeRO 1) and with tensor = 2 x data = 2 on 4 ranks (ZeRO 2): the loss at
-every step equals the one-process run's within 1e-4 relative; each rank's checkpoint holds half
-of every split weight (column-parallel q/k/v by sections and MLP up-projection, row-parallel
+2 ranks (ZeRO 0, and ZeRO 2) and with tensor = 2 x data = 2 on 4 ranks (ZeRO 3, and ZeRO 1): the
+loss at every step equals the one-process run's within 1e-4 relative; each tensor rank's
+checkpoint (its ZeRO shards consolidated) holds half of every split weight (column-parallel q/k/v by sections and MLP up-projection, row-parallel
 output projections) and the whole of the rest, and the halves put together are the exported
 weights; a run stopped at step 10 and resumed ends bit-identical to the uninterrupted one; and
 `nnspec export-weights` gives one state_dict that loads strictly into `build()` and equals the
@@ -37,9 +37,11 @@ DEEPSPEED = Path(sys.executable).parent / "deepspeed"
 SETS = [f"{k}={v}" for k, v in BASE.items()]
 LAUNCHES = {
     2: {"tensor2": {"sets": {"parallel.tensor": 2}, "resume": True},
-        "tensor2_zero1": {"sets": {"parallel.tensor": 2, "parallel.zero": 1}, "resume": False}},
-    4: {"tensor2_data2_zero2": {"sets": {"parallel.tensor": 2, "parallel.zero": 2},
-                                "resume": True}},
+        "tensor2_zero2": {"sets": {"parallel.tensor": 2, "parallel.zero": 2}, "resume": False}},
+    4: {"tensor2_data2_zero3": {"sets": {"parallel.tensor": 2, "parallel.zero": 3},
+                                "resume": True},
+        "tensor2_data2_zero1": {"sets": {"parallel.tensor": 2, "parallel.zero": 1},
+                                "resume": False}},
 }
 
 
@@ -94,8 +96,12 @@ def assert_shards(step: Path, spec, whole: dict[str, torch.Tensor], n: int) -> N
     projection 1/n of each section) and all of the rest; put together, the shards are `whole`."""
     from nnspec.place.tensor import tensor_plan
 
+    from nnspec.train.export import _zero_fp32
+    from nnspec.train.export_tensor import _rank_weights
+
     plan = tensor_plan(spec.ir, n)
-    ranks = [safe_load(step / f"mp_rank_{r:02d}_model_states.pt")["module"] for r in range(n)]
+    ranks = [_rank_weights(step, r, _zero_fp32) if any(step.glob("*optim_states.pt")) else
+             safe_load(step / f"mp_rank_{r:02d}_model_states.pt")["module"] for r in range(n)]
     split = set()
     for path, style in plan.splits.items():
         for kind in ("weight", "bias"):
@@ -116,8 +122,9 @@ def assert_shards(step: Path, spec, whole: dict[str, torch.Tensor], n: int) -> N
             split.add(key)
     assert len(split) == 4 * 6  # per block: c_attn and c_fc weight and bias, both c_proj weights
     for key, value in whole.items():
-        if key not in split:
-            assert all(torch.equal(sd[key], value) for sd in ranks), key
+        if key not in split:  # zero_to_fp32 leaves out the head tied to the embedding
+            assert all(torch.equal(sd[key], value) for sd in ranks
+                       if key in sd or key != "lm_head.weight"), key
 
 
 @pytest.mark.parametrize("ranks", [2, 4])
@@ -246,21 +253,6 @@ def test_emitted_config_counts_data_parallel_ranks_and_asks_for_autotp():
         train, parallel.model_copy(update={"tensor": 1}), 4, total_steps=20)
     with pytest.raises(ParallelConfigError, match="tensor 2 does not divide the world size 3"):
         emit_deepspeed_config(train, parallel, 3, total_steps=20)
-
-
-@pytest.mark.parametrize("update, world, message", [
-    ({}, 3, "2 does not divide the world size 3"),
-    ({"pipeline_stages": 2}, 4, "not combined with pipeline stages"),
-    ({"zero": 3}, 2, "ZeRO-3 is not combined"),
-])
-def test_layouts_tensor_parallelism_cannot_run_are_refused(update, world, message):
-    from nnspec.lang.config import ParallelSpec
-    from nnspec.train.errors import TrainError
-    from nnspec.train.tensor_parallel import check_layout
-
-    with pytest.raises(TrainError, match=message):
-        check_layout(ParallelSpec(tensor=2, **update), world)
-    check_layout(ParallelSpec(tensor=2), 4)
 
 
 def test_an_attention_outside_the_generated_source_is_refused():
