@@ -406,8 +406,7 @@ def backend_for(spec, train: TrainSpec, parallel: ParallelSpec, config: dict, ob
     if multi and parallel.pipeline_stages > 1:
         return pipe.PipelineBackend(spec, train, parallel, config, objective)
     if multi and parallel.tensor > 1:  # split by AutoTP after a whole, seeded build
-        return tp.TensorParallelBackend(spec, _model(spec, parallel, weights), train, config,
-                                        parallel.tensor)
+        return tp.TensorParallelBackend(spec, train, parallel, config, weights)
     if multi:
         zero3 = config if parallel.zero == 3 else None  # constructed inside zero.Init
         return distributed.DeepSpeedBackend(_model(spec, parallel, weights, zero3), train, config)

@@ -23,7 +23,7 @@ import re
 
 import torch
 
-from nnspec.lang.config import TrainSpec
+from nnspec.lang.config import ParallelSpec, TrainSpec
 from nnspec.train.distributed import DeepSpeedBackend, _cpu_float
 from nnspec.train.errors import TrainError
 from nnspec.train.local_heads import localize
@@ -81,15 +81,22 @@ class TensorParallelBackend(DeepSpeedBackend):
     """A DeepSpeed engine whose model AutoTP split as the compiler planned, data-parallel (and
     ZeRO 1-3) across tensor groups."""
 
-    def __init__(self, spec, model: torch.nn.Module, train: TrainSpec, config: dict, n: int):
-        """`model` is the whole model, built and seeded as in one process; `config` the emitted
-        config, whose `tensor_parallel` block gets the plan's partition config here."""
+    def __init__(self, spec, train: TrainSpec, parallel: ParallelSpec, config: dict,
+                 weights=None):
+        """Builds the whole model (from `weights` when given) with the seed the loop just set,
+        so the weights are the one-process run's, then lets AutoTP split it. `config` is the
+        emitted config, whose `tensor_parallel` block gets the plan's partition config here."""
         from deepspeed.utils import groups
+        from nnspec.place.checkpointing import apply, checkpointed
 
+        n = parallel.tensor
         self.plan = plan_for(spec, n)
+        model = spec.build(weights=weights)
         block = dict(config.get("tensor_parallel", {}), autotp_size=n,
                      partition_config=partition_config(self.plan, model))
         localize(model, spec.source, self.plan.heads, self.plan.sections, n)
+        # after localize: checkpointing wraps an instance's forward, which must be the local one
+        apply(model, checkpointed(spec.ir, parallel.activation_checkpointing)[0])
         groups._init_tp_mesh_device(n)  # the (data, tensor) groups, before initialize reads them
         super().__init__(model, train, dict(config, tensor_parallel=block), mpu=groups)
         self.tensor = n
@@ -108,13 +115,9 @@ class TensorParallelBackend(DeepSpeedBackend):
             own = dict(layer.named_parameters(recurse=False))
             own.update((k, b) for k, b in layer.named_buffers(recurse=False)
                        if k not in layer._non_persistent_buffers_set)
-            params = [p for p in layer.parameters(recurse=False)]
+            params = list(layer.parameters(recurse=False))
             with GatherReplacedLayerParams(params, layer, enabled=bool(params)):
                 if self.is_main:  # copied while whole: leaving the context shards them again
                     out.update(_cpu_float({f"{prefix}.{k}" if prefix else k: v
                                            for k, v in own.items()}))
         return out if self.is_main else None
-
-    def shards(self) -> dict[str, tuple[int, ...]]:
-        """This rank's shape of each parameter (split ones hold 1/N)."""
-        return {k: tuple(v.shape) for k, v in self.engine.module.state_dict().items()}

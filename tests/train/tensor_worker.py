@@ -30,7 +30,8 @@ def main(argv: list[str]) -> int:
     loop.LOG_EVERY = 1
     with one_process_group():
         for name, case in json.loads(Path(cases).read_text()).items():
-            spec = nnspec.load(SPEC, sets={**BASE, **case["sets"]})
+            sets = {k: tuple(v) if isinstance(v, list) else v for k, v in case["sets"].items()}
+            spec = nnspec.load(SPEC, sets={**BASE, **sets})  # JSON has lists, settings tuples
             train, parallel = spec.settings.train, spec.settings.parallel
             final = run(spec, train, parallel, Path(out) / name / "full", progress=False)
             if case["resume"]:

@@ -1,7 +1,7 @@
 """`parallel { tensor = N }` under the real deepspeed runner (CPU ranks, gloo), on DeepSpeed's AutoTP.
 
 tiny_gpt (specs/tiny_gpt_pipe.nn without its pipeline) trains 20 steps in fp32 with tensor = 2 on
-2 ranks (ZeRO 0, and ZeRO 2) and with tensor = 2 x data = 2 on 4 ranks (ZeRO 3, and ZeRO 1): the
+2 ranks (ZeRO 0, and ZeRO 2 with the attentions' activations recomputed) and with tensor = 2 x data = 2 on 4 ranks (ZeRO 3, and ZeRO 1): the
 loss at every step equals the one-process run's within 1e-4 relative; each tensor rank's
 checkpoint (its ZeRO shards consolidated) holds half of every split weight (column-parallel q/k/v by sections and MLP up-projection, row-parallel
 output projections) and the whole of the rest, and the halves put together are the exported
@@ -37,7 +37,9 @@ DEEPSPEED = Path(sys.executable).parent / "deepspeed"
 SETS = [f"{k}={v}" for k, v in BASE.items()]
 LAUNCHES = {
     2: {"tensor2": {"sets": {"parallel.tensor": 2}, "resume": True},
-        "tensor2_zero2": {"sets": {"parallel.tensor": 2, "parallel.zero": 2}, "resume": False}},
+        "tensor2_zero2": {"sets": {"parallel.tensor": 2, "parallel.zero": 2,
+                                   "parallel.activation_checkpointing": ["CausalSelfAttention"]},
+                          "resume": False}},
     4: {"tensor2_data2_zero3": {"sets": {"parallel.tensor": 2, "parallel.zero": 3},
                                 "resume": True},
         "tensor2_data2_zero1": {"sets": {"parallel.tensor": 2, "parallel.zero": 1},
