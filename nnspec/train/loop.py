@@ -351,12 +351,11 @@ def run(spec, train: TrainSpec | None = None, parallel: ParallelSpec | None = No
         parallel = parallel.model_copy(update={"tensor": 1})
     objective = check_settings(train, parallel, world)
     layout = resolve_layout(train, parallel, world)
-    tensor = parallel.tensor
     data = load_data(train.data, spec.summary(), split=train.split, seed=train.seed,
                      target=objective.target)
     stages = parallel.pipeline_stages if multi else 1
     # the stages of a pipeline share their batches, and so do the ranks of a tensor group
-    data_rank, data_world = (tp.data_rank(rank, world, tensor) if tensor > 1
+    data_rank, data_world = (tp.data_rank(rank, world, parallel.tensor) if parallel.tensor > 1
                              else pipe.data_rank(rank, world, stages))
     plan = BatchPlan(len(data.train), train.batch_size, layout.micro_batch, layout.grad_accum,
                      data_world, data_rank, train.seed)
