@@ -104,6 +104,9 @@ DEEPSPEED_KEYS: dict[str, Any] = {
         "partition_activations": None, "cpu_checkpointing": None,
         "contiguous_memory_optimization": None,
     },
+    # runtime/tensor_parallel/config.py TPTrainingConfig: AutoTP training; the training client
+    # adds the compiler's split as "partition_config" (nnspec/train/tensor_parallel.py)
+    "tensor_parallel": {"autotp_size": None, "partition_config": FREE},
 }
 # keys DeepSpeed reads only at ZeRO stage 3 (zero/stage3.py, parameter_offload.py)
 STAGE3_ONLY_KEYS = ("offload_param", "stage3_gather_16bit_weights_on_model_save",
@@ -276,6 +279,9 @@ def emit_deepspeed_config(train: TrainSpec, parallel: ParallelSpec, world_size: 
     largest_layer: parameters of the model's largest layer (nnspec.ir.largest_layer); at ZeRO-3
     the gather and bucket sizes are scaled to it (zero3_limits). None: DeepSpeed's defaults.
     Raises ParallelConfigError when check_parallel reports errors.
+
+    With `tensor = N` the batch sizes count data-parallel ranks only, world_size / N of them
+    (resolve_layout), as DeepSpeed does when it is given the tensor-parallel groups.
     """
     errors = [p for p in check_parallel(train, parallel, world_size) if p.severity == "error"]
     if errors:
@@ -345,10 +351,12 @@ def emit_deepspeed_config(train: TrainSpec, parallel: ParallelSpec, world_size: 
         # the "pipeline" block above does the work and configure cannot be called (see the
         # module docstring)
         cfg["activation_checkpointing"] = {
-            "partition_activations": False,   # nnspec has no tensor parallelism to partition over
+            "partition_activations": False,   # activations are not partitioned over tensor ranks
             "cpu_checkpointing": False,
             "contiguous_memory_optimization": False,
         }
+    if parallel.tensor > 1:
+        cfg["tensor_parallel"] = {"autotp_size": parallel.tensor}
     cfg = _sorted(cfg)
     bad = check_keys(cfg)
     if bad:  # a bug in this module, not in the spec

@@ -93,10 +93,11 @@ def shutdown() -> None:
 class DeepSpeedBackend:
     """A model trained by a DeepSpeed engine: ZeRO 0-3, offload, bf16, accumulation, clipping."""
 
-    def __init__(self, model: torch.nn.Module, train: TrainSpec, config: dict):
+    def __init__(self, model: torch.nn.Module, train: TrainSpec, config: dict, mpu=None):
         """`config` is the emitted DeepSpeed config (nnspec.emit.deepspeed) for this world size.
         Optimizers the config cannot name are built here and handed to DeepSpeed, as the
-        emitter's `client_optimizer` asks."""
+        emitter's `client_optimizer` asks. `mpu`: DeepSpeed's model-parallel groups, when the
+        data-parallel group is not the whole world (tensor_parallel.py)."""
         import deepspeed
         from nnspec.emit.deepspeed import client_optimizer
 
@@ -112,7 +113,7 @@ class DeepSpeedBackend:
                   [p for p in model.parameters() if p.requires_grad])
         client = build_optimizer(train.optimizer, params) if client_optimizer(train) else None
         self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
-            model=model, model_parameters=params, optimizer=client, config=config)
+            model=model, model_parameters=params, optimizer=client, config=config, mpu=mpu)
         self.device = self.engine.device
         if train.compile:  # the engine compiles its module in place (compiling.py)
             self.engine.compile()

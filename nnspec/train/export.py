@@ -4,8 +4,9 @@ CKPT is what `nnspec train` wrote: a one-process checkpoint file (`checkpoints/s
 a DeepSpeed checkpoint folder (`checkpoints/step-00000120/`, ZeRO 0-3, fp32 or bf16), an engine
 ddp folder (a file per rank; their average model is exported), the run's `checkpoints/` folder,
 or the run's output folder (then the newest complete checkpoint). ZeRO shards are consolidated
-with DeepSpeed's own `zero_to_fp32`; bf16 runs export their fp32 master weights. The result loads
-into `spec.build()` with `strict=True`.
+with DeepSpeed's own `zero_to_fp32`; bf16 runs export their fp32 master weights; a
+tensor-parallel run's shards are put back together with the map AutoTP saves (export_tensor.py).
+The result loads into `spec.build()` with `strict=True`.
 
 A DeepSpeed folder is complete only with its `nnspec.json` marker, which rank 0 writes after every
 rank has saved (distributed.py); a folder without it is a save that was cut short, and one whose
@@ -26,6 +27,7 @@ from nnspec.outputs import replace_file
 from nnspec.train import ddp_checkpoint
 from nnspec.train.checkpoint import MARKER, is_complete, steps_in
 from nnspec.train.errors import TrainError
+from nnspec.train.export_tensor import is_tensor_parallel, tensor_parallel_weights
 from nnspec.train.safeload import UnsafeCheckpoint, safe_load, verify_folder
 
 log = logging.getLogger("nnspec.train")
@@ -163,6 +165,9 @@ def _deepspeed_weights(folder: Path, spec=None) -> dict[str, torch.Tensor]:
     if any(folder.glob("layer_*-model_states.pt")):
         return _pipeline_weights(folder, spec)
     try:
+        if is_tensor_parallel(folder):  # zero_to_fp32 alone would mix the tensor ranks' shards
+            verify_folder(folder)
+            return _plain(tensor_parallel_weights(folder, _with_masters, _zero_fp32))
         if any(folder.glob("*optim_states.pt")):
             verify_folder(folder)  # zero_to_fp32 unpickles every model and optimizer file
             return _plain(_zero_fp32(folder))

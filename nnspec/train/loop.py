@@ -23,7 +23,7 @@ from nnspec.lang.config import (
 )
 from nnspec.ir import largest_layer
 from nnspec.outputs import replace_file
-from nnspec.train import distributed, pipeline_module as pipe, runs
+from nnspec.train import distributed, pipeline_module as pipe, runs, tensor_parallel as tp
 from nnspec.train.batches import BatchPlan, eval_batches, seed_everything
 from nnspec.train.checkpoint import atomic_write_json, capture_rng, restore_rng
 from nnspec.train.data import Data, Split, load_data
@@ -348,12 +348,18 @@ def run(spec, train: TrainSpec | None = None, parallel: ParallelSpec | None = No
         log.warning("pipeline stages apply under the deepspeed runner; one process trains the "
                     "whole model")
         parallel = parallel.model_copy(update={"pipeline_stages": 1, "stage_boundaries": ()})
+    if not multi and parallel.tensor > 1:
+        log.warning("tensor parallelism applies under the deepspeed runner; one process trains "
+                    "the whole model")
+        parallel = parallel.model_copy(update={"tensor": 1})
     objective = check_settings(train, parallel, world)
     layout = resolve_layout(train, parallel, world)
     data = load_data(train.data, spec.summary(), split=train.split, seed=train.seed,
                      target=objective.target)
     stages = parallel.pipeline_stages if multi else 1
-    data_rank, data_world = pipe.data_rank(rank, world, stages)  # the stages of a pipeline share
+    # the stages of a pipeline share their batches, and so do the ranks of a tensor group
+    data_rank, data_world = (tp.data_rank(rank, world, parallel.tensor) if parallel.tensor > 1
+                             else pipe.data_rank(rank, world, stages))
     plan = BatchPlan(len(data.train), train.batch_size, layout.micro_batch, layout.grad_accum,
                      data_world, data_rank, train.seed)
     total = total_steps_for(train, len(data.train))
@@ -404,6 +410,8 @@ def backend_for(spec, train: TrainSpec, parallel: ParallelSpec, config: dict, ob
     if multi and parallel.engine == "ddp":  # torch DDP with its hooks (nnspec/train/ddp.py)
         from nnspec.train.ddp import DDPBackend
         return DDPBackend(_model(spec, parallel, weights), train, parallel, config)
+    if multi and parallel.tensor > 1:  # split by AutoTP after a whole, seeded build
+        return tp.TensorParallelBackend(spec, train, parallel, config, weights)
     if multi:
         zero3 = config if parallel.zero == 3 else None  # constructed inside zero.Init
         return distributed.DeepSpeedBackend(_model(spec, parallel, weights, zero3), train, config)

@@ -35,8 +35,10 @@ def test_top_level_keys_are_deepspeed_constants():
     names = _string_constants(constants, config, act, precision_config, zero)
     pipeline_src = inspect.getsource(config.get_pipeline_config)
     init_src = inspect.getsource(config.DeepSpeedConfig._initialize_params)
+    from deepspeed.runtime.tensor_parallel import config as tensor
+    tensor_src = inspect.getsource(tensor.get_tensor_parallel_config)
     for key in DEEPSPEED_KEYS:
-        assert key in names or f'"{key}"' in pipeline_src, key
+        assert key in names or f'"{key}"' in pipeline_src or f"'{key}'" in tensor_src, key
     # and DeepSpeedConfig reads each: by its constant's getter or block parser
     getters = ["get_train_batch_size", "get_train_micro_batch_size_per_gpu",
                "get_gradient_accumulation_steps", "get_steps_per_print", "get_gradient_clipping",
@@ -71,6 +73,11 @@ def test_precision_keys_are_fields():
     from deepspeed.runtime.precision_config import DeepSpeedBF16Config, DeepSpeedFP16Config
     assert set(DEEPSPEED_KEYS["bf16"]) <= _fields(DeepSpeedBF16Config)
     assert set(DEEPSPEED_KEYS["fp16"]) <= _fields(DeepSpeedFP16Config)
+
+
+def test_tensor_parallel_keys_are_fields():
+    from deepspeed.runtime.tensor_parallel.config import TPTrainingConfig
+    assert set(DEEPSPEED_KEYS["tensor_parallel"]) <= _fields(TPTrainingConfig)
 
 
 def test_pipeline_keys_are_read_by_the_pipeline_engine():

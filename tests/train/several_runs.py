@@ -14,6 +14,7 @@ is not registered"). Everything else is what `python -m nnspec.train` does.
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import sys
@@ -24,12 +25,23 @@ from nnspec.train import distributed, run
 from nnspec.train.__main__ import sections
 
 
+@contextlib.contextmanager
+def one_process_group():
+    """Several runs in one process group, left after the last: run() leaves the group at its
+    end, so leaving is put off until the block ends."""
+    leave = distributed.shutdown
+    distributed.shutdown = gc.collect
+    try:
+        yield
+    finally:
+        distributed.shutdown = leave
+        leave()
+
+
 def main(argv: list[str]) -> int:
     spec_path, out, runs = [a for a in argv if not a.startswith("--local_rank")]
     spec = nnspec.load(spec_path)
-    leave = distributed.shutdown
-    distributed.shutdown = gc.collect  # run() leaves the group at its end; keep it until the last
-    try:
+    with one_process_group():
         for name, (train, parallel, *options) in json.loads(Path(runs).read_text()).items():
             options = options[0] if options else {}
             final = run(spec, *sections(json.dumps(train), json.dumps(parallel)),
@@ -37,9 +49,6 @@ def main(argv: list[str]) -> int:
                         resume="resume" in options, stop_at=options.get("stop_at"))
             if distributed.rank() == 0:
                 print(name, json.dumps(final, sort_keys=True), flush=True)
-    finally:
-        distributed.shutdown = leave
-        leave()
     return 0
 
 
