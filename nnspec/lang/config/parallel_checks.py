@@ -64,13 +64,6 @@ def _tensor_problems(parallel: ParallelSpec, world_size: int, out: list[Problem]
                            f"{stages}: DeepSpeed's pipeline engine has no tensor-parallel "
                            "dimension (its topology is stages x data-parallel)",
                            "set pipeline_stages = 1 to split layers across ranks, or tensor = 1"))
-    if parallel.zero == 3:
-        # DeepSpeed's AutoTP trains under ZeRO-3, but nnspec's tensor-parallel runtime gathers
-        # checkpoints and exported weights over the tensor ranks only (nnspec/train/)
-        out.append(Problem("zero", f"zero 3 cannot be combined with tensor {tensor}: checkpoints "
-                           "and exported weights are gathered over the tensor-parallel ranks, "
-                           "not also over ZeRO-3's partitions",
-                           "set zero = 0, 1 or 2 with tensor, or tensor = 1"))
     if world_size % (tensor * stages):
         what = f"tensor {tensor}" + (f" x pipeline_stages {stages} = {tensor * stages}"
                                       if stages > 1 else "")
