@@ -19,7 +19,9 @@ def counted(run):
         before = counters["stats"]["unique_graphs"]
         final = run(spec, train, parallel, out, **kwargs)
         graphs = counters["stats"]["unique_graphs"] - before
-        print(f"graphs {Path(out).name} {distributed.rank()} {graphs}", flush=True)
+        # one write per line: both ranks print into the runner's one stdout
+        sys.stdout.write(f"graphs {Path(out).name} {distributed.rank()} {graphs}\n")
+        sys.stdout.flush()
         return final
     return wrapper
 

@@ -53,7 +53,10 @@ def main(argv: list[str]) -> int:
             if rank == 0:
                 save_file({k: v.contiguous() for k, v in sd.items()},
                           str(Path(out) / f"{name}.safetensors"))
-            print(f"{name} " + json.dumps(report), flush=True)
+            # one write per line: every rank prints into the runner's one stdout, and print()
+            # writes the text and the newline apart, so two ranks' lines could run together
+            sys.stdout.write(f"{name} {json.dumps(report)}\n")
+            sys.stdout.flush()
             backend.engine = backend.optimizer = backend.scheduler = backend.plateau = None
             del backend, sd
             gc.collect()
