@@ -64,7 +64,9 @@ class Spec:
             if isinstance(value, bool):
                 tries = [not value]
             elif isinstance(value, int):
-                tries = [value + 7, 2 * value + 3]
+                # two different values: at 4, value + 7 == 2 * value + 3, and one variant
+                # cannot tell a condition on the parameter (`if n_layer != 4`) from the rule
+                tries = list(dict.fromkeys([value + 7, 2 * value + 3, value + 5]))[:2]
             elif isinstance(value, float):
                 tries = [value * 0.5 + 0.125]
             else:

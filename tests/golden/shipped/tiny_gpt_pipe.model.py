@@ -118,36 +118,28 @@ class GPT2Model(nn.Module):
 
     def __init__(self, vocab_size, n_positions, n_embd, n_layer, n_head, dropout_p):
         super().__init__()
+        if n_layer != 4:
+            raise ValueError(
+                'n_layer is fixed at 4 in this file: other values change the structure '
+                'of the network; generate the file again from the spec with n_layer set')
+        if n_head != 4:
+            raise ValueError(
+                'n_head is fixed at 4 in this file: other values change the structure '
+                'of the network; generate the file again from the spec with n_head set')
         if dropout_p != 0.0:
             raise ValueError(
                 'dropout_p is fixed at 0.0 in this file: other values change the '
                 'structure of the network; generate the file again from the spec with '
                 'dropout_p set')
-        self.n_layer = n_layer
         self.wte = nn.Embedding(vocab_size, n_embd)  # specs/blocks/gpt.nn:27
         self.wpe = PositionEmbedding(n_positions, n_embd)  # specs/blocks/gpt.nn:28
         self.drop = nn.Dropout(p=0.0)  # specs/blocks/gpt.nn:29
-        if n_layer != 4:
-            self.h = nn.Sequential(
-                Block(vocab_size, n_head, 0.0),
-                Block(vocab_size, n_head, 0.0),
-                Block(vocab_size, n_head, 0.0),
-                Block(vocab_size, n_head, 0.0),
-                Block(vocab_size, n_head, 0.0),
-                Block(vocab_size, n_head, 0.0),
-                Block(vocab_size, n_head, 0.0),
-                Block(vocab_size, n_head, 0.0),
-                Block(vocab_size, n_head, 0.0),
-                Block(vocab_size, n_head, 0.0),
-                Block(vocab_size, n_head, 0.0),
-            )  # specs/blocks/gpt.nn:29
-        else:
-            self.h = nn.Sequential(
-                Block(n_embd, n_layer, 0.0),
-                Block(n_embd, n_layer, 0.0),
-                Block(n_embd, n_layer, 0.0),
-                Block(n_embd, n_layer, 0.0),
-            )  # specs/blocks/gpt.nn:29
+        self.h = nn.Sequential(
+            Block(n_embd, 4, 0.0),
+            Block(n_embd, 4, 0.0),
+            Block(n_embd, 4, 0.0),
+            Block(n_embd, 4, 0.0),
+        )  # specs/blocks/gpt.nn:29
         self.ln_f = nn.LayerNorm(n_embd)  # specs/blocks/gpt.nn:30
 
     def forward(self, input_ids):
@@ -171,6 +163,10 @@ class TinyGptPipe(nn.Module):
             raise ValueError(
                 'n_embd is fixed at 32 in this file: other values change the structure '
                 'of the network; generate the file again from the spec with n_embd set')
+        if n_layer != 4:
+            raise ValueError(
+                'n_layer is fixed at 4 in this file: other values change the structure '
+                'of the network; generate the file again from the spec with n_layer set')
         if n_head != 4:
             raise ValueError(
                 'n_head is fixed at 4 in this file: other values change the structure '
@@ -180,7 +176,7 @@ class TinyGptPipe(nn.Module):
                 'dropout_p is fixed at 0.0 in this file: other values change the '
                 'structure of the network; generate the file again from the spec with '
                 'dropout_p set')
-        self.transformer = GPT2Model(vocab_size, seq, 32, n_layer, 4, 0.0)  # specs/blocks/gpt.nn:25
+        self.transformer = GPT2Model(vocab_size, seq, 32, 4, 4, 0.0)  # specs/blocks/gpt.nn:25
         self.lm_head = nn.Linear(32, vocab_size, bias=False)  # specs/tiny_gpt_pipe.nn:13
         self.lm_head.weight = self.transformer.wte.weight  # tied, specs/tiny_gpt_pipe.nn:13
 
