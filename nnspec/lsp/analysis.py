@@ -1,6 +1,7 @@
 """Check one open document as `nnspec check` would, and keep what the editor features read.
 
-The diagnostics are exactly the checker's. Beside them an `Analysis` keeps the document's parse
+The diagnostics are exactly the checker's: its errors, and the warnings it prints beside `ok`
+(each Diagnostic says which by its severity). Beside them an `Analysis` keeps the document's parse
 tree (definitions and `use` lines for go-to-definition), the resolved program (definitions of
 included files) and the checked IR of each model the file defines (shapes for hover). Each is
 kept as far as the passes got: a spec whose `train` section is wrong still has a checked model,
@@ -99,12 +100,16 @@ def _run(result: Analysis, max_params: int) -> None:
 
 
 def _check_model(result: Analysis, model: str | None, max_params: int) -> ModuleDef | None:
-    """Check one model the way `nnspec check` does (its sections too); its IR, or None."""
+    """Check one model the way `nnspec check` does (its sections too): add its errors, or its
+    warnings when it checks; its IR, or None."""
     try:
-        return loads(result.text, name=result.name, base=result.base, model=model,
-                     max_params=max_params).ir
+        spec = loads(result.text, name=result.name, base=result.base, model=model,
+                     max_params=max_params)
     except SpecError as err:
         _add_new(result.diagnostics, err.diagnostics)
+    else:  # what `nnspec check` prints beside `ok` (W0713: layers `tensor` keeps whole)
+        _add_new(result.diagnostics, spec.warnings)
+        return spec.ir
     # the sections may be what failed: the model alone still gives shapes for hover
     try:
         return check(result.program, model, max_params=max_params)

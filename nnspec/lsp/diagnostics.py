@@ -1,5 +1,6 @@
-"""nnspec's diagnostics as LSP diagnostics: the span as the range, the code (E0203), the message
-with its help line, and the notes as related locations.
+"""nnspec's diagnostics as LSP diagnostics: the span as the range, the severity (error or
+warning), the code (E0203), the message with its help line, and the notes as related locations
+(a note with no place, as a line of the message).
 
 An error inside an included file is shown on the `use` line that brings the file in (the
 editor shows the open document's problems) and names where it is; its related location
@@ -15,6 +16,9 @@ from nnspec.lsp.analysis import Analysis
 from nnspec.lsp.positions import line_range, span_range
 
 SOURCE = "nnspec"
+_ERROR = lsp.DiagnosticSeverity.Error
+# Diagnostic.severity -> the editor's: a warning (printed beside `ok`) is underlined, not an error
+SEVERITY = {"error": _ERROR, "warning": lsp.DiagnosticSeverity.Warning}
 
 
 def lsp_diagnostics(analysis: Analysis) -> list[lsp.Diagnostic]:
@@ -23,7 +27,10 @@ def lsp_diagnostics(analysis: Analysis) -> list[lsp.Diagnostic]:
 
 
 def _convert(d: Diagnostic, analysis: Analysis) -> lsp.Diagnostic:
-    message = d.message + (f"\nhelp: {d.help}" if d.help else "")
+    # a note without a place has nowhere to go but the message (W0713's list of the layers
+    # kept whole), in the order `nnspec check` prints it: notes, then help
+    lines = [d.message] + [f"note: {text}" for text, span in d.notes if span is None]
+    message = "\n".join(lines + ([f"help: {d.help}"] if d.help else []))
     related = [lsp.DiagnosticRelatedInformation(_location(span, analysis), text)
                for text, span in d.notes if span is not None and _location(span, analysis)]
     if d.span is None:
@@ -35,8 +42,8 @@ def _convert(d: Diagnostic, analysis: Analysis) -> lsp.Diagnostic:
         message = f"{d.span.source.name}:{d.span.line}:{d.span.col}: {message}"
         inside = _location(d.span, analysis)
         if inside is not None:
-            related.insert(0, lsp.DiagnosticRelatedInformation(inside, "the error is here"))
-    return lsp.Diagnostic(where, message, severity=lsp.DiagnosticSeverity.Error, code=d.code,
+            related.insert(0, lsp.DiagnosticRelatedInformation(inside, f"the {d.severity} is here"))
+    return lsp.Diagnostic(where, message, severity=SEVERITY.get(d.severity, _ERROR), code=d.code,
                           source=SOURCE, related_information=related or None)
 
 

@@ -85,3 +85,27 @@ def test_broken_specs_never_raise(seed):
         for _ in range(30):
             line = rng.randrange(1, len(lines) + 1)
             _every_feature(found, line, rng.randrange(1, len(lines[line - 1]) + 2))
+
+
+def test_warnings_are_the_checkers_and_keep_their_notes():
+    import dataclasses
+
+    from lsprotocol import types as lsp
+
+    from nnspec.compile import loads
+
+    path = (ROOT / "specs" / "tiny_gpt_heads.nn").resolve()
+    text = path.read_text(encoding="utf-8") + "\nparallel {\n  tensor = 2\n}\n"
+    found = analyse(text, path)
+    warnings = loads(text, name=str(path), base=path.parent).warnings
+    assert [d.code for d in warnings] == ["W0713"] and found.diagnostics == warnings
+    [d] = lsp_diagnostics(found)
+    assert d.severity == lsp.DiagnosticSeverity.Warning and d.related_information is None
+    # a note with a place becomes a related location, as an error's does; one without, a line
+    warning = found.diagnostics[0]
+    found.diagnostics = [dataclasses.replace(warning, notes=[("set here", warning.span),
+                                                             ("placeless", None)])]
+    [d] = lsp_diagnostics(found)
+    [note] = d.related_information
+    assert note.message == "set here" and note.location.uri == path.as_uri()
+    assert "\nnote: placeless\nhelp: " in d.message and "set here" not in d.message

@@ -48,6 +48,21 @@ model two {
 }
 """
 
+# a GPT-2 of gpt2-like blocks, split over 2 tensor-parallel ranks: it checks, with a warning
+TENSOR = """\
+use "gpt.nn"
+
+model tiny(vocab_size = 32, seq = 16, n_embd = 32, n_layer = 2, n_head = 4) {
+  input input_ids: long[seq]
+  transformer: GPT2Model(vocab_size, seq, n_embd, n_layer, n_head, 0.0)
+  lm_head: linear(vocab_size, bias=false)
+}
+
+parallel {
+  tensor = 2
+}
+"""
+
 
 class Session:
     """A pygls client talking to `python -m nnspec lsp` on an event loop of its own."""
@@ -229,6 +244,30 @@ def test_errors_in_an_included_file_show_on_its_use(session, tmp_path):
     count = len(session.diagnostics[uri])
     session.save(blocks)
     assert session.republished(uri, count) == []
+
+
+def test_warnings_are_published_as_warnings(session, tmp_path):
+    (tmp_path / "gpt.nn").write_text((ROOT / "specs/blocks/gpt.nn").read_text())
+    uri = session.open(tmp_path / "tiny.nn", TENSOR)
+    [d] = session.published(uri)  # `nnspec check` says ok, and prints this beside it
+    assert d.code == "W0713" and d.severity == lsp.DiagnosticSeverity.Warning
+    assert (d.range.start.line, d.range.start.character) == (9, 2)  # `tensor = 2`
+    assert (d.range.end.line, d.range.end.character) == (9, 12)
+    lines = d.message.split("\n")
+    assert lines[0] == "tensor 2 splits 8 layers and keeps 8 whole on every rank"
+    # the notes list the layers kept whole (they have no place of their own), then the help
+    assert "note: `lm_head`: linear: not followed by a row-parallel partner (its output is " \
+           "the model's output)" in lines
+    assert lines[-1].startswith("help: layers kept whole cost their full memory on every rank")
+    # 4 heads do not split in 3: an error, whose note points into the file of blocks
+    session.change(uri, TENSOR.replace("tensor = 2", "tensor = 3"))
+    [d] = session.published(uri)
+    assert d.code == "E0713" and d.severity == lsp.DiagnosticSeverity.Error
+    [note] = d.related_information
+    assert note.location.uri == (tmp_path / "gpt.nn").as_uri()
+    assert note.location.range.start.line == 6  # the `sdpa` of CausalSelfAttention
+    session.change(uri, TENSOR.replace("tensor = 2", "tensor = 1"))
+    assert session.published(uri) == []
 
 
 def test_completion_of_kinds_and_arguments(session, tmp_path):
