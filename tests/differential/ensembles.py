@@ -2,9 +2,9 @@
 model, 2-3 different generated models on the same inputs, or 2-3 members of which some are
 generated blocks and aliases called with drawn values (ensemble_blocks.py; models and blocks
 mixed, or blocks only), each ending in one output of the same classes, with every combine rule
-and way to vary them; `check_ensemble` compares the built
-ensemble with the interpreter's (each member through nnspec.interp, the rule in float64), and
-model.py's ensemble class with the built one.
+and way to vary them; `check_ensemble` compares the built ensemble with the interpreter's (each
+member through nnspec.interp, the rule in float64), and model.py's ensemble class with the built
+one.
 
 vote is compared exactly. Both sides break a tie between classes at the lowest index, so an exact
 tie (two classes that are both 0 after a relu) is compared like any row; a row where a member's
