@@ -1,8 +1,10 @@
 """Random ensembles for the differential test: `ensemble_specs()` draws N copies of one generated
-model, or 2-3 different generated models on the same inputs, each ending in one output of the
-same classes, with every combine rule and way to vary them; `check_ensemble` compares the built
-ensemble with the interpreter's (each member through nnspec.interp, the rule in float64), and
-model.py's ensemble class with the built one.
+model, 2-3 different generated models on the same inputs, or 2-3 members of which some are
+generated blocks and aliases called with drawn values (ensemble_blocks.py; models and blocks
+mixed, or blocks only), each ending in one output of the same classes, with every combine rule
+and way to vary them; `check_ensemble` compares the built ensemble with the interpreter's (each
+member through nnspec.interp, the rule in float64), and model.py's ensemble class with the built
+one.
 
 vote is compared exactly. Both sides break a tie between classes at the lowest index, so an exact
 tie (two classes that are both 0 after a relu) is compared like any row; a row where a member's
@@ -17,6 +19,7 @@ from hypothesis import strategies as st
 from nnspec import interp
 from nnspec.emit.module import load_module
 
+from .ensemble_blocks import draw_block_member
 from .harness import default_dtype, fill_state, relative_error
 from .inputs import draw_inputs as batch_inputs
 from .recipes import RECIPES, Draw
@@ -24,8 +27,12 @@ from .specgen import Builder, Generated, check_generated, draw_inputs, draw_mode
 
 COMBINES = ("mean_probs", "mean_logits", "vote", "learned")
 VARY = ("seed", "bootstrap", "subset(0.5)")
-ENSEMBLE_CONSTRUCTS = frozenset({"ensemble_copies", "ensemble_models"}
-                                | {f"ensemble_{c}" for c in COMBINES})
+SHAPES = ("copies", "models", "blocks")   # N copies, a list of models, a list with blocks
+ENSEMBLE_CONSTRUCTS = frozenset(
+    {"ensemble_copies", "ensemble_models", "ensemble_block_member", "ensemble_block_alias",
+     "ensemble_block_args", "ensemble_blocks_only", "ensemble_models_and_blocks",
+     "ensemble_block_twice"} | {f"ensemble_{c}" for c in COMBINES}
+    | {f"ensemble_vary_{v.split('(')[0]}" for v in VARY})
 
 
 @st.composite
@@ -35,21 +42,65 @@ def ensemble_specs(draw: Draw) -> Generated:
     focus = draw(st.sampled_from(sorted(RECIPES)))
     inputs = draw_inputs(draw, focus)
     classes = draw(st.integers(2, 5))
-    copies = draw(st.booleans())
+    shape = draw(st.sampled_from(SHAPES))
     count = draw(st.integers(2, 3))
-    names = ["m"] if copies else [f"m{i}" for i in range(count)]
-    models, drawn = [], set()
-    for name in names:  # every model starts with the focus kind (its recipe fits x)
-        text, final, _ = draw_model(b, name, inputs, focus, head=classes)
-        models.append(text)
-        drawn |= final.drawn
+    if shape == "blocks":
+        defs, members, drawn = _with_blocks(b, inputs, focus, classes, count)
+    else:
+        names = ["m"] if shape == "copies" else [f"m{i}" for i in range(count)]
+        defs, drawn = [], {f"ensemble_{shape}"}
+        for name in names:  # every model starts with the focus kind (its recipe fits x)
+            text, final, _ = draw_model(b, name, inputs, focus, head=classes)
+            defs.append(text)
+            drawn |= final.drawn
+        members = str(count) if shape == "copies" else "[" + ", ".join(names) + "]"
     combine = draw(st.sampled_from(COMBINES))
     vary = draw(st.sampled_from(VARY))
-    main, helper = b.text("\n\n".join(models))
-    members = str(count) if copies else "[" + ", ".join(names) + "]"
+    main, helper = b.text("\n\n".join(defs))
     main += (f"\nensemble {{\n  members = {members}\n  combine = {combine}\n  vary = {vary}\n}}\n")
-    drawn |= b.drawn | {"ensemble_copies" if copies else "ensemble_models", f"ensemble_{combine}"}
+    drawn |= b.drawn | {f"ensemble_{combine}", f"ensemble_vary_{vary.split('(')[0]}"}
     return Generated(main, helper, frozenset(drawn))
+
+
+def _with_blocks(b: Builder, inputs: dict, focus: str, classes: int,
+                 count: int) -> tuple[list[str], str, set[str]]:
+    """`count` members, at least one a block member (ensemble_blocks.py): each entry a new
+    model, a new block, or the last block again with other drawn values. The file always has a
+    model, the spec's (a block takes its inputs); when the list names none it is no member."""
+    draw = b.draw
+    defs, entries, drawn = [], [], set()
+    blocks, models = [], 0
+    listed = draw(st.integers(0, count - 1))   # models in the list; the rest are blocks
+    kinds = ["model"] * listed + [draw(st.sampled_from(["block", "again"]))
+                                  for _ in range(count - listed)]
+    kinds = draw(st.permutations(kinds))
+    for kind in kinds:
+        if kind == "again" and blocks:
+            text, got = blocks[-1].call(draw, classes)
+            drawn |= got | {"ensemble_block_twice"}
+            entries.append(text)
+            continue
+        if kind == "model":
+            name = f"m{models}"
+            models += 1
+            text, final, _ = draw_model(b, name, inputs, focus, head=classes)
+            defs.append(text)
+            drawn |= final.drawn
+            entries.append(name)
+            continue
+        member = draw_block_member(b, inputs, focus, classes)
+        blocks.append(member)
+        defs.append(member.text)
+        text, got = member.call(draw, classes)
+        drawn |= got
+        entries.append(text)
+    if not models:   # the spec's model: the inputs the block members take
+        text, _, _ = draw_model(b, "m0", inputs, focus, head=classes)
+        defs.append(text)
+        drawn.add("ensemble_blocks_only")
+    else:
+        drawn.add("ensemble_models_and_blocks")
+    return defs, "[" + ", ".join(entries) + "]", drawn
 
 
 def check_generated_ensemble(g: Generated, seed: int = 0) -> None:

@@ -168,13 +168,7 @@ def draw_model(b: Builder, name: str, inputs: dict, focus: str,
         pname = b.fresh("p")
         bind[pname] = draw(st.one_of(st.integers(1, 6), st.booleans()))
         params[pname] = "bool" if isinstance(bind[pname], bool) else "int"
-    body = Body(b, Env(dict(inputs), dict(bind)), 0, False, params)
-    body.cursor = "x"
-    _focus(body, focus)   # the focus kind first, on the first input: a run draws every kind
-    for var, t in inputs.items():
-        if t.dtype == "long" and var in body.unused:
-            _embed(body, var)
-    body.write(draw(st.integers(1, 5)))
+    body = draw_body(b, inputs, focus, bind, params, 0)
     if head is None:
         out_lines, outs = body.finish(block=False)
     else:
@@ -190,6 +184,21 @@ def draw_model(b: Builder, name: str, inputs: dict, focus: str,
     if any(re.search(rf"\b{p}\b", line) for p in params for line in body.lines + out_lines):
         final.drawn.add("model_param")
     return f"model {name}({args}) {{\n" + "\n".join(lines) + "\n}", final, outs
+
+
+def draw_body(b: Builder, inputs: dict, focus: str, bind: dict, params: dict,
+              depth: int) -> Body:
+    """The statements of a model (depth 0) or of an ensemble's block member (depth 1) on
+    `inputs`: the focus kind on x first, an embedding for each long input it left, then 1-5
+    statements. `bind` holds the parameters' values and `params` their kinds."""
+    body = Body(b, Env(dict(inputs), dict(bind)), depth, False, params)
+    body.cursor = "x"
+    _focus(body, focus)   # the focus kind first, on the first input: a run draws every kind
+    for var, t in inputs.items():
+        if t.dtype == "long" and var in body.unused:
+            _embed(body, var)
+    body.write(b.draw(st.integers(1, 5)))
+    return body
 
 
 def _focus(body: Body, kind: str) -> None:

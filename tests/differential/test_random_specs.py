@@ -77,10 +77,21 @@ def test_random_specs_agree_with_the_interpreter():
     assert sorted(CONSTRUCTS - drawn) == [], "constructs no generated spec used"
 
 
+def test_the_ensembles_must_draw_block_members():
+    """The run below asserts that it drew every one of these: block and alias members, called
+    with other values, beside models and alone, and every combine rule and way to vary."""
+    assert {"ensemble_block_member", "ensemble_block_alias", "ensemble_block_args",
+            "ensemble_models_and_blocks", "ensemble_blocks_only"} <= ENSEMBLE_CONSTRUCTS
+    assert {"ensemble_mean_probs", "ensemble_mean_logits", "ensemble_vote", "ensemble_learned",
+            "ensemble_vary_seed", "ensemble_vary_bootstrap", "ensemble_vary_subset"} \
+        <= ENSEMBLE_CONSTRUCTS
+
+
 def test_random_ensembles_agree_with_the_interpreter():
-    """ENSEMBLES generated ensembles (copies of a model, or different models; every combine
-    rule): the built ensemble agrees with the interpreter's members and combine rule, and
-    model.py's class with the built module."""
+    """ENSEMBLES generated ensembles (copies of a model, different models, or lists with
+    generated blocks and aliases called with drawn values; every combine rule and way to vary):
+    the built ensemble agrees with the interpreter's members and combine rule, and model.py's
+    class with the built module."""
     drawn: set[str] = set()
     ran: set[str] = set()
 
