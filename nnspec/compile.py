@@ -286,12 +286,13 @@ def _checked(program: Program, name: str, model, max_params, sets, world_size, o
         reporter.check()  # sections read the constants: nothing more can proceed
     settings = evaluate_sections(program.sections, consts, dict(sets or {}), reporter)
     placement_ok = not settings.invalid & {"train", "parallel"}
+    placement_warnings: list[Diagnostic] = []
     if placement_ok:
         world = world_size or default_world_size(settings)
         if "ensemble" not in settings.invalid:
             from nnspec.ensemble import member_world_size
             world = member_world_size(settings, world)
-        placement_ok = _check_placement(settings, world, reporter)
+        placement_ok, placement_warnings = _check_placement(settings, world, reporter)
     if "train" not in settings.invalid and _names_data(settings):
         from nnspec.data.check import check_data
 
@@ -300,6 +301,7 @@ def _checked(program: Program, name: str, model, max_params, sets, world_size, o
         reporter.check()
     spec = Spec(program, ir, name, settings, model_name=model, overrides=dict(overrides),
                 max_params=max_params)
+    spec.warnings += placement_warnings
     if "compress" in program.sections and "compress" not in settings.invalid:
         from nnspec.compress.directives import read_directives
 
@@ -337,17 +339,23 @@ def _names_data(settings: Settings) -> bool:
     return "data" in settings.written.get("train", {})
 
 
-def _check_placement(settings: Settings, world_size: int, reporter: Reporter) -> bool:
-    """The train + parallel settings for this world size (E0710); True when they fit."""
+def _check_placement(settings: Settings, world_size: int, reporter: Reporter
+                     ) -> tuple[bool, list[Diagnostic]]:
+    """The train + parallel settings for this world size (E0710); True when they fit, and the
+    warnings (W0710: settings that run but do nothing here, such as ZeRO with one data-parallel
+    rank), which `check` prints beside `ok` as `train` logs them."""
     from nnspec.lang.config import check_parallel
 
-    ok = True
+    ok, warnings = True, []
     for problem in check_parallel(settings.train, settings.parallel, world_size):
+        span = settings.span_of(problem.section, problem.key)
         if problem.severity == "error":
             ok = False
-            reporter.error("E0710", problem.message, settings.span_of(problem.section, problem.key),
-                           problem.help)
-    return ok
+            reporter.error("E0710", problem.message, span, problem.help)
+        else:
+            warnings.append(Diagnostic("W0710", problem.message, span, problem.help,
+                                       severity="warning"))
+    return ok, warnings
 
 
 def _check_weights(ir: ModuleDef, settings: Settings, reporter: Reporter) -> None:

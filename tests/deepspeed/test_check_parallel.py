@@ -254,3 +254,22 @@ def test_warmup_longer_than_the_run_of_a_known_data_set():
     assert [(p.key, p.message, p.help) for p in problems] == [
         ("schedule", "schedule warmup_cosine: warmup 50 >= the run's 46 steps, so the lr never "
          "reaches its peak", "use a warmup below 46")]
+
+
+def test_check_prints_the_placement_warnings_beside_ok(tmp_path, capsys):
+    """A setting that runs but does nothing at this world size (ZeRO over one data-parallel rank)
+    is a warning of `nnspec check` (W0710, at the setting, exit 0), as `nnspec train` logs it."""
+    from pathlib import Path
+
+    from nnspec.cli import main
+
+    spec = (Path(__file__).resolve().parents[2] / "specs" / "digits_mlp.nn").read_text()
+    path = tmp_path / "zero.nn"
+    path.write_text(spec + "\nparallel {\n  zero = 2\n}\n", encoding="utf-8")
+    assert main(["check", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("ok: ")
+    assert "warning[W0710]: zero 2 partitions nothing: the data-parallel degree is 1" in err
+    assert "zero.nn:" in err and "zero = 2" in err  # located at the setting, with its line
+    path.write_text(spec, encoding="utf-8")
+    assert main(["check", str(path)]) == 0 and "warning" not in capsys.readouterr().err
