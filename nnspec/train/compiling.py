@@ -9,7 +9,8 @@ in place, they hold the same keys as without compile.
 Inductor, torch.compile's default backend, builds code where it runs: C++ on the CPU, Triton
 kernels (with C launchers) on GPUs. Without the compiler the first step fails deep inside
 inductor; `require_compiler` says so before any work. Dropout under inductor draws its masks from
-its own generator (seeded from torch's, so runs stay reproducible and resume exactly), so a
+its own generator (seeded from torch's, so runs stay reproducible and resume to the same
+losses; with several CPU threads the resumed weights agree to rounding, not bit for bit), so a
 compiled run with dropout follows other masks than an eager one; without random layers the two
 agree to rounding.
 """

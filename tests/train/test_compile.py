@@ -106,8 +106,12 @@ def test_compiled_run_resumes_to_the_uninterrupted_end(runs, tmp_path):
                   resume=True)
     assert resumed == final
     a, b = load_file(comp / "model.safetensors"), load_file(tmp_path / "model.safetensors")
+    assert a.keys() == b.keys()
     for key in a:
-        assert torch.equal(a[key], b[key]), key
+        # to rounding, not bit for bit: with several OpenMP threads, inductor's CPU kernels of
+        # the resumed process sum in another order (measured: 7e-9 on one bias of 0.13, with 2
+        # threads; bit-equal with one)
+        torch.testing.assert_close(a[key], b[key], rtol=1e-6, atol=1e-7, msg=key)
 
 
 @pytest.fixture
