@@ -13,8 +13,6 @@ where one process does.
 from __future__ import annotations
 
 import csv
-import json
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -24,8 +22,8 @@ from safetensors.torch import load_file
 import nnspec
 from nnspec.cli import main as nnspec_main
 
-from .conftest import ROOT, subprocess_env
-from .test_distributed import DEEPSPEED, assert_clean_exit, free_port
+from .conftest import ROOT
+from .test_distributed import assert_clean_exit, launch_runs
 
 pytest.importorskip("deepspeed")
 SPEC = "specs/tiny_gpt_pipe.nn"
@@ -39,11 +37,7 @@ RUNS = {"zero0-eager": [TRAIN, {"zero": 0}],
 @pytest.fixture(scope="module")
 def launched(tmp_path_factory):
     out = tmp_path_factory.mktemp("compiled")
-    (out / "runs.json").write_text(json.dumps(RUNS))
-    cmd = [str(DEEPSPEED), "--num_accelerators", "2", "--master_port", str(free_port()),
-           "--module", "tests.train.compiled_runs", SPEC, str(out), str(out / "runs.json")]
-    r = subprocess.run(cmd, cwd=ROOT, env=subprocess_env(), capture_output=True, text=True,
-                       timeout=900)
+    r = launch_runs(out, RUNS, SPEC, module="tests.train.compiled_runs")
     return r, out
 
 

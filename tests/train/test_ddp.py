@@ -14,7 +14,6 @@ resumed. From the "comm" figures of their final.json (counted at torch's hooks a
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 import torch
@@ -24,8 +23,8 @@ import nnspec
 from nnspec.cli import main as nnspec_main
 from nnspec.train.safeload import safe_load
 
-from .conftest import ROOT, subprocess_env
-from .test_distributed import DEEPSPEED, assert_clean_exit, free_port
+from .conftest import ROOT
+from .test_distributed import assert_clean_exit, launch_runs
 
 pytest.importorskip("deepspeed")
 
@@ -57,11 +56,7 @@ DIGITS_MLP_PARAMS = 64 * 128 + 128 + 128 * 64 + 64 + 64 * 10 + 10
 @pytest.fixture(scope="module")
 def launch(tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp")
-    (out / "runs.json").write_text(json.dumps(RUNS))
-    cmd = [str(DEEPSPEED), "--num_accelerators", "2", "--master_port", str(free_port()),
-           "--module", "tests.train.several_runs", SPEC, str(out), str(out / "runs.json")]
-    r = subprocess.run(cmd, cwd=ROOT, env=subprocess_env(), capture_output=True, text=True,
-                       timeout=900)
+    r = launch_runs(out, RUNS, SPEC)
     assert_clean_exit(r)
     printed = dict(line.split(" ", 1) for line in r.stdout.splitlines()
                    if line.split(" ", 1)[0] in RUNS)

@@ -55,6 +55,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def launch_runs(out: Path, runs: dict, spec: str,
+                module: str = "tests.train.several_runs") -> subprocess.CompletedProcess:
+    """Several runs of `spec` in one launch of the runner with 2 ranks (tests/train/
+    several_runs.py: RUNS.json maps a name to [train, parallel, options]), written under `out`."""
+    (out / "runs.json").write_text(json.dumps(runs))
+    cmd = [str(DEEPSPEED), "--num_accelerators", "2", "--master_port", str(free_port()),
+           "--module", module, spec, str(out), str(out / "runs.json")]
+    return subprocess.run(cmd, cwd=ROOT, env=subprocess_env(), capture_output=True, text=True,
+                          timeout=900)
+
+
 def command(out: Path, parallel: dict, train: dict, *extra: str) -> list[str]:
     return [str(DEEPSPEED), "--num_accelerators", "2", "--master_port", str(free_port()),
             "--module", "nnspec.train", "specs/lenet5.nn", "--out", str(out), "--no-progress",
@@ -122,12 +133,8 @@ def digits_mlp_runs(tmp_path_factory):
     """digits_mlp trained with each of RUNS' settings by the same two ranks, one after another
     (tests/train/several_runs.py): one launch instead of four."""
     out = tmp_path_factory.mktemp("digits_mlp")
-    (out / "runs.json").write_text(json.dumps({name: [TRAIN, RUNS[name]] for name in RUNS}))
-    cmd = [str(DEEPSPEED), "--num_accelerators", "2", "--master_port", str(free_port()),
-           "--module", "tests.train.several_runs", "specs/digits_mlp.nn", str(out),
-           str(out / "runs.json")]
-    return subprocess.run(cmd, cwd=ROOT, env=subprocess_env(), capture_output=True, text=True,
-                          timeout=900), out
+    runs = {name: [TRAIN, RUNS[name]] for name in RUNS}
+    return launch_runs(out, runs, "specs/digits_mlp.nn"), out
 
 
 @pytest.mark.parametrize("name", list(RUNS))
